@@ -1,0 +1,68 @@
+"""ONNX for ONNX Runtime: the canonical model itself, run with the CPU execution provider."""
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..artifact import ModelArtifact
+from ..errors import MissingDependencyError
+from ..passes import register
+from ..passes.base import Pass, PassContext
+from ._versions import package_versions
+
+
+@dataclass(frozen=True)
+class Options:
+    pass
+
+
+@register
+class ConvertOnnx(Pass):
+    id = "convert.onnx"
+    summary = "Ship the prepared ONNX model for ONNX Runtime."
+    requires = ("onnx",)
+    Options = Options
+
+    def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
+        path = out_dir / "model.onnx"
+        shutil.copyfile(model.path, path)
+        files = [path]
+        data = model.path.with_name(model.path.name + ".data")
+        if data.exists():
+            shutil.copyfile(data, out_dir / data.name)
+            files.append(out_dir / data.name)
+        return model.derive(path=path, format="onnx", files=tuple(files))
+
+
+def session(path: Path, options=None):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependencyError("onnxruntime is not installed", "pip install onnxruntime") from None
+    so = options or ort.SessionOptions()
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def run_session(sess, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    names = [o.name for o in sess.get_outputs()]
+    feed = {i.name: inputs[i.name] for i in sess.get_inputs()}
+    return dict(zip(names, sess.run(names, feed)))
+
+
+MEASURED_WITH = "onnxruntime (CPU execution provider) on the build host"
+
+
+def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return run_session(session(artifact.path), inputs)
+
+
+def runtime_available() -> str | None:
+    return None if package_versions("onnxruntime") else "onnxruntime is not installed"
+
+
+def versions() -> dict[str, str]:
+    return package_versions("onnx", "onnxruntime")

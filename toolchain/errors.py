@@ -1,0 +1,73 @@
+"""The exception tree and the exit codes the CLI maps it to.
+
+Domain code raises these; only ``cli.py`` turns them into exit codes and one-line messages.
+"""
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    USAGE = 2
+    BAD_INPUT = 3
+    MISSING_DEPENDENCY = 4
+    PASS_FAILED = 5
+    PARITY_FAILED = 6
+    BUNDLE_FAILED = 7
+    INTERRUPTED = 130
+
+
+class StackcError(Exception):
+    """Base of every error stackc reports to a user: a message and an optional hint."""
+
+    exit_code = ExitCode.PASS_FAILED
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def one_line(self) -> str:
+        text = " ".join(self.message.split())
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class UsageError(StackcError):
+    """A command-line value that cannot be used (a bad --shape, an unknown input name)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InputError(StackcError):
+    """A model, target, recipe or data file that is missing, malformed or inconsistent."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class MissingDependencyError(StackcError):
+    """A Python package a pass or runtime needs is not installed."""
+
+    exit_code = ExitCode.MISSING_DEPENDENCY
+
+
+class PassError(StackcError):
+    """A pass (or converter) failed; the message names the pass and the steps before it."""
+
+    exit_code = ExitCode.PASS_FAILED
+
+
+class ParityError(StackcError):
+    """An artifact's outputs disagree with the reference beyond its policy."""
+
+    exit_code = ExitCode.PARITY_FAILED
+
+    def __init__(self, message: str, failures: list | None = None, hint: str | None = None):
+        super().__init__(message, hint)
+        self.failures = failures or []
+
+
+class BundleError(StackcError):
+    """A bundle cannot be written, read or verified."""
+
+    exit_code = ExitCode.BUNDLE_FAILED

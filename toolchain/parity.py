@@ -1,0 +1,177 @@
+"""Parity: the reference run, per-output metrics, and one ParityError listing every failing output.
+
+Names first, then shapes, then values, for every output; every failure is collected before
+anything is raised (optimum's ``_run_validation`` order, but a failure here fails the build).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, UsageError
+from .onnx_model import TensorSpec
+from .targets import ParityPolicy
+
+INT_SAMPLE_HIGH = 16  # random integer inputs are drawn from [0, 16): valid ids for any vocabulary
+
+
+def make_inputs(specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random inputs that respect each input's dtype and (concrete) shape."""
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for spec in specs:
+        shape = shapes.get(spec.name)
+        if shape is None:
+            raise UsageError(
+                f"input '{spec.name}' has dynamic dims {list(spec.shape or [])}; give them with --shape {spec.name}=D0,D1,..."
+            )
+        dtype = np.dtype(spec.dtype) if spec.dtype != "unknown" else np.dtype("float32")
+        if dtype == np.bool_:
+            value = rng.integers(0, 2, size=shape).astype(bool)
+        elif np.issubdtype(dtype, np.integer):
+            value = rng.integers(0, INT_SAMPLE_HIGH, size=shape).astype(dtype)
+        elif np.issubdtype(dtype, np.floating):
+            value = rng.standard_normal(size=shape).astype(dtype)
+        else:
+            raise UsageError(f"input '{spec.name}' has dtype {spec.dtype}; give samples with --inputs")
+        inputs[spec.name] = value
+    return inputs
+
+
+def load_inputs(path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Read user samples from an ``.npz`` whose keys are the model's input names."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            loaded = {k: np.asarray(data[k]) for k in data.files}
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except Exception as e:
+        raise InputError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
+    names = [s.name for s in specs]
+    missing = [n for n in names if n not in loaded]
+    extra = [k for k in loaded if k not in names]
+    if missing or extra:
+        raise InputError(f"{path}: keys must be the model's inputs {names}; missing {missing}, unexpected {extra}")
+    for spec in specs:
+        value = loaded[spec.name]
+        if spec.dtype != "unknown" and value.dtype != np.dtype(spec.dtype):
+            raise InputError(f"{path}: '{spec.name}' has dtype {value.dtype}, the model wants {spec.dtype}")
+        if spec.shape is not None:
+            ok = len(spec.shape) == value.ndim and all(
+                not isinstance(d, int) or d == v for d, v in zip(spec.shape, value.shape)
+            )
+            if not ok:
+                raise InputError(f"{path}: '{spec.name}' has shape {list(value.shape)}, the model wants {list(spec.shape)}")
+    return {n: loaded[n] for n in names}
+
+
+@dataclass
+class OutputResult:
+    name: str
+    passed: bool
+    reason: str = ""
+    shape: list[int] | None = None
+    max_abs: float | None = None
+    max_rel: float | None = None
+    mean_abs: float | None = None
+    cosine: float | None = None
+    snr_db: float | None = None
+    top1: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
+
+
+@dataclass
+class ParityResult:
+    artifact: str
+    policy: ParityPolicy
+    outputs: list[OutputResult]
+    measured_with: str
+
+    @property
+    def passed(self) -> bool:
+        return all(o.passed for o in self.outputs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "measured_with": self.measured_with,
+            "policy": self.policy.as_dict(),
+            "outputs": [o.as_dict() for o in self.outputs],
+        }
+
+
+def _looks_like_scores(ref: np.ndarray) -> bool:
+    return ref.ndim == 2 and ref.shape[-1] >= 2 and np.issubdtype(ref.dtype, np.floating)
+
+
+def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPolicy) -> OutputResult:
+    if tuple(ref.shape) != tuple(got.shape):
+        if ref.size == got.size and got.size > 0:
+            got = got.reshape(ref.shape)  # a runtime that squeezes or expands unit dims
+        else:
+            return OutputResult(name, False, f"shape {list(got.shape)} != reference {list(ref.shape)}", list(ref.shape))
+    result = OutputResult(name, True, shape=list(ref.shape))
+    if not np.issubdtype(ref.dtype, np.floating):
+        mismatches = int(np.count_nonzero(ref != got.astype(ref.dtype)))
+        result.max_abs = float(np.max(np.abs(ref.astype(np.float64) - got.astype(np.float64)))) if ref.size else 0.0
+        if mismatches:
+            result.passed, result.reason = False, f"{mismatches} of {ref.size} values differ"
+        return result
+    r = ref.astype(np.float64).ravel()
+    g = got.astype(np.float64).ravel()
+    if not np.all(np.isfinite(g) == np.isfinite(r)) or not np.array_equal(r[~np.isfinite(r)], g[~np.isfinite(r)]):
+        return OutputResult(name, False, "non-finite values differ from the reference", list(ref.shape))
+    finite = np.isfinite(r)
+    r, g = r[finite], g[finite]
+    diff = np.abs(r - g)
+    result.max_abs = float(diff.max()) if diff.size else 0.0
+    result.mean_abs = float(diff.mean()) if diff.size else 0.0
+    result.max_rel = float((diff / np.maximum(np.abs(r), 1e-12)).max()) if diff.size else 0.0
+    norms = np.linalg.norm(r) * np.linalg.norm(g)
+    result.cosine = float(np.dot(r, g) / norms) if norms > 0 else (1.0 if np.array_equal(r, g) else 0.0)
+    noise = float(np.sum((r - g) ** 2))
+    result.snr_db = float(10 * np.log10(np.sum(r**2) / noise)) if noise > 0 and np.sum(r**2) > 0 else None
+    if _looks_like_scores(ref):
+        result.top1 = float(np.mean(np.argmax(ref, axis=-1) == np.argmax(got, axis=-1)))
+    problems = []
+    if policy.max_abs is not None:
+        bad = diff > policy.max_abs + policy.max_rel * np.abs(r)
+        if bad.any():
+            problems.append(f"{int(bad.sum())} of {diff.size} values outside max_abs {policy.max_abs:g} + max_rel {policy.max_rel:g}")
+    if result.cosine < policy.min_cosine:
+        problems.append(f"cosine {result.cosine:.6f} < {policy.min_cosine}")
+    if policy.min_snr_db is not None and result.snr_db is not None and result.snr_db < policy.min_snr_db:
+        problems.append(f"SNR {result.snr_db:.1f} dB < {policy.min_snr_db} dB")
+    if policy.min_top1 is not None and result.top1 is not None and result.top1 < policy.min_top1:
+        problems.append(f"top-1 agreement {result.top1:.3f} < {policy.min_top1}")
+    if problems:
+        result.passed, result.reason = False, "; ".join(problems)
+    return result
+
+
+def compare(artifact: str, reference: dict[str, np.ndarray], actual: dict[str, np.ndarray],
+            policy: ParityPolicy, measured_with: str) -> ParityResult:
+    rows = []
+    for name, ref in reference.items():
+        if name not in actual:
+            rows.append(OutputResult(name, False, f"output missing (artifact gives {sorted(actual)[:6]})"))
+            continue
+        rows.append(compare_output(name, np.asarray(ref), np.asarray(actual[name]), policy))
+    return ParityResult(artifact, policy, rows, measured_with)
+
+
+def failure_table(results: list[ParityResult]) -> str:
+    """A plain-text table of every failing output, for the one ParityError a build raises."""
+    lines = [f"{'artifact':<18} {'output':<28} {'max_abs':>10} {'cosine':>10}  reason"]
+    for result in results:
+        for row in result.outputs:
+            if row.passed:
+                continue
+            max_abs = "-" if row.max_abs is None else f"{row.max_abs:.3g}"
+            cosine = "-" if row.cosine is None else f"{row.cosine:.6f}"
+            lines.append(f"{result.artifact:<18} {row.name[:28]:<28} {max_abs:>10} {cosine:>10}  {row.reason}")
+    return "\n".join(lines)

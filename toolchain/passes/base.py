@@ -1,0 +1,141 @@
+"""The pass contract: a public ``run`` around a private ``_run``.
+
+A pass takes a ModelArtifact and returns a new one written under its own work folder; it never
+changes its input. ``run`` checks what the pass needs and accepts, times it, logs it, checks the
+output exists, and wraps any foreign exception in a PassError naming the pass and the steps before it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..artifact import ModelArtifact
+from ..errors import InputError, MissingDependencyError, PassError, StackcError
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """For passes that take no options."""
+
+
+@dataclass
+class PassContext:
+    """What a pass may know about the build beyond its input model."""
+
+    work_dir: Path
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    target: Any = None          # targets.Target
+    variant: Any = None         # targets.Variant, for conversion passes
+    calibration: Any = None     # calibration data, for quantization passes
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("stackc"))
+    history: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    id: str
+    options: dict[str, Any]
+    seconds: float
+    notes: dict[str, Any]
+
+
+def _coerce(value: Any, hint: Any, where: str, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where, key)
+            except InputError:
+                continue
+        raise InputError(f"{where}: option '{key}' has the wrong type ({type(value).__name__})")
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise InputError(f"{where}: option '{key}' must be a list")
+        inner = args[0] if args else Any
+        return tuple(_coerce(v, inner, where, key) for v in value)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(hint, type) and (not isinstance(value, hint) or (isinstance(value, bool) and hint is not bool)):
+        raise InputError(f"{where}: option '{key}' must be {hint.__name__}, found {type(value).__name__}")
+    return value
+
+
+def parse_options(options_type: type, raw: dict[str, Any], where: str) -> Any:
+    """Build a frozen options dataclass from a recipe table; unknown keys name the known ones."""
+    known = {f.name: f for f in dataclasses.fields(options_type)}
+    hints = typing.get_type_hints(options_type)
+    for key in raw:
+        if key not in known:
+            names = ", ".join(sorted(known)) or "none"
+            raise InputError(f"{where}: unknown option '{key}' (known options: {names})")
+    values = {key: _coerce(value, hints[key], where, key) for key, value in raw.items()}
+    return options_type(**values)
+
+
+class Pass:
+    """Base class of every pass. Subclasses set the class attributes and implement ``_run``."""
+
+    id: ClassVar[str]
+    summary: ClassVar[str] = ""
+    accepts: ClassVar[frozenset[str]] = frozenset({"onnx"})
+    produces: ClassVar[str] = "onnx"
+    requires: ClassVar[tuple[str, ...]] = ()
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, options: dict[str, Any] | None = None, where: str | None = None):
+        self.raw_options = dict(options or {})
+        self.options = parse_options(self.Options, self.raw_options, where or f"pass '{self.id}'")
+
+    def run(self, model: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        self._check_requirements()
+        if model.format not in self.accepts:
+            raise PassError(f"pass '{self.id}' accepts {sorted(self.accepts)} models, got '{model.format}'")
+        out_dir = ctx.work_dir / f"{len(ctx.history):02d}-{self.id}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ctx.log.info("[%s] start", self.id)
+        started = time.perf_counter()
+        try:
+            result = self._run(model, ctx, out_dir)
+        except StackcError:
+            raise
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:
+            before = " -> ".join(ctx.history) or "nothing"
+            detail = " ".join(str(e).split())[:400] or type(e).__name__
+            raise PassError(f"pass '{self.id}' failed (after {before}): {type(e).__name__}: {detail}") from e
+        seconds = time.perf_counter() - started
+        missing = [p for p in result.all_files() if not p.exists()]
+        if missing:
+            raise PassError(f"pass '{self.id}' did not write {missing[0].name}")
+        ctx.history.append(self.id)
+        ctx.records.append(
+            {"id": self.id, "options": self.raw_options, "seconds": round(seconds, 3), "notes": result.facts.get(self.id, {})}
+        )
+        ctx.log.info("[%s] done", self.id)
+        return result
+
+    def _check_requirements(self) -> None:
+        for module in self.requires:
+            if importlib.util.find_spec(module.split(".")[0]) is None:
+                raise MissingDependencyError(
+                    f"pass '{self.id}' needs the Python package '{module}', which is not installed",
+                    f"pip install {module.replace('_', '-')}",
+                )
+
+    def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
+        raise NotImplementedError

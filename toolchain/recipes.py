@@ -1,0 +1,92 @@
+"""Recipes: ``recipes/*.toml``, an ordered list of steps validated in full before anything runs.
+
+``steps`` prepare the one ONNX model every backend converts; ``convert.<format>`` tables give
+options to the conversion pass of each variant of that format. Every step id must be registered
+and every option known, or loading fails with the known names.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._toml import Table, read_toml
+from .errors import InputError
+from .targets import target_dir
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def make_pass(self, where: str):
+        from .passes import get_pass
+
+        return get_pass(self.id)(self.options, where)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    steps: tuple[Step, ...]
+    convert: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "steps": [{"id": s.id, "options": s.options} for s in self.steps],
+            "convert": self.convert,
+        }
+
+
+def recipe_dir() -> Path:
+    return target_dir().parent / "recipes"
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in recipe_dir().glob("*.toml"))
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = recipe_dir() / f"{name_or_path}.toml"
+        if not path.is_file():
+            known = ", ".join(available_recipes())
+            raise InputError(f"unknown recipe '{name_or_path}' (known recipes: {known})")
+    recipe = parse_recipe(read_toml(path), path.name)
+    validate(recipe, path.name)
+    return recipe
+
+
+def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
+    table = Table(data, where)
+    steps = []
+    for i, raw in enumerate(table.get("steps", list)):
+        step = Table(raw, f"{where}: steps[{i}]")
+        steps.append(Step(step.get("id", str), dict(step.get("options", dict, {}))))
+        step.done()
+    convert = table.get("convert", dict, {})
+    for fmt, options in convert.items():
+        if not isinstance(options, dict):
+            raise InputError(f"{where}: convert.{fmt} must be a table of options")
+    recipe = Recipe(table.get("name", str), table.get("description", str), tuple(steps), dict(convert))
+    table.done()
+    return recipe
+
+
+def validate(recipe: Recipe, where: str) -> None:
+    """Construct every pass once so an unknown id or option fails before the first step runs."""
+    from .backends import backend, convert_pass_id
+    from .passes import get_pass
+
+    for i, step in enumerate(recipe.steps):
+        if step.id.startswith("convert."):
+            raise InputError(f"{where}: steps[{i}] '{step.id}': conversions come from the target's variants; "
+                             f"put their options in a [convert.<format>] table")
+        step.make_pass(f"{where}: steps[{i}] '{step.id}'")
+    for fmt, options in recipe.convert.items():
+        backend(fmt)
+        get_pass(convert_pass_id(fmt))(options, f"{where}: convert.{fmt}")
