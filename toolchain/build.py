@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -13,18 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
 from .artifact import ModelArtifact
 from .backends import backend, convert_pass_id, execute
-from .backends._versions import package_versions
-from .bundle import SCHEMA_VERSION, make_staging, publish, sha256_file, write_checksums, write_json, write_npz
+from .bundle import make_staging, publish, sha256_file
 from .errors import BundleError, InputError, ParityError, UsageError
+from .manifest import write_contents
 from .onnx_model import check_model, graph_inputs, graph_outputs, load_onnx, opsets
-from .parity import ParityResult, compare, failure_table, load_inputs, make_inputs
+from .parity import compare, failure_table, load_inputs, make_inputs
 from .passes import PassContext, get_pass
 from .passes.fix_shapes import concrete_shapes
 from .recipes import Recipe, load_recipe
 from .targets import ParityPolicy, Target, load_target
+from .variants import convert_all
 
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 PREPARATION_POLICY = ParityPolicy(max_abs=1e-5, max_rel=1e-4, min_cosine=0.99999)
@@ -41,6 +40,7 @@ class BuildRequest:
     inputs: Path | None = None
     seed: int = 0
     allow_parity_failure: bool = False
+    keep_going: bool = False
 
 
 @dataclass
@@ -68,19 +68,20 @@ def bundle_name(model: Path, version: str, target: str) -> str:
     return f"{stem}-{version}-{target}"
 
 
-def _resolve(request: BuildRequest) -> tuple[Target, Recipe, dict[str, Any]]:
+def _resolve(request: BuildRequest) -> tuple[Target, Recipe, tuple, dict[str, Any]]:
     """Load and validate everything a build needs before any work starts."""
     if not VERSION_PATTERN.match(request.version):
         raise UsageError(f"--version '{request.version}' is not a semantic version like 1.2.0")
     target = load_target(request.target)
     recipe = load_recipe(request.recipe or target.default_recipe)
+    variants = recipe.variants_for(target)
     convert_passes = {}
-    for variant in target.variants:
+    for variant in variants:
         backend(variant.format)
         options = {**variant.options, **recipe.convert.get(variant.format, {})}
         where = f"target {target.name}: variant {variant.name}"
         convert_passes[variant.name] = get_pass(convert_pass_id(variant.format))(options, where)
-    return target, recipe, convert_passes
+    return target, recipe, variants, convert_passes
 
 
 def build(request: BuildRequest, log: logging.Logger | None = None) -> BuildResult:
@@ -94,7 +95,7 @@ def build(request: BuildRequest, log: logging.Logger | None = None) -> BuildResu
 
 
 def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector) -> BuildResult:
-    target, recipe, convert_passes = _resolve(request)
+    target, recipe, variants, convert_passes = _resolve(request)
     source = load_onnx(request.model)
     check_model(source)
     input_specs, output_specs = graph_inputs(source), graph_outputs(source)
@@ -109,7 +110,7 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector)
     try:
         with tempfile.TemporaryDirectory(prefix="stackc-work-") as work:
             result = _convert_and_package(
-                request, target, recipe, convert_passes, source, input_specs, output_specs, inputs, staging,
+                request, target, recipe, variants, convert_passes, source, input_specs, output_specs, inputs, staging,
                 Path(work), log, collector,
             )
         final = Path(request.out) / name
@@ -147,7 +148,7 @@ def _reference(source_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np
         raise InputError(f"the source model does not run in onnxruntime: {detail}") from None
 
 
-def _convert_and_package(request, target, recipe, convert_passes, source, input_specs, output_specs, inputs,
+def _convert_and_package(request, target, recipe, variants, convert_passes, source, input_specs, output_specs, inputs,
                          staging: Path, work: Path, log, collector):
     reference = _reference(Path(request.model), inputs)
     ctx = PassContext(work_dir=work, shapes=dict(request.shapes), target=target, log=log)
@@ -160,118 +161,28 @@ def _convert_and_package(request, target, recipe, convert_passes, source, input_
     if not prepared.passed:
         raise ParityError("the prepared ONNX model disagrees with the source:\n" + failure_table([prepared]),
                           prepared.outputs)
-    results: list[tuple[Any, ModelArtifact, ParityResult]] = []
-    for variant in target.variants:
-        ctx.variant = variant
-        artifact = convert_passes[variant.name].run(model, ctx).derive(precision=variant.precision)
-        module = backend(variant.format)
-        started = time.perf_counter()
-        actual = execute(artifact, inputs)
-        ctx.records.append({"id": f"parity.{variant.name}", "options": {}, "seconds": round(time.perf_counter() - started, 3)})
-        parity = compare(variant.name, reference, actual, variant.parity, module.MEASURED_WITH)
-        log.info("[parity] %s: %s", variant.name, "pass" if parity.passed else "FAIL")
-        results.append((variant, artifact, parity))
-    failures = [p for _, _, p in results if not p.passed]
-    if failures and not request.allow_parity_failure:
-        raise ParityError(
-            f"{len(failures)} artifact(s) failed parity; no bundle written (use --allow-parity-failure to ship anyway):\n"
-            + failure_table(failures),
-            [row for p in failures for row in p.outputs if not row.passed],
-        )
+    outcomes = convert_all(variants, convert_passes, model, ctx, inputs, reference,
+                           keep_going=request.keep_going, allow_parity_failure=request.allow_parity_failure)
     started = time.perf_counter()
-    manifest = _package(request, target, recipe, ctx, source, input_specs, output_specs, inputs, reference,
-                        prepared, results, staging, collector)
-    ctx.records.append({"id": "package", "options": {}, "seconds": round(time.perf_counter() - started, 3)})
-    return manifest, ctx.records, bool(failures)
-
-
-def _copy_artifact(artifact: ModelArtifact, dest: Path, root: Path) -> list[dict[str, Any]]:
-    dest.mkdir(parents=True, exist_ok=True)
-    entries = []
-    for file in artifact.all_files():
-        target = dest / file.name
-        if file.is_dir():
-            shutil.copytree(file, target)
-            members = sorted(p for p in target.rglob("*") if p.is_file())
-        else:
-            shutil.copyfile(file, target)
-            members = [target]
-        for member in members:
-            entries.append({"path": member.relative_to(root).as_posix(), "sha256": sha256_file(member),
-                            "size": member.stat().st_size})
-    return entries
-
-
-def _package(request, target, recipe, ctx, source, input_specs, output_specs, inputs, reference, prepared,
-             results, staging: Path, collector) -> dict[str, Any]:
-    (staging / "parity").mkdir()
-    write_npz(staging / "parity" / "samples.npz", inputs)
-    write_npz(staging / "parity" / "reference.npz", reference)
-    artifacts = []
-    for variant, artifact, parity in results:
-        files = _copy_artifact(artifact, staging / "artifacts" / variant.name, staging)
-        main = (staging / "artifacts" / variant.name / artifact.path.name).relative_to(staging).as_posix()
-        artifacts.append({
-            "variant": variant.name,
-            "path": main,
-            "format": variant.format,
-            "precision": variant.precision,
-            "sha256": next(f["sha256"] for f in files if f["path"] == main),
-            "size": sum(f["size"] for f in files),
-            "files": files,
-            "runtime": {"name": variant.runtime.name, "min_version": variant.runtime.min_version},
-            "accelerator_apis": list(variant.accelerator_apis),
-            "os": list(variant.os),
-            "conversion": artifact.facts.get(convert_pass_id(variant.format), {}),
-            "parity": parity.as_dict(),
-        })
     model_path = Path(request.model)
-    versions = {"stackc": __version__, **package_versions("numpy", "onnx", "onnxruntime", "onnxslim")}
-    for variant, _, _ in results:
-        versions.update(backend(variant.format).versions())
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "bundle": {
-            "name": bundle_name(model_path, request.version, target.name),
-            "version": request.version,
-            "created": _created(),
-        },
-        "source": {
-            "file": model_path.name,
-            "sha256": sha256_file(model_path),
-            "size": model_path.stat().st_size,
-            "format": "onnx",
-            "ir_version": int(source.ir_version),
-            "opsets": opsets(source),
-            "producer": f"{source.producer_name} {source.producer_version}".strip(),
-            "inputs": [s.as_dict() for s in input_specs],
-            "outputs": [s.as_dict() for s in output_specs],
-        },
-        "target": {"name": target.name, "title": target.title, "layers": dict(target.layers)},
-        "preparation": {
-            "steps": [{"id": r["id"], "options": r["options"], "notes": r.get("notes", {})}
-                      for r in ctx.records if not r["id"].startswith(("convert.", "parity."))],
-            "parity": prepared.as_dict(),
-        },
-        "artifacts": artifacts,
-        "parity": {
-            "samples": "parity/samples.npz",
-            "reference": "parity/reference.npz",
-            "inputs_from": "file" if request.inputs else f"random (seed {request.seed})",
-            "reference_runtime": "onnxruntime CPU fp32 on the source model",
-            "allowed_failure": request.allow_parity_failure and any(not p.passed for _, _, p in results),
-        },
-        "recipe": {**recipe.as_dict(), "conversions": {v.name: convert_pass_id(v.format) for v, _, _ in results}},
-        "tools": dict(sorted(versions.items())),
+    source_entry = {
+        "file": model_path.name,
+        "sha256": sha256_file(model_path),
+        "size": model_path.stat().st_size,
+        "format": "onnx",
+        "ir_version": int(source.ir_version),
+        "opsets": opsets(source),
+        "producer": f"{source.producer_name} {source.producer_version}".strip(),
+        "inputs": [s.as_dict() for s in input_specs],
+        "outputs": [s.as_dict() for s in output_specs],
     }
-    write_json(staging / "manifest.json", manifest)
-    (staging / "build.log").write_text("\n".join(collector.lines) + "\n", encoding="utf-8")
-    write_checksums(staging)
-    return manifest
+    manifest = write_contents(
+        staging, name=bundle_name(model_path, request.version, target.name), request=request, target=target,
+        recipe=recipe, records=ctx.records, source=source_entry, inputs=inputs, reference=reference,
+        prepared=prepared, outcomes=outcomes, log_lines=collector.lines,
+    )
+    ctx.records.append({"id": "package", "options": {}, "seconds": round(time.perf_counter() - started, 3)})
+    parity_failed = any(o.parity is not None and not o.parity.passed for o in outcomes)
+    return manifest, ctx.records, parity_failed
 
 
-def _created() -> str | None:
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    if not epoch.isdigit():
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))

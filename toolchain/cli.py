@@ -161,16 +161,18 @@ def passes() -> None:
               help="Parity samples: an .npz whose keys are the model's input names.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random parity samples.")
 @click.option("--allow-parity-failure", is_flag=True, help="Write the bundle even if parity fails (recorded).")
+@click.option("--keep-going", is_flag=True, help="Ship the variants that succeed; the manifest lists the missing ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build result as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
-def build(model, target, recipe, out, bundle_version, shapes, inputs, seed, allow_parity_failure, as_json, quiet):
+def build(model, target, recipe, out, bundle_version, shapes, inputs, seed, allow_parity_failure, keep_going,
+          as_json, quiet):
     """Build MODEL for a target world into a versioned, checksummed bundle."""
     from .build import BuildRequest, build as run_build
 
     request = BuildRequest(
         model=model, target=target, recipe=recipe, out=out, version=bundle_version,
         shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, seed=seed,
-        allow_parity_failure=allow_parity_failure,
+        allow_parity_failure=allow_parity_failure, keep_going=keep_going,
     )
     result = run_build(request, _setup_logging(quiet or as_json))
     if as_json:
@@ -181,6 +183,8 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, seed, allo
     for artifact in result.manifest["artifacts"]:
         verdict = "parity ok" if artifact["parity"]["passed"] else "PARITY FAILED (allowed)"
         click.echo(f"  {artifact['variant']:<16} {artifact['path']:<44} {artifact['size']:>10} B  {verdict}")
+    for missing in result.manifest.get("missing", []):
+        click.echo(f"  {missing['variant']:<16} MISSING: {missing['reason']}")
     click.echo(f"bundle: {result.bundle}")
     click.echo(f"archive: {result.archive}")
 

@@ -6,13 +6,13 @@ and every option known, or loading fails with the known names.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ._toml import Table, read_toml
 from .errors import InputError
-from .targets import target_dir
+from .targets import PRECISIONS, Target, Variant, _parse_policy, target_dir
 
 
 @dataclass(frozen=True)
@@ -27,17 +27,59 @@ class Step:
 
 
 @dataclass(frozen=True)
+class VariantChange:
+    """A recipe's change to a world's variants: a copy of variant ``base`` named ``name`` with other
+    precision, parity policy or options; ``replace`` drops the base variant from the build."""
+
+    base: str
+    name: str
+    precision: str | None = None
+    parity: dict[str, Any] | None = field(default=None, hash=False)
+    options: dict[str, Any] = field(default_factory=dict, hash=False)
+    replace: bool = False
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     description: str
     steps: tuple[Step, ...]
     convert: dict[str, dict[str, Any]] = field(default_factory=dict, hash=False)
+    variants: tuple[VariantChange, ...] = ()
+
+    def variants_for(self, target: Target) -> tuple[Variant, ...]:
+        """The world's variants with this recipe's additions and replacements applied, in order."""
+        by_name = {v.name: v for v in target.variants}
+        result = list(target.variants)
+        for change in self.variants:
+            if change.base not in by_name:
+                known = ", ".join(by_name)
+                raise InputError(f"recipe {self.name}: variant '{change.name}' is based on '{change.base}', "
+                                 f"which target {target.name} does not have (its variants: {known})")
+            base = by_name[change.base]
+            policy = base.parity
+            if change.parity is not None:
+                from ._toml import Table
+
+                policy = _parse_policy(Table(change.parity, f"recipe {self.name}: variants.{change.name}.parity"))
+            variant = replace(base, name=change.name, precision=change.precision or base.precision, parity=policy,
+                              options={**base.options, **change.options})
+            if change.replace:
+                result = [variant if v.name == base.name else v for v in result]
+            else:
+                result.append(variant)
+        names = [v.name for v in result]
+        if len(names) != len(set(names)):
+            raise InputError(f"recipe {self.name}: variant names collide in target {target.name}: {names}")
+        return tuple(result)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "steps": [{"id": s.id, "options": s.options} for s in self.steps],
             "convert": self.convert,
+            "variants": [{k: v for k, v in change.__dict__.items() if v not in (None, {}, False)}
+                         for change in self.variants],
         }
 
 
@@ -72,7 +114,23 @@ def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
     for fmt, options in convert.items():
         if not isinstance(options, dict):
             raise InputError(f"{where}: convert.{fmt} must be a table of options")
-    recipe = Recipe(table.get("name", str), table.get("description", str), tuple(steps), dict(convert))
+    variants = []
+    for i, raw in enumerate(table.get("variants", list, [])):
+        entry = Table(raw, f"{where}: variants[{i}]")
+        change = VariantChange(
+            base=entry.get("from", str), name=entry.get("name", str),
+            precision=entry.get("precision", str, None), parity=entry.get("parity", dict, None),
+            options=dict(entry.get("options", dict, {})), replace=entry.get("replace", bool, False),
+        )
+        entry.done()
+        if change.precision is not None and change.precision not in PRECISIONS:
+            raise InputError(f"{where}: variants[{i}]: precision '{change.precision}' is not one of {', '.join(PRECISIONS)}")
+        if change.parity is not None:
+            from ._toml import Table as _T
+
+            _parse_policy(_T(change.parity, f"{where}: variants[{i}].parity"))
+        variants.append(change)
+    recipe = Recipe(table.get("name", str), table.get("description", str), tuple(steps), dict(convert), tuple(variants))
     table.done()
     return recipe
 

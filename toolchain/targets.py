@@ -85,6 +85,7 @@ class Target:
     shapes: ShapeDefaults
     variants: tuple[Variant, ...]
     default_recipe: str = "default"
+    origin: str = ""  # the file it was read from, so a worker process can load the same world
 
 
 def _data_dir() -> Path:
@@ -110,7 +111,7 @@ def load_target(name_or_path: str) -> Target:
         if not path.is_file():
             known = ", ".join(available_targets())
             raise InputError(f"unknown target '{name_or_path}' (known targets: {known})")
-    return parse_target(read_toml(path), str(path.name))
+    return parse_target(read_toml(path), str(path.name), origin=str(path.resolve()))
 
 
 def _parse_policy(table: Table) -> ParityPolicy:
@@ -151,7 +152,7 @@ def _parse_variant(data: Any, where: str) -> Variant:
     return variant
 
 
-def parse_target(data: dict[str, Any], where: str) -> Target:
+def parse_target(data: dict[str, Any], where: str, origin: str = "") -> Target:
     table = Table(data, where)
     layers_table = table.table("layers")
     layers = {layer: layers_table.get(layer, str) for layer in LAYERS}
@@ -179,6 +180,7 @@ def parse_target(data: dict[str, Any], where: str) -> Target:
         shapes=shapes,
         variants=variants,
         default_recipe=table.get("default_recipe", str, "default"),
+        origin=origin,
     )
     table.done()
     return target

@@ -33,6 +33,7 @@ class ConvertOpenVINO(Pass):
     summary = "Convert to OpenVINO IR with chosen weight storage and inference precision."
     requires = ("openvino",)
     Options = Options
+    isolate = True
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         import openvino as ov

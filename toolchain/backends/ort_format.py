@@ -29,6 +29,7 @@ class ConvertOrt(Pass):
     summary = "Convert to ORT format for ONNX Runtime Mobile (basic, portable optimisations)."
     requires = ("onnxruntime",)
     Options = Options
+    isolate = True
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         import onnxruntime as ort

@@ -32,10 +32,11 @@ class PassContext:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     target: Any = None          # targets.Target
     variant: Any = None         # targets.Variant, for conversion passes
-    calibration: Any = None     # calibration data, for quantization passes
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("stackc"))
     history: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable settings passes share (e.g. calibration source)
+    isolate: bool = True  # run passes that declare ``isolate`` in a child process (off: in-process, for debugging)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class Pass:
     produces: ClassVar[str] = "onnx"
     requires: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type] = NoOptions
+    isolate: ClassVar[bool] = False  # converters that may crash, hang or balloon run in a child process
 
     def __init__(self, options: dict[str, Any] | None = None, where: str | None = None):
         self.raw_options = dict(options or {})
@@ -109,7 +111,12 @@ class Pass:
         ctx.log.info("[%s] start", self.id)
         started = time.perf_counter()
         try:
-            result = self._run(model, ctx, out_dir)
+            if self.isolate and ctx.isolate:
+                from ..isolation import run_isolated
+
+                result = run_isolated(self, model, ctx, out_dir)
+            else:
+                result = self._run(model, ctx, out_dir)
         except StackcError:
             raise
         except KeyboardInterrupt:

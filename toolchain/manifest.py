@@ -1,0 +1,108 @@
+"""Assembling a bundle's contents in its staging folder: artifacts, parity samples, manifest, log."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .artifact import ModelArtifact
+from .backends import backend, convert_pass_id
+from .backends._versions import package_versions
+from .bundle import SCHEMA_VERSION, sha256_file, write_checksums, write_json, write_npz
+
+
+def copy_artifact(artifact: ModelArtifact, dest: Path, root: Path) -> list[dict[str, Any]]:
+    """Copy an artifact's files (or folders, such as .mlpackage) and list each file with its digest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for file in artifact.all_files():
+        target = dest / file.name
+        if file.is_dir():
+            shutil.copytree(file, target)
+            members = sorted(p for p in target.rglob("*") if p.is_file())
+        else:
+            shutil.copyfile(file, target)
+            members = [target]
+        for member in members:
+            entries.append({"path": member.relative_to(root).as_posix(), "sha256": sha256_file(member),
+                            "size": member.stat().st_size})
+    return entries
+
+
+def artifact_entry(outcome, staging: Path) -> dict[str, Any]:
+    variant, artifact = outcome.variant, outcome.artifact
+    files = copy_artifact(artifact, staging / "artifacts" / variant.name, staging)
+    main = (staging / "artifacts" / variant.name / artifact.path.name).relative_to(staging).as_posix()
+    main_digest = next((f["sha256"] for f in files if f["path"] == main), None)
+    if main_digest is None:  # a folder artifact: its digest is the digest of its file list
+        import hashlib
+
+        main_digest = hashlib.sha256("".join(f["sha256"] + f["path"] for f in files).encode()).hexdigest()
+    return {
+        "variant": variant.name,
+        "path": main,
+        "format": variant.format,
+        "precision": variant.precision,
+        "sha256": main_digest,
+        "size": sum(f["size"] for f in files),
+        "files": files,
+        "runtime": {"name": variant.runtime.name, "min_version": variant.runtime.min_version},
+        "accelerator_apis": list(variant.accelerator_apis),
+        "os": list(variant.os),
+        "conversion": artifact.facts.get(convert_pass_id(variant.format), {}),
+        "parity": outcome.parity.as_dict(),
+    }
+
+
+def missing_entry(outcome) -> dict[str, Any]:
+    return {"variant": outcome.variant.name, "format": outcome.variant.format,
+            "reason": outcome.error.message.splitlines()[0]}
+
+
+def created_time() -> str | None:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not epoch.isdigit():
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(epoch)))
+
+
+def write_contents(staging: Path, *, name: str, request, target, recipe, records, source: dict[str, Any],
+                   inputs, reference, prepared, outcomes, log_lines: list[str]) -> dict[str, Any]:
+    """Write everything but the archive into ``staging`` and return the manifest."""
+    (staging / "parity").mkdir()
+    write_npz(staging / "parity" / "samples.npz", inputs)
+    write_npz(staging / "parity" / "reference.npz", reference)
+    shipped = [o for o in outcomes if o.shipped]
+    versions = {"stackc": __version__, **package_versions("numpy", "onnx", "onnxruntime", "onnxslim")}
+    for outcome in shipped:
+        versions.update(backend(outcome.variant.format).versions())
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "bundle": {"name": name, "version": request.version, "created": created_time()},
+        "source": source,
+        "target": {"name": target.name, "title": target.title, "layers": dict(target.layers)},
+        "preparation": {
+            "steps": [{"id": r["id"], "options": r["options"], "notes": r.get("notes", {})}
+                      for r in records if not r["id"].startswith(("convert.", "parity.", "package"))],
+            "parity": prepared.as_dict(),
+        },
+        "artifacts": [artifact_entry(o, staging) for o in shipped],
+        "missing": [missing_entry(o) for o in outcomes if not o.shipped],
+        "parity": {
+            "samples": "parity/samples.npz",
+            "reference": "parity/reference.npz",
+            "inputs_from": "file" if request.inputs else f"random (seed {request.seed})",
+            "reference_runtime": "onnxruntime CPU fp32 on the source model",
+            "allowed_failure": request.allow_parity_failure and any(not o.parity.passed for o in shipped),
+        },
+        "recipe": {**recipe.as_dict(),
+                   "conversions": {o.variant.name: convert_pass_id(o.variant.format) for o in outcomes}},
+        "tools": dict(sorted(versions.items())),
+    }
+    write_json(staging / "manifest.json", manifest)
+    (staging / "build.log").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
+    write_checksums(staging)
+    return manifest
