@@ -41,6 +41,7 @@ class BuildRequest:
     seed: int = 0
     allow_parity_failure: bool = False
     keep_going: bool = False
+    calibration: Path | None = None  # .npz, folder of .npy or images; None: seeded random (accuracy unproven)
 
 
 @dataclass
@@ -151,7 +152,9 @@ def _reference(source_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np
 def _convert_and_package(request, target, recipe, variants, convert_passes, source, input_specs, output_specs, inputs,
                          staging: Path, work: Path, log, collector):
     reference = _reference(Path(request.model), inputs)
-    ctx = PassContext(work_dir=work, shapes=dict(request.shapes), target=target, log=log)
+    ctx = PassContext(work_dir=work, shapes=dict(request.shapes), target=target, log=log,
+                      extras={"calibration": str(request.calibration) if request.calibration else None,
+                              "seed": request.seed})
     model = ModelArtifact(Path(request.model), "onnx")
     for i, step in enumerate(recipe.steps):
         model = step.make_pass(f"recipe {recipe.name}: steps[{i}] '{step.id}'").run(model, ctx)

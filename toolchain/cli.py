@@ -159,19 +159,21 @@ def passes() -> None:
               help="Concrete dims for an input, e.g. input=1,3,224,224 (repeatable).")
 @click.option("--inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Parity samples: an .npz whose keys are the model's input names.")
+@click.option("--calibration", type=click.Path(exists=True, path_type=Path),
+              help="Quantization calibration data: an .npz (keys = input names), a folder of .npy, or of images.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random parity samples.")
 @click.option("--allow-parity-failure", is_flag=True, help="Write the bundle even if parity fails (recorded).")
 @click.option("--keep-going", is_flag=True, help="Ship the variants that succeed; the manifest lists the missing ones.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build result as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
-def build(model, target, recipe, out, bundle_version, shapes, inputs, seed, allow_parity_failure, keep_going,
+def build(model, target, recipe, out, bundle_version, shapes, inputs, calibration, seed, allow_parity_failure, keep_going,
           as_json, quiet):
     """Build MODEL for a target world into a versioned, checksummed bundle."""
     from .build import BuildRequest, build as run_build
 
     request = BuildRequest(
         model=model, target=target, recipe=recipe, out=out, version=bundle_version,
-        shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, seed=seed,
+        shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration, seed=seed,
         allow_parity_failure=allow_parity_failure, keep_going=keep_going,
     )
     result = run_build(request, _setup_logging(quiet or as_json))
