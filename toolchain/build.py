@@ -40,6 +40,7 @@ class BuildRequest:
     inputs: Path | None = None
     seed: int = 0
     allow_parity_failure: bool = False
+    sign_key: Path | None = None
     keep_going: bool = False
     calibration: Path | None = None  # .npz, folder of .npy or images; None: seeded random (accuracy unproven)
 
@@ -89,14 +90,19 @@ def build(request: BuildRequest, log: logging.Logger | None = None) -> BuildResu
     log = log or logging.getLogger("stackc")
     collector = _LogCollector()
     log.addHandler(collector)
+    level = log.level
+    if not log.isEnabledFor(logging.INFO):  # build.log must not depend on how the caller set up logging
+        log.setLevel(logging.INFO)
     try:
         return _build(request, log, collector)
     finally:
         log.removeHandler(collector)
+        log.setLevel(level)
 
 
 def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector) -> BuildResult:
     target, recipe, variants, convert_passes = _resolve(request)
+    signing_key = _signing_key(request)
     source = load_onnx(request.model)
     check_model(source)
     input_specs, output_specs = graph_inputs(source), graph_outputs(source)
@@ -104,6 +110,8 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector)
     sample_shapes = concrete_shapes(input_specs, request.shapes, target, fix_all=True)
     if request.inputs:
         inputs = load_inputs(request.inputs, input_specs)
+        if target.shapes.static:
+            request.shapes = _shapes_from_samples(request.shapes, inputs, input_specs)
     else:
         inputs = make_inputs(input_specs, sample_shapes, request.seed)
     name = bundle_name(request.model, request.version, target.name)
@@ -114,6 +122,10 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector)
                 request, target, recipe, variants, convert_passes, source, input_specs, output_specs, inputs, staging,
                 Path(work), log, collector,
             )
+        if signing_key is not None:
+            from .signing import write_signature
+
+            write_signature(staging, signing_key)
         final = Path(request.out) / name
         archive = Path(request.out) / f"{name}.tar.gz"
         try:
@@ -125,6 +137,29 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _signing_key(request: BuildRequest):
+    """Load the --sign key before any work, so a wrong key fails in a second, not after the converters."""
+    if request.sign_key is None:
+        return None
+    from .signing import load_private_key
+
+    return load_private_key(request.sign_key)
+
+
+def _shapes_from_samples(shapes, inputs, input_specs):
+    """A static world fixes dynamic dims to the --inputs samples' shapes, not to its defaults (else they could not run)."""
+    result = dict(shapes)
+    for spec in input_specs:
+        actual = tuple(int(d) for d in inputs[spec.name].shape)
+        given = result.get(spec.name)
+        if given is not None and tuple(given) != actual:
+            raise UsageError(f"--shape {spec.name}={','.join(map(str, given))} disagrees with --inputs, "
+                             f"whose '{spec.name}' has shape {list(actual)}")
+        if not spec.is_static:
+            result[spec.name] = actual
+    return result
 
 
 def _name_unnamed_shape(shapes, input_specs):

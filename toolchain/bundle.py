@@ -29,6 +29,9 @@ CHECKSUMS = "SHA256SUMS"
 ARCHIVE_SUFFIX = ".tar.gz"
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 MAX_ARCHIVE_MEMBER = 16 * 2**30
+MAX_ARCHIVE_TOTAL = 64 * 2**30
+MAX_ARCHIVE_MEMBERS = 100_000
+PARTIAL = ".partial-"
 
 
 def sha256_file(path: Path) -> str:
@@ -77,12 +80,13 @@ def _archive_mtime() -> int:
     return int(value) if value.isdigit() else 0
 
 
-def write_archive(root: Path, archive: Path) -> None:
-    """A tar.gz of ``root`` whose bytes depend only on the files: sorted, fixed owners, modes, times."""
+def write_archive(root: Path, archive: Path, top: str | None = None) -> None:
+    """A tar.gz of ``root`` under folder ``top`` (default: root's name) whose bytes depend only on the
+    files: sorted entries, fixed owners, modes and times."""
     mtime = _archive_mtime()
     with open(archive, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=mtime) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            top = root.name
+            top = top or root.name
             for rel in [""] + _all_dirs_and_files(root):
                 path = root / rel if rel else root
                 info = tarfile.TarInfo(f"{top}/{rel}".rstrip("/"))
@@ -103,27 +107,84 @@ def _all_dirs_and_files(root: Path) -> list[str]:
 def publish(staging: Path, final: Path, archive: Path) -> None:
     """Move a complete staging folder to its final path; a previous bundle there is replaced whole.
 
-    Nothing at ``final`` is ever partial: the folder appears by one rename, the archive by another.
+    Nothing at ``final`` is ever partial, whenever the process dies (even ``kill -9``): the archive
+    appears by one rename, the folder by an atomic exchange with the previous one (Linux
+    ``renameat2(RENAME_EXCHANGE)``), so ``final`` always holds the old or the new bundle; the old
+    one then sits at the staging path (a ``.partial-`` folder) until it is removed. Where the
+    exchange is unavailable, two renames leave ``final`` briefly absent, never partial.
     """
-    tmp_archive = staging.parent / f".{archive.name}.partial-{os.getpid()}"
-    write_archive(staging, tmp_archive)
+    tmp_archive = staging.parent / f".{archive.name}{PARTIAL}{os.getpid()}"
+    try:
+        write_archive(staging, tmp_archive, final.name)
+        os.replace(tmp_archive, archive)
+    finally:
+        tmp_archive.unlink(missing_ok=True)
+    if final.is_dir() and not final.is_symlink() and _exchange(staging, final):
+        shutil.rmtree(staging, ignore_errors=True)
+        return
     old = None
-    if final.exists():
-        old = final.parent / f".{final.name}.old-{os.getpid()}"
+    if final.exists() or final.is_symlink():
+        old = final.parent / f".{final.name}{PARTIAL}{os.getpid()}-old"
         os.replace(final, old)
     os.replace(staging, final)
-    os.replace(tmp_archive, archive)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    result = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    return result == 0
+
+
 def make_staging(out_dir: Path, name: str) -> Path:
+    """A fresh ``.<name>.partial-<pid>-*`` folder in the output folder, after removing dead builds' ones."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=out_dir))
+        remove_stale_partials(out_dir)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}{PARTIAL}{os.getpid()}-", dir=out_dir))
+        staging.chmod(0o755)
     except OSError as e:
         raise BundleError(f"cannot write to the output folder {out_dir}: {e.strerror or e}") from None
     return staging
+
+
+def remove_stale_partials(out_dir: Path) -> list[Path]:
+    """Remove ``.*.partial-<pid>*`` leftovers of builds that were killed (their process is gone)."""
+    removed = []
+    for entry in Path(out_dir).glob(f".*{PARTIAL}*"):
+        pid_text = entry.name.rpartition(PARTIAL)[2].split("-")[0]
+        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -135,21 +196,34 @@ class OpenedBundle:
     manifest: dict[str, Any]
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
+    @property
+    def is_archive(self) -> bool:
+        return self._tmp is not None
+
     def close(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
 
 
-def _safe_extract(archive: Path, into: Path) -> Path:
+def _safe_extract(archive: Path, into: Path, max_member: int = MAX_ARCHIVE_MEMBER,
+                  max_total: int = MAX_ARCHIVE_TOTAL, max_members: int = MAX_ARCHIVE_MEMBERS) -> Path:
+    """Extract a bundle archive refusing links, devices, absolute or ``..`` names and oversize content."""
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            members = tar.getmembers()
-            for member in members:
+            members, total = [], 0
+            for member in tar:
+                members.append(member)
+                if len(members) > max_members:
+                    raise BundleError(f"{archive.name}: more than {max_members} members; refused")
                 if not (member.isfile() or member.isdir()):
                     raise BundleError(f"{archive.name}: member '{member.name}' is a link or device; refused")
-                if member.size > MAX_ARCHIVE_MEMBER:
-                    raise BundleError(f"{archive.name}: member '{member.name}' is too large")
-            tar.extractall(into, filter="data")
+                parts = Path(member.name).parts
+                if member.name.startswith(("/", "\\")) or ".." in parts or not parts:
+                    raise BundleError(f"{archive.name}: member '{member.name}' points outside the bundle; refused")
+                total += member.size
+                if member.size > max_member or total > max_total:
+                    raise BundleError(f"{archive.name}: member '{member.name}' is too large; refused")
+            tar.extractall(into, members=members, filter="data")
     except BundleError:
         raise
     except (tarfile.TarError, OSError, EOFError, ValueError) as e:

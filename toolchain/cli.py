@@ -17,15 +17,41 @@ from .errors import ExitCode, StackcError, UsageError
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input or config, 4 missing dependency, "
-    "5 pass failed, 6 parity failed, 7 bundle or verify failed, 130 interrupted."
+    "5 pass failed, 6 parity failed, 7 bundle or verify failed, 8 no artifact fits the device, "
+    "130 interrupted (SIGINT), 143 terminated (SIGTERM)."
 )
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every ``finally`` cleans up; exits 143 instead of 130."""
+
+
+def _on_signal(signum, frame):
+    import signal
+
+    # A second signal must not cut the cleanup short: ignore both until the command returns.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def _install_signal_handlers() -> dict:
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 class StackcGroup(click.Group):
     """Turns every stackc error into one line on stderr and its documented exit code."""
 
     def invoke(self, ctx: click.Context):
+        import signal
+
         debug = "--debug" in sys.argv[1:]
+        previous = _install_signal_handlers()
         try:
             return super().invoke(ctx)
         except StackcError as e:
@@ -37,9 +63,10 @@ class StackcGroup(click.Group):
         except BrokenPipeError:  # `stackc targets | head`
             sys.stderr.close()
             ctx.exit(0)
-        except KeyboardInterrupt:
-            click.echo("stackc: interrupted", err=True)
-            ctx.exit(int(ExitCode.INTERRUPTED))
+        except KeyboardInterrupt as e:
+            terminated = isinstance(e, Terminated)
+            click.echo("stackc: terminated" if terminated else "stackc: interrupted", err=True)
+            ctx.exit(int(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED))
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as e:  # a bug: still one line unless --debug
@@ -48,6 +75,9 @@ class StackcGroup(click.Group):
             detail = " ".join(str(e).split())[:300]
             click.echo(f"stackc: internal error: {type(e).__name__}: {detail} (rerun with --debug for the traceback)", err=True)
             ctx.exit(1)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _print_detail(error: StackcError) -> None:
@@ -61,7 +91,9 @@ def _setup_logging(quiet: bool) -> logging.Logger:
     log = logging.getLogger("stackc")
     log.setLevel(logging.INFO)
     log.propagate = False
-    if not quiet and not any(getattr(h, "_stackc_console", False) for h in log.handlers):
+    for old in [h for h in log.handlers if getattr(h, "_stackc_console", False)]:
+        log.removeHandler(old)  # a second run in one process (tests, API) must not write to a stale stderr
+    if not quiet:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("stackc: %(message)s"))
         handler._stackc_console = True  # type: ignore[attr-defined]
@@ -164,17 +196,19 @@ def passes() -> None:
 @click.option("--seed", default=0, show_default=True, help="Seed of the random parity samples.")
 @click.option("--allow-parity-failure", is_flag=True, help="Write the bundle even if parity fails (recorded).")
 @click.option("--keep-going", is_flag=True, help="Ship the variants that succeed; the manifest lists the missing ones.")
+@click.option("--sign", "sign_key", type=click.Path(dir_okay=False, path_type=Path), metavar="KEY",
+              help="Sign the bundle with this private key (see 'stackc keygen'): writes bundle.sig.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build result as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def build(model, target, recipe, out, bundle_version, shapes, inputs, calibration, seed, allow_parity_failure, keep_going,
-          as_json, quiet):
+          sign_key, as_json, quiet):
     """Build MODEL for a target world into a versioned, checksummed bundle."""
     from .build import BuildRequest, build as run_build
 
     request = BuildRequest(
         model=model, target=target, recipe=recipe, out=out, version=bundle_version,
         shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration, seed=seed,
-        allow_parity_failure=allow_parity_failure, keep_going=keep_going,
+        allow_parity_failure=allow_parity_failure, keep_going=keep_going, sign_key=sign_key,
     )
     result = run_build(request, _setup_logging(quiet or as_json))
     if as_json:
@@ -228,15 +262,49 @@ def inspect(bundle, as_json):
         opened.close()
 
 
+def device_options(command):
+    """--device PROFILE and the flags that describe (or override) a device."""
+    options = [
+        click.option("--device", "device_profile", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     metavar="PROFILE", help="Device profile (.toml or .json): os, os_version, arch, glibc, "
+                                             "runtimes, accelerator_apis."),
+        click.option("--os", "device_os", help="Device OS: android, ios, macos, windows, linux."),
+        click.option("--os-version", help="Device OS version, e.g. 15.4 or 10.0.19045."),
+        click.option("--arch", help="Device CPU architecture, e.g. arm64, x86_64, armv7."),
+        click.option("--glibc", help="Device glibc version (Linux), e.g. 2.31."),
+        click.option("--runtime", "device_runtimes", multiple=True, metavar="NAME=VERSION",
+                     help="A runtime on the device, e.g. onnxruntime=1.20.1 (repeatable)."),
+        click.option("--api", "device_apis", multiple=True, help="An accelerator API the device has (repeatable)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _device(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required: bool):
+    from .compat import load_device
+
+    if not required and device_profile is None and not device_os:
+        return None
+    return load_device(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis)
+
+
 @main.command()
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--key", "public_key", type=click.Path(dir_okay=False, path_type=Path), metavar="PUB",
+              help="Also require bundle.sig to be a valid signature by this public key over every file.")
+@device_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable verdict.")
-def verify(bundle, as_json):
-    """Check every checksum and the manifest's consistency; exit 7 on any problem."""
-    from .errors import BundleError
+def verify(bundle, public_key, device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, as_json):
+    """Check every checksum, the manifest, and with --key the signature; exit 7 on any problem.
+
+    With a device (--device or --os ...) also say which artifact it should load; exit 8 if none fits.
+    """
+    from .errors import BundleError, IncompatibleError
     from .verify import verify_bundle
 
-    verdict = verify_bundle(bundle)
+    device = _device(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required=False)
+    verdict = verify_bundle(bundle, public_key, device)
     if as_json:
         click.echo(json.dumps(verdict.as_dict(), indent=2))
     if not verdict.ok:
@@ -246,7 +314,81 @@ def verify(bundle, as_json):
         raise BundleError(f"{bundle}: verification failed: {verdict.problems[0]}"
                           + (f" (+{len(verdict.problems) - 1} more)" if len(verdict.problems) > 1 else ""))
     if not as_json:
-        click.echo(f"ok: {verdict.checked_files} files match their checksums; manifest consistent")
+        signature = "; signature valid" if verdict.signature_checked else (
+            "; signed (pass --key to check the signature)" if verdict.signed else "")
+        click.echo(f"ok: {verdict.checked_files} files match their checksums; manifest consistent{signature}")
+    if device is not None:
+        if not as_json:
+            _print_fits(verdict.device_fits, verdict.selected)
+        if verdict.selected is None:
+            raise IncompatibleError(f"no artifact of this bundle fits the device ({device.describe()}): "
+                                    + "; ".join(f"{f['variant']}: {', '.join(f['reasons'])}"
+                                                for f in verdict.device_fits))
+
+
+def _print_fits(fits: list[dict], selected: str | None) -> None:
+    for fit in fits:
+        if fit["variant"] == selected:
+            extra = f" (accelerated by {', '.join(fit['accelerated_by'])})" if fit["accelerated_by"] else ""
+            click.echo(f"load: {fit['path']} [{fit['variant']}]{extra}")
+    for fit in fits:
+        if fit["variant"] != selected:
+            why = ", ".join(fit["reasons"]) or "fits, but another artifact is preferred"
+            click.echo(f"  not {fit['variant']}: {why}")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@device_options
+@click.option("--json", "as_json", is_flag=True, help="Print the choice and every artifact's verdict as JSON.")
+def select(bundle, device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, as_json):
+    """Which artifact of BUNDLE a device should load, or why none fits (exit 8).
+
+    Reads only the manifest; run 'stackc verify' first to check the files.
+    """
+    from .bundle import open_bundle
+    from .compat import select as select_artifact
+
+    device = _device(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required=True)
+    opened = open_bundle(bundle)
+    try:
+        chosen, fits = select_artifact(opened.manifest, device)
+    finally:
+        opened.close()
+    if as_json:
+        click.echo(json.dumps({"device": device.describe(), "selected": chosen.variant, "path": chosen.path,
+                               "artifacts": [f.as_dict() for f in fits]}, indent=2))
+        return
+    _print_fits([f.as_dict() for f in fits], chosen.variant)
+
+
+@main.command()
+@click.argument("key", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--public", "public_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where the public key goes (default: KEY with .pub as suffix).")
+def keygen(key, public_path):
+    """Create a signing key pair offline: KEY (private, mode 0600) and KEY.pub (give it to verifiers)."""
+    from .signing import generate_key
+
+    public_path = public_path or key.with_suffix(".pub")
+    hint = generate_key(key, public_path)
+    click.echo(f"private key: {key}")
+    click.echo(f"public key: {public_path} (key hint {hint[:16]}…)")
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--key", "private_key", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The private key (see 'stackc keygen').")
+def sign(bundle, private_key):
+    """Sign a built bundle (folder or .tar.gz): writes bundle.sig, after checking every checksum.
+
+    Signing a folder also rebuilds its sibling .tar.gz, so both hold the same signed content.
+    """
+    from .signing import sign_bundle
+
+    for path in sign_bundle(bundle, private_key):
+        click.echo(f"signed: {path}")
 
 
 @main.command()

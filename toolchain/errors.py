@@ -15,7 +15,9 @@ class ExitCode(enum.IntEnum):
     PASS_FAILED = 5
     PARITY_FAILED = 6
     BUNDLE_FAILED = 7
+    INCOMPATIBLE = 8
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class StackcError(Exception):
@@ -29,7 +31,9 @@ class StackcError(Exception):
         self.hint = hint
 
     def one_line(self) -> str:
-        text = " ".join(self.message.split())
+        """The headline: the message's first line (a parity table after it is detail, not headline)."""
+        first = self.message.strip().splitlines()[0] if self.message.strip() else type(self).__name__
+        text = " ".join(first.split())
         return f"{text} ({self.hint})" if self.hint else text
 
 
@@ -71,3 +75,9 @@ class BundleError(StackcError):
     """A bundle cannot be written, read or verified."""
 
     exit_code = ExitCode.BUNDLE_FAILED
+
+
+class IncompatibleError(StackcError):
+    """No artifact of a bundle fits the described device (OS, architecture, runtime floors)."""
+
+    exit_code = ExitCode.INCOMPATIBLE

@@ -150,6 +150,28 @@ def _tail(log_path: Path) -> str:
     return "\n--- last lines of the pass log ---\n" + "\n".join(lines[-LOG_TAIL_LINES:])
 
 
+ADDR_NO_RANDOMIZE = 0x0040000
+
+
+def _without_address_randomization() -> None:
+    """Re-exec this worker with address-space randomisation off (Linux), so converters whose output
+    order follows hash tables seeded by addresses (ONNX Runtime's ORT-format writer) write the same
+    bytes every run. Elsewhere, or if the kernel refuses, carry on as is."""
+    if not sys.platform.startswith("linux") or os.environ.get("STACKC_NO_ASLR_DONE"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        current = libc.personality(0xFFFFFFFF)
+        if current == -1 or libc.personality(current | ADDR_NO_RANDOMIZE) == -1:
+            return
+    except (OSError, AttributeError):
+        return
+    os.environ["STACKC_NO_ASLR_DONE"] = "1"
+    os.execv(sys.executable, [sys.executable, "-m", "toolchain.isolation", *sys.argv[1:]])
+
+
 def _child(request_path: str) -> int:
     """The worker side: rebuild the pass and its context, run ``_run``, write the outcome as JSON."""
     import logging
@@ -192,4 +214,5 @@ def _child(request_path: str) -> int:
 
 
 if __name__ == "__main__":
+    _without_address_randomization()
     sys.exit(_child(sys.argv[1]))

@@ -52,6 +52,7 @@ def artifact_entry(outcome, staging: Path) -> dict[str, Any]:
         "runtime": {"name": variant.runtime.name, "min_version": variant.runtime.min_version},
         "accelerator_apis": list(variant.accelerator_apis),
         "os": list(variant.os),
+        "platforms": [p.as_dict() for p in variant.platforms],
         "conversion": artifact.facts.get(convert_pass_id(variant.format), {}),
         "parity": outcome.parity.as_dict(),
     }

@@ -123,7 +123,7 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
         return result
     r = ref.astype(np.float64).ravel()
     g = got.astype(np.float64).ravel()
-    if not np.all(np.isfinite(g) == np.isfinite(r)) or not np.array_equal(r[~np.isfinite(r)], g[~np.isfinite(r)]):
+    if not np.all(np.isfinite(g) == np.isfinite(r)) or not np.array_equal(r[~np.isfinite(r)], g[~np.isfinite(r)], equal_nan=True):
         return OutputResult(name, False, "non-finite values differ from the reference", list(ref.shape))
     finite = np.isfinite(r)
     r, g = r[finite], g[finite]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._toml import Table, read_toml
+from .compat import Platform, parse_platforms
 from .errors import InputError
 
 LAYERS = (
@@ -62,6 +63,7 @@ class Variant:
     os: tuple[str, ...]
     parity: ParityPolicy
     options: dict[str, Any] = field(default_factory=dict, hash=False)
+    platforms: tuple[Platform, ...] = ()  # machine-readable OS floors (compat.py); required in target files
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ def _parse_variant(data: Any, where: str) -> Variant:
         os=table.strings("os"),
         parity=_parse_policy(table.table("parity")),
         options=dict(table.get("options", dict, {})),
+        platforms=parse_platforms(table.get("platforms", list), where),
     )
     table.done()
     return variant

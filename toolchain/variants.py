@@ -1,14 +1,19 @@
 """Converting the prepared model into every variant of a world and judging each by parity.
 
-Each variant is converted, run in its real runtime and compared with the reference. With
+Variants are independent, so they convert in parallel worker threads (each isolated converter is
+its own child process), bounded by the CPU count and by free memory. Each variant logs into its
+own buffer, replayed in variant order, so build.log does not depend on scheduling. With
 ``keep_going`` a variant that fails (conversion, runtime or parity) is dropped and reported as
 missing; otherwise the first failure ends the build.
 """
 from __future__ import annotations
 
 import copy
+import os
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +24,8 @@ from .errors import MissingDependencyError, ParityError, PassError, StackcError
 from .parity import ParityResult, compare, failure_table
 from .passes import PassContext
 
+MIN_FREE_MEMORY = 2 * 2**30  # do not start another converter with less free memory than this
+
 
 @dataclass
 class VariantOutcome:
@@ -26,37 +33,90 @@ class VariantOutcome:
     artifact: ModelArtifact | None = None
     parity: ParityResult | None = None
     error: StackcError | None = None
+    log_lines: list[str] = field(default_factory=list)
 
     @property
     def shipped(self) -> bool:
         return self.artifact is not None and self.error is None
 
 
+class BufferedLog:
+    """The ``info`` part of a logger, kept in memory until the variant's lines can be replayed in order."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def info(self, message: str, *args: Any) -> None:
+        self.lines.append(message % args if args else message)
+
+
+def default_jobs() -> int:
+    value = os.environ.get("STACKC_JOBS", "")
+    return max(1, int(value)) if value.isdigit() else (os.cpu_count() or 1)
+
+
 def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContext,
                     inputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> VariantOutcome:
+    log = BufferedLog()
     ctx = copy.copy(ctx)
-    ctx.variant = variant
+    ctx.variant, ctx.log, ctx.history = variant, log, list(ctx.history)
+    outcome = VariantOutcome(variant, log_lines=log.lines)
     artifact = convert_pass.run(model, ctx).derive(precision=variant.precision)
     started = time.perf_counter()
     actual = execute(artifact, inputs)
     ctx.records.append({"id": f"parity.{variant.name}", "options": {}, "seconds": round(time.perf_counter() - started, 3)})
-    parity = compare(variant.name, reference, actual, variant.parity, backend(variant.format).MEASURED_WITH)
-    ctx.log.info("[parity] %s: %s", variant.name, "pass" if parity.passed else "FAIL")
-    return VariantOutcome(variant, artifact, parity)
+    outcome.parity = compare(variant.name, reference, actual, variant.parity, backend(variant.format).MEASURED_WITH)
+    outcome.artifact = artifact
+    log.info("[parity] %s: %s", variant.name, "pass" if outcome.parity.passed else "FAIL")
+    return outcome
+
+
+class _MemoryGate:
+    """Lets a converter start only while enough memory is free, or when nothing else runs."""
+
+    def __init__(self):
+        self.running = 0
+        self.cond = threading.Condition()
+
+    def __enter__(self):
+        import psutil
+
+        with self.cond:
+            while self.running and psutil.virtual_memory().available < MIN_FREE_MEMORY:
+                self.cond.wait(timeout=0.5)
+            self.running += 1
+
+    def __exit__(self, *exc):
+        with self.cond:
+            self.running -= 1
+            self.cond.notify_all()
 
 
 def convert_all(variants, convert_passes, model, ctx, inputs, reference, *, keep_going: bool,
-                allow_parity_failure: bool) -> list[VariantOutcome]:
-    outcomes = []
-    for variant in variants:
-        try:
-            outcome = convert_variant(variant, convert_passes[variant.name], model, ctx, inputs, reference)
-        except (PassError, MissingDependencyError) as e:
-            if not keep_going:
-                raise
-            ctx.log.info("[keep-going] %s dropped: %s", variant.name, e.one_line().split("\n")[0])
-            outcome = VariantOutcome(variant, error=e)
-        outcomes.append(outcome)
+                allow_parity_failure: bool, jobs: int | None = None) -> list[VariantOutcome]:
+    gate = _MemoryGate()
+
+    def one(variant) -> VariantOutcome:
+        with gate:
+            try:
+                return convert_variant(variant, convert_passes[variant.name], model, ctx, inputs, reference)
+            except (PassError, MissingDependencyError) as e:
+                return VariantOutcome(variant, error=e)
+
+    workers = max(1, min(len(variants), jobs or default_jobs()))
+    if workers == 1:
+        outcomes = [one(v) for v in variants]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stackc-variant") as pool:
+            outcomes = list(pool.map(one, variants))
+    for outcome in outcomes:
+        for line in outcome.log_lines:
+            ctx.log.info("%s", line)
+    errors = [o for o in outcomes if o.error is not None]
+    if errors and not keep_going:
+        raise errors[0].error
+    for outcome in errors:
+        ctx.log.info("[keep-going] %s dropped: %s", outcome.variant.name, outcome.error.one_line().split("\n")[0])
     failed = [o for o in outcomes if o.parity is not None and not o.parity.passed]
     if failed and not allow_parity_failure:
         if not keep_going:

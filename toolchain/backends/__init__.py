@@ -30,12 +30,18 @@ def backend(fmt: str) -> ModuleType:
 
 
 def execute(artifact, inputs: dict) -> dict:
-    """Run an artifact in its real runtime; a runtime failure is a PassError naming the artifact."""
+    """Run an artifact in its real runtime; a runtime failure is a PassError naming the artifact.
+
+    ``inputs`` and the result are keyed by the source model's original names: the artifact's
+    interface (renamed or bound inputs, see toolchain/interface.py) is applied here, for every runner.
+    """
     from ..errors import PassError, StackcError
+    from ..interface import to_artifact_inputs, to_original_outputs
 
     module = backend(artifact.format)
     try:
-        return module.run(artifact, inputs)
+        outputs = module.run(artifact, to_artifact_inputs(artifact.facts, inputs))
+        return to_original_outputs(artifact.facts, outputs)
     except StackcError:
         raise
     except Exception as e:

@@ -26,6 +26,12 @@ class Options:
     weights: str | None = None              # "fp32" | "fp16"; default from the variant's precision
     inference_precision: str | None = None  # "f32" | "f16" | "bf16"; default from the variant's precision
 
+    def __post_init__(self):
+        if self.weights not in (None, "fp32", "fp16"):
+            raise ValueError(f"option 'weights' is '{self.weights}'; known values: fp32, fp16")
+        if self.inference_precision not in (None, "f32", "f16", "bf16"):
+            raise ValueError(f"option 'inference_precision' is '{self.inference_precision}'; known values: f32, f16, bf16")
+
 
 @register
 class ConvertOpenVINO(Pass):

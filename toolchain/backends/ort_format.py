@@ -22,6 +22,11 @@ from ._versions import package_versions
 class Options:
     optimization_level: str = "basic"  # "disable" | "basic" | "extended": basic keeps the model EP-portable
 
+    def __post_init__(self):
+        if self.optimization_level not in ("disable", "basic", "extended"):
+            raise ValueError(f"option 'optimization_level' is '{self.optimization_level}'; "
+                             "known values: disable, basic, extended")
+
 
 @register
 class ConvertOrt(Pass):

@@ -30,6 +30,7 @@ class PassContext:
 
     work_dir: Path
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    bindings: dict[str, Any] = field(default_factory=dict)  # input name -> numpy value frozen by --bind
     target: Any = None          # targets.Target
     variant: Any = None         # targets.Variant, for conversion passes
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("stackc"))
@@ -84,7 +85,10 @@ def parse_options(options_type: type, raw: dict[str, Any], where: str) -> Any:
             names = ", ".join(sorted(known)) or "none"
             raise InputError(f"{where}: unknown option '{key}' (known options: {names})")
     values = {key: _coerce(value, hints[key], where, key) for key, value in raw.items()}
-    return options_type(**values)
+    try:
+        return options_type(**values)
+    except ValueError as e:  # an Options ``__post_init__`` rejecting a value: a config error, found before any run
+        raise InputError(f"{where}: {e}") from None
 
 
 class Pass:
@@ -106,7 +110,8 @@ class Pass:
         self._check_requirements()
         if model.format not in self.accepts:
             raise PassError(f"pass '{self.id}' accepts {sorted(self.accepts)} models, got '{model.format}'")
-        out_dir = ctx.work_dir / f"{len(ctx.history):02d}-{self.id}"
+        suffix = f"-{ctx.variant.name}" if ctx.variant is not None else ""
+        out_dir = ctx.work_dir / f"{len(ctx.history):02d}-{self.id}{suffix}"
         out_dir.mkdir(parents=True, exist_ok=True)
         ctx.log.info("[%s] start", self.id)
         started = time.perf_counter()

@@ -3,6 +3,10 @@
 onnxslim is chosen over onnxsim on evidence (shared notes: onnxsim crashed on ``If`` branches,
 left ``Constant`` weights in place and failed on a YOLOv8 head; onnxslim handled all three). The
 result stays plain ONNX that every runtime and converter accepts: no runtime-specific fusions.
+
+Constant folding is this pass's job (there is no separate fold.constants pass: onnxslim already folds
+``Constant``/``ConstantOfShape``/shape arithmetic into initializers). Whatever ``Constant`` node it
+leaves in the main graph is moved to an initializer here, and the count left is a recorded fact.
 """
 from __future__ import annotations
 
@@ -42,10 +46,57 @@ class Optimize(Pass):
         if slimmed is None:
             raise RuntimeError("onnxslim returned no model")
         _keep_signature(proto, slimmed)
+        moved = constants_to_initializers(slimmed.graph)
         after = len(slimmed.graph.node)
-        ctx.log.info("[optimize] nodes %d -> %d", before, after)
+        left = constant_nodes(slimmed.graph)
+        ctx.log.info("[optimize] nodes %d -> %d; constant nodes left: %d", before, after, left)
         path = save_onnx(slimmed, out_dir / "model.onnx")
-        return model.derive(path=path, facts={self.id: {"nodes_before": before, "nodes_after": after}})
+        notes = {"nodes_before": before, "nodes_after": after, "constants_to_initializers": moved,
+                 "constant_nodes_left": left}
+        return model.derive(path=path, facts={self.id: notes})
+
+
+def constant_nodes(graph) -> int:
+    """Constant / ConstantOfShape nodes of the main graph: weights quantizers and converters will not see."""
+    return sum(1 for n in graph.node if n.op_type in ("Constant", "ConstantOfShape"))
+
+
+def constants_to_initializers(graph) -> int:
+    """Turn the main graph's remaining ``Constant`` nodes into initializers (quantize_dynamic needs them so)."""
+    import onnx
+
+    kept, moved = [], 0
+    outputs = {o.name for o in graph.output}
+    for node in graph.node:
+        if node.op_type != "Constant" or node.domain not in ("", "ai.onnx") or node.output[0] in outputs:
+            kept.append(node)
+            continue
+        attr = node.attribute[0]
+        if attr.name == "sparse_value":
+            kept.append(node)
+            continue
+        if attr.name == "value":
+            value = onnx.TensorProto()
+            value.CopyFrom(attr.t)
+            value.name = node.output[0]
+        else:
+            value = onnx.helper.make_tensor(node.output[0], *_scalar_or_list(attr))
+        graph.initializer.append(value)
+        moved += 1
+    del graph.node[:]
+    graph.node.extend(kept)
+    return moved
+
+
+def _scalar_or_list(attr):
+    import onnx
+
+    kinds = {"value_float": (onnx.TensorProto.FLOAT, [], [attr.f]), "value_int": (onnx.TensorProto.INT64, [], [attr.i]),
+             "value_string": (onnx.TensorProto.STRING, [], [attr.s]),
+             "value_floats": (onnx.TensorProto.FLOAT, [len(attr.floats)], list(attr.floats)),
+             "value_ints": (onnx.TensorProto.INT64, [len(attr.ints)], list(attr.ints)),
+             "value_strings": (onnx.TensorProto.STRING, [len(attr.strings)], list(attr.strings))}
+    return kinds[attr.name]
 
 
 def _keep_signature(before, after) -> None:

@@ -1,0 +1,153 @@
+"""Parity: seeded samples, names then shapes then values for every output, one table of failures."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from toolchain.errors import InputError, UsageError
+from toolchain.onnx_model import TensorSpec
+from toolchain.parity import INT_SAMPLE_HIGH, compare, compare_output, failure_table, load_inputs, make_inputs
+from toolchain.targets import ParityPolicy
+
+POLICY = ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.9999)
+SPECS = [
+    TensorSpec("pixels:0", "float32", ("batch", 3, 4)),
+    TensorSpec("gpu_0/ids", "int64", ("batch", 5)),
+    TensorSpec("mask.bool", "bool", (2,)),
+]
+SHAPES = {"pixels:0": (2, 3, 4), "gpu_0/ids": (2, 5), "mask.bool": (2,)}
+
+
+def test_random_samples_respect_dtype_and_shape_and_keep_ints_in_a_small_id_range():
+    samples = make_inputs(SPECS, SHAPES, seed=0)
+    assert {k: (v.dtype.name, v.shape) for k, v in samples.items()} == {
+        "pixels:0": ("float32", (2, 3, 4)), "gpu_0/ids": ("int64", (2, 5)), "mask.bool": ("bool", (2,))}
+    assert samples["gpu_0/ids"].min() >= 0 and samples["gpu_0/ids"].max() < INT_SAMPLE_HIGH
+
+
+def test_random_samples_are_the_same_for_the_same_seed_and_differ_for_another():
+    a, b, c = make_inputs(SPECS, SHAPES, 0), make_inputs(SPECS, SHAPES, 0), make_inputs(SPECS, SHAPES, 1)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["pixels:0"], c["pixels:0"])
+
+
+def test_random_samples_need_a_shape_for_dynamic_dims():
+    with pytest.raises(UsageError, match="--shape pixels:0="):
+        make_inputs(SPECS, {}, 0)
+
+
+def _write_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+def _good_samples():
+    return {"pixels:0": np.zeros((1, 3, 4), np.float32), "gpu_0/ids": np.zeros((1, 5), np.int64),
+            "mask.bool": np.zeros(2, bool)}
+
+
+def test_user_samples_load_by_input_name(tmp_path):
+    path = tmp_path / "samples.npz"
+    np.savez(path, **_good_samples())
+    loaded = load_inputs(path, SPECS)
+    assert list(loaded) == [s.name for s in SPECS]
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda s: s.pop("mask.bool"), "missing ['mask.bool']"),
+    (lambda s: s.update(extra=np.zeros(1)), "unexpected ['extra']"),
+    (lambda s: s.update({"gpu_0/ids": np.zeros((1, 5), np.int32)}), "dtype int32, the model wants int64"),
+    (lambda s: s.update({"pixels:0": np.zeros((1, 4, 3), np.float32)}), "shape [1, 4, 3]"),
+])
+def test_user_samples_that_do_not_fit_the_model_are_an_input_error(tmp_path, change, words):
+    samples = _good_samples()
+    change(samples)
+    path = tmp_path / "samples.npz"
+    np.savez(path, **samples)
+    with pytest.raises(InputError) as error:
+        load_inputs(path, SPECS)
+    assert words in error.value.message
+
+
+def test_user_samples_that_are_not_an_npz_are_an_input_error(tmp_path):
+    path = tmp_path / "samples.npz"
+    path.write_text("not a zip")
+    with pytest.raises(InputError, match="not a readable .npz"):
+        load_inputs(path, SPECS)
+
+
+def test_identical_outputs_pass_with_every_metric_recorded():
+    ref = np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32)
+    row = compare_output("logits", ref, ref.copy(), POLICY)
+    assert row.passed and row.max_abs == 0 and row.cosine == pytest.approx(1.0) and row.top1 == 1.0
+    assert row.shape == [4, 10] and row.max_rel == 0 and row.mean_abs == 0
+
+
+def test_small_float_noise_passes_and_large_noise_fails_with_a_reason():
+    ref = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
+    assert compare_output("y", ref, ref + 1e-6, POLICY).passed
+    row = compare_output("y", ref, ref + 1e-2, POLICY)
+    assert not row.passed and "outside max_abs" in row.reason and row.max_abs == pytest.approx(1e-2, rel=1e-3)
+
+
+def test_a_shape_mismatch_fails_before_values_are_compared():
+    row = compare_output("y", np.zeros((2, 3), np.float32), np.zeros((3, 3), np.float32), POLICY)
+    assert not row.passed and "shape [3, 3] != reference [2, 3]" in row.reason and row.max_abs is None
+
+
+def test_a_runtime_that_squeezes_unit_dims_is_compared_by_value():
+    ref = np.arange(6, dtype=np.float32).reshape(1, 6)
+    assert compare_output("y", ref, ref.reshape(6), POLICY).passed
+
+
+def test_non_finite_values_must_match_the_reference():
+    ref = np.array([1.0, np.inf, np.nan], np.float32)
+    assert compare_output("y", ref, ref.copy(), POLICY).passed
+    row = compare_output("y", ref, np.array([1.0, 5.0, np.nan], np.float32), POLICY)
+    assert not row.passed and "non-finite" in row.reason
+
+
+def test_integer_outputs_must_match_exactly():
+    ref = np.array([[1, 2, 3]], np.int64)
+    assert compare_output("ids", ref, ref.copy(), POLICY).passed
+    row = compare_output("ids", ref, np.array([[1, 2, 4]], np.int64), POLICY)
+    assert not row.passed and "1 of 3 values differ" in row.reason
+
+
+def test_top1_agreement_is_checked_for_class_scores_when_the_policy_asks():
+    ref = np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)
+    got = np.array([[0.0, 1.0], [0.0, 1.0]], np.float32)
+    loose = ParityPolicy(max_abs=None, min_cosine=-1.0, min_top1=0.9)
+    row = compare_output("scores", ref, got, loose)
+    assert row.top1 == 0.5 and not row.passed and "top-1 agreement 0.500 < 0.9" in row.reason
+
+
+def test_low_cosine_fails_even_without_an_elementwise_bound():
+    ref = np.array([1.0, 0.0], np.float32)
+    row = compare_output("y", ref, np.array([0.0, 1.0], np.float32), ParityPolicy(max_abs=None, min_cosine=0.99))
+    assert not row.passed and "cosine" in row.reason
+
+
+def test_compare_reports_a_missing_output_by_name_and_checks_every_other_one():
+    ref = {"boxes": np.zeros((1, 4), np.float32), "scores": np.ones((1, 2), np.float32)}
+    result = compare("ort-fp32", ref, {"scores": np.ones((1, 2), np.float32)}, POLICY, "test")
+    assert not result.passed
+    assert [(o.name, o.passed) for o in result.outputs] == [("boxes", False), ("scores", True)]
+    assert "output missing" in result.outputs[0].reason
+
+
+def test_failure_table_lists_each_failing_output_with_its_artifact_and_only_those():
+    ref = {"boxes": np.ones((1, 4), np.float32), "scores": np.ones((1, 2), np.float32)}
+    got = {"boxes": np.full((1, 4), 2.0, np.float32), "scores": np.ones((1, 2), np.float32)}
+    table = failure_table([compare("openvino-fp32", ref, got, POLICY, "test")])
+    lines = table.splitlines()
+    assert lines[0].split()[:2] == ["artifact", "output"]
+    assert len(lines) == 2 and lines[1].split()[:2] == ["openvino-fp32", "boxes"]
+
+
+def test_parity_result_as_dict_records_policy_and_metrics():
+    ref = {"y": np.ones((1, 3), np.float32)}
+    record = compare("onnx-fp32", ref, {"y": np.ones((1, 3), np.float32)}, POLICY, "onnxruntime").as_dict()
+    assert record["passed"] is True and record["measured_with"] == "onnxruntime"
+    assert record["policy"] == {"max_abs": 1e-4, "max_rel": 1e-3, "min_cosine": 0.9999}
+    assert {"name", "passed", "shape", "max_abs", "max_rel", "mean_abs", "cosine"} <= set(record["outputs"][0])

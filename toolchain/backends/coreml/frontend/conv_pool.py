@@ -1,0 +1,84 @@
+"""Convolution and pooling over NCHW (and NCW / NCDHW) tensors, ONNX padding made explicit."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import const_input, converts, np_dtype, rank_of
+
+_AUTO_PAD = {"SAME_UPPER": "same", "SAME_LOWER": "same_lower", "VALID": "valid"}
+
+
+def _mb():
+    from coremltools.converters.mil import Builder as mb
+
+    return mb
+
+
+def _padding(ctx, auto_pad: str, pads, spatial: int) -> dict:
+    """ONNX ``pads`` is [b1, b2, ..., e1, e2, ...]; MIL ``pad`` is [b1, e1, b2, e2, ...]."""
+    if auto_pad in _AUTO_PAD:
+        return {"pad_type": _AUTO_PAD[auto_pad]}
+    if auto_pad != "NOTSET":
+        raise ctx.fail(f"auto_pad '{auto_pad}' is not an ONNX value")
+    pads = list(pads or [0] * (2 * spatial))
+    interleaved = [p for i in range(spatial) for p in (pads[i], pads[i + spatial])]
+    return {"pad_type": "custom", "pad": np.array(interleaved, dtype=np.int32)}
+
+
+@converts("Conv")
+def conv(ctx, inputs, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+    x = inputs[0]
+    weight = const_input(ctx, inputs[1], "Conv weight").astype(np_dtype(x))
+    spatial = weight.ndim - 2
+    kwargs = _padding(ctx, auto_pad, pads, spatial)
+    if len(inputs) > 2 and inputs[2] is not None:
+        kwargs["bias"] = const_input(ctx, inputs[2], "Conv bias").astype(np_dtype(x))
+    return [_mb().conv(x=x, weight=weight, strides=np.array(strides or [1] * spatial, dtype=np.int32),
+                       dilations=np.array(dilations or [1] * spatial, dtype=np.int32), groups=int(group), **kwargs)]
+
+
+@converts("ConvTranspose")
+def conv_transpose(ctx, inputs, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                   output_padding=None, output_shape=None, pads=None, strides=None):
+    x = inputs[0]
+    weight = const_input(ctx, inputs[1], "ConvTranspose weight").astype(np_dtype(x))
+    spatial = weight.ndim - 2
+    if output_shape is not None or any(output_padding or []):
+        raise ctx.fail("ConvTranspose with output_shape or output_padding is not supported")
+    kwargs = _padding(ctx, auto_pad, pads, spatial)
+    if len(inputs) > 2 and inputs[2] is not None:
+        kwargs["bias"] = const_input(ctx, inputs[2], "ConvTranspose bias").astype(np_dtype(x))
+    return [_mb().conv_transpose(x=x, weight=weight, strides=np.array(strides or [1] * spatial, dtype=np.int32),
+                                 dilations=np.array(dilations or [1] * spatial, dtype=np.int32),
+                                 groups=int(group), **kwargs)]
+
+
+@converts("MaxPool")
+def max_pool(ctx, inputs, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape, pads=None,
+             storage_order=0, strides=None):
+    if any(d != 1 for d in dilations or []):
+        raise ctx.fail("MaxPool with dilations is not supported")
+    spatial = len(kernel_shape)
+    return [_mb().max_pool(x=inputs[0], kernel_sizes=list(kernel_shape), strides=list(strides or [1] * spatial),
+                           ceil_mode=bool(ceil_mode), **_padding(ctx, auto_pad, pads, spatial))]
+
+
+@converts("AveragePool")
+def average_pool(ctx, inputs, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
+                 kernel_shape, pads=None, strides=None):
+    if any(d != 1 for d in dilations or []):
+        raise ctx.fail("AveragePool with dilations is not supported")
+    spatial = len(kernel_shape)
+    return [_mb().avg_pool(x=inputs[0], kernel_sizes=list(kernel_shape), strides=list(strides or [1] * spatial),
+                           ceil_mode=bool(ceil_mode), exclude_padding_from_average=not count_include_pad,
+                           **_padding(ctx, auto_pad, pads, spatial))]
+
+
+@converts("GlobalAveragePool", "GlobalMaxPool")
+def global_pool(ctx, inputs):
+    x = inputs[0]
+    axes = list(range(2, rank_of(x)))
+    op = "reduce_mean" if ctx.op_type == "GlobalAveragePool" else "reduce_max"
+    return [getattr(_mb(), op)(x=x, axes=axes, keep_dims=True)]
+
+

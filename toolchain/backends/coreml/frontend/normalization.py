@@ -1,0 +1,46 @@
+"""Normalisation layers with constant statistics and affine parameters."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import const_input, converts, np_dtype, rank_of
+
+
+def _mb():
+    from coremltools.converters.mil import Builder as mb
+
+    return mb
+
+
+@converts("LayerNormalization")
+def layer_norm(ctx, inputs, *, axis=-1, epsilon=1e-5, stash_type=1):
+    x = inputs[0]
+    rank = rank_of(x)
+    axes = list(range(axis % rank, rank))
+    dtype = np_dtype(x)
+    kwargs = {"gamma": const_input(ctx, inputs[1], "LayerNormalization scale").astype(dtype)}
+    if len(inputs) > 2 and inputs[2] is not None:
+        kwargs["beta"] = const_input(ctx, inputs[2], "LayerNormalization bias").astype(dtype)
+    if len(axes) != 1 or kwargs["gamma"].ndim != 1:
+        kwargs = {k: np.broadcast_to(v, tuple(x.shape[a] for a in axes)).copy() for k, v in kwargs.items()}
+    return [_mb().layer_norm(x=x, axes=axes, epsilon=np.array(epsilon, dtype=dtype), **kwargs)]
+
+
+@converts("BatchNormalization")
+def batch_norm(ctx, inputs, *, epsilon=1e-5, momentum=0.9, training_mode=0, spatial=1):
+    if training_mode:
+        raise ctx.fail("BatchNormalization in training mode is not supported")
+    x = inputs[0]
+    dtype = np_dtype(x)
+    scale, bias, mean, var = (const_input(ctx, v, "BatchNormalization parameters").astype(dtype) for v in inputs[1:5])
+    return [_mb().batch_norm(x=x, mean=mean, variance=var, gamma=scale, beta=bias,
+                             epsilon=np.array(epsilon, dtype=dtype))]
+
+
+@converts("InstanceNormalization")
+def instance_norm(ctx, inputs, *, epsilon=1e-5):
+    x = inputs[0]
+    dtype = np_dtype(x)
+    gamma = const_input(ctx, inputs[1], "InstanceNormalization scale").astype(dtype)
+    beta = const_input(ctx, inputs[2], "InstanceNormalization bias").astype(dtype)
+    return [_mb().instance_norm(x=x, gamma=gamma, beta=beta, epsilon=np.array(epsilon, dtype=dtype))]

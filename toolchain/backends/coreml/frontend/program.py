@@ -1,0 +1,106 @@
+"""Build a MIL program from a canonical ONNX model by walking its nodes through the converters."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import CONVERTERS, Context, UnsupportedModel, _load_families, as_mil, attributes, is_const, mil_name
+
+# Ops never folded at conversion time even when every input is known.
+_NEVER_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"})
+_ONNX_TO_MIL_DTYPE = {1: "fp32", 10: "fp32", 6: "int32", 7: "int32", 9: "bool"}  # fp16 I/O promoted to fp32
+
+
+@dataclass(frozen=True)
+class ProgramIO:
+    """Core ML feature names against ONNX tensor names (sanitised names differ from ONNX ones)."""
+
+    inputs: dict[str, str]   # ONNX name -> Core ML name
+    outputs: dict[str, str]  # ONNX name -> Core ML name
+    input_dtypes: dict[str, str]
+
+
+def unsupported_ops(model) -> list[str]:
+    _load_families()
+    return sorted({n.op_type for n in model.graph.node if n.domain not in ("", "ai.onnx")
+                   or n.op_type not in CONVERTERS})
+
+
+def default_opset(model) -> int:
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    return 1
+
+
+def _fold(node, inputs: list[Any], opset: int) -> list[np.ndarray]:
+    """Evaluate one node on known inputs with ONNX's reference implementation."""
+    from onnx import helper
+    from onnx.reference import ReferenceEvaluator
+
+    names = [f"in{i}" if value is not None else "" for i, value in enumerate(inputs)]
+    outs = [f"out{i}" for i in range(len(node.output))]
+    lone = helper.make_node(node.op_type, names, outs, domain=node.domain)
+    lone.attribute.extend(node.attribute)
+    feeds = {name: value for name, value in zip(names, inputs) if name}
+    results = ReferenceEvaluator(lone, opsets={"": opset}).run(None, feeds)
+    return [np.asarray(r) for r in results]
+
+
+def build_program(model, deployment_target):
+    """The MIL program for ``model`` (static shapes expected) and its I/O name mapping."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import Function, Program, types
+    from onnx import numpy_helper
+
+    missing = unsupported_ops(model)
+    if missing:
+        raise UnsupportedModel(f"the Core ML frontend has no converter for ONNX op(s): {', '.join(missing)}")
+    graph = model.graph
+    opset = default_opset(model)
+    constants: dict[str, Any] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    placeholders, io_inputs, dtypes = {}, {}, {}
+    for value in graph.input:
+        if value.name in constants:
+            continue
+        tensor_type = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
+        if any(d is None or d < 1 for d in dims):
+            raise UnsupportedModel(f"input '{value.name}' has dynamic dims {dims}; Core ML conversion needs static shapes")
+        dtype = _ONNX_TO_MIL_DTYPE.get(tensor_type.elem_type)
+        if dtype is None:
+            raise UnsupportedModel(f"input '{value.name}' has ONNX element type {tensor_type.elem_type}, not supported")
+        name = mil_name(value.name)
+        placeholders[name] = mb.placeholder(shape=tuple(dims), dtype=getattr(types, dtype))
+        io_inputs[value.name], dtypes[value.name] = name, dtype
+    outputs: dict[str, str] = {}
+    with Function(placeholders, opset_version=deployment_target) as function:
+        env: dict[str, Any] = dict(constants)
+        for onnx_name, name in io_inputs.items():
+            env[onnx_name] = function.inputs[name]
+        for index, node in enumerate(graph.node):
+            inputs = [env[i] if i else None for i in node.input]
+            known = [v for v in inputs if v is not None]
+            if all(is_const(v) for v in known) and node.op_type not in _NEVER_FOLD:
+                results = _fold(node, inputs, opset)
+            else:
+                ctx = Context(opset=opset, op_type=node.op_type, node_name=node.name or f"{node.op_type}_{index}",
+                              output_count=len(node.output))
+                results = CONVERTERS[node.op_type](ctx, inputs, **attributes(node))
+            for name, result in zip(node.output, results):
+                if name:
+                    env[name] = result
+        final = []
+        for value in graph.output:
+            result = env[value.name]
+            name = mil_name(value.name)
+            if is_const(result):
+                result = mb.const(val=as_mil(result))
+            final.append(mb.identity(x=result, name=name))
+            outputs[value.name] = name
+        function.set_outputs(final)
+    program = Program()
+    program.add_function("main", function)
+    return program, ProgramIO(io_inputs, outputs, dtypes)

@@ -1,0 +1,112 @@
+"""Small, careful edits of ONNX graphs shared by the preparation passes.
+
+Subgraphs (``If``/``Loop``/``Scan`` bodies) may use outer-scope tensors by name, so a rename must
+reach into them, except where a subgraph defines the same name itself.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import onnx
+
+
+def subgraphs(node) -> Iterator:
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            yield attr.g
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            yield from attr.graphs
+
+
+def defined_names(graph) -> set[str]:
+    """Names a graph itself defines: its inputs, initializers and node outputs (not its subgraphs')."""
+    names = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    names |= {t.values.name for t in graph.sparse_initializer}
+    for node in graph.node:
+        names.update(o for o in node.output if o)
+    return names
+
+
+def all_tensor_names(graph) -> set[str]:
+    """Every tensor name in a graph and all its subgraphs (for picking fresh names)."""
+    names = defined_names(graph) | {o.name for o in graph.output} | {v.name for v in graph.value_info}
+    for node in graph.node:
+        names.update(i for i in node.input if i)
+        for sub in subgraphs(node):
+            names |= all_tensor_names(sub)
+    return names
+
+
+def rename_uses(graph, mapping: dict[str, str]) -> None:
+    """Rename references to outer names in a subgraph, skipping names the subgraph shadows."""
+    local = defined_names(graph)
+    active = {k: v for k, v in mapping.items() if k not in local}
+    if not active:
+        return
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in active:
+                node.input[i] = active[name]
+        for sub in subgraphs(node):
+            rename_uses(sub, active)
+    for output in graph.output:
+        if output.name in active:
+            output.name = active[output.name]
+
+
+def rename_everywhere(graph, mapping: dict[str, str]) -> None:
+    """Rename tensors in a graph and every subgraph: definitions, uses, value infos, annotations."""
+    def fix(name: str) -> str:
+        return mapping.get(name, name)
+
+    for value in [*graph.input, *graph.output, *graph.value_info]:
+        value.name = fix(value.name)
+    for tensor in graph.initializer:
+        tensor.name = fix(tensor.name)
+    for sparse in graph.sparse_initializer:
+        sparse.values.name = fix(sparse.values.name)
+    for annotation in graph.quantization_annotation:
+        annotation.tensor_name = fix(annotation.tensor_name)
+    for node in graph.node:
+        node.input[:] = [fix(n) if n else n for n in node.input]
+        node.output[:] = [fix(n) if n else n for n in node.output]
+        for sub in subgraphs(node):
+            rename_everywhere(sub, mapping)
+
+
+def fresh_name(wanted: str, taken: set[str], suffix: Callable[[int], str] = lambda i: f"_{i}") -> str:
+    """``wanted`` if free, else ``wanted_1``, ``wanted_2``...; the result is added to ``taken``."""
+    name, i = wanted, 0
+    while name in taken:
+        i += 1
+        name = wanted + suffix(i)
+    taken.add(name)
+    return name
+
+
+def remove_dead_nodes(graph) -> int:
+    """Drop nodes none of whose outputs is used (by a node, a subgraph or a graph output)."""
+    removed = 0
+    while True:
+        used = {o.name for o in graph.output}
+        for node in graph.node:
+            used.update(node.input)
+            for sub in subgraphs(node):
+                used |= all_tensor_names(sub)
+        keep = [n for n in graph.node if any(o in used for o in n.output if o)]
+        if len(keep) == len(graph.node):
+            break
+        removed += len(graph.node) - len(keep)
+        del graph.node[:]
+        graph.node.extend(keep)
+    used = {o.name for o in graph.output}
+    for node in graph.node:
+        used.update(node.input)
+        for sub in subgraphs(node):
+            used |= all_tensor_names(sub)
+    inputs = {i.name for i in graph.input}
+    kept_init = [t for t in graph.initializer if t.name in used or t.name in inputs]
+    if len(kept_init) != len(graph.initializer):
+        del graph.initializer[:]
+        graph.initializer.extend(kept_init)
+    return removed

@@ -1,0 +1,114 @@
+"""names.sanitize: tensor and node names every downstream tool accepts, with the way back kept.
+
+tf2onnx names (``serving_default_input_2:0``) make onnx2tf drop shape overrides silently; paddle's
+``@`` is rejected by TensorFlow as a scope name; leading, trailing or doubled ``/`` and duplicate
+or empty node names trip other tools (shared notes). Safe names are kept as they are; the others
+get the nearest safe name. The graph's input/output renames go to the artifact's interface, so
+runners are fed and answer with the names users know (toolchain/interface.py).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..artifact import ModelArtifact
+from ..interface import with_renames
+from ..onnx_model import load_onnx, save_onnx
+from . import register
+from .base import Pass, PassContext
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*(/[A-Za-z0-9_.]+)*$")
+
+
+def safe_name(name: str) -> str:
+    """The nearest name matching SAFE_NAME: odd characters become ``_``, stray ``/`` go."""
+    text = re.sub(r"[^A-Za-z0-9_./]", "_", name)
+    text = re.sub(r"/+", "/", text).strip("/")
+    text = "/".join(part for part in text.split("/") if part)
+    if not text or not text[0].isalnum():
+        text = "t" + text
+    return text
+
+
+@dataclass(frozen=True)
+class Options:
+    name_unnamed_nodes: bool = True  # give empty node names `<OpType>_<n>` (TensorFlow needs op names)
+
+
+@register
+class NamesSanitize(Pass):
+    id = "names.sanitize"
+    summary = "Rename tensors/nodes with ':', '@', odd '/' or duplicates to safe names; keep the original I/O names."
+    requires = ("onnx",)
+    Options = Options
+
+    def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
+        from ..graph_edit import all_tensor_names, rename_everywhere
+
+        proto = load_onnx(model.path)
+        graph = proto.graph
+        names = sorted(all_tensor_names(graph) - {""})
+        taken = {n for n in names if SAFE_NAME.match(n)}
+        mapping: dict[str, str] = {}
+        for name in _in_graph_order(graph, names):
+            if name in taken:
+                continue
+            mapping[name] = _fresh(safe_name(name), taken)
+        inputs = {i.name: mapping[i.name] for i in graph.input if i.name in mapping}
+        outputs = {o.name: mapping[o.name] for o in graph.output if o.name in mapping}
+        rename_everywhere(graph, mapping)
+        nodes_renamed = _rename_nodes(graph, self.options.name_unnamed_nodes)
+        notes = {"inputs": inputs, "outputs": outputs, "tensors_renamed": len(mapping), "nodes_renamed": nodes_renamed}
+        ctx.log.info("[names.sanitize] %d tensor(s) and %d node(s) renamed; inputs %s, outputs %s",
+                     len(mapping), nodes_renamed, inputs or "unchanged", outputs or "unchanged")
+        path = save_onnx(proto, out_dir / "model.onnx")
+        return model.derive(path=path, facts={self.id: notes, **with_renames(model.facts, inputs, outputs)})
+
+
+def _fresh(wanted: str, taken: set[str]) -> str:
+    name, i = wanted, 0
+    while name in taken:
+        i += 1
+        name = f"{wanted}_{i}"
+    taken.add(name)
+    return name
+
+
+def _in_graph_order(graph, names: list[str]) -> list[str]:
+    """Inputs, outputs, then the rest sorted: renames are deterministic and I/O names get first pick."""
+    first = [i.name for i in graph.input] + [o.name for o in graph.output]
+    seen, ordered = set(), []
+    for name in first + names:
+        if name and name not in seen:
+            seen.add(name)
+            ordered.append(name)
+    return ordered
+
+
+def _rename_nodes(graph, name_unnamed: bool) -> int:
+    from ..graph_edit import subgraphs
+
+    taken: set[str] = set()
+    renamed = 0
+    counters: dict[str, int] = {}
+
+    def visit(g) -> None:
+        nonlocal renamed
+        for node in g.node:
+            if node.name:
+                wanted = safe_name(node.name)
+            elif name_unnamed:
+                counters[node.op_type] = counters.get(node.op_type, -1) + 1
+                wanted = f"{safe_name(node.op_type)}_{counters[node.op_type]}"
+            else:
+                wanted = ""
+            new = _fresh(wanted, taken) if wanted else ""
+            if new != node.name:
+                node.name = new
+                renamed += 1
+            for sub in subgraphs(node):
+                visit(sub)
+
+    visit(graph)
+    return renamed

@@ -1,0 +1,52 @@
+"""upgrade.ir: old files (IR < 4) to a modern IR, and initializers out of ``graph.input``.
+
+IR-3 files list every weight as a graph input too. Tools that treat each graph input as something
+to feed then feed random weights, and ORT's stock ORT-format tool refuses IR < 4 (shared notes).
+The new IR is the oldest one that allows initializers outside the inputs (4) and covers the model's
+opsets, not the newest onnx knows, so older runtime floors (onnxruntime-mobile) still load it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..artifact import ModelArtifact
+from ..onnx_model import load_onnx, save_onnx
+from . import register
+from .base import Pass, PassContext
+
+FIRST_IR_WITHOUT_INITIALIZER_INPUTS = 4
+
+
+@dataclass(frozen=True)
+class Options:
+    drop_initializer_inputs: bool = True  # also for IR >= 4 files that list weights as (overridable) inputs
+
+
+@register
+class UpgradeIR(Pass):
+    id = "upgrade.ir"
+    summary = "Raise IR < 4 to the oldest IR that fits the opsets; stop listing initializers as graph inputs."
+    requires = ("onnx",)
+    Options = Options
+
+    def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
+        import onnx
+
+        proto = load_onnx(model.path)
+        ir_before = int(proto.ir_version)
+        if ir_before < FIRST_IR_WITHOUT_INITIALIZER_INPUTS:
+            needed = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
+            proto.ir_version = max(FIRST_IR_WITHOUT_INITIALIZER_INPUTS, int(needed))
+        dropped: list[str] = []
+        if self.options.drop_initializer_inputs or ir_before < FIRST_IR_WITHOUT_INITIALIZER_INPUTS:
+            weights = {t.name for t in proto.graph.initializer}
+            dropped = [i.name for i in proto.graph.input if i.name in weights]
+            kept = [i for i in proto.graph.input if i.name not in weights]
+            del proto.graph.input[:]
+            proto.graph.input.extend(kept)
+        notes = {"ir_before": ir_before, "ir_after": int(proto.ir_version), "initializer_inputs_dropped": len(dropped)}
+        ctx.log.info("[upgrade.ir] IR %d -> %d; %d initializer(s) no longer graph inputs",
+                     ir_before, proto.ir_version, len(dropped))
+        path = save_onnx(proto, out_dir / "model.onnx")
+        return model.derive(path=path, facts={self.id: notes})
