@@ -10,7 +10,8 @@ from toolchain.recipes import available_recipes, load_recipe
 
 def test_default_recipe_loads_as_an_ordered_list_of_registered_steps():
     recipe = load_recipe("default")
-    assert [s.id for s in recipe.steps] == ["load.check", "optimize", "fix.shapes"]
+    assert [s.id for s in recipe.steps] == ["load.check", "upgrade.ir", "bind.inputs", "fix.shapes", "optimize",
+                                            "names.sanitize", "layout.detect"]
 
 
 @pytest.mark.parametrize("name", available_recipes())

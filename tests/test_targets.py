@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import assert_user_error, fixture_model, run_stackc
+from conftest import assert_user_error, fixture_model, run_stackc, shipped_target_data, write_toml
 from toolchain.errors import InputError
 from toolchain.targets import FORMATS, LAYERS, PRECISIONS, available_targets, load_target
 
@@ -83,73 +83,60 @@ def test_unknown_target_fails_with_exit_3_listing_the_known_ones(tmp_path):
 
 # -- bad world files: each fails with exit 3 before any pass runs ---------------------------------
 
-VALID_TARGET = '''
-name = "tiny-world"
-title = "A test world"
-description = "Built by the tests."
 
-[layers]
-application = "a"
-frameworks = "b"
-runtimes_compilers = "c"
-orchestration = "d"
-accelerator_api = "e"
-os = "f"
-kernel_drivers = "g"
-firmware = "h"
-hardware = "i"
+def _openvino(data: dict) -> dict:
+    return next(v for v in data["variants"] if v["format"] == "openvino")
 
-[shapes]
-static = true
-default_dim = 1
 
-[[variants]]
-name = "openvino-fp32"
-format = "openvino"
-precision = "fp32"
-runtime = { name = "openvino", min_version = "2025.0" }
-accelerator_apis = ["CPU"]
-os = ["Linux"]
-parity = { max_abs = 1e-4, max_rel = 1e-3, min_cosine = 0.9999 }
-'''
+def _unknown_key(d): d["colour"] = "blue"
+def _wrong_type(d): d["shapes"]["static"] = "yes"
+def _unknown_format(d): _openvino(d)["format"] = "openvno"
+def _unknown_precision(d): _openvino(d)["precision"] = "fp64"
+def _missing_layer(d): del d["layers"]["firmware"]
+def _unknown_layer(d): d["layers"]["middleware"] = "j"
+def _unknown_parity_key(d): _openvino(d)["parity"]["min_cos"] = 0.9
+def _duplicate_variant(d): d["variants"].append(dict(_openvino(d)))
+def _misspelled_option(d): _openvino(d)["options"] = {"weigths": "fp16"}
+def _bad_option_value(d): _openvino(d)["options"] = {"weights": "fp8"}
 
-BAD_TARGETS = {
-    "target-unknown-key.toml": (VALID_TARGET.replace('[layers]', 'colour = "blue"\n\n[layers]'),
-                                ["unknown key 'colour'", "known keys:", "variants"]),
-    "target-wrong-type.toml": (VALID_TARGET.replace("static = true", 'static = "yes"'), ["'static' must be bool"]),
-    "target-unknown-format.toml": (VALID_TARGET.replace('format = "openvino"', 'format = "openvno"'),
-                                   ["openvno", "onnx", "ort", "openvino"]),
-    "target-unknown-precision.toml": (VALID_TARGET.replace('precision = "fp32"', 'precision = "fp64"'),
-                                      ["fp64", "fp32", "fp16", "int8"]),
-    "target-missing-layer.toml": (VALID_TARGET.replace('firmware = "h"\n', ""), ["missing key 'firmware'"]),
-    "target-unknown-layer.toml": (VALID_TARGET.replace('hardware = "i"', 'hardware = "i"\nmiddleware = "j"'),
-                                  ["unknown key 'middleware'", "kernel_drivers"]),
-    "target-unknown-parity-key.toml": (VALID_TARGET.replace("min_cosine = 0.9999", "min_cos = 0.9999"),
-                                       ["unknown key 'min_cos'", "min_cosine"]),
-    "target-duplicate-variant.toml": (VALID_TARGET + VALID_TARGET[VALID_TARGET.index("[[variants]]"):],
-                                      ["unique names"]),
-    "target-misspelled-option.toml": (VALID_TARGET + 'options = { weigths = "fp16" }\n',
-                                      ["unknown option 'weigths'", "inference_precision", "weights"]),
-    "target-bad-option-value.toml": (VALID_TARGET + 'options = { weights = "fp8" }\n', ["'weights'", "fp8", "fp16"]),
-    "target-not-toml.toml": ("name = \n", ["not valid TOML"]),
+
+BAD_TARGETS = {  # file name (how it fails) -> (change to edge-desktop, words the one error line must hold)
+    "target-unknown-key.toml": (_unknown_key, ["unknown key 'colour'", "known keys:", "variants"]),
+    "target-wrong-type.toml": (_wrong_type, ["'static' must be bool"]),
+    "target-unknown-format.toml": (_unknown_format, ["openvno", "onnx", "ort", "openvino"]),
+    "target-unknown-precision.toml": (_unknown_precision, ["fp64", "fp32", "fp16", "int8"]),
+    "target-missing-layer.toml": (_missing_layer, ["missing key 'firmware'"]),
+    "target-unknown-layer.toml": (_unknown_layer, ["unknown key 'middleware'", "kernel_drivers"]),
+    "target-unknown-parity-key.toml": (_unknown_parity_key, ["unknown key 'min_cos'", "min_cosine"]),
+    "target-duplicate-variant.toml": (_duplicate_variant, ["unique names"]),
+    "target-misspelled-option.toml": (_misspelled_option, ["unknown option 'weigths'", "inference_precision", "weights"]),
+    "target-bad-option-value.toml": (_bad_option_value, ["'weights'", "fp8", "fp16"]),
 }
 
 
 @pytest.mark.parametrize("filename", sorted(BAD_TARGETS))
 def test_bad_target_file_fails_with_exit_3_before_anything_runs(tmp_path, filename):
-    text, words = BAD_TARGETS[filename]
-    path = tmp_path / filename
-    path.write_text(text, encoding="utf-8")
+    change, words = BAD_TARGETS[filename]
+    data = shipped_target_data("edge-desktop")
+    change(data)
+    path = write_toml(tmp_path / filename, data)
     failed = run_stackc("build", fixture_model("resnet_tiny"), "--target", path, "--out", tmp_path / "out")
     assert_user_error(failed, 3, *words)
     assert "[load.check]" not in failed.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_the_valid_test_world_itself_loads(tmp_path):
-    path = tmp_path / "tiny-world.toml"
-    path.write_text(VALID_TARGET, encoding="utf-8")
-    assert load_target(str(path)).name == "tiny-world"
+def test_target_file_that_is_not_toml_fails_with_exit_3(tmp_path):
+    path = tmp_path / "target-not-toml.toml"
+    path.write_text("name = \n", encoding="utf-8")
+    failed = run_stackc("build", fixture_model("resnet_tiny"), "--target", path, "--out", tmp_path / "out")
+    assert_user_error(failed, 3, "target-not-toml.toml", "not valid TOML")
+
+
+def test_an_unchanged_copy_of_a_shipped_world_loads_from_its_path(tmp_path):
+    path = write_toml(tmp_path / "copy.toml", shipped_target_data("edge-desktop"))
+    copy, shipped = load_target(str(path)), load_target("edge-desktop")
+    assert (copy.name, copy.layers, copy.variants) == (shipped.name, shipped.layers, shipped.variants)
 
 
 def test_load_target_raises_input_error_naming_the_known_targets():

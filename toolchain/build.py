@@ -10,23 +10,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from .artifact import ModelArtifact
-from .backends import backend, convert_pass_id, execute
+from .backends import backend, convert_pass_id
 from .bundle import make_staging, publish, sha256_file
-from .errors import BundleError, InputError, ParityError, UsageError
+from .errors import BundleError, UsageError
+from .exporters import export_source
+from .host_measure import measure_outcomes, write_sidecar
 from .manifest import write_contents
 from .onnx_model import check_model, graph_inputs, graph_outputs, load_onnx, opsets
-from .parity import compare, failure_table, load_inputs, make_inputs
 from .passes import PassContext, get_pass
 from .passes.fix_shapes import concrete_shapes
+from .prepare import (PREPARATION_POLICY, check_recipe_binds, name_unnamed_shape, prepare_canonical,  # noqa: F401
+                      reference_outputs, sample_inputs)
 from .recipes import Recipe, load_recipe
-from .targets import ParityPolicy, Target, load_target
+from .targets import Target, load_target
 from .variants import convert_all
 
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
-PREPARATION_POLICY = ParityPolicy(max_abs=1e-5, max_rel=1e-4, min_cosine=0.99999)
 
 
 @dataclass
@@ -43,6 +42,7 @@ class BuildRequest:
     sign_key: Path | None = None
     keep_going: bool = False
     calibration: Path | None = None  # .npz, folder of .npy or images; None: seeded random (accuracy unproven)
+    bindings: dict[str, str | None] = field(default_factory=dict)  # --bind NAME=VALUE (None: value from --inputs)
 
 
 @dataclass
@@ -94,38 +94,40 @@ def build(request: BuildRequest, log: logging.Logger | None = None) -> BuildResu
     if not log.isEnabledFor(logging.INFO):  # build.log must not depend on how the caller set up logging
         log.setLevel(logging.INFO)
     try:
-        return _build(request, log, collector)
+        with tempfile.TemporaryDirectory(prefix="stackc-export-") as export_dir:
+            return _build(request, log, collector, Path(export_dir))
     finally:
         log.removeHandler(collector)
         log.setLevel(level)
 
 
-def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector) -> BuildResult:
+def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector, export_dir: Path) -> BuildResult:
     target, recipe, variants, convert_passes = _resolve(request)
     signing_key = _signing_key(request)
-    source = load_onnx(request.model)
+    exported = export_source(request.model, export_dir, shapes=request.shapes, inputs=request.inputs, target=target,
+                             seed=request.seed, allow_parity_failure=request.allow_parity_failure, log=log)
+    source = load_onnx(exported.onnx_path if exported else request.model)
     check_model(source)
     input_specs, output_specs = graph_inputs(source), graph_outputs(source)
-    request.shapes = _name_unnamed_shape(request.shapes, input_specs)
+    request.shapes = name_unnamed_shape(request.shapes, input_specs)
     sample_shapes = concrete_shapes(input_specs, request.shapes, target, fix_all=True)
-    if request.inputs:
-        inputs = load_inputs(request.inputs, input_specs)
-        if target.shapes.static:
-            request.shapes = _shapes_from_samples(request.shapes, inputs, input_specs)
-    else:
-        inputs = make_inputs(input_specs, sample_shapes, request.seed)
+    check_recipe_binds(recipe, request.bindings)
+    samples_path = exported.samples_path if exported else request.inputs  # an export's samples are its proof
+    inputs, bindings = sample_inputs(input_specs, sample_shapes, samples_path, request.seed, request.bindings)
+    if samples_path and target.shapes.static:
+        request.shapes = _shapes_from_samples(request.shapes, inputs, [s for s in input_specs if s.name not in bindings])
     name = bundle_name(request.model, request.version, target.name)
     staging = make_staging(Path(request.out), name)
     try:
         with tempfile.TemporaryDirectory(prefix="stackc-work-") as work:
             result = _convert_and_package(
                 request, target, recipe, variants, convert_passes, source, input_specs, output_specs, inputs, staging,
-                Path(work), log, collector,
+                Path(work), log, collector, bindings, exported,
             )
         if signing_key is not None:
             from .signing import write_signature
 
-            write_signature(staging, signing_key)
+            write_signature(staging, signing_key, name)
         final = Path(request.out) / name
         archive = Path(request.out) / f"{name}.tar.gz"
         try:
@@ -133,10 +135,20 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector)
         except OSError as e:
             raise BundleError(f"cannot publish the bundle at {final}: {e.strerror or e}") from None
         manifest, timings, failed = result
+        write_sidecar(Path(request.out) / f"{name}.host.json", name, timings)
         return BuildResult(final, archive, manifest, timings, failed)
+    except OSError as e:  # passes wrap their own; what is left is writing the bundle (disk full, read-only)
+        raise BundleError(f"cannot write the bundle into {request.out}: {e.strerror or e}; "
+                          "nothing was published and any previous bundle there is untouched") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _recipe_reference(request: BuildRequest, target: Target) -> str:
+    """The recipe as an isolated converter's child process can load it again (it adds variants)."""
+    name = request.recipe or target.default_recipe
+    return str(Path(name).resolve()) if name.endswith(".toml") else name
 
 
 def _signing_key(request: BuildRequest):
@@ -162,64 +174,41 @@ def _shapes_from_samples(shapes, inputs, input_specs):
     return result
 
 
-def _name_unnamed_shape(shapes, input_specs):
-    """``--shape 1,3,224,224`` without a name applies to a model's only input."""
-    if "" not in shapes:
-        return shapes
-    if len(input_specs) != 1:
-        names = ", ".join(s.name for s in input_specs)
-        raise UsageError(f"--shape without a name needs a single-input model; name one of: {names}")
-    named = {k: v for k, v in shapes.items() if k}
-    named[input_specs[0].name] = shapes[""]
-    return named
-
-
-def _reference(source_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    from .backends import onnx_runtime
-
-    try:
-        return onnx_runtime.run(ModelArtifact(source_path, "onnx"), inputs)
-    except Exception as e:
-        detail = " ".join(str(e).split())[:300]
-        raise InputError(f"the source model does not run in onnxruntime: {detail}") from None
-
-
 def _convert_and_package(request, target, recipe, variants, convert_passes, source, input_specs, output_specs, inputs,
-                         staging: Path, work: Path, log, collector):
-    reference = _reference(Path(request.model), inputs)
-    ctx = PassContext(work_dir=work, shapes=dict(request.shapes), target=target, log=log,
+                         staging: Path, work: Path, log, collector, bindings, exported=None):
+    source_onnx = exported.onnx_path if exported else Path(request.model)
+    reference = reference_outputs(source_onnx, inputs)
+    ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=bindings, target=target, log=log,
                       extras={"calibration": str(request.calibration) if request.calibration else None,
-                              "seed": request.seed})
-    model = ModelArtifact(Path(request.model), "onnx")
-    for i, step in enumerate(recipe.steps):
-        model = step.make_pass(f"recipe {recipe.name}: steps[{i}] '{step.id}'").run(model, ctx)
-
-    prepared = compare("prepared-onnx", reference, execute(model, inputs), PREPARATION_POLICY,
-                       "onnxruntime CPU (source -> prepared ONNX)")
-    if not prepared.passed:
-        raise ParityError("the prepared ONNX model disagrees with the source:\n" + failure_table([prepared]),
-                          prepared.outputs)
+                              "seed": request.seed, "inputs_from": "file" if request.inputs else "random",
+                              "recipe": _recipe_reference(request, target)})
+    model, prepared = prepare_canonical(recipe, source_onnx, ctx, inputs, reference)
     outcomes = convert_all(variants, convert_passes, model, ctx, inputs, reference,
                            keep_going=request.keep_going, allow_parity_failure=request.allow_parity_failure)
     started = time.perf_counter()
     model_path = Path(request.model)
     source_entry = {
-        "file": model_path.name,
-        "sha256": sha256_file(model_path),
-        "size": model_path.stat().st_size,
-        "format": "onnx",
+        **(exported.file_fields() if exported else {  # a PyTorch/TensorFlow file or SavedModel folder
+            "file": model_path.name,
+            "sha256": sha256_file(model_path),
+            "size": model_path.stat().st_size,
+            "format": "onnx",
+        }),
         "ir_version": int(source.ir_version),
         "opsets": opsets(source),
         "producer": f"{source.producer_name} {source.producer_version}".strip(),
         "inputs": [s.as_dict() for s in input_specs],
         "outputs": [s.as_dict() for s in output_specs],
     }
+    if exported:  # how it became the ONNX above, with its own parity row (source -> ONNX)
+        source_entry["export"] = exported.export_fields()
     manifest = write_contents(
         staging, name=bundle_name(model_path, request.version, target.name), request=request, target=target,
         recipe=recipe, records=ctx.records, source=source_entry, inputs=inputs, reference=reference,
         prepared=prepared, outcomes=outcomes, log_lines=collector.lines,
     )
     ctx.records.append({"id": "package", "options": {}, "seconds": round(time.perf_counter() - started, 3)})
+    measure_outcomes(outcomes, inputs, ctx.records, log)  # after packaging: latency never enters the bundle
     parity_failed = any(o.parity is not None and not o.parity.passed for o in outcomes)
     return manifest, ctx.records, parity_failed
 

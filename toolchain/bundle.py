@@ -256,13 +256,15 @@ def open_bundle(path: Path) -> OpenedBundle:
 
 
 def iter_checksums(root: Path) -> Iterator[tuple[str, str]]:
-    try:
-        text = (root / CHECKSUMS).read_text(encoding="utf-8")
+    try:  # bytes, not read_text: newline translation and splitlines() would hide a changed line end
+        text = (root / CHECKSUMS).read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise BundleError(f"{CHECKSUMS} is missing") from None
     except UnicodeDecodeError:
         raise BundleError(f"{CHECKSUMS} is not text") from None
-    for number, line in enumerate(text.splitlines(), 1):
+    if not text.endswith("\n"):
+        raise BundleError(f"{CHECKSUMS} does not end with a newline (changed after the build)")
+    for number, line in enumerate(text[:-1].split("\n"), 1):
         digest, sep, rel = line.partition("  ")
         if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not rel:
             raise BundleError(f"{CHECKSUMS} line {number} is malformed")

@@ -9,6 +9,7 @@ from .artifact import ModelArtifact
 from .backends import backend, convert_pass_id, execute
 from .bundle import open_bundle, read_npz
 from .errors import BundleError
+from .interface import FACT
 from .parity import ParityResult, compare
 from .targets import ParityPolicy
 
@@ -45,7 +46,7 @@ def check_bundle(path: Path) -> CheckReport:
                 continue
             artifact = ModelArtifact(
                 path=opened.root / entry["path"], format=entry["format"], precision=entry["precision"],
-                facts={convert_pass_id(entry["format"]): entry.get("conversion", {})},
+                facts={convert_pass_id(entry["format"]): entry.get("conversion", {}), FACT: entry.get("interface", {})},
             )
             policy = ParityPolicy(**{k: v for k, v in entry["parity"]["policy"].items()})
             actual = execute(artifact, samples)

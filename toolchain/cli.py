@@ -50,7 +50,7 @@ class StackcGroup(click.Group):
     def invoke(self, ctx: click.Context):
         import signal
 
-        debug = "--debug" in sys.argv[1:]
+        debug = bool(ctx.params.get("debug")) or "--debug" in sys.argv[1:]  # params: main(args) callers too
         previous = _install_signal_handlers()
         try:
             return super().invoke(ctx)
@@ -168,6 +168,10 @@ def recipes() -> None:
             click.echo(f"  - {step.id}{options}: {get_pass(step.id).summary}")
         for fmt, options in recipe.convert.items():
             click.echo(f"  - convert.{fmt} {options}")
+        for change in recipe.variants:
+            verb = "replaces" if change.replace else "adds"
+            options = f" {change.options}" if change.options else ""
+            click.echo(f"  {verb} variant {change.name}: {change.precision or 'same precision'} from {change.base}{options}")
         click.echo()
 
 
@@ -181,7 +185,76 @@ def passes() -> None:
 
 
 @main.command()
+@click.argument("fmt", metavar="FORMAT")
+@click.option("--json", "as_json", is_flag=True, help="Print the lists as JSON.")
+def ops(fmt: str, as_json: bool) -> None:
+    """The ops a backend with its own converter supports (e.g. 'stackc ops coreml')."""
+    from .backends import backend
+    from .errors import InputError
+
+    module = backend(fmt)
+    if not hasattr(module, "supported_ops"):
+        raise InputError(f"format '{fmt}' converts with an external tool and keeps no op list of its own")
+    lists = module.supported_ops()
+    if as_json:
+        click.echo(json.dumps(lists, indent=2))
+        return
+    for title, names in lists.items():
+        click.echo(f"{title}: {len(names)} ops")
+        click.echo("  " + ", ".join(names))
+
+
+BIND_HELP = ("Freeze an input, e.g. sr=16000 (repeatable): If nodes it decides keep only the taken branch and it "
+             "leaves the artifacts' inputs; NAME alone freezes the value --inputs gives.")
+
+
+def _parse_bindings(binds) -> dict:
+    from .prepare import parse_binding
+
+    return dict(parse_binding(b) for b in binds)
+
+
+@main.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the canonical .onnx model.")
+@click.option("--recipe", "-r", default="default", show_default=True, help="Recipe name or .toml path.")
+@click.option("--target", "-t", default=None, help="Fill dynamic dims with this world's defaults (else only --shape).")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMS",
+              help="Concrete dims for an input, e.g. input=1,3,224,224 (repeatable).")
+@click.option("--bind", "binds", multiple=True, metavar="NAME[=VALUE]", help=BIND_HELP)
+@click.option("--inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Parity samples: an .npz whose keys are the model's input names.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random parity samples.")
+@click.option("--json", "as_json", is_flag=True, help="Print the steps, interface and parity as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, quiet):
+    """Run the preparation pipeline alone: MODEL -> canonical ONNX, proved against MODEL in onnxruntime."""
+    from .prepare import PrepareRequest, prepare as run_prepare
+
+    request = PrepareRequest(model=model, out=out, recipe=recipe, target=target,
+                             shapes=dict(parse_shape(s) for s in shapes), bindings=_parse_bindings(binds),
+                             inputs=inputs, seed=seed)
+    result = run_prepare(request, _setup_logging(quiet or as_json))
+    if as_json:
+        click.echo(json.dumps({"model": str(result.path), "steps": result.steps, "interface": result.interface,
+                               "parity": result.parity.as_dict()}, indent=2))
+        return
+    for step in result.steps:
+        notes = ", ".join(f"{k}={v}" for k, v in step["notes"].items()) if step["notes"] else "-"
+        click.echo(f"  {step['id']:<16} {notes}")
+    renamed = {k: v for part in ("inputs", "outputs") for k, v in result.interface[part].items() if k != v}
+    if renamed:
+        click.echo(f"  renamed: {', '.join(f'{k} -> {v}' for k, v in renamed.items())}")
+    if result.interface["bound"]:
+        click.echo(f"  bound (no longer inputs): {result.interface['bound']}")
+    worst = max((o.max_abs or 0.0 for o in result.parity.outputs), default=0.0)
+    click.echo(f"parity source -> canonical: pass (max abs {worst:.3g}, onnxruntime CPU)")
+    click.echo(f"canonical model: {result.path}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(exists=True, path_type=Path))  # a folder: TF SavedModel
 @click.option("--target", "-t", required=True, help="Target world (see 'stackc targets').")
 @click.option("--recipe", "-r", default=None, help="Recipe name or .toml path (default: the target's).")
 @click.option("--out", "-o", default=Path("out"), type=click.Path(path_type=Path), show_default=True,
@@ -191,6 +264,7 @@ def passes() -> None:
               help="Concrete dims for an input, e.g. input=1,3,224,224 (repeatable).")
 @click.option("--inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Parity samples: an .npz whose keys are the model's input names.")
+@click.option("--bind", "binds", multiple=True, metavar="NAME[=VALUE]", help=BIND_HELP)
 @click.option("--calibration", type=click.Path(exists=True, path_type=Path),
               help="Quantization calibration data: an .npz (keys = input names), a folder of .npy, or of images.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random parity samples.")
@@ -200,8 +274,8 @@ def passes() -> None:
               help="Sign the bundle with this private key (see 'stackc keygen'): writes bundle.sig.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build result as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
-def build(model, target, recipe, out, bundle_version, shapes, inputs, calibration, seed, allow_parity_failure, keep_going,
-          sign_key, as_json, quiet):
+def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, calibration, seed, allow_parity_failure,
+          keep_going, sign_key, as_json, quiet):
     """Build MODEL for a target world into a versioned, checksummed bundle."""
     from .build import BuildRequest, build as run_build
 
@@ -209,6 +283,7 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, calibratio
         model=model, target=target, recipe=recipe, out=out, version=bundle_version,
         shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration, seed=seed,
         allow_parity_failure=allow_parity_failure, keep_going=keep_going, sign_key=sign_key,
+        bindings=_parse_bindings(binds),
     )
     result = run_build(request, _setup_logging(quiet or as_json))
     if as_json:

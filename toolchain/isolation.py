@@ -172,6 +172,18 @@ def _without_address_randomization() -> None:
     os.execv(sys.executable, [sys.executable, "-m", "toolchain.isolation", *sys.argv[1:]])
 
 
+def _find_variant(target, name: str | None, recipe: str | None):
+    """The parent's variant: one of the world's, or one the build's recipe added (``[[variants]]``)."""
+    if target is None or name is None:
+        return None
+    variants = target.variants
+    if recipe:
+        from .recipes import load_recipe
+
+        variants = load_recipe(recipe).variants_for(target)
+    return next((v for v in variants if v.name == name), None)
+
+
 def _child(request_path: str) -> int:
     """The worker side: rebuild the pass and its context, run ``_run``, write the outcome as JSON."""
     import logging
@@ -194,7 +206,7 @@ def _child(request_path: str) -> int:
     try:
         c = request["context"]
         target = load_target(c["target"]) if c["target"] else None
-        variant = next((v for v in target.variants if v.name == c["variant"]), None) if target else None
+        variant = _find_variant(target, c["variant"], c["extras"].get("recipe"))
         ctx = PassContext(work_dir=Path(c["work_dir"]), shapes={k: tuple(v) for k, v in c["shapes"].items()},
                           target=target, variant=variant, log=log, history=c["history"], extras=c["extras"])
         pass_obj = get_pass(request["pass_id"])(request["options"])

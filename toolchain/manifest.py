@@ -12,6 +12,7 @@ from .artifact import ModelArtifact
 from .backends import backend, convert_pass_id
 from .backends._versions import package_versions
 from .bundle import SCHEMA_VERSION, sha256_file, write_checksums, write_json, write_npz
+from .interface import interface_of
 
 
 def copy_artifact(artifact: ModelArtifact, dest: Path, root: Path) -> list[dict[str, Any]]:
@@ -54,6 +55,7 @@ def artifact_entry(outcome, staging: Path) -> dict[str, Any]:
         "os": list(variant.os),
         "platforms": [p.as_dict() for p in variant.platforms],
         "conversion": artifact.facts.get(convert_pass_id(variant.format), {}),
+        "interface": interface_of(artifact.facts),
         "parity": outcome.parity.as_dict(),
     }
 

@@ -86,6 +86,32 @@ def check_model(model) -> None:
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"the ONNX checker rejects the model: {first}") from None
+    check_no_nan_weights(model)
+
+
+def check_no_nan_weights(model) -> None:
+    """Refuse NaN weights: parity against a NaN reference proves nothing, so fail early (exit 3).
+
+    Inf is allowed: ``-inf`` attention masks are legitimate, and parity compares infinities by equality.
+    """
+    import numpy as np
+    from onnx import numpy_helper
+
+    tensors = list(model.graph.initializer)
+    tensors += [a.t for node in model.graph.node if node.op_type == "Constant" for a in node.attribute if a.name == "value"]
+    for tensor in tensors:
+        if tensor.data_type not in _FLOAT_TYPES:
+            continue
+        try:
+            values = numpy_helper.to_array(tensor)
+        except Exception:
+            continue  # unreadable tensors are the checker's and the runtime's to report
+        if np.isnan(values.astype(np.float32, copy=False)).any():
+            raise InputError(f"weight tensor '{tensor.name}' holds NaN values; stackc cannot prove parity against a NaN "
+                             "reference (fix the model's weights)")
+
+
+_FLOAT_TYPES = (1, 10, 11, 16)  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
 def _elem_type_name(elem_type: int) -> str:

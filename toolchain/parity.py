@@ -27,6 +27,7 @@ def make_inputs(specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], see
             raise UsageError(
                 f"input '{spec.name}' has dynamic dims {list(spec.shape or [])}; give them with --shape {spec.name}=D0,D1,..."
             )
+        _check_sample_shape(spec.name, shape)
         dtype = np.dtype(spec.dtype) if spec.dtype != "unknown" else np.dtype("float32")
         if dtype == np.bool_:
             value = rng.integers(0, 2, size=shape).astype(bool)
@@ -38,6 +39,24 @@ def make_inputs(specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], see
             raise UsageError(f"input '{spec.name}' has dtype {spec.dtype}; give samples with --inputs")
         inputs[spec.name] = value
     return inputs
+
+
+MAX_SAMPLE_ELEMENTS = 2**28  # one parity sample of 1 GiB in float32 is already far beyond any sane input
+
+
+def _check_sample_shape(name: str, shape: tuple[int, ...]) -> None:
+    """Negative, zero or absurd dims are bad input, not a numpy MemoryError or an empty (vacuous) parity."""
+    if any(d < 0 for d in shape):
+        raise InputError(f"input '{name}' has a negative dim {list(shape)}; the model's signature is broken")
+    if any(d == 0 for d in shape):
+        raise InputError(f"input '{name}' has a zero dim {list(shape)}: parity on empty tensors proves nothing",
+                         hint=f"give real dims with --shape {name}=D0,D1,...")
+    elements = 1
+    for d in shape:
+        elements *= d
+    if elements > MAX_SAMPLE_ELEMENTS:
+        raise InputError(f"input '{name}' of shape {list(shape)} needs {elements:.3g} elements per parity sample "
+                         f"(limit {MAX_SAMPLE_ELEMENTS:.3g})", hint=f"give smaller dims with --shape {name}=D0,D1,...")
 
 
 def load_inputs(path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
@@ -90,18 +109,25 @@ class ParityResult:
     policy: ParityPolicy
     outputs: list[OutputResult]
     measured_with: str
+    evaluated_on: str | None = None  # set when judged on other samples than parity/samples.npz (int8)
+    damaged_layers: list[dict[str, Any]] | None = None  # a failed int8 artifact's worst layers (precision_parity)
 
     @property
     def passed(self) -> bool:
         return all(o.passed for o in self.outputs)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        result = {
             "passed": self.passed,
             "measured_with": self.measured_with,
             "policy": self.policy.as_dict(),
             "outputs": [o.as_dict() for o in self.outputs],
         }
+        if self.evaluated_on:
+            result["evaluated_on"] = self.evaluated_on
+        if self.damaged_layers:
+            result["damaged_layers"] = self.damaged_layers
+        return result
 
 
 def _looks_like_scores(ref: np.ndarray) -> bool:
@@ -174,4 +200,9 @@ def failure_table(results: list[ParityResult]) -> str:
             max_abs = "-" if row.max_abs is None else f"{row.max_abs:.3g}"
             cosine = "-" if row.cosine is None else f"{row.cosine:.6f}"
             lines.append(f"{result.artifact:<18} {row.name[:28]:<28} {max_abs:>10} {cosine:>10}  {row.reason}")
+    for result in results:
+        if result.damaged_layers:
+            worst = ", ".join(f"{d['node']} ({d['op_type']}, cosine {d['cosine']:.4f})" for d in result.damaged_layers)
+            lines.append(f"{result.artifact}: most damaged layers (fp32 vs quantized, by cosine): {worst}; "
+                         f"consider excluding them (exclude_nodes / exclude_op_types)")
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ._toml import Table, read_toml
 from .errors import InputError
-from .targets import PRECISIONS, Target, Variant, _parse_policy, target_dir
+from .targets import PRECISIONS, Target, Variant, _parse_policy, policy_for, target_dir
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,13 @@ class Recipe:
                 raise InputError(f"recipe {self.name}: variant '{change.name}' is based on '{change.base}', "
                                  f"which target {target.name} does not have (its variants: {known})")
             base = by_name[change.base]
-            policy = base.parity
+            precision = change.precision or base.precision
+            policy = base.parity if precision == base.precision else policy_for(precision)
             if change.parity is not None:
                 from ._toml import Table
 
-                policy = _parse_policy(Table(change.parity, f"recipe {self.name}: variants.{change.name}.parity"))
-            variant = replace(base, name=change.name, precision=change.precision or base.precision, parity=policy,
+                policy = _parse_policy(Table(change.parity, f"recipe {self.name}: variants.{change.name}.parity"), policy)
+            variant = replace(base, name=change.name, precision=precision, parity=policy,
                               options={**base.options, **change.options})
             if change.replace:
                 result = [variant if v.name == base.name else v for v in result]
@@ -105,8 +106,13 @@ def load_recipe(name_or_path: str) -> Recipe:
 
 def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
     table = Table(data, where)
-    steps = []
-    for i, raw in enumerate(table.get("steps", list)):
+    extends = table.get("extends", str, None)  # another recipe whose steps, convert tables and variants come first
+    if extends and extends == Path(where).stem:
+        raise InputError(f"{where}: a recipe cannot extend itself")
+    base = load_recipe(extends) if extends else None
+    steps = list(base.steps) if base else []
+    own_steps = table.get("steps", list, []) if base else table.get("steps", list)
+    for i, raw in enumerate(own_steps):
         step = Table(raw, f"{where}: steps[{i}]")
         steps.append(Step(step.get("id", str), dict(step.get("options", dict, {}))))
         step.done()
@@ -130,6 +136,9 @@ def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
 
             _parse_policy(_T(change.parity, f"{where}: variants[{i}].parity"))
         variants.append(change)
+    if base:
+        convert = {**base.convert, **{fmt: {**base.convert.get(fmt, {}), **opts} for fmt, opts in convert.items()}}
+        variants = [*base.variants, *variants]
     recipe = Recipe(table.get("name", str), table.get("description", str), tuple(steps), dict(convert), tuple(variants))
     table.done()
     return recipe

@@ -122,13 +122,16 @@ def _resources(root: Path) -> list[dict[str, str]]:
             for rel in bundle_files(root) if rel != SIGNATURE]
 
 
-def statement(root: Path) -> dict[str, Any]:
-    """The in-toto statement over every file of the bundle folder but the signature itself."""
+def statement(root: Path, name: str | None = None) -> dict[str, Any]:
+    """The in-toto statement over every file of the bundle folder but the signature itself.
+
+    ``name`` is the bundle's published name (a build signs its staging folder, named otherwise).
+    """
     resources = _resources(root)
     subject = hashlib.sha256(b"".join(bytes.fromhex(r["digest"]) for r in resources)).hexdigest()
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": root.name, "digest": {"sha256": subject}}],
+        "subject": [{"name": name or root.name, "digest": {"sha256": subject}}],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
             "serialization": {"method": "files", "hash_type": "sha256", "allow_symlinks": False,
@@ -143,10 +146,10 @@ def _pae(payload: bytes) -> bytes:
     return f"DSSEv1 {len(PAYLOAD_TYPE)} {PAYLOAD_TYPE} {len(payload)} ".encode() + payload
 
 
-def signature_document(root: Path, private_key) -> bytes:
+def signature_document(root: Path, private_key, name: str | None = None) -> bytes:
     """The ``bundle.sig`` bytes for a bundle folder; deterministic for the same files and key."""
     _, algorithm = _ec()
-    payload = json.dumps(statement(root), indent=2, sort_keys=True).encode("utf-8")
+    payload = json.dumps(statement(root, name), indent=2, sort_keys=True).encode("utf-8")
     signature = private_key.sign(_pae(payload), algorithm)
     document = {
         "mediaType": BUNDLE_MEDIA_TYPE,
@@ -195,17 +198,19 @@ def signature_problems(root: Path, public_key) -> list[str]:
     actual = {r["name"]: r["digest"] for r in _resources(root)}
     problems = [f"{rel}: extra file, not covered by the signature" for rel in sorted(actual.keys() - expected.keys())]
     problems += [f"{rel}: missing (the signature covers it)" for rel in sorted(expected.keys() - actual.keys())]
-    problems += [f"{rel}: differs from the signed digest" for rel in sorted(actual.keys() & expected.keys())
-                 if actual[rel] != expected[rel]]
+    changed = [rel for rel in actual.keys() & expected.keys() if actual[rel] != expected[rel]]
+    # the content file first: a changed SHA256SUMS or manifest is usually the echo of a changed artifact
+    problems += [f"{rel}: differs from the signed digest"
+                 for rel in sorted(changed, key=lambda r: (r in ("SHA256SUMS", "manifest.json"), r))]
     return problems
 
 
-def write_signature(root: Path, private_key) -> None:
+def write_signature(root: Path, private_key, name: str | None = None) -> None:
     """Sign a staging or bundle folder in place: ``bundle.sig`` appears by one rename, its temp file
     lives beside the folder (a ``.partial-`` name that later builds clean up), never inside it."""
     from .bundle import PARTIAL
 
-    document = signature_document(root, private_key)
+    document = signature_document(root, private_key, name)
     tmp = root.parent / f".{root.name}.{SIGNATURE}{PARTIAL}{os.getpid()}"
     try:
         tmp.write_bytes(document)

@@ -50,7 +50,24 @@ class ParityPolicy:
     min_top1: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        shown = {k: v for k, v in self.__dict__.items() if v is not None}
+        if self.max_abs is None:
+            shown.pop("max_rel", None)  # only meaningful with max_abs
+        return shown
+
+
+# Each precision's default policy, and the base a partial ``parity`` table is read over. fp32 is
+# strict element-wise; fp16 allows float16 rounding; int8 is judged as a whole (cosine, SNR,
+# top-1 agreement over many samples), since element-wise bounds say nothing useful about it.
+PRECISION_POLICIES = {
+    "fp32": ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.9999),
+    "fp16": ParityPolicy(max_abs=2e-2, max_rel=2e-2, min_cosine=0.999, min_snr_db=30.0),
+    "int8": ParityPolicy(max_abs=None, min_cosine=0.99, min_snr_db=15.0, min_top1=0.95),
+}
+
+
+def policy_for(precision: str) -> ParityPolicy:
+    return PRECISION_POLICIES[precision]
 
 
 @dataclass(frozen=True)
@@ -116,14 +133,15 @@ def load_target(name_or_path: str) -> Target:
     return parse_target(read_toml(path), str(path.name), origin=str(path.resolve()))
 
 
-def _parse_policy(table: Table) -> ParityPolicy:
-    base = ParityPolicy()
+def _parse_policy(table: Table, base: ParityPolicy | None = None) -> ParityPolicy:
+    """A ``parity`` table read over ``base`` (its precision's default policy): unset keys keep base's values."""
+    base = base or ParityPolicy()
     policy = ParityPolicy(
         max_abs=table.get("max_abs", float, base.max_abs),
         max_rel=table.get("max_rel", float, base.max_rel),
         min_cosine=table.get("min_cosine", float, base.min_cosine),
-        min_snr_db=table.get("min_snr_db", float, None),
-        min_top1=table.get("min_top1", float, None),
+        min_snr_db=table.get("min_snr_db", float, base.min_snr_db),
+        min_top1=table.get("min_top1", float, base.min_top1),
     )
     table.done()
     return policy
@@ -147,7 +165,7 @@ def _parse_variant(data: Any, where: str) -> Variant:
         runtime=runtime,
         accelerator_apis=table.strings("accelerator_apis"),
         os=table.strings("os"),
-        parity=_parse_policy(table.table("parity")),
+        parity=_parse_policy(table.table("parity"), policy_for(precision)),
         options=dict(table.get("options", dict, {})),
         platforms=parse_platforms(table.get("platforms", list), where),
     )

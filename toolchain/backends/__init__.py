@@ -17,6 +17,8 @@ FORMAT_MODULES = {
     "onnx": "onnx_runtime",
     "ort": "ort_format",
     "openvino": "openvino",
+    "tflite": "tflite",
+    "coreml": "coreml",
 }
 
 

@@ -1,7 +1,6 @@
 """ONNX for ONNX Runtime: the canonical model itself, run with the CPU execution provider."""
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,32 +8,31 @@ import numpy as np
 
 from ..artifact import ModelArtifact
 from ..errors import MissingDependencyError
+from ..onnx_precision import PrecisionOptions, apply_precision, precision_of
 from ..passes import register
 from ..passes.base import Pass, PassContext
 from ._versions import package_versions
 
 
 @dataclass(frozen=True)
-class Options:
-    pass
+class Options(PrecisionOptions):
+    """How fp16 and int8 variants are made (see toolchain/onnx_precision.py); fp32 ships the model as is."""
 
 
 @register
 class ConvertOnnx(Pass):
     id = "convert.onnx"
-    summary = "Ship the prepared ONNX model for ONNX Runtime."
+    summary = "Ship the prepared ONNX model for ONNX Runtime, in the variant's precision (fp32, fp16, int8)."
     requires = ("onnx",)
     Options = Options
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
-        path = out_dir / "model.onnx"
-        shutil.copyfile(model.path, path)
+        path, facts, work = apply_precision(model, precision_of(ctx, model), self.options, ctx, out_dir)
         files = [path]
-        data = model.path.with_name(model.path.name + ".data")
+        data = path.with_name(path.name + ".data")
         if data.exists():
-            shutil.copyfile(data, out_dir / data.name)
-            files.append(out_dir / data.name)
-        return model.derive(path=path, format="onnx", files=tuple(files))
+            files.append(data)
+        return model.derive(path=path, format="onnx", files=tuple(files), facts={self.id: facts, **work})
 
 
 def session(path: Path, options=None):
@@ -58,6 +56,12 @@ MEASURED_WITH = "onnxruntime (CPU execution provider) on the build host"
 
 def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return run_session(session(artifact.path), inputs)
+
+
+def make_runner(artifact: ModelArtifact):
+    """Load once, run many times (host latency measurements)."""
+    sess = session(artifact.path)
+    return lambda inputs: run_session(sess, inputs)
 
 
 def runtime_available() -> str | None:

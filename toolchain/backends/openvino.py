@@ -25,8 +25,18 @@ _DEFAULT_INFERENCE = {"fp32": "f32", "fp16": "f16", "int8": "f32"}
 class Options:
     weights: str | None = None              # "fp32" | "fp16"; default from the variant's precision
     inference_precision: str | None = None  # "f32" | "f16" | "bf16"; default from the variant's precision
+    # int8 variants: NNCF post-training quantization (toolchain/nncf_int8.py)
+    calibration_samples: int = 128
+    preset: str = "performance"             # "performance" (symmetric) | "mixed" (asymmetric activations)
+    model_type: str | None = None           # "transformer": NNCF's transformer-aware scheme
+    exclude_nodes: tuple[str, ...] = ()     # OpenVINO operation names left in float
+    exclude_op_types: tuple[str, ...] = ()  # ONNX (or OpenVINO) op types left in float
 
     def __post_init__(self):
+        if self.preset not in ("performance", "mixed"):
+            raise ValueError(f"option 'preset' is '{self.preset}'; known values: performance, mixed")
+        if self.model_type not in (None, "transformer"):
+            raise ValueError(f"option 'model_type' is '{self.model_type}'; known values: transformer")
         if self.weights not in (None, "fp32", "fp16"):
             raise ValueError(f"option 'weights' is '{self.weights}'; known values: fp32, fp16")
         if self.inference_precision not in (None, "f32", "f16", "bf16"):
@@ -36,7 +46,7 @@ class Options:
 @register
 class ConvertOpenVINO(Pass):
     id = "convert.openvino"
-    summary = "Convert to OpenVINO IR with chosen weight storage and inference precision."
+    summary = "Convert to OpenVINO IR with chosen weight storage and inference precision; int8 via NNCF."
     requires = ("openvino",)
     Options = Options
     isolate = True
@@ -53,10 +63,23 @@ class ConvertOpenVINO(Pass):
             raise ValueError(f"inference_precision must be f32, f16 or bf16, got {inference}")
         ov_model = ov.convert_model(str(model.path))
         xml = out_dir / "model.xml"
-        ov.save_model(ov_model, str(xml), compress_to_fp16=(weights == "fp16"))
         facts = {"weights": weights, "inference_precision": inference, "device": "CPU"}
+        work = {}
+        if precision == "int8":
+            from .. import nncf_int8
+
+            fp32_xml = out_dir / "fp32" / "model.xml"
+            ov.save_model(ov_model, str(fp32_xml), compress_to_fp16=False)
+            ov_model, chosen = nncf_int8.quantize(ov_model, model.path, model.facts, ctx, self.options)
+            ov.save_model(ov_model, str(xml), compress_to_fp16=(weights == "fp16"))
+            facts["precision"] = {**chosen, **nncf_int8.check(fp32_xml, xml)}
+            work = {"precision_work": {"fp32": str(fp32_xml), "int8": str(xml)}}
+            ctx.log.info("[precision] openvino int8: %d FakeQuantize, size x%.3f of fp32",
+                         facts["precision"]["fake_quantize"], facts["precision"]["size_ratio"])
+        else:
+            ov.save_model(ov_model, str(xml), compress_to_fp16=(weights == "fp16"))
         return model.derive(
-            path=xml, format="openvino", files=(xml, xml.with_suffix(".bin")), facts={self.id: facts}
+            path=xml, format="openvino", files=(xml, xml.with_suffix(".bin")), facts={self.id: facts, **work}
         )
 
 
@@ -72,21 +95,31 @@ MEASURED_WITH = "OpenVINO CPU plugin on the build host"
 
 
 def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return make_runner(artifact)(inputs)
+
+
+def make_runner(artifact: ModelArtifact):
+    """Compile once (with the recorded inference precision), run many times."""
     facts = artifact.facts.get(ConvertOpenVINO.id, {})
     config = {"INFERENCE_PRECISION_HINT": facts.get("inference_precision", "f32")}
     compiled = _core().compile_model(str(artifact.path), facts.get("device", "CPU"), config)
-    feed = {}
-    for port in compiled.inputs:
-        name = next(n for n in port.get_names() if n in inputs) if port.get_names() & inputs.keys() else port.get_any_name()
-        feed[port] = inputs[name]
     request = compiled.create_infer_request()
-    results = request.infer(feed)
-    outputs = {}
-    for port in compiled.outputs:
-        value = np.asarray(results[port])
-        for name in port.get_names():
-            outputs[name] = value
-    return outputs
+
+    def infer(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {}
+        for port in compiled.inputs:
+            names = port.get_names()
+            name = next(n for n in names if n in inputs) if names & inputs.keys() else port.get_any_name()
+            feed[port] = inputs[name]
+        results = request.infer(feed)
+        outputs = {}
+        for port in compiled.outputs:
+            value = np.array(results[port])  # a copy: the request reuses its output buffers
+            for name in port.get_names():
+                outputs[name] = value
+        return outputs
+
+    return infer
 
 
 def runtime_available() -> str | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import ModelArtifact
+from ..onnx_precision import PrecisionOptions, apply_precision, precision_of
 from ..passes import register
 from ..passes.base import Pass, PassContext
 from . import onnx_runtime
@@ -19,10 +20,11 @@ from ._versions import package_versions
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(PrecisionOptions):
     optimization_level: str = "basic"  # "disable" | "basic" | "extended": basic keeps the model EP-portable
 
     def __post_init__(self):
+        super().__post_init__()
         if self.optimization_level not in ("disable", "basic", "extended"):
             raise ValueError(f"option 'optimization_level' is '{self.optimization_level}'; "
                              "known values: disable, basic, extended")
@@ -51,9 +53,11 @@ class ConvertOrt(Pass):
         so.graph_optimization_level = levels[self.options.optimization_level]
         so.optimized_model_filepath = str(path)
         so.add_session_config_entry("session.save_model_format", "ORT")
-        onnx_runtime.session(model.path, so)
-        facts = {"optimization_level": self.options.optimization_level}
-        return model.derive(path=path, format="ort", facts={self.id: facts})
+        source, precision_facts, work = apply_precision(model, precision_of(ctx, model), self.options, ctx,
+                                                        out_dir / "onnx")
+        onnx_runtime.session(source, so)
+        facts = {"optimization_level": self.options.optimization_level, **precision_facts}
+        return model.derive(path=path, format="ort", facts={self.id: facts, **work})
 
 
 MEASURED_WITH = "onnxruntime (CPU execution provider, ORT format) on the build host"
@@ -61,6 +65,10 @@ MEASURED_WITH = "onnxruntime (CPU execution provider, ORT format) on the build h
 
 def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return onnx_runtime.run(artifact, inputs)
+
+
+def make_runner(artifact: ModelArtifact):
+    return onnx_runtime.make_runner(artifact)
 
 
 def runtime_available() -> str | None:

@@ -12,10 +12,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, ParityError
 from ._common import ExportedSource
 
-__all__ = ["ExportedSource", "SOURCE_FORMATS", "detect_source", "to_onnx"]
+__all__ = ["ExportedSource", "SOURCE_FORMATS", "detect_source", "export_source", "to_onnx"]
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -122,11 +122,36 @@ def to_onnx(path: Path, work_dir: Path, *, shapes: dict[str, tuple[int, ...]] | 
         from . import tensorflow as exporter
     exported = exporter.export(kind, path, work_dir, shapes=dict(shapes or {}), inputs_path=inputs,
                                target=target, seed=seed)
+    from ..bundle import sha256_file
     from ._common import source_digest
 
     digest, size = source_digest(path)
+    exported.source = path
     exported.facts = {"format": kind, "sha256": digest, "size": size, **exported.facts,
-                      "parity": exported.parity.as_dict()}
+                      "onnx_sha256": sha256_file(exported.onnx_path), "parity": exported.parity.as_dict()}
     log.info("[export] %s -> ONNX with %s: parity %s", path.name, exported.facts.get("method"),
              "pass" if exported.parity.passed else "FAIL")
+    return exported
+
+
+def export_source(model: Path, work_dir: Path, *, shapes=None, inputs: Path | None = None, target: Any = None,
+                  seed: int = 0, allow_parity_failure: bool = False,
+                  log: logging.Logger | None = None) -> ExportedSource | None:
+    """The build's hook: export a framework source (None for ONNX), and stop on export parity failure.
+
+    The samples the export was proven on are written to ``work_dir/samples.npz`` keyed by the
+    exported model's input names, so the rest of the pipeline reads them like a ``--inputs`` file.
+    """
+    from ..bundle import write_npz
+    from ..parity import failure_table
+
+    exported = to_onnx(model, work_dir, shapes=shapes, inputs=inputs, target=target, seed=seed, log=log)
+    if exported is None:
+        return None
+    if not exported.parity.passed and not allow_parity_failure:
+        raise ParityError(f"the exported ONNX model disagrees with {Path(model).name} in its own framework "
+                          "(use --allow-parity-failure to go on anyway):\n" + failure_table([exported.parity]),
+                          [row for row in exported.parity.outputs if not row.passed])
+    exported.samples_path = Path(work_dir) / "samples.npz"
+    write_npz(exported.samples_path, exported.samples)
     return exported

@@ -55,6 +55,19 @@ class ExportedSource:
     samples: dict[str, np.ndarray]      # keyed by the exported ONNX model's input names
     parity: ParityResult
     facts: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None          # the framework file or folder the user gave
+    samples_path: Path | None = None    # ``samples`` as an .npz, for code that reads --inputs files
+
+    _FILE_KEYS = ("sha256", "size", "format")
+
+    def file_fields(self) -> dict[str, Any]:
+        """The manifest's source entry describes the user's file (or SavedModel folder), not the ONNX."""
+        name = self.source.name if self.source else self.onnx_path.name
+        return {"file": name, **{k: self.facts[k] for k in self._FILE_KEYS}}
+
+    def export_fields(self) -> dict[str, Any]:
+        """Framework, versions, method, opset and the export parity row, for the manifest's source.export."""
+        return {k: v for k, v in self.facts.items() if k not in self._FILE_KEYS}
 
 
 def example_inputs(label: str, declared: list[SourceInput], shapes: dict[str, tuple[int, ...]],

@@ -26,6 +26,7 @@ def _load_all() -> None:
     _loaded = True
     from . import fix_shapes, load_check, optimize  # noqa: F401  (registration side effect)
     from . import bind_inputs, layout_detect, names_sanitize, upgrade_ir  # noqa: F401
+    from . import fp16, quantize_dynamic, quantize_static  # noqa: F401
     from ..backends import load_all_converters
 
     load_all_converters()

@@ -1,0 +1,52 @@
+"""Timing and peak memory of whole commands, measured the same way for stackc and for the baselines."""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_rss: int      # the largest sum of RSS over the command's process tree, sampled
+    returncode: int
+
+
+def run_measured(cmd: list[str], env: dict[str, str] | None = None, poll: float = 0.02) -> Run:
+    started = time.perf_counter()
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    proc = psutil.Process(child.pid)
+    peak = 0
+    while child.poll() is None:
+        total = 0
+        try:
+            for p in [proc, *proc.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+        except psutil.Error:
+            pass
+        peak = max(peak, total)
+        time.sleep(poll)
+    seconds = time.perf_counter() - started
+    stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
+    if child.returncode != 0:
+        sys.stderr.write(f"benchmark command failed ({child.returncode}): {' '.join(cmd)}\n{stderr[-2000:]}\n")
+    return Run(seconds, peak, child.returncode)
+
+
+def median_run(cmd: list[str], repeat: int = 3, env: dict[str, str] | None = None) -> Run:
+    runs = [run_measured(cmd, env) for _ in range(repeat)]
+    return Run(statistics.median(r.seconds for r in runs), max(r.peak_rss for r in runs),
+               max(r.returncode for r in runs))
+
+
+def stackc_command() -> list[str]:
+    return [sys.executable, "-m", "toolchain.cli"]

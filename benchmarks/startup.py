@@ -1,0 +1,18 @@
+"""Start-up cost: `stackc --help` against `python -c "import click"` (the floor any click CLI pays)."""
+from __future__ import annotations
+
+import sys
+
+from .measure import median_run, stackc_command
+
+
+def bench_startup(repeat: int = 5) -> dict:
+    baseline = median_run([sys.executable, "-c", "import click"], repeat)
+    stackc = median_run([*stackc_command(), "--help"], repeat)
+    targets = median_run([*stackc_command(), "targets"], repeat)
+    return {
+        "import_click_s": round(baseline.seconds, 4),
+        "stackc_help_s": round(stackc.seconds, 4),
+        "stackc_targets_s": round(targets.seconds, 4),
+        "help_over_click": round(stackc.seconds / baseline.seconds, 2),
+    }

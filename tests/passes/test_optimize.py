@@ -1,0 +1,59 @@
+"""optimize: onnxslim simplification that keeps the signature, the numbers and the input file."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES, fixture_model, run_in_onnxruntime
+from toolchain.artifact import ModelArtifact
+from toolchain.errors import InputError
+from toolchain.onnx_model import graph_inputs, graph_outputs, load_onnx
+from toolchain.parity import make_inputs
+from toolchain.passes import PassContext, get_pass
+from toolchain.passes.fix_shapes import concrete_shapes
+from toolchain.targets import load_target
+
+
+def optimize(model_path, tmp_path, **options):
+    return get_pass("optimize")(options).run(ModelArtifact(model_path, "onnx"), PassContext(work_dir=tmp_path / "work"))
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "lstm_tagger", "mobilenet_tiny"])
+def test_simplified_model_keeps_signature_and_outputs(tmp_path, name):
+    source = fixture_model(name)
+    before = source.read_bytes()
+    result = optimize(source, tmp_path)
+    notes = result.facts["optimize"]
+    assert notes["nodes_after"] <= notes["nodes_before"]
+    original, slimmed = load_onnx(source), load_onnx(result.path)
+    assert [s.name for s in graph_inputs(slimmed)] == [s.name for s in graph_inputs(original)]
+    assert [s.name for s in graph_outputs(slimmed)] == [s.name for s in graph_outputs(original)]
+    specs = graph_inputs(original)
+    samples = make_inputs(specs, concrete_shapes(specs, {}, load_target("edge-desktop"), fix_all=True), seed=3)
+    want, got = run_in_onnxruntime(source, samples), run_in_onnxruntime(result.path, samples)
+    for output in want:
+        np.testing.assert_allclose(got[output], want[output], rtol=1e-5, atol=1e-5)
+    assert source.read_bytes() == before
+
+
+def test_shrinks_a_graph_with_shape_arithmetic_and_leaves_no_constant_nodes(tmp_path):
+    notes = optimize(fixture_model("transformer_tiny"), tmp_path).facts["optimize"]
+    assert notes["nodes_after"] < notes["nodes_before"]
+    assert notes["constant_nodes_left"] == 0
+    assert "Constant" in FIXTURES["transformer_tiny"]["op_types"]
+
+
+def test_result_stays_plain_onnx_without_runtime_specific_ops(tmp_path):
+    slimmed = load_onnx(optimize(fixture_model("transformer_tiny"), tmp_path).path)
+    assert {n.domain for n in slimmed.graph.node} <= {"", "ai.onnx"}
+    assert {o.domain for o in slimmed.opset_import} <= {"", "ai.onnx"}
+
+
+def test_unknown_option_names_the_known_ones():
+    with pytest.raises(InputError, match="known options: skip_fusion_patterns, skip_optimizations"):
+        get_pass("optimize")({"skip_fusion": ["x"]})
+
+
+def test_list_options_must_be_lists():
+    with pytest.raises(InputError, match="skip_optimizations"):
+        get_pass("optimize")({"skip_optimizations": 3})

@@ -1,0 +1,142 @@
+"""Bundles on disk under stress: hostile archives, atomic replacement, stale partials, disk full,
+read-only output folders. Through the real CLI where a user would see it."""
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_user_error, run_stackc
+from tests.test_hostile_inputs import tiny_model
+from toolchain.bundle import _safe_extract, publish, remove_stale_partials
+from toolchain.errors import BundleError
+
+
+def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _build(model: Path, out: Path, *extra) -> Path:
+    result = run_stackc("build", model, "--target", "edge-desktop", "--out", out, "--quiet", *extra)
+    assert result.exit_code == 0, result.stderr
+    return out / f"{model.stem}-0.1.0-edge-desktop"
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "tiny.onnx"
+    path.write_bytes(tiny_model().SerializeToString())
+    return path
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/abs/escape.txt", "b/../../escape.txt"])
+def test_archive_members_that_point_outside_are_refused_before_anything_is_extracted(tmp_path, name):
+    archive = _tar(tmp_path / "evil.tar.gz", [("b/ok.txt", b"ok"), (name, b"pwned")])
+    into = tmp_path / "into"
+    into.mkdir()
+    with pytest.raises(BundleError, match="outside the bundle"):
+        _safe_extract(archive, into)
+    assert list(into.iterdir()) == [] and not (tmp_path / "escape.txt").exists()
+
+
+def test_archive_size_and_member_limits_refuse_bombs(tmp_path):
+    archive = _tar(tmp_path / "big.tar.gz", [("b/a", b"x" * 5000), ("b/c", b"y" * 5000)])
+    with pytest.raises(BundleError, match="too large"):
+        _safe_extract(archive, tmp_path / "a", max_member=4096)
+    with pytest.raises(BundleError, match="too large"):
+        _safe_extract(archive, tmp_path / "b", max_total=8000)
+    with pytest.raises(BundleError, match="more than 1 members"):
+        _safe_extract(archive, tmp_path / "c", max_members=1)
+
+
+def test_publish_replaces_a_previous_bundle_whole_and_leaves_no_partials(tmp_path):
+    out = tmp_path / "out"
+    final, archive = out / "m-0.1.0-t", out / "m-0.1.0-t.tar.gz"
+    for generation in ("old", "new"):
+        staging = out / f".m-0.1.0-t.partial-{os.getpid()}-{generation}"
+        (staging / "sub").mkdir(parents=True)
+        (staging / "sub" / "file.txt").write_text(generation)
+        if generation == "old":
+            (staging / "only-in-old.txt").write_text("old")
+        publish(staging, final, archive)
+    assert (final / "sub" / "file.txt").read_text() == "new" and not (final / "only-in-old.txt").exists()
+    with tarfile.open(archive) as tar:
+        assert tar.extractfile("m-0.1.0-t/sub/file.txt").read() == b"new"
+    assert sorted(p.name for p in out.iterdir()) == ["m-0.1.0-t", "m-0.1.0-t.tar.gz"]
+
+
+def test_stale_partials_of_dead_builds_are_removed_and_live_ones_kept(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".m.partial-{dead.pid}-abc"
+    stale.mkdir()
+    (tmp_path / f".m.tar.gz.partial-{dead.pid}").write_bytes(b"half")
+    live = tmp_path / f".m.partial-{os.getpid()}-xyz"
+    live.mkdir()
+    removed = remove_stale_partials(tmp_path)
+    assert len(removed) == 2 and not stale.exists() and live.exists()
+
+
+def test_a_build_into_an_output_path_that_is_a_file_fails_with_exit_7(model, tmp_path):
+    (tmp_path / "out").write_text("a file")
+    assert_user_error(run_stackc("build", model, "--target", "edge-desktop", "--out", tmp_path / "out"), 7,
+                      "cannot write to the output folder")
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A tiny tmpfs (root only): the realistic way to get ENOSPC and a read-only folder."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs root and tmpfs mounts")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_disk_full_fails_with_exit_7_and_leaves_the_previous_bundle_untouched(model, tmpfs):
+    out = tmpfs / "out"
+    previous = _build(model, out, "--seed", "1")
+    before, archive_before = _snapshot(previous), (out / f"{previous.name}.tar.gz").read_bytes()
+    filler = tmpfs / "filler"
+    with open(filler, "wb") as handle:  # fill the disk, then free a little: the next staging runs out mid-way
+        try:
+            while True:
+                handle.write(b"\0" * 65536)
+                handle.flush()
+        except OSError:
+            pass
+    with open(filler, "r+b") as handle:
+        handle.truncate(filler.stat().st_size - 12 * 1024)
+    result = run_stackc("build", model, "--target", "edge-desktop", "--out", out, "--quiet")
+    assert_user_error(result, 7, "No space left on device")
+    assert _snapshot(previous) == before
+    assert (out / f"{previous.name}.tar.gz").read_bytes() == archive_before
+    assert not [p for p in out.iterdir() if ".partial-" in p.name]
+
+
+def test_a_read_only_output_folder_fails_with_exit_7_and_leaves_the_previous_bundle_untouched(model, tmpfs):
+    out = tmpfs / "out"
+    previous = _build(model, out, "--seed", "1")
+    before, archive_before = _snapshot(previous), (out / f"{previous.name}.tar.gz").read_bytes()
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    result = run_stackc("build", model, "--target", "edge-desktop", "--out", out, "--quiet")
+    assert_user_error(result, 7, "Read-only file system")
+    assert _snapshot(previous) == before
+    assert (out / f"{previous.name}.tar.gz").read_bytes() == archive_before

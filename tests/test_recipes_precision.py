@@ -1,0 +1,140 @@
+"""Precision recipes end to end: fp32, fp16 and int8 artifacts built, run in their real runtimes,
+judged by their precision's policy, measured on the host outside the bundle."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import assert_user_error, build_bundle, fixture_model, run_in_onnxruntime, run_in_openvino, run_stackc
+from tests.precision_helpers import DIGITS_CNN, agreement_and_accuracy, digits_split, predictions, write_calibration
+
+
+@pytest.fixture(scope="module")
+def digits_desktop_int8(tmp_path_factory) -> dict:
+    """The trained digits CNN for edge-desktop with desktop-int8, calibrated on training samples."""
+    tmp = tmp_path_factory.mktemp("desktop-int8")
+    calibration = write_calibration(tmp / "calibration.npz")
+    result = build_bundle(DIGITS_CNN, "edge-desktop", tmp / "out", "--recipe", "desktop-int8",
+                          "--calibration", calibration)
+    result["calibration"] = calibration
+    return result
+
+
+def artifacts(result: dict) -> dict[str, dict]:
+    return {a["variant"]: a for a in result["manifest"]["artifacts"]}
+
+
+def test_desktop_int8_ships_fp32_and_int8_for_onnx_and_openvino_each_passing_its_policy(digits_desktop_int8):
+    shipped = artifacts(digits_desktop_int8)
+    mine = {"onnx-fp32": "fp32", "openvino-fp32": "fp32", "onnx-int8": "int8", "openvino-int8": "int8"}
+    assert {v: shipped[v]["precision"] for v in mine} == mine  # the world may hold other formats' variants too
+    assert all(a["parity"]["passed"] for a in shipped.values())
+    assert shipped["onnx-fp32"]["parity"]["policy"]["max_abs"] == 1e-4
+    int8_policy = shipped["onnx-int8"]["parity"]["policy"]
+    assert "max_abs" not in int8_policy and {"min_cosine", "min_snr_db", "min_top1"} <= int8_policy.keys()
+    assert "calibration samples" in shipped["onnx-int8"]["parity"]["evaluated_on"]
+    for variant in ("onnx-int8", "openvino-int8"):
+        facts = shipped[variant]["conversion"]["precision"]
+        assert facts["calibration"]["proven"] is True and facts["size_ratio"] < 0.35
+
+
+def test_ort_int8_artifact_is_at_most_0_3x_the_fp32_artifact(digits_desktop_int8):
+    shipped = artifacts(digits_desktop_int8)
+    ratio = shipped["onnx-int8"]["size"] / shipped["onnx-fp32"]["size"]
+    print(f"ORT int8 / fp32 size: {ratio:.3f}")
+    assert ratio <= 0.3
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_int8_artifacts_keep_top1_agreement_and_accuracy_on_held_back_digits(digits_desktop_int8, fmt):
+    bundle = Path(digits_desktop_int8["bundle"])
+    shipped = artifacts(digits_desktop_int8)
+    runner = run_in_onnxruntime if fmt == "onnx" else run_in_openvino
+    data = digits_split()
+    fp32 = predictions(lambda x: runner(bundle / shipped[f"{fmt}-fp32"]["path"], {"image": x}), data["held_back_x"])
+    int8 = predictions(lambda x: runner(bundle / shipped[f"{fmt}-int8"]["path"], {"image": x}), data["held_back_x"])
+    agreement, fp32_accuracy, int8_accuracy = agreement_and_accuracy(fp32, int8, data["held_back_y"])
+    print(f"{fmt} int8 on {len(fp32)} held-back digits: agreement {agreement:.4f}, "
+          f"accuracy fp32 {fp32_accuracy:.4f} int8 {int8_accuracy:.4f}")
+    assert agreement >= 0.95
+    assert abs(fp32_accuracy - int8_accuracy) <= 0.01
+
+
+def test_host_latency_is_beside_the_bundle_and_in_the_timings_never_inside(digits_desktop_int8):
+    bundle = Path(digits_desktop_int8["bundle"])
+    sidecar = bundle.parent / f"{bundle.name}.host.json"
+    host = json.loads(sidecar.read_text())
+    assert "host measurements" in host["kind"]
+    assert {a["variant"] for a in host["artifacts"]} == set(artifacts(digits_desktop_int8))
+    assert {a["variant"]: a["precision"] for a in host["artifacts"]}["onnx-int8"] == "int8"
+    assert all(a["median_latency_ms"] > 0 and a["size_bytes"] > 0 for a in host["artifacts"])
+    assert {t["id"] for t in digits_desktop_int8["timings"]} >= {f"host.{v}" for v in artifacts(digits_desktop_int8)}
+    inside = " ".join(p.read_text(errors="ignore") for p in bundle.rglob("*") if p.suffix in (".json", ".log"))
+    assert "latency" not in inside
+
+
+def test_an_int8_rebuild_is_byte_identical(digits_desktop_int8, tmp_path):
+    again = build_bundle(DIGITS_CNN, "edge-desktop", tmp_path, "--recipe", "desktop-int8",
+                         "--calibration", digits_desktop_int8["calibration"])
+    assert Path(again["archive"]).read_bytes() == Path(digits_desktop_int8["archive"]).read_bytes()
+
+
+def test_iot_int8_replaces_the_ort_and_openvino_fp32_artifacts_with_int8():
+    from toolchain.recipes import load_recipe
+    from toolchain.targets import load_target
+
+    variants = {v.name: v for v in load_recipe("iot-int8").variants_for(load_target("edge-iot"))}
+    assert "ort-fp32" not in variants and "openvino-fp32" not in variants
+    assert variants["ort-int8"].precision == variants["openvino-int8"].precision == "int8"
+    assert variants["ort-int8"].parity.max_abs is None and variants["ort-int8"].parity.min_snr_db is not None
+
+
+def test_int8_without_calibration_data_says_accuracy_is_unproven_and_upgrades_old_opsets(tmp_path):
+    recipe = tmp_path / "ort-int8.toml"
+    recipe.write_text('name = "ort-int8"\ndescription = "ORT-format int8"\nextends = "default"\n'
+                      '[[variants]]\nfrom = "ort-fp32"\nname = "ort-int8"\nprecision = "int8"\nreplace = true\n')
+    result = build_bundle(fixture_model("resnet_tiny"), "edge-mobile", tmp_path / "out", "--recipe", recipe)
+    entry = artifacts(result)["ort-int8"]
+    facts = entry["conversion"]["precision"]
+    assert entry["parity"]["passed"] and entry["path"].endswith(".ort")
+    assert "int8 accuracy is unproven" in facts["calibration"]["warning"]
+    assert facts["opset_upgraded"] == "11 -> 13"
+
+
+def test_mobile_fp16_ships_a_smaller_ort_artifact_judged_by_the_fp16_policy(tmp_path):
+    result = build_bundle(fixture_model("mobilenet_tiny"), "edge-mobile", tmp_path, "--recipe", "mobile-fp16")
+    shipped = artifacts(result)
+    assert shipped["ort-fp16"]["precision"] == "fp16" and shipped["ort-fp16"]["parity"]["passed"]
+    assert shipped["ort-fp16"]["size"] < 0.7 * shipped["ort-fp32"]["size"]
+    assert shipped["ort-fp16"]["parity"]["policy"]["max_abs"] > shipped["ort-fp32"]["parity"]["policy"]["max_abs"]
+
+
+def test_transformer_dynamic_int8_ships_a_smaller_onnx_artifact(tmp_path):
+    result = build_bundle(fixture_model("transformer_tiny"), "edge-desktop", tmp_path, "--recipe", "transformer-dynamic-int8")
+    entry = artifacts(result)["onnx-int8-dynamic"]
+    assert entry["parity"]["passed"] and entry["conversion"]["precision"]["mode"] == "dynamic"
+    assert entry["size"] < artifacts(result)["onnx-fp32"]["size"]
+
+
+def test_a_failing_int8_artifact_exits_6_naming_the_outputs_and_the_most_damaged_layers(tmp_path):
+    recipe = tmp_path / "strict-int8.toml"
+    recipe.write_text('name = "strict-int8"\ndescription = "int8 held to an impossible policy"\nextends = "default"\n'
+                      '[[variants]]\nfrom = "onnx-fp32"\nname = "onnx-int8"\nprecision = "int8"\n'
+                      'parity = { min_cosine = 0.9999999 }\n')
+    invocation = run_stackc("build", DIGITS_CNN, "--target", "edge-desktop", "--out", tmp_path / "out",
+                            "--recipe", recipe, "--calibration", write_calibration(tmp_path / "calibration.npz"))
+    assert_user_error(invocation, 6, "failed parity")
+    assert "logits" in invocation.stderr and "cosine" in invocation.stderr
+    assert "most damaged layers" in invocation.stderr and "exclude_nodes" in invocation.stderr
+    assert not (tmp_path / "out" / "digits_cnn-0.1.0-edge-desktop").exists()
+
+
+def test_stackc_recipes_documents_every_precision_recipe():
+    text = run_stackc("recipes").stdout
+    for name in ("desktop-int8", "mobile-fp16", "iot-int8", "transformer-dynamic-int8"):
+        line = next(line for line in text.splitlines() if line.startswith(f"{name}:"))
+        assert len(line) > len(name) + 20
+    assert "adds variant onnx-int8: int8 from onnx-fp32" in text

@@ -1,0 +1,41 @@
+"""Importing coremltools cheaply and quietly.
+
+``import coremltools`` probes its TensorFlow and PyTorch frontends by importing both (about 3 s of
+CPU here) and prints notices about missing native Core ML on Linux. stackc uses only the MIL
+builder, the mlprogram backend, coremltools.optimize and the proto/blob readers, so the two
+frameworks are hidden during that one import (coremltools then records them as absent; importing
+them later works as usual) and its logger only reports errors. (No stdout/stderr redirection:
+variants convert and run in parallel threads, and swapping ``sys.stderr`` is not thread-safe.)
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from ...errors import MissingDependencyError
+
+_FRAMEWORKS = ("tensorflow", "torch")
+
+
+def hide_progress_bars() -> None:
+    """coremltools' pass pipeline draws tqdm bars; tqdm reads TQDM_DISABLE when first imported."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def coremltools():
+    if "coremltools" in sys.modules:
+        return sys.modules["coremltools"]
+    hidden = [name for name in _FRAMEWORKS if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # makes `import name` raise ImportError inside coremltools._deps
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    try:
+        import coremltools as ct
+    except ImportError:
+        raise MissingDependencyError("coremltools is not installed", "pip install 'stackc[coreml]'") from None
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+    return ct

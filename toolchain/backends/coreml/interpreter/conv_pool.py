@@ -1,0 +1,144 @@
+"""Convolution and pooling over NCHW / NCW tensors, padding as MIL defines ``pad_type``."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from . import compute, mil_op
+
+
+def _pairs(pad_type, pad, sizes, kernels, strides) -> list[tuple[int, int]]:
+    """(begin, end) padding per spatial dim; ``kernels`` are the dilated (effective) sizes."""
+    if pad_type == "valid":
+        return [(0, 0)] * len(sizes)
+    if pad_type == "custom":
+        pad = [int(p) for p in np.asarray(pad).ravel()]
+        return [(pad[2 * i], pad[2 * i + 1]) for i in range(len(sizes))]
+    if pad_type in ("same", "same_lower"):
+        pairs = []
+        for size, kernel, stride in zip(sizes, kernels, strides):
+            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+            small, large = total // 2, total - total // 2
+            pairs.append((small, large) if pad_type == "same" else (large, small))
+        return pairs
+    raise ValueError(f"pad_type {pad_type}")
+
+
+def _as_2d(x):
+    """NCW -> NC1W so one implementation serves 1-D and 2-D; returns the undo function."""
+    if x.ndim == 3:
+        return x[:, :, None, :], lambda y: y[:, :, 0, :]
+    if x.ndim == 4:
+        return x, lambda y: y
+    raise ValueError(f"rank-{x.ndim} convolution/pooling")
+
+
+def _spatial(values, default, rank2):
+    values = [int(v) for v in np.asarray(values if values is not None else [default] * (2 if rank2 else 1)).ravel()]
+    return values if len(values) == 2 else [1] + values
+
+
+def _windows(x, kernel, strides, dilations):
+    """[N, C, Ho, Wo, kh, kw] views of an already padded NCHW array."""
+    effective = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    view = sliding_window_view(x, effective, axis=(2, 3))
+    return view[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
+
+
+@mil_op("conv")
+def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilations=None, groups=1):
+    x, w = compute(np.asarray(x), np.asarray(weight))
+    one_d = x.ndim == 3
+    x, undo = _as_2d(x)
+    if one_d:
+        w = w[:, :, None, :]
+    kernel = list(w.shape[2:])
+    strides, dilations = _spatial(strides, 1, not one_d), _spatial(dilations, 1, not one_d)
+    effective = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
+    if one_d and pad_type == "custom":
+        pad = [0, 0] + [int(p) for p in np.asarray(pad).ravel()]
+    pairs = _pairs(pad_type, pad, x.shape[2:], effective, strides)
+    padded = np.pad(x, [(0, 0), (0, 0), *pairs])
+    win = _windows(padded, kernel, strides, dilations)
+    n, c, ho, wo = win.shape[:4]
+    g = int(groups)
+    out_channels = w.shape[0]
+    win = win.reshape(n, g, c // g, ho, wo, *kernel)
+    wg = w.reshape(g, out_channels // g, c // g, *kernel)
+    y = np.einsum("ngchwij,gocij->ngohw", win, wg, optimize=True).reshape(n, out_channels, ho, wo)
+    if bias is not None:
+        y = y + compute(np.asarray(bias))[0].reshape(1, -1, 1, 1)
+    return undo(y)
+
+
+@mil_op("conv_transpose")
+def conv_transpose(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilations=None, groups=1,
+                   output_shape=None):
+    x, w = compute(np.asarray(x), np.asarray(weight))
+    if x.ndim != 4 or pad_type not in ("valid", "custom"):
+        raise ValueError("conv_transpose supports 2-D with valid/custom padding only")
+    strides, dilations = _spatial(strides, 1, True), _spatial(dilations, 1, True)
+    g = int(groups)
+    n, c, h, wdt = x.shape
+    kh, kw = w.shape[2:]
+    og = w.shape[1]
+    full = ((h - 1) * strides[0] + (kh - 1) * dilations[0] + 1, (wdt - 1) * strides[1] + (kw - 1) * dilations[1] + 1)
+    y = np.zeros((n, og * g, *full), dtype=np.float32)
+    xg = x.reshape(n, g, c // g, h, wdt)
+    wg = w.reshape(g, c // g, og, kh, kw)
+    for i in range(kh):
+        for j in range(kw):
+            contrib = np.einsum("ngchw,gco->ngohw", xg, wg[:, :, :, i, j]).reshape(n, og * g, h, wdt)
+            top, left = i * dilations[0], j * dilations[1]
+            y[:, :, top:top + (h - 1) * strides[0] + 1:strides[0], left:left + (wdt - 1) * strides[1] + 1:strides[1]] += contrib
+    (pt, pb), (pl, pr) = _pairs(pad_type, pad, (h, wdt), (kh, kw), strides)
+    y = y[:, :, pt:full[0] - pb, pl:full[1] - pr]
+    if output_shape is not None and list(y.shape[2:]) != [int(d) for d in np.asarray(output_shape).ravel()[-2:]]:
+        raise ValueError(f"conv_transpose output_shape {list(np.asarray(output_shape))} != computed {list(y.shape)}")
+    if bias is not None:
+        y = y + compute(np.asarray(bias))[0].reshape(1, -1, 1, 1)
+    return y
+
+
+def _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, fill):
+    """Padded input, validity mask (1 = real or explicit padding, 0 = ceil overflow) and real-data mask."""
+    x = compute(np.asarray(x))[0]
+    one_d = x.ndim == 3
+    x, undo = _as_2d(x)
+    kernel = _spatial(kernel_sizes, 1, not one_d)
+    strides = _spatial(strides, 1, not one_d)
+    if one_d and pad_type == "custom":
+        pad = [0, 0] + [int(p) for p in np.asarray(pad).ravel()]
+    pairs = _pairs(pad_type, pad, x.shape[2:], kernel, strides)
+    extra = []
+    for size, k, s, (b, e) in zip(x.shape[2:], kernel, strides, pairs):
+        span = size + b + e - k
+        out = (math.ceil(span / s) if ceil_mode else span // s) + 1
+        if ceil_mode and (out - 1) * s >= size + b:
+            out -= 1
+        extra.append(max((out - 1) * s + k - (size + b + e), 0))
+    pads = [(0, 0), (0, 0)] + [(b, e + x_) for (b, e), x_ in zip(pairs, extra)]
+    padded = np.pad(x, pads, constant_values=fill)
+    real = np.pad(np.ones(x.shape[2:], np.float32), pads[2:])
+    counted = np.pad(np.ones([s + b + e for s, (b, e) in zip(x.shape[2:], pairs)], np.float32),
+                     [(0, x_) for x_ in extra])
+    win = _windows(padded, kernel, strides, [1, 1])
+    real_win = _windows(real[None, None], kernel, strides, [1, 1])
+    counted_win = _windows(counted[None, None], kernel, strides, [1, 1])
+    return win, real_win, counted_win, undo
+
+
+@mil_op("max_pool")
+def max_pool(x, kernel_sizes, strides=None, pad_type="valid", pad=None, ceil_mode=False):
+    win, _, _, undo = _pool(x, kernel_sizes, strides, pad_type, pad, bool(ceil_mode), -np.inf)
+    return undo(win.max(axis=(-2, -1)))
+
+
+@mil_op("avg_pool")
+def avg_pool(x, kernel_sizes, strides=None, pad_type="valid", pad=None, exclude_padding_from_average=False,
+             ceil_mode=False):
+    win, real, counted, undo = _pool(x, kernel_sizes, strides, pad_type, pad, bool(ceil_mode), 0.0)
+    count = (real if exclude_padding_from_average else counted).sum(axis=(-2, -1))
+    return undo(win.sum(axis=(-2, -1)) / count)

@@ -1,0 +1,80 @@
+"""TFLite (``model.tflite``) for LiteRT on Android and embedded boards, converted by onnx2tf routes.
+
+``convert.tflite`` runs isolated (onnx2tf and TensorFlow crash, hang and balloon). Inside the child
+the routes in ``routes.py`` compete on parity in LiteRT; the winner is written at the variant's
+precision (fp32, fp16 weights, or full-integer int8 calibrated on ``--calibration`` data). The
+facts record the winning route, why the others lost, and for every ONNX input/output its
+signature key and axis order, so ``run`` (and any app) feeds and reads it in ONNX terms.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...artifact import ModelArtifact
+from ...errors import InputError, PassError
+from ...passes import register
+from ...passes.base import Pass, PassContext
+from ...targets import ParityPolicy
+from .._versions import package_versions
+from . import routes as routes_module
+from .runner import SIGNATURE_KEY, quantization_of, run_model
+
+# Routes are judged at fp32 with this policy unless the variant itself is fp32 (then its own policy).
+ROUTE_POLICY = ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.9999)
+MEASURED_WITH = "LiteRT (ai-edge-litert) interpreter, CPU with XNNPACK, on the build host"
+
+
+@dataclass(frozen=True)
+class Options:
+    routes: tuple[str, ...] = ()   # routes to try, in order; empty: every route (see routes.ROUTE_NAMES)
+    int8_io: bool = True           # int8 variants: int8 inputs and outputs; false: float I/O around int8 compute
+    calibration_samples: int = 16  # samples drawn when calibrating on seeded random data
+
+
+@register
+class ConvertTflite(Pass):
+    id = "convert.tflite"
+    summary = "Convert to TFLite via competing onnx2tf routes, judged by parity in LiteRT (fp32 / fp16 / int8)."
+    requires = ("onnx2tf", "tensorflow", "tf_keras", "onnx_graphsurgeon", "sng4onnx", "ai_edge_litert")
+    Options = Options
+    isolate = True
+
+    def __init__(self, options: dict[str, Any] | None = None, where: str | None = None):
+        super().__init__(options, where)
+        try:
+            routes_module.selected(self.options.routes)
+        except ValueError as e:
+            raise InputError(f"{where or 'convert.tflite'}: {e}") from None
+
+    def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
+        from .convert import convert_with_routes
+
+        precision = ctx.variant.precision if ctx.variant else model.precision
+        policy = ctx.variant.parity if (ctx.variant and precision == "fp32") else ROUTE_POLICY
+        final_policy = ctx.variant.parity if ctx.variant else None
+        tflite, facts = convert_with_routes(model, out_dir, ctx, self.options, precision, policy, final_policy)
+        path = out_dir / "model.tflite"
+        path.write_bytes(tflite)
+        return model.derive(path=path, format="tflite", files=(path,), precision=precision, facts={self.id: facts})
+
+
+def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    facts = artifact.facts.get(ConvertTflite.id, {})
+    if "io" not in facts:
+        raise PassError(f"{artifact.path.name}: its conversion facts lack the input/output map ('io')")
+    return run_model(artifact.path, facts["io"], inputs)
+
+
+def runtime_available() -> str | None:
+    return None if package_versions("ai-edge-litert") else "ai-edge-litert (LiteRT) is not installed"
+
+
+def versions() -> dict[str, str]:
+    return package_versions("onnx2tf", "tensorflow", "tf_keras", "ai-edge-litert")
+
+
+__all__ = ["ConvertTflite", "run", "runtime_available", "versions", "MEASURED_WITH", "SIGNATURE_KEY", "quantization_of"]

@@ -1,0 +1,211 @@
+"""The route search behind ``convert.tflite``: samples, reference, each route's attempt, the winner."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...artifact import ModelArtifact
+from ...errors import PassError
+from ...onnx_model import graph_inputs, graph_outputs, load_onnx
+from ...parity import compare, make_inputs
+from ...quantization import calibration_samples
+from .. import onnx_runtime
+from . import export, onnx2tf_route, rewrites
+from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
+from .runner import quantization_of, run_model
+
+
+def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, policy,
+                        final_policy=None) -> tuple[bytes, dict[str, Any]]:
+    """The winning route's ``.tflite`` at ``precision`` and the facts for the manifest."""
+    onnx_path = model.path
+    proto = load_onnx(onnx_path)
+    in_specs, out_specs = graph_inputs(proto), graph_outputs(proto)
+    dynamic = [f"{s.name} {list(s.shape or [])}" for s in in_specs if not s.is_static]
+    if dynamic:
+        raise PassError(f"TFLite needs static input shapes; still dynamic: {', '.join(dynamic)} "
+                        f"(give --shape NAME=D0,D1,... or use a world with static shapes)")
+    seed = int(ctx.extras.get("seed", 0) or 0)
+    shapes = {s.name: tuple(s.shape) for s in in_specs}
+    samples = make_inputs(in_specs, shapes, seed)
+    probe = make_inputs(in_specs, shapes, seed + 1)
+    prepared = ModelArtifact(onnx_path, "onnx")
+    reference = onnx_runtime.run(prepared, samples)
+    probe_reference = onnx_runtime.run(prepared, probe)
+    # layout.detect (a preparation step) names inputs that are already channel-last in ONNX
+    detected = set(model.facts.get("layout.detect", {}).get("channels_last", []))
+    channel_last = tuple(f"input_{i}" for i, s in enumerate(in_specs) if s.name in detected)
+
+    attempts: list[Attempt] = []
+    winner = None
+    for route in selected(options.routes):
+        attempt = _attempt(route, proto, onnx_path, out_dir, in_specs, out_specs, channel_last, seed, samples,
+                           reference, probe, probe_reference, policy)
+        attempts.append(attempt)
+        ctx.log.info("[convert.tflite] route %s: %s%s", route.name, attempt.outcome,
+                     f" ({attempt.reason})" if attempt.reason else "")
+        if attempt.outcome == "won":
+            winner = attempt
+            break
+    if winner is None:
+        converted = [a for a in attempts if a.tflite is not None]
+        if not converted:
+            reasons = "; ".join(f"{a.route.name}: {a.reason}" for a in attempts)
+            raise PassError(f"no TFLite route converted the model ({reasons})")
+        winner = max(converted, key=lambda a: a.worst_cosine if a.worst_cosine is not None else -1.0)
+        ctx.log.info("[convert.tflite] no route passed parity; keeping the closest (%s) for the parity gate",
+                     winner.route.name)
+
+    tflite, calibration, int8_facts = winner.tflite, None, {}
+    if precision == "fp16":
+        tflite = export.to_tflite(winner.keras, _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]], "fp16")
+    elif precision == "int8":
+        calibration = calibration_samples(onnx_path, model.facts, ctx, options.calibration_samples)
+        tflite, int8_facts = _int8(winner, calibration, options, samples, reference, final_policy or policy, ctx)
+    io = _with_quantization(winner.io, tflite)
+    facts: dict[str, Any] = {
+        "converter": "onnx2tf",
+        "route": winner.route.name,
+        "route_passed_parity": winner.outcome == "won",
+        "routes": [a.record() for a in attempts],
+        "route_policy": policy.as_dict(),
+        "precision": precision,
+        "signature": export_signature_name(),
+        "flex_ops": "disabled (TFLite builtin ops only)",
+        "io": io,
+        "ops": export.describe_ops(tflite),
+    }
+    if precision != "fp32":  # the same route's fp32 flatbuffer, for the size the precision bought
+        facts["size_vs_fp32"] = round(len(tflite) / len(winner.tflite), 3)
+    if precision == "int8":
+        facts.update(int8_facts)
+        facts["calibration"] = calibration.describe()
+    if precision == "fp16":
+        facts["weights"] = "fp16 (dequantized to fp32 at load; GPU delegate runs fp16)"
+    return tflite, facts
+
+
+def _int8(winner: Attempt, calibration, options, samples, reference, policy, ctx) -> tuple[bytes, dict[str, Any]]:
+    """The strongest int8 mode whose artifact runs in LiteRT and meets the variant's policy.
+
+    Full-integer first; recurrent and attention graphs often lack int8 kernels or divide by a
+    quantized zero, so int8 with float fallback, then int8 weights only, are tried and recorded.
+    """
+    batches = _calibration_batches(calibration, winner.io)
+    keys, outputs = _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]]
+    tried: list[dict[str, Any]] = []
+    last: tuple[str, bytes] | None = None  # the latest mode that converted and ran
+    for mode in export.INT8_MODES:
+        try:
+            tflite = export.to_tflite(winner.keras, keys, outputs, "int8", calibration=batches,
+                                      int8_io=options.int8_io, int8_mode=mode)
+            result = compare(mode, reference, run_model(tflite, winner.io, samples), policy, "LiteRT")
+        except Exception as e:
+            tried.append({"mode": mode, "outcome": "lost", "reason": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"})
+            continue
+        last = (mode, tflite)
+        if result.passed:
+            tried.append({"mode": mode, "outcome": "won"})
+            break
+        failing = "; ".join(f"{o.name}: {o.reason}" for o in result.outputs if not o.passed)
+        tried.append({"mode": mode, "outcome": "lost", "reason": f"parity in LiteRT failed: {failing}"[:300]})
+    if last is None:
+        raise PassError("no int8 mode converted the model: " + "; ".join(f"{t['mode']}: {t['reason']}" for t in tried))
+    mode, tflite = last
+    ctx.log.info("[convert.tflite] int8 mode: %s", mode)
+    return tflite, {"int8_mode": mode, "int8_modes": tried, "int8_io": options.int8_io and mode == "full-integer"}
+
+
+def export_signature_name() -> str:
+    from .runner import SIGNATURE_KEY
+
+    return SIGNATURE_KEY
+
+
+def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, channel_last, seed, samples, reference,
+             probe, probe_reference, policy) -> Attempt:
+    import onnx
+
+    skip = route.applies(proto)
+    if skip:
+        return Attempt(route, "skipped", skip)
+    attempt = Attempt(route, "lost")
+    work = out_dir / "routes" / route.name.replace("+", "_")
+    try:
+        copy = onnx.ModelProto.FromString(proto.SerializeToString())
+        attempt.rewrites = rewrites.apply(copy, route.rewrites)
+        work.mkdir(parents=True, exist_ok=True)
+        renamed = work / "model.onnx"
+        onnx2tf_route.safe_copy(copy, renamed)
+        run = arguments_for(route, proto, channel_last)
+        keras = onnx2tf_route.convert(renamed, work, run, seed)
+        io = _interface(keras, run, in_specs, out_specs)
+        tflite = export.to_tflite(keras, _tensor_keys(io), [o["key"] for o in io["outputs"]], "fp32")
+        from .runner import interpreter
+
+        raw = interpreter(tflite).get_signature_runner(export_signature_name())(
+            **{e["key"]: np.ascontiguousarray(probe[e["name"]].transpose(e["perm"])) for e in io["inputs"]})
+        resolve_outputs({k: np.asarray(v) for k, v in raw.items()}, io["outputs"], probe_reference)
+        for entry in io["outputs"]:
+            entry.pop("onnx_shape", None)
+        attempt.keras, attempt.tflite, attempt.io = keras, tflite, io
+        result = compare(route.name, reference, run_model(tflite, io, samples), policy, "LiteRT")
+        cosines = [o.cosine for o in result.outputs if o.cosine is not None]
+        attempt.worst_cosine = min(cosines) if cosines else (1.0 if result.passed else 0.0)
+        if result.passed:
+            attempt.outcome = "won"
+        else:
+            failing = [o for o in result.outputs if not o.passed]
+            attempt.reason = "parity in LiteRT failed: " + "; ".join(f"{o.name}: {o.reason}" for o in failing)[:300]
+    except export.FlexOpsNeeded as e:
+        attempt.reason = str(e)
+    except Exception as e:
+        attempt.reason = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+    return attempt
+
+
+def _interface(keras, run, in_specs, out_specs) -> dict[str, list[dict[str, Any]]]:
+    """Signature keys and axis orders for every ONNX input and output; inputs checked against onnx2tf's."""
+    if len(keras.inputs) != len(in_specs):
+        raise RuntimeError(f"onnx2tf's model has {len(keras.inputs)} inputs, the ONNX model {len(in_specs)}")
+    used: set[str] = set()
+    inputs = []
+    for i, (spec, tensor) in enumerate(zip(in_specs, keras.inputs)):
+        perm = run.perm_for(f"input_{i}", len(spec.shape))
+        expected = tuple(spec.shape[a] for a in perm)
+        got = tuple(tensor.shape)
+        if got != expected:
+            raise RuntimeError(f"input '{spec.name}': onnx2tf made it {list(got)}, expected {list(expected)}")
+        inputs.append({"name": spec.name, "key": export.signature_key(spec.name, used, f"input_{i}"),
+                       "perm": list(perm), "shape": list(got), "dtype": tensor.dtype.name})
+    outputs = [{"name": spec.name, "key": export.signature_key(spec.name, used, f"output_{i}"),
+                "onnx_shape": list(spec.shape or [])} for i, spec in enumerate(out_specs)]
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def _tensor_keys(io) -> list[export.TensorKey]:
+    return [export.TensorKey(e["key"], tuple(e["shape"]), e["dtype"]) for e in io["inputs"]]
+
+
+def _calibration_batches(calibration, io):
+    if calibration is None:
+        return None
+    return [[np.ascontiguousarray(sample[e["name"]].transpose(e["perm"])).astype(e["dtype"]) for e in io["inputs"]]
+            for sample in calibration.samples]
+
+
+def _with_quantization(io, tflite: bytes) -> dict[str, list[dict[str, Any]]]:
+    """The final model's dtype, shape, scale and zero point for each signature key, as LiteRT reports them."""
+    details = quantization_of(tflite)
+    result = {}
+    for side in ("inputs", "outputs"):
+        result[side] = []
+        for entry in io[side]:
+            detail = details[entry["key"]]
+            row = {**entry, "dtype": detail["dtype"], "shape": detail["shape"]}
+            if detail["scale"]:
+                row["scale"], row["zero_point"] = detail["scale"], detail["zero_point"]
+            result[side].append(row)
+    return result

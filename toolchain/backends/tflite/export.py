@@ -1,0 +1,108 @@
+"""Keras model (from onnx2tf) -> ``.tflite`` bytes with our own TFLiteConverter settings.
+
+onnx2tf's own writer enables Select TF (Flex) ops, which LiteRT cannot run without the Flex
+delegate, and writes no useful signature by default. Here the converter gets builtin ops only
+(a model that needs Flex fails naming the ops), one ``serving_default`` signature with stable
+keys, and the precision the variant asks for: fp32, fp16 weights, or full-integer int8
+calibrated on the given samples.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import numpy as np
+
+
+class FlexOpsNeeded(RuntimeError):
+    """The graph needs TensorFlow ops that LiteRT's builtin op set lacks (Flex is disabled)."""
+
+
+@dataclass(frozen=True)
+class TensorKey:
+    """One signature tensor: its key, shape and dtype in TFLite order."""
+
+    key: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+# How int8 is applied, strongest first: every op and tensor int8; int8 where kernels exist with float
+# elsewhere (float I/O); int8 weights with float activations (no calibration needed).
+INT8_MODES = ("full-integer", "integer-with-float-fallback", "dynamic-range")
+
+
+def to_tflite(model, inputs: list[TensorKey], output_keys: list[str], precision: str, *,
+              calibration: Iterable[list[np.ndarray]] | None = None, int8_io: bool = True,
+              int8_mode: str = "full-integer") -> bytes:
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec(t.shape, tf.as_dtype(t.dtype), name=t.key) for t in inputs]
+
+    @tf.function(input_signature=specs)
+    def serve(*args):
+        outputs = model(list(args))
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        if len(outputs) != len(output_keys):
+            raise ValueError(f"onnx2tf's model has {len(outputs)} outputs, the ONNX model {len(output_keys)}")
+        return {key: value for key, value in zip(output_keys, outputs)}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if int8_mode != "dynamic-range":
+            if calibration is None:
+                raise ValueError("int8 conversion needs calibration samples")
+            samples = list(calibration)
+            converter.representative_dataset = lambda: iter(samples)
+        if int8_mode == "full-integer":
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if int8_io:
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+        elif int8_mode not in INT8_MODES:
+            raise ValueError(f"int8 mode must be one of {', '.join(INT8_MODES)}, got {int8_mode}")
+    elif precision != "fp32":
+        raise ValueError(f"TFLite precision must be fp32, fp16 or int8, got {precision}")
+    try:
+        return converter.convert()
+    except Exception as e:
+        message = str(e)
+        if "Flex" in message or "Select TensorFlow op" in message or "not supported by the native TFLite" in message:
+            ops = sorted(set(re.findall(r"\btf\.([A-Z][A-Za-z0-9]+)", message)))
+            raise FlexOpsNeeded("the graph needs TensorFlow (Flex) ops that LiteRT's builtins lack: "
+                                + (", ".join(ops) or "see the pass log") + " (Flex ops are disabled)") from None
+        raise
+
+
+def signature_key(name: str, used: set[str], fallback: str) -> str:
+    """A signature key close to the ONNX name: letters, digits and ``_`` only, unique."""
+    key = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or fallback
+    if not key[0].isalpha():
+        key = f"{fallback}_{key}"
+    base, n = key, 1
+    while key in used:
+        n += 1
+        key = f"{base}_{n}"
+    used.add(key)
+    return key
+
+
+def describe_ops(tflite: bytes) -> dict[str, Any]:
+    """Builtin op names and counts, for the manifest (what a delegate must support)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_content=tflite)
+        counts: dict[str, int] = {}
+        for op in interp._get_ops_details():  # noqa: SLF001  (the only op listing LiteRT offers)
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+        return dict(sorted(counts.items()))
+    except Exception:
+        return {}

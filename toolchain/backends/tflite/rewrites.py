@@ -1,0 +1,159 @@
+"""ONNX rewrites of patterns onnx2tf converts into silently wrong TFLite, applied to its private copy.
+
+Each rewrite keeps the ONNX model's numbers (onnxruntime gives the same outputs) and returns how
+many places it changed, so a route that needs none of them is skipped. Measured traps (shared
+notes): a full reverse ``Slice`` (step -1) feeding a backward LSTM, and a LayerNormalization
+reduced over the wrong axis after onnx2tf's channel-last transposition.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+_BIG = 2**30  # starts/ends beyond any real dim mean "to the end"
+
+
+def _constants(model) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    found = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            found[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return found
+
+
+def _shapes(model) -> dict[str, list[int | None]]:
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    shapes = {}
+    for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    return shapes
+
+
+def _opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+
+
+def reverse_slice_to_gather(model) -> int:
+    """``Slice(x, starts=-1.., ends=-inf, step=-1)`` over a whole axis -> ``Gather(x, [n-1..0])``."""
+    from onnx import helper, numpy_helper
+
+    constants, shapes = _constants(model), _shapes(model)
+    changed = 0
+    nodes = []
+    for node in model.graph.node:
+        reversal = _full_reversal(node, constants, shapes)
+        if reversal is None:
+            nodes.append(node)
+            continue
+        current = node.input[0]
+        for k, (axis, size) in enumerate(reversal):
+            indices = f"{node.output[0]}__reverse_indices_{k}"
+            model.graph.initializer.append(numpy_helper.from_array(np.arange(size - 1, -1, -1, dtype=np.int64), indices))
+            out = node.output[0] if k == len(reversal) - 1 else f"{node.output[0]}__reversed_{k}"
+            nodes.append(helper.make_node("Gather", [current, indices], [out], name=f"{node.name or 'slice'}_as_gather_{k}",
+                                          axis=axis))
+            current = out
+        changed += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return changed
+
+
+def _full_reversal(node, constants, shapes) -> list[tuple[int, int]] | None:
+    if node.op_type != "Slice" or len(node.input) < 5 or any(n not in constants for n in node.input[1:5]):
+        return None
+    shape = shapes.get(node.input[0])
+    starts, ends, axes, steps = (constants[n].astype(np.int64).ravel() for n in node.input[1:5])
+    if not shape or not (len(starts) == len(ends) == len(axes) == len(steps)) or np.any(steps != -1):
+        return None
+    result = []
+    for start, end, axis in zip(starts, ends, axes):
+        axis = int(axis) % len(shape)
+        size = shape[axis]
+        if size is None or not (start >= size - 1 or start == -1) or not (end <= -size - 1 or end < -_BIG):
+            return None
+        result.append((axis, int(size)))
+    return result
+
+
+def layer_norm_to_primitives(model) -> int:
+    """LayerNormalization -> ReduceMean / Sub / Mul / Sqrt / Div / Add with explicit, positive axes."""
+    from onnx import helper, numpy_helper
+
+    shapes = _shapes(model)
+    opset = _opset(model)
+    changed = 0
+    nodes = []
+    for node in model.graph.node:
+        rank = len(shapes.get(node.input[0], [])) if node.input else 0
+        if node.op_type != "LayerNormalization" or not rank or any(o for o in node.output[1:]):
+            nodes.append(node)
+            continue
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        axis = int(attrs.get("axis", -1)) % rank
+        axes = list(range(axis, rank))
+        eps = float(attrs.get("epsilon", 1e-5))
+        p = f"{node.name or node.output[0]}__ln"
+        x, scale = node.input[0], node.input[1]
+
+        def reduce_mean(src: str, dst: str):
+            if opset >= 18:
+                name = f"{p}_axes"
+                if not any(t.name == name for t in model.graph.initializer):
+                    model.graph.initializer.append(numpy_helper.from_array(np.array(axes, np.int64), name))
+                return helper.make_node("ReduceMean", [src, name], [dst], keepdims=1)
+            return helper.make_node("ReduceMean", [src], [dst], axes=axes, keepdims=1)
+
+        model.graph.initializer.append(numpy_helper.from_array(np.array(eps, np.float32), f"{p}_eps"))
+        nodes += [
+            reduce_mean(x, f"{p}_mean"),
+            helper.make_node("Sub", [x, f"{p}_mean"], [f"{p}_centered"]),
+            helper.make_node("Mul", [f"{p}_centered", f"{p}_centered"], [f"{p}_squared"]),
+            reduce_mean(f"{p}_squared", f"{p}_var"),
+            helper.make_node("Add", [f"{p}_var", f"{p}_eps"], [f"{p}_var_eps"]),
+            helper.make_node("Sqrt", [f"{p}_var_eps"], [f"{p}_std"]),
+            helper.make_node("Div", [f"{p}_centered", f"{p}_std"], [f"{p}_normed"]),
+        ]
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        scaled = f"{p}_scaled" if bias else node.output[0]
+        nodes.append(helper.make_node("Mul", [f"{p}_normed", scale], [scaled]))
+        if bias:
+            nodes.append(helper.make_node("Add", [scaled, bias], [node.output[0]]))
+        changed += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return changed
+
+
+def fold_static_shapes(model) -> int:
+    """Fold Shape/Range/... chains that became constant once dims were fixed (onnxslim, in-process).
+
+    Preparation may simplify before it fixes shapes; onnx2tf then sees ``Shape -> Range -> Gather``
+    position ids and broadcasts a whole embedding table (seen on the BERT-like fixture).
+    """
+    import onnxslim
+
+    before = len(model.graph.node)
+    slimmed = onnxslim.slim(model)
+    if slimmed is None or len(slimmed.graph.node) >= before:
+        return 0
+    model.CopyFrom(slimmed)
+    return before - len(model.graph.node)
+
+
+REWRITES: dict[str, Callable] = {
+    "fold-static-shapes": fold_static_shapes,
+    "reverse-slice-to-gather": reverse_slice_to_gather,
+    "layer-norm-to-primitives": layer_norm_to_primitives,
+}
+
+
+def apply(model, names: tuple[str, ...]) -> dict[str, int]:
+    """Apply the named rewrites in place; returns {name: places changed} for those that changed any."""
+    return {name: n for name in names if (n := REWRITES[name](model))}

@@ -1,0 +1,119 @@
+"""Routes compete, parity decides: try each way of converting and keep the first that matches.
+
+A route is one way to get a Keras graph out of the prepared ONNX model (onnx2tf with some settings,
+after some rewrites). Each is converted to an fp32 ``.tflite``, run in LiteRT on seeded samples and
+compared with the prepared ONNX model in onnxruntime. The first route that passes wins; the others
+are recorded with the reason they lost. Precision (fp16, int8) is applied to the winner only, so a
+route is judged on its semantics at fp32 and the variant's own policy then judges precision loss.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from . import layout, rewrites
+from .onnx2tf_route import Onnx2tfRun
+
+# Ops for which onnx2tf has a "pseudo" (decomposed, delegate-friendly) implementation; it expects lower case.
+PSEUDO_OPS = ("abs", "erf", "gathernd", "gelu", "hardswish", "leakyrelu", "matmulinteger", "neg", "power", "prelu")
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    why: str
+    run: Onnx2tfRun = field(default_factory=Onnx2tfRun)
+    rewrites: tuple[str, ...] = ()
+    applies: Callable[[Any], str | None] = lambda proto: None  # None: applies; else why it is skipped
+
+
+def _rank_3_to_5_inputs(proto) -> str | None:
+    initializers = {t.name for t in proto.graph.initializer}
+    ranks = [len(v.type.tensor_type.shape.dim) for v in proto.graph.input if v.name not in initializers]
+    return None if any(r in (3, 4, 5) for r in ranks) else "no rank 3-5 input to keep"
+
+
+def _has_pattern(proto) -> str | None:
+    import onnx
+
+    copy = onnx.ModelProto.FromString(proto.SerializeToString())
+    patterns = tuple(n for n in rewrites.REWRITES if n != "fold-static-shapes")
+    return None if rewrites.apply(copy, patterns) else "no reverse Slice or LayerNormalization to rewrite"
+
+
+def _pseudo_arguments(proto) -> dict[str, Any]:
+    present = {n.op_type.lower() for n in proto.graph.node}
+    return {"replace_to_pseudo_operators": [op for op in PSEUDO_OPS if op in present], "enable_rnn_unroll": True}
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("onnx2tf", "onnx2tf defaults (rank 3-5 inputs become channel-last) on the statically folded model",
+          rewrites=("fold-static-shapes",)),
+    Route("onnx2tf+rewrites", "reverse Slice -> Gather and LayerNormalization -> primitives before onnx2tf",
+          rewrites=tuple(rewrites.REWRITES), applies=_has_pattern),
+    Route("onnx2tf+keep-onnx-layout", "inputs keep their ONNX axis order (onnx2tf transposes inside)",
+          Onnx2tfRun(keep_inputs="onnx"), rewrites=tuple(rewrites.REWRITES), applies=_rank_3_to_5_inputs),
+    Route("onnx2tf+inputs-as-is", "inputs taken as they are, for models whose ONNX inputs are already channel-last",
+          Onnx2tfRun(keep_inputs="as-is"), rewrites=tuple(rewrites.REWRITES), applies=_rank_3_to_5_inputs),
+    Route("onnx2tf+pseudo-ops", "onnx2tf's decomposed (pseudo) ops and unrolled RNNs, after the rewrites",
+          Onnx2tfRun(arguments={"enable_rnn_unroll": True}), rewrites=tuple(rewrites.REWRITES)),
+)
+ROUTE_NAMES = tuple(r.name for r in ROUTES)
+
+
+def selected(names: tuple[str, ...]) -> tuple[Route, ...]:
+    if not names:
+        return ROUTES
+    by_name = {r.name: r for r in ROUTES}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown TFLite route '{unknown[0]}' (known routes: {', '.join(ROUTE_NAMES)})")
+    return tuple(by_name[n] for n in names)
+
+
+@dataclass
+class Attempt:
+    route: Route
+    outcome: str                      # "won" | "lost" | "skipped"
+    reason: str = ""
+    keras: Any = None
+    tflite: bytes | None = None
+    io: dict[str, list[dict[str, Any]]] | None = None
+    worst_cosine: float | None = None
+    rewrites: dict[str, int] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"route": self.route.name, "outcome": self.outcome, "why": self.route.why}
+        if self.reason:
+            entry["reason"] = self.reason
+        if self.rewrites:
+            entry["rewrites"] = self.rewrites
+        return entry
+
+
+def arguments_for(route: Route, proto, channel_last: tuple[str, ...]) -> Onnx2tfRun:
+    """The route's onnx2tf settings for this model: channel-last inputs kept as they are, pseudo ops present."""
+    arguments = dict(route.run.arguments)
+    if route.name == "onnx2tf+pseudo-ops":
+        arguments.update(_pseudo_arguments(proto))
+    return Onnx2tfRun(route.run.keep_inputs, arguments, channel_last if route.run.keep_inputs == "native" else ())
+
+
+def resolve_outputs(raw: dict[str, np.ndarray], specs: list[dict[str, Any]], probe_reference: dict[str, np.ndarray]):
+    """Each output's axis order: by shape when only one fits, else the candidate closest to the probe run."""
+    for spec in specs:
+        value = raw[spec["key"]]
+        candidates = layout.candidate_perms(spec["onnx_shape"], value.shape)
+        if not candidates:
+            raise RuntimeError(f"output '{spec['name']}': LiteRT gives shape {list(value.shape)}, which no axis "
+                               f"order turns into the ONNX shape {spec['onnx_shape']}")
+        if len(candidates) == 1:
+            spec["perm"], spec["layout_from"] = list(candidates[0]), "shape"
+            continue
+        reference = probe_reference[spec["name"]].astype(np.float64)
+        errors = [float(np.max(np.abs(value.transpose(layout.inverse(p)).astype(np.float64) - reference)))
+                  if reference.size else 0.0 for p in candidates]
+        spec["perm"], spec["layout_from"] = list(candidates[int(np.argmin(errors))]), "probe run"

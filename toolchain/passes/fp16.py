@@ -1,0 +1,66 @@
+"""fp16: ONNX weights and compute in float16 via onnxconverter-common, fp32 at the edges by default.
+
+``keep_io_types`` keeps the model's inputs and outputs float32 (callers feed what they fed
+before). Ops whose float16 results overflow or lose too much stay float32: onnxconverter-common's
+own block list plus ``OVERFLOW_PRONE`` plus the recipe's ``op_block_list`` / ``node_block_list``.
+The convert.onnx and convert.ort passes call ``to_fp16`` for fp16 variants.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..artifact import ModelArtifact
+from ..errors import PassError
+from ..onnx_model import load_onnx, save_onnx
+from . import register
+from .base import Pass, PassContext
+
+# Exponentials and sums of squares leave float16's range (65504) long before float32's.
+OVERFLOW_PRONE = ("Exp", "Pow", "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp", "Softplus")
+
+
+@dataclass(frozen=True)
+class Options:
+    keep_io_types: bool = True
+    op_block_list: tuple[str, ...] = ()     # op types kept in float32, added to the defaults
+    node_block_list: tuple[str, ...] = ()   # node names kept in float32
+
+
+def to_fp16(src: Path, dst: Path, options: Options) -> dict[str, Any]:
+    """Write the float16 model of ``src`` to ``dst``; return what was chosen and converted."""
+    from onnxconverter_common import float16
+
+    proto = load_onnx(src)
+    blocked = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(OVERFLOW_PRONE) | set(options.op_block_list))
+    converted = float16.convert_float_to_float16(
+        proto, keep_io_types=options.keep_io_types, op_block_list=blocked,
+        node_block_list=list(options.node_block_list) or None,
+    )
+    fp16_weights = sum(1 for t in converted.graph.initializer if t.data_type == 10)
+    if fp16_weights == 0:
+        raise PassError("fp16: refusing to ship an 'fp16' model in which no weight is float16 "
+                        "(every op holding weights is blocked or the model has no float weights)")
+    save_onnx(converted, dst)
+    return {
+        "keep_io_types": options.keep_io_types,
+        "op_block_list": [op for op in blocked if op in {n.op_type for n in proto.graph.node}],
+        "node_block_list": list(options.node_block_list),
+        "fp16_weights": fp16_weights,
+        "float32_weights": sum(1 for t in converted.graph.initializer if t.data_type == 1),
+    }
+
+
+@register
+class Fp16(Pass):
+    id = "fp16"
+    summary = "ONNX weights and compute in float16 (onnxconverter-common), fp32 inputs/outputs, overflow-prone ops blocked."
+    requires = ("onnx", "onnxconverter_common")
+    Options = Options
+
+    def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
+        path = out_dir / "model.onnx"
+        facts = to_fp16(model.path, path, self.options)
+        ctx.log.info("[fp16] %d weights in float16, %d left in float32", facts["fp16_weights"], facts["float32_weights"])
+        return model.derive(path=path, precision="fp16", facts={self.id: facts})

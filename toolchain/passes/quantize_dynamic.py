@@ -1,0 +1,58 @@
+"""quantize.dynamic: int8 weights, activations quantized at run time (ONNX Runtime ``quantize_dynamic``).
+
+Meant for transformer and recurrent models, whose MatMul/Gemm/LSTM weights dominate. Only the
+listed op types are quantized: ONNX Runtime's CPU kernels have no int8-weight ``ConvInteger``, so
+Conv is left to static int8. The result is counted and refused unless it is smaller than fp32 and
+something in it is 8-bit (``quantization.check_int8``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..artifact import ModelArtifact
+from ..onnx_model import load_onnx, save_onnx
+from ..quantization import check_int8, count_quantized, ensure_node_names, quiet_quantizer, resolve_exclusions
+from . import register
+from .base import Pass, PassContext
+
+DEFAULT_OP_TYPES = ("MatMul", "Gemm", "Attention", "LSTM", "Gather")
+
+
+@dataclass(frozen=True)
+class Options:
+    op_types: tuple[str, ...] = DEFAULT_OP_TYPES
+    per_channel: bool = False
+    exclude_nodes: tuple[str, ...] = ()
+    exclude_op_types: tuple[str, ...] = ()
+
+
+def quantize_dynamic_model(src: Path, dst: Path, options: Options, work: Path) -> dict[str, Any]:
+    """Write the dynamically quantized model of ``src`` to ``dst``; return its counted facts."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    proto = load_onnx(src)
+    ensure_node_names(proto)
+    named = save_onnx(proto, work / "named.onnx")
+    excluded = resolve_exclusions(proto, options.exclude_nodes, options.exclude_op_types, "quantize.dynamic")
+    with quiet_quantizer():
+        quantize_dynamic(str(named), str(dst), op_types_to_quantize=list(options.op_types),
+                         per_channel=options.per_channel, weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None)
+    facts = check_int8(named, dst, count_quantized(load_onnx(dst, load_external_data=False)), "quantize.dynamic")
+    return {"mode": "dynamic", "op_types": list(options.op_types), "per_channel": options.per_channel,
+            "excluded_nodes": excluded, **facts}
+
+
+@register
+class QuantizeDynamic(Pass):
+    id = "quantize.dynamic"
+    summary = "int8 weights with run-time activation quantization (ONNX Runtime quantize_dynamic), for transformers and RNNs."
+    requires = ("onnx", "onnxruntime")
+    Options = Options
+
+    def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
+        path = out_dir / "model.onnx"
+        facts = quantize_dynamic_model(model.path, path, self.options, out_dir)
+        ctx.log.info("[quantize.dynamic] %d weights int8, size x%.2f", facts["int8_weights"], facts["size_ratio"])
+        return model.derive(path=path, precision="int8", facts={self.id: facts})

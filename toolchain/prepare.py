@@ -1,0 +1,190 @@
+"""Canonical ONNX preparation: the one pipeline ``stackc prepare`` and ``stackc build`` both run.
+
+The recipe's steps turn the source into the canonical model every backend converts; then the
+canonical model is proved against the source in onnxruntime (parity row "prepared-onnx") before
+any backend sees it. Bound inputs (``--bind sr=16000``) are fed to the source at their value and
+are absent from the canonical model (``toolchain/interface.py`` keeps runners in step).
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifact import ModelArtifact
+from .errors import InputError, ParityError, UsageError
+from .onnx_model import TensorSpec, check_model, graph_inputs, load_onnx
+from .parity import ParityResult, compare, failure_table, load_inputs, make_inputs
+from .targets import ParityPolicy
+
+PREPARATION_POLICY = ParityPolicy(max_abs=1e-5, max_rel=1e-4, min_cosine=0.99999)
+MEASURED_WITH = "onnxruntime CPU (source -> prepared ONNX)"
+BIND_STEP = "bind.inputs"
+
+
+def parse_binding(text: str) -> tuple[str, str | None]:
+    """``NAME=VALUE`` (VALUE a number or comma list), or ``NAME`` to freeze the value --inputs gives."""
+    name, sep, value = text.rpartition("=")
+    if not sep:
+        return text, None
+    if not name or not value:
+        raise UsageError(f"--bind '{text}': expected NAME=VALUE, e.g. sr=16000, or NAME to freeze its --inputs value")
+    return name, value
+
+
+def resolve_bindings(raw: dict[str, str | None], specs: list[TensorSpec],
+                     samples: dict[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    """Each bound input's value as an array of the input's dtype and shape."""
+    by_name = {s.name: s for s in specs}
+    bound = {}
+    for name, text in raw.items():
+        spec = by_name.get(name)
+        if spec is None:
+            known = ", ".join(by_name) or "none"
+            raise UsageError(f"--bind names input '{name}', which the model does not have (inputs: {known})")
+        dtype = np.dtype(spec.dtype) if spec.dtype != "unknown" else np.dtype("float32")
+        if text is None:
+            if samples is None or name not in samples:
+                raise UsageError(f"--bind {name} without a value freezes the value --inputs gives; "
+                                 f"give --inputs with '{name}' or write --bind {name}=VALUE")
+            bound[name] = np.asarray(samples[name])
+            continue
+        value = _parse_value(text, dtype, name)
+        shape = spec.shape if spec.shape is not None and all(isinstance(d, int) for d in spec.shape) else None
+        if shape is not None:
+            count = int(np.prod(shape)) if shape else 1
+            if value.size != count:
+                raise UsageError(f"--bind {name}: the input has shape {list(shape)}, got {value.size} value(s)")
+            value = value.reshape(shape)
+        elif value.size == 1 and spec.shape is not None:
+            value = value.reshape((1,) * len(spec.shape))
+        bound[name] = value
+        if samples is not None and name in samples and not np.array_equal(samples[name], value):
+            raise UsageError(f"--bind {name}={text} disagrees with --inputs, whose '{name}' is {samples[name].tolist()}")
+    return bound
+
+
+def _parse_value(text: str, dtype: np.dtype, name: str) -> np.ndarray:
+    words = [w.strip() for w in text.split(",")]
+    try:
+        if dtype == np.bool_:
+            truth = {"true": True, "1": True, "false": False, "0": False}
+            return np.array([truth[w.lower()] for w in words], dtype=bool)
+        if np.issubdtype(dtype, np.integer):
+            return np.array([int(w) for w in words], dtype=dtype)
+        return np.array([float(w) for w in words], dtype=dtype)
+    except (ValueError, KeyError):
+        raise UsageError(f"--bind {name}={text}: not a valid {dtype.name} value (or comma-separated list)") from None
+
+
+def sample_inputs(specs: list[TensorSpec], sample_shapes: dict[str, tuple[int, ...]], inputs_path: Path | None,
+                  seed: int, raw_bindings: dict[str, str | None]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Parity samples (from --inputs or seeded random) with bound inputs at their bound value."""
+    if inputs_path:
+        samples = load_inputs(inputs_path, specs)
+        bindings = resolve_bindings(raw_bindings, specs, samples)
+    else:
+        bindings = resolve_bindings(raw_bindings, specs, None)
+        free = [s for s in specs if s.name not in bindings]
+        samples = make_inputs(free, sample_shapes, seed)
+        samples = {s.name: bindings[s.name] if s.name in bindings else samples[s.name] for s in specs}
+    return {n: bindings.get(n, v) for n, v in samples.items()}, bindings
+
+
+def reference_outputs(source_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The source model's outputs in onnxruntime CPU: the reference every artifact is held to."""
+    from .backends import onnx_runtime
+
+    try:
+        return onnx_runtime.run(ModelArtifact(source_path, "onnx"), inputs)
+    except Exception as e:
+        detail = " ".join(str(e).split())[:300]
+        raise InputError(f"the source model does not run in onnxruntime: {detail}") from None
+
+
+def check_recipe_binds(recipe, bindings: dict[str, Any]) -> None:
+    if bindings and not any(step.id == BIND_STEP for step in recipe.steps):
+        raise UsageError(f"--bind needs a '{BIND_STEP}' step, and recipe '{recipe.name}' has none")
+
+
+def prepare_canonical(recipe, source_path: Path, ctx, inputs: dict[str, np.ndarray],
+                      reference: dict[str, np.ndarray]) -> tuple[ModelArtifact, ParityResult]:
+    """Run the recipe's steps on the source, then prove the canonical model against the reference."""
+    from .backends import execute
+
+    check_recipe_binds(recipe, ctx.bindings)
+    model = ModelArtifact(Path(source_path), "onnx")
+    for i, step in enumerate(recipe.steps):
+        model = step.make_pass(f"recipe {recipe.name}: steps[{i}] '{step.id}'").run(model, ctx)
+    prepared = compare("prepared-onnx", reference, execute(model, inputs), PREPARATION_POLICY, MEASURED_WITH)
+    if not prepared.passed:
+        raise ParityError("the prepared ONNX model disagrees with the source:\n" + failure_table([prepared]),
+                          prepared.outputs)
+    return model, prepared
+
+
+@dataclass
+class PrepareRequest:
+    model: Path
+    out: Path
+    recipe: str = "default"
+    target: str | None = None  # a world's shape defaults; None: only --shape and dims shared by name
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    bindings: dict[str, str | None] = field(default_factory=dict)
+    inputs: Path | None = None
+    seed: int = 0
+
+
+@dataclass
+class PrepareResult:
+    path: Path
+    steps: list[dict[str, Any]]
+    parity: ParityResult
+    interface: dict[str, Any]
+
+
+def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> PrepareResult:
+    """``stackc prepare``: write the canonical ONNX model and say what each step changed."""
+    from .interface import describe
+    from .onnx_model import graph_outputs, save_onnx
+    from .passes import PassContext
+    from .passes.fix_shapes import concrete_shapes
+    from .recipes import load_recipe
+    from .targets import load_target
+
+    log = log or logging.getLogger("stackc")
+    target = load_target(request.target) if request.target else None
+    recipe = load_recipe(request.recipe)
+    check_recipe_binds(recipe, request.bindings)
+    source = load_onnx(request.model)
+    check_model(source)
+    specs = graph_inputs(source)
+    shapes = name_unnamed_shape(request.shapes, specs)
+    sample_shapes = concrete_shapes(specs, shapes, target, fix_all=True)
+    inputs, bindings = sample_inputs(specs, sample_shapes, request.inputs, request.seed, request.bindings)
+    reference = reference_outputs(Path(request.model), inputs)
+    with tempfile.TemporaryDirectory(prefix="stackc-prepare-") as work:
+        ctx = PassContext(work_dir=Path(work), shapes=shapes, bindings=bindings, target=target, log=log)
+        model, parity = prepare_canonical(recipe, Path(request.model), ctx, inputs, reference)
+        out = Path(request.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_onnx(load_onnx(model.path), out)
+    steps = [{"id": r["id"], "options": r["options"], "notes": r.get("notes", {})} for r in ctx.records]
+    interface = describe(model.facts, [s.name for s in specs], [s.name for s in graph_outputs(source)])
+    return PrepareResult(out, steps, parity, interface)
+
+
+def name_unnamed_shape(shapes, input_specs):
+    """``--shape 1,3,224,224`` without a name applies to a model's only input."""
+    if "" not in shapes:
+        return dict(shapes)
+    if len(input_specs) != 1:
+        names = ", ".join(s.name for s in input_specs)
+        raise UsageError(f"--shape without a name needs a single-input model; name one of: {names}")
+    named = {k: v for k, v in shapes.items() if k}
+    named[input_specs[0].name] = shapes[""]
+    return named
