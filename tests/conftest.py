@@ -271,3 +271,18 @@ def make_named_model(path: Path) -> Path:
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     return path
+
+
+FOUNDATION_FORMATS = ("onnx", "ort", "openvino")
+
+
+def foundation_world(name: str, folder: Path) -> Path:
+    """A shipped world restricted to the foundation's formats (ONNX, ORT format, OpenVINO IR), as a TOML file.
+
+    Lets the architecture matrix stay fast and independent of the slower TFLite / Core ML variants,
+    which their own backend tests build; each shipped world is still built whole in tests/test_build.py.
+    """
+    data = shipped_target_data(name)
+    data["variants"] = [v for v in data["variants"] if v["format"] in FOUNDATION_FORMATS]
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_toml(folder / f"{name}.toml", data)

@@ -31,3 +31,21 @@ def predictions(run, images: np.ndarray) -> np.ndarray:
 def agreement_and_accuracy(fp32: np.ndarray, other: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
     """(top-1 agreement with fp32, fp32 accuracy, other accuracy) on held-back samples."""
     return float(np.mean(fp32 == other)), float(np.mean(fp32 == labels)), float(np.mean(other == labels))
+
+
+def onnxruntime_runner(path: Path):
+    """Load once, run per image: {output name: array}."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return lambda x: dict(zip(names, session.run(names, {session.get_inputs()[0].name: x})))
+
+
+def openvino_runner(xml: Path):
+    """Compile once (f32: this CPU would otherwise pick bf16), run per image: {output name: array}."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    return lambda x: {port.get_any_name(): np.array(request.infer({0: x})[port]) for port in compiled.outputs}

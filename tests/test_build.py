@@ -2,46 +2,71 @@
 
 Each (world, model) pair is built once (a module-scoped fixture) and then checked twice: through
 the manifest's parity rows, and by re-running the shipped artifacts ourselves in onnxruntime /
-OpenVINO on the bundle's own samples against its stored reference outputs.
+OpenVINO on the bundle's own samples against its stored reference outputs. Every architecture goes
+through the foundation's formats; every shipped world is also built whole once.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import (FIXTURES, assert_close_by_policy, assert_user_error, build_bundle, fixture_model, read_npz,
-                      make_named_model, run_bundle_artifact, run_in_onnxruntime, run_stackc,
-                      shipped_target_data, write_toml)
-from toolchain.targets import available_targets, load_target
+from conftest import (FIXTURES, FOUNDATION_FORMATS, assert_close_by_policy, assert_user_error, build_bundle,
+                      fixture_model, foundation_world, make_named_model, read_npz, run_bundle_artifact,
+                      run_in_onnxruntime, run_stackc, shipped_target_data, write_toml)
+from toolchain.targets import Target, available_targets, load_target
 
 ALL_MODELS = sorted(FIXTURES)
-# Every world gets a build test here (tests/test_registry_coverage.py checks the keys).
-BUILD_MATRIX = {
-    "edge-desktop": ALL_MODELS,
-    "cloud": ALL_MODELS,
-    "edge-iot": ALL_MODELS,
-    "edge-mobile": ["mobilenet_tiny"],
-}
-CASES = [(world, model) for world, models in BUILD_MATRIX.items() for model in models]
+# Every architecture through the foundation's formats (ONNX, ORT format, OpenVINO IR) of these worlds.
+FOUNDATION_BUILDS = {"edge-desktop": ALL_MODELS, "cloud": ALL_MODELS, "edge-iot": ALL_MODELS}
+# Every shipped world built whole, all its variants (tests/test_registry_coverage.py checks the keys).
+WORLD_BUILDS = {"edge-desktop": "resnet_tiny", "cloud": "resnet_tiny", "edge-iot": "resnet_tiny",
+                "edge-mobile": "mobilenet_tiny"}
+
+
+def _cases():
+    cases = [(world, model, "foundation") for world, models in FOUNDATION_BUILDS.items() for model in models]
+    for world, model in WORLD_BUILDS.items():
+        whole_is_foundation = {v.format for v in load_target(world).variants} <= set(FOUNDATION_FORMATS)
+        if not (whole_is_foundation and (world, model, "foundation") in cases):
+            cases.append((world, model, "whole"))
+    return cases
+
+
+CASES = _cases()
 
 
 def _is_dynamic(dim) -> bool:
     return not isinstance(dim, int)
 
 
-@pytest.fixture(scope="module", params=CASES, ids=[f"{w}-{m}" for w, m in CASES])
-def built(request, tmp_path_factory):
-    world, model = request.param
+@dataclass
+class Built:
+    world: Target
+    model: str
+    bundle: Path
+    manifest: dict
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[f"{w}-{m}-{k}" for w, m, k in CASES])
+def built(request, tmp_path_factory) -> Built:
+    world, model, kind = request.param
     out = tmp_path_factory.mktemp(f"{model}-{world}")
-    result = build_bundle(fixture_model(model), world, out)
-    return world, model, Path(result["bundle"]), result["manifest"]
+    target = str(foundation_world(world, out / "world")) if kind == "foundation" else world
+    result = build_bundle(fixture_model(model), target, out / "out")
+    return Built(load_target(target), model, Path(result["bundle"]), result["manifest"])
+
+
+def _runnable(manifest: dict) -> list[dict]:
+    """Artifacts this module re-runs itself; other formats are re-run by their own backend tests."""
+    return [a for a in manifest["artifacts"] if a["format"] in FOUNDATION_FORMATS]
 
 
 def test_every_variant_ships_an_artifact_whose_every_output_passed_parity(built):
-    world, model, bundle, manifest = built
-    variants = {v.name: v for v in load_target(world).variants}
+    model, bundle, manifest = built.model, built.bundle, built.manifest
+    variants = {v.name: v for v in built.world.variants}
     assert [a["variant"] for a in manifest["artifacts"]] == list(variants)
     assert not manifest.get("missing")
     outputs = [o["name"] for o in FIXTURES[model]["outputs"]]
@@ -53,12 +78,12 @@ def test_every_variant_ships_an_artifact_whose_every_output_passed_parity(built)
         assert all(row["passed"] and row["max_abs"] is not None and "cosine" in row for row in parity["outputs"])
         assert parity["policy"] == variants[artifact["variant"]].parity.as_dict()
         assert artifact["format"] == variants[artifact["variant"]].format
-        assert (bundle / artifact["path"]).is_file()
+        assert (bundle / artifact["path"]).exists()  # a file, or a folder such as .mlpackage
     assert manifest["parity"]["allowed_failure"] is False
 
 
 def test_shipped_artifacts_rerun_in_their_runtime_reproduce_the_stored_reference(built):
-    world, model, bundle, manifest = built
+    model, bundle, manifest = built.model, built.bundle, built.manifest
     samples = read_npz(bundle / "parity" / "samples.npz")
     reference = read_npz(bundle / "parity" / "reference.npz")
     assert sorted(samples) == sorted(i["name"] for i in FIXTURES[model]["inputs"])
@@ -66,9 +91,9 @@ def test_shipped_artifacts_rerun_in_their_runtime_reproduce_the_stored_reference
     np.testing.assert_allclose(  # the stored reference is the source model's output on the stored samples
         run_in_onnxruntime(fixture_model(model), samples)[next(iter(reference))], next(iter(reference.values())),
         rtol=0, atol=0)
-    for artifact in manifest["artifacts"]:
+    for artifact in _runnable(manifest):
         actual = run_bundle_artifact(bundle, artifact, samples)
-        assert_close_by_policy(reference, actual, artifact["parity"]["policy"], f"{world}/{artifact['variant']}")
+        assert_close_by_policy(reference, actual, artifact["parity"]["policy"], f"{built.world.name}/{artifact['variant']}")
 
 
 def _artifact_input_shapes(fmt: str, path: Path) -> list[list]:
@@ -83,11 +108,10 @@ def _artifact_input_shapes(fmt: str, path: Path) -> list[list]:
 
 
 def test_artifact_inputs_are_static_in_edge_worlds_and_keep_dynamic_dims_in_cloud(built):
-    world, model, bundle, manifest = built
-    declared = [i["shape"] for i in FIXTURES[model]["inputs"]]
-    for artifact in manifest["artifacts"]:
-        shapes = _artifact_input_shapes(artifact["format"], bundle / artifact["path"])
-        if load_target(world).shapes.static:
+    declared = [i["shape"] for i in FIXTURES[built.model]["inputs"]]
+    for artifact in _runnable(built.manifest):
+        shapes = _artifact_input_shapes(artifact["format"], built.bundle / artifact["path"])
+        if built.world.shapes.static:
             assert all(isinstance(d, int) for shape in shapes for d in shape), (artifact["variant"], shapes)
         else:
             for want, got in zip(declared, shapes):
@@ -107,18 +131,18 @@ def _fresh_samples(model: str, dims: dict[str, int]) -> dict[str, np.ndarray]:
 
 
 def test_cloud_artifacts_run_at_another_batch_and_length_than_parity_used(built):
-    world, model, bundle, manifest = built
-    if world != "cloud" or all(isinstance(d, int) for i in FIXTURES[model]["inputs"] for d in i["shape"]):
+    model = built.model
+    if built.world.shapes.static or all(isinstance(d, int) for i in FIXTURES[model]["inputs"] for d in i["shape"]):
         pytest.skip("only cloud keeps dynamic dims, and only models that have them")
     samples = _fresh_samples(model, {"batch": 3, "seq": 7, "time": 5})
     reference = run_in_onnxruntime(fixture_model(model), samples)
-    for artifact in manifest["artifacts"]:
-        actual = run_bundle_artifact(bundle, artifact, samples)
+    for artifact in _runnable(built.manifest):
+        actual = run_bundle_artifact(built.bundle, artifact, samples)
         assert_close_by_policy(reference, actual, artifact["parity"]["policy"], f"cloud/{artifact['variant']} batch 3")
 
 
-def test_every_shipped_world_has_a_build_case():
-    assert set(available_targets()) <= set(BUILD_MATRIX)
+def test_every_shipped_world_is_built_whole():
+    assert set(available_targets()) <= set(WORLD_BUILDS)
 
 
 # -- input names with ':', '/', '.' and --shape ---------------------------------------------------
@@ -126,7 +150,8 @@ def test_every_shipped_world_has_a_build_case():
 
 def test_shape_names_with_colon_slash_and_dot_split_at_the_last_equals_and_fix_shared_dims(tmp_path):
     model = make_named_model(tmp_path / "named.onnx")
-    result = build_bundle(model, "edge-iot", tmp_path / "out", "--shape", "serving_default_input_2:0=3,4")
+    world = foundation_world("edge-iot", tmp_path / "world")  # ORT format + OpenVINO IR
+    result = build_bundle(model, world, tmp_path / "out", "--shape", "serving_default_input_2:0=3,4")
     bundle, manifest = Path(result["bundle"]), result["manifest"]
     samples = read_npz(bundle / "parity" / "samples.npz")
     assert {k: v.shape for k, v in samples.items()} == {"serving_default_input_2:0": (3, 4), "gpu_0/data_0": (3, 4)}
@@ -139,6 +164,7 @@ def test_shape_names_with_colon_slash_and_dot_split_at_the_last_equals_and_fix_s
         assert _artifact_input_shapes(artifact["format"], bundle / artifact["path"]) == [[3, 4], [3, 4]]
         actual = run_bundle_artifact(bundle, artifact, samples)
         assert_close_by_policy(reference, actual, artifact["parity"]["policy"], artifact["variant"])
+    assert {a["format"] for a in manifest["artifacts"]} == {"ort", "openvino"}
 
 
 def test_an_input_name_containing_equals_is_split_at_the_last_one():

@@ -60,6 +60,12 @@ def test_a_full_onnxruntime_satisfies_an_ort_format_artifact_and_android_version
         select(MOBILE, old)
 
 
+def test_core_ml_comes_with_the_os_so_an_ios_profile_need_not_list_it():
+    manifest = {"artifacts": [_artifact("coreml-fp16", [{"os": "ios", "min_version": "16.0", "arch": ["arm64"]}],
+                                        ("Core ML", "6.0"))]}
+    assert select(manifest, load_device(None, "ios", "17.2", "arm64"))[0].variant == "coreml-fp16"
+
+
 def test_the_device_accelerator_api_decides_between_fitting_artifacts():
     manifest = {"artifacts": [
         _artifact("cpu", [{"os": "linux", "arch": ["x86_64"]}], ("onnxruntime", "1.20"), ("CPUExecutionProvider",)),

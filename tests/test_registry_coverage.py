@@ -2,7 +2,7 @@
 
 Passes map to ``tests/passes/test_<id, dots as underscores>.py``; ``convert.<format>`` passes and
 every backend in FORMAT_MODULES to ``tests/backends/test_<backend module>.py``; every world to a
-case in tests/test_build.py's BUILD_MATRIX (a real build). A new pass, backend or world fails here
+case in tests/test_build.py's WORLD_BUILDS (a real build of the whole world). A new pass, backend or world fails here
 until its test exists.
 """
 from __future__ import annotations
@@ -49,5 +49,5 @@ def test_every_target_world_has_a_build_test():
     spec = importlib.util.spec_from_file_location("_build_tests_for_coverage", TESTS / "test_build.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    missing = sorted(set(available_targets()) - set(module.BUILD_MATRIX))
+    missing = sorted(set(available_targets()) - set(module.WORLD_BUILDS))
     assert missing == [], f"target worlds never built by tests/test_build.py: {missing}"

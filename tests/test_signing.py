@@ -69,12 +69,14 @@ def test_verify_catches_one_changed_byte_in_every_file_of_a_signed_bundle_naming
     for rel in files:
         copy = _copy(folder, tmp_path / rel.replace("/", "_"))
         data = bytearray((copy / rel).read_bytes())
-        data[len(data) // 2] ^= 0x01
+        middle = len(data) // 2
+        if rel == "manifest.json":  # inside a digest string, so the JSON still parses and the checksum must catch it
+            middle = data.index(b'"sha256": "', middle) + len('"sha256": "')
+        data[middle] ^= 0x01
         (copy / rel).write_bytes(bytes(data))
         result = run_stackc("verify", copy, "--key", keys["public"])
         line = assert_user_error(result, 7, "verification failed")
-        named = rel if rel not in ("SHA256SUMS",) else rel
-        assert named in line or (rel == SIG and SIG in line), f"{rel} not named in {line!r}"
+        assert rel in line, f"{rel} not named in {line!r}"
         caught += 1
     assert caught == len(files)
 

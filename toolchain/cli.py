@@ -1,7 +1,8 @@
 """The ``stackc`` command: click commands only, and the one place errors become exit codes.
 
 Exit codes: 0 ok, 1 internal error (a bug: please report it), 2 usage, 3 bad input or config,
-4 missing dependency, 5 pass failed, 6 parity failed, 7 bundle or verify failed, 130 interrupted.
+4 missing dependency, 5 pass failed, 6 parity failed, 7 bundle or verify failed, 8 no artifact fits
+the device, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 from __future__ import annotations
 
@@ -149,7 +150,8 @@ def _target_dict(world) -> dict:
         "name": world.name, "title": world.title, "description": world.description, "layers": world.layers,
         "variants": [{"name": v.name, "format": v.format, "precision": v.precision,
                       "runtime": {"name": v.runtime.name, "min_version": v.runtime.min_version},
-                      "accelerator_apis": list(v.accelerator_apis), "os": list(v.os), "parity": v.parity.as_dict()}
+                      "accelerator_apis": list(v.accelerator_apis), "os": list(v.os),
+                      "platforms": [p.as_dict() for p in v.platforms], "parity": v.parity.as_dict()}
                      for v in world.variants],
     }
 
@@ -325,6 +327,11 @@ def inspect(bundle, as_json):
                 click.echo(f"    runtime: {artifact['runtime']['name']} >= {artifact['runtime']['min_version']}")
                 click.echo(f"    accelerator APIs: {', '.join(artifact['accelerator_apis'])}")
                 click.echo(f"    OS: {', '.join(artifact['os'])}")
+                if artifact.get("platforms"):
+                    from .compat import parse_platforms
+
+                    described = [p.describe() for p in parse_platforms(artifact["platforms"], "manifest")]
+                    click.echo(f"    platforms: {'; '.join(described)}")
                 if artifact["conversion"]:
                     click.echo(f"    conversion: {artifact['conversion']}")
                 click.echo(f"    parity: {'pass' if parity['passed'] else 'FAIL'} ({len(parity['outputs'])} outputs, "

@@ -28,6 +28,8 @@ ARCH_ALIASES = {
 }
 # An ORT-format model loads in a full ONNX Runtime build too; the reverse is not true of mobile builds.
 RUNTIME_SATISFIED_BY = {"onnxruntime-mobile": ("onnxruntime-mobile", "onnxruntime")}
+# Runtimes that ship with the OS: their floor is the platform's OS floor, which is checked on its own.
+RUNTIMES_OF_THE_OS = {"Core ML": ("ios", "macos")}
 _VERSION = re.compile(r"^\d+(\.\d+)*$")
 
 
@@ -206,6 +208,8 @@ def _platform_problems(platform: Platform, device: Device) -> list[str]:
 
 def _runtime_problems(runtime: dict[str, Any], device: Device) -> list[str]:
     name, floor = runtime.get("name", "?"), runtime.get("min_version", "0")
+    if device.os in RUNTIMES_OF_THE_OS.get(name, ()) and name not in device.runtimes:
+        return []
     accepted = RUNTIME_SATISFIED_BY.get(name, (name,))
     present = [(n, device.runtimes[n]) for n in accepted if n in device.runtimes]
     if not present:

@@ -53,6 +53,27 @@ def quantize(ov_model, onnx_path: Path, facts_in: dict, ctx, options) -> tuple[A
                        "calibration": calibration.describe()}
 
 
+def stable_names(ov_model) -> None:
+    """Rename operations OpenVINO named from its process-wide counter (``Constant_31619``) after their
+    place in the graph: the counter depends on what ran before, which would change the IR's bytes."""
+    import re
+
+    for index, op in enumerate(ov_model.get_ordered_ops()):
+        if re.fullmatch(rf"{re.escape(op.get_type_name())}_\d+", op.get_friendly_name()):
+            op.set_friendly_name(f"{op.get_type_name()}_{index}")
+
+
+def save_stable(ov_model, xml: Path, compress_to_fp16: bool) -> None:
+    """Save, then re-save with counter-named operations renamed: ``save_model`` itself creates the
+    int8 weight constants (and their counter names), so renaming must happen on the saved IR."""
+    import openvino as ov
+
+    ov.save_model(ov_model, str(xml), compress_to_fp16=compress_to_fp16)
+    saved = ov.Core().read_model(str(xml))
+    stable_names(saved)
+    ov.save_model(saved, str(xml), compress_to_fp16=False)
+
+
 def count_int8(xml: Path) -> dict[str, int]:
     """FakeQuantize operations and 8-bit constants in a saved IR (read from its XML)."""
     import xml.etree.ElementTree as ElementTree

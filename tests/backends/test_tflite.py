@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import (assert_close_by_policy, assert_user_error, build_bundle, fixture_model, read_npz,
-                      run_bundle_artifact, run_stackc)
+                      run_bundle_artifact, run_stackc, shipped_target_data, write_toml)
 
 pytest.importorskip("onnx2tf")
 pytest.importorskip("ai_edge_litert")
@@ -87,12 +87,13 @@ def make_odd_names_three_outputs(path: Path) -> Path:
 
     rng = np.random.default_rng(3)
     inits = [numpy_helper.from_array(rng.standard_normal((6, 5)).astype(np.float32), "dense@w:0"),
-             numpy_helper.from_array(rng.standard_normal((16, 5)).astype(np.float32), "table@emb:0")]
+             numpy_helper.from_array(rng.standard_normal((16, 5)).astype(np.float32), "table@emb:0"),
+             numpy_helper.from_array(np.array([1], np.int64), "pool@axes:0")]
     nodes = [
         helper.make_node("MatMul", ["serving_default_x:0", "dense@w:0"], ["dense@out:0"], name="dense@matmul"),
         helper.make_node("Gather", ["table@emb:0", "ids@0"], ["emb@out:0"], name="emb@gather", axis=0),
         helper.make_node("Tanh", ["dense@out:0"], ["logits@head:0"], name="head@tanh"),
-        helper.make_node("ReduceSum", ["emb@out:0"], ["pooled@head:0"], name="pool@sum", keepdims=0),
+        helper.make_node("ReduceSum", ["emb@out:0", "pool@axes:0"], ["pooled@head:0"], name="pool@sum", keepdims=0),
         helper.make_node("Sigmoid", ["dense@out:0"], ["probs@head:0"], name="head@sigmoid"),
     ]
     graph = helper.make_graph(
@@ -134,7 +135,26 @@ def make_wide_cnn(path: Path) -> Path:
 
 # -- module-scoped builds: one per architecture ---------------------------------------------------
 
-FIXTURE_CASES = {  # name: (model, world, extra build args)
+
+def tflite_only(folder: Path, world: str) -> Path:
+    """The shipped world with only its TFLite variants (as shipped), so these builds convert TFLite alone."""
+    data = shipped_target_data(world)
+    data["variants"] = [v for v in data["variants"] if v["format"] == "tflite"]
+    return write_toml(folder / f"{world}.toml", data)
+
+
+def tflite_fp16_recipe(folder: Path) -> Path:
+    """The shipped mobile-fp16 recipe's TFLite entries only (its other entries need the other variants)."""
+    import tomllib
+
+    from toolchain.recipes import recipe_dir
+
+    data = tomllib.loads((recipe_dir() / "mobile-fp16.toml").read_text(encoding="utf-8"))
+    data["variants"] = [v for v in data["variants"] if v["from"].startswith("tflite")]
+    return write_toml(folder / "mobile-fp16.toml", data)
+
+
+FIXTURE_CASES = {  # name: (model, world, extra build args); "mobile-fp16": the shipped recipe's TFLite part
     "detector": ("detector_tiny", "edge-mobile", ("--recipe", "mobile-fp16")),
     "bilstm": ("lstm_tagger", "edge-mobile", ()),
     "gru": ("gru_audio", "edge-mobile", ()),
@@ -158,10 +178,11 @@ def bundle_of(tmp_path_factory):
             out = tmp_path_factory.mktemp(case)
             if case in FIXTURE_CASES:
                 model, world, extra = FIXTURE_CASES[case]
-                result = build_bundle(fixture_model(model), world, out, *extra)
+                extra = tuple(str(tflite_fp16_recipe(out)) if a == "mobile-fp16" else a for a in extra)
+                result = build_bundle(fixture_model(model), tflite_only(out, world), out / "bundle", *extra)
             else:
                 make, world = MADE_CASES[case]
-                result = build_bundle(make(out / f"{case}.onnx"), world, out / "bundle")
+                result = build_bundle(make(out / f"{case}.onnx"), tflite_only(out, world), out / "bundle")
             _built[case] = (Path(result["bundle"]), result["manifest"])
         return _built[case]
 
@@ -192,7 +213,8 @@ def test_tflite_artifact_runs_in_litert_and_every_output_passes_parity(bundle_of
         assert conversion["route_passed_parity"] is True
         assert conversion["flex_ops"].startswith("disabled")
         assert all(not op.startswith("Flex") for op in conversion["ops"])
-        assert [o["name"] for o in conversion["io"]["outputs"]] == list(reference)
+        renamed = entry["interface"]["outputs"]  # preparation's safe names (names.sanitize)
+        assert [o["name"] for o in conversion["io"]["outputs"]] == [renamed.get(n, n) for n in reference]
         actual = run_bundle_artifact(bundle, entry, samples)  # LiteRT, as an app reading the manifest would
         assert_close_by_policy(reference, actual, parity["policy"], f"{case}/{entry['variant']}")
 
@@ -243,8 +265,10 @@ def test_integer_inputs_stay_integer_in_tflite(bundle_of):
     io = _tflite_entries(manifest)[0]["conversion"]["io"]
     assert [(i["name"], i["dtype"]) for i in io["inputs"]] == [("tokens", "int64")]
     _, manifest = bundle_of("odd_names")
-    io = _tflite_entries(manifest)[0]["conversion"]["io"]
-    assert [(i["name"], i["dtype"]) for i in io["inputs"]] == [("serving_default_x:0", "float32"), ("ids@0", "int32")]
+    entry = _tflite_entries(manifest)[0]
+    renamed = entry["interface"]["inputs"]
+    assert [(i["name"], i["dtype"]) for i in entry["conversion"]["io"]["inputs"]] == [
+        (renamed.get("serving_default_x:0", "serving_default_x:0"), "float32"), (renamed.get("ids@0", "ids@0"), "int32")]
 
 
 def test_names_with_colon_and_at_are_restored_for_the_user(bundle_of):
@@ -292,7 +316,7 @@ def test_build_fails_with_exit_6_when_only_a_silently_wrong_route_is_allowed(tmp
     recipe = tmp_path / "only-default-route.toml"
     recipe.write_text('name = "only-default-route"\ndescription = "test"\nextends = "default"\n\n'
                       '[convert.tflite]\nroutes = ["onnx2tf"]\n', encoding="utf-8")
-    invocation = run_stackc("build", fixture_model("gru_audio"), "--target", "edge-mobile", "--recipe", recipe,
+    invocation = run_stackc("build", fixture_model("gru_audio"), "--target", tflite_only(tmp_path, "edge-mobile"), "--recipe", recipe,
                             "--out", tmp_path / "out")
     assert_user_error(invocation, 6, "parity")
     assert not (tmp_path / "out" / "gru_audio-0.1.0-edge-mobile").exists()

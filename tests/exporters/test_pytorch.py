@@ -16,7 +16,7 @@ import pytest
 from conftest import assert_user_error, build_bundle, run_stackc
 
 pytest.importorskip("torch")
-from torch_sources import save_torch, torch_cnn, torch_transformer  # noqa: E402
+from torch_sources import TinyResNet, save_torch, torch_cnn, torch_transformer  # noqa: E402
 
 # edge-mobile (ORT format + TFLite + ...) is the issue's world but the slowest; the CNN carries it
 CASES = {
@@ -122,3 +122,21 @@ def test_exported_program_bundle_is_reproducible(sources, built, tmp_path):
     again = build_bundle(sources["transformer", "pt2"], "edge-desktop", tmp_path)
     first = built["transformer-pt2"]["manifest"]
     assert json.dumps(again["manifest"], sort_keys=True) == json.dumps(first, sort_keys=True)
+
+
+def test_pt2_archive_with_a_member_needing_full_unpickling_is_refused_with_exit_3(sources, tmp_path):
+    """torch.export.load falls back to weights_only=False for sample inputs; stackc checks first."""
+    import io
+    import zipfile
+
+    import torch
+
+    hostile = tmp_path / "hostile.pt2"
+    payload = io.BytesIO()
+    torch.save((TinyResNet(),), payload)  # any class outside the tensor allow-list stands for arbitrary code
+    with zipfile.ZipFile(sources["cnn", "pt2"]) as original, zipfile.ZipFile(hostile, "w") as copy:
+        for item in original.infolist():
+            data = original.read(item.filename)
+            copy.writestr(item, payload.getvalue() if "/data/sample_inputs/" in item.filename else data)
+    result = run_stackc("build", hostile, "--target", "edge-desktop", "--out", tmp_path / "out")
+    assert_user_error(result, 3, "hostile.pt2", "needs a full unpickle", "refuses")

@@ -71,7 +71,7 @@ class ConvertOpenVINO(Pass):
             fp32_xml = out_dir / "fp32" / "model.xml"
             ov.save_model(ov_model, str(fp32_xml), compress_to_fp16=False)
             ov_model, chosen = nncf_int8.quantize(ov_model, model.path, model.facts, ctx, self.options)
-            ov.save_model(ov_model, str(xml), compress_to_fp16=(weights == "fp16"))
+            nncf_int8.save_stable(ov_model, xml, compress_to_fp16=(weights == "fp16"))
             facts["precision"] = {**chosen, **nncf_int8.check(fp32_xml, xml)}
             work = {"precision_work": {"fp32": str(fp32_xml), "int8": str(xml)}}
             ctx.log.info("[precision] openvino int8: %d FakeQuantize, size x%.3f of fp32",

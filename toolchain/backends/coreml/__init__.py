@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ...artifact import ModelArtifact
-from ...errors import InputError, MissingDependencyError, ParityError, PassError
+from ...errors import InputError, ParityError, PassError
 from ...passes import register
 from ...passes.base import Pass, PassContext
 from .._versions import package_versions
@@ -159,7 +159,8 @@ class ConvertCoreML(Pass):
 
 
 def _make_deterministic(package: Path) -> None:
-    """Same model in, same bytes out: drop the conversion date, derive Manifest.json item ids from paths."""
+    """Same model in, same bytes out: drop the conversion date, derive Manifest.json item ids from paths,
+    and give every file ordinary permissions."""
     from coremltools.proto import Model_pb2
 
     spec_path = package / "Data" / "com.apple.CoreML" / "model.mlmodel"
@@ -178,6 +179,8 @@ def _make_deterministic(package: Path) -> None:
     manifest["itemInfoEntries"] = dict(sorted(entries.items()))
     manifest["rootModelIdentifier"] = renamed[manifest["rootModelIdentifier"]]
     manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True) + "\n", encoding="utf-8")
+    for item in [package, *package.rglob("*")]:  # coremltools writes some files 0600: ship them like the rest
+        item.chmod(0o755 if item.is_dir() else 0o644)
 
 
 def _program_ops(ct, package: Path) -> list[str]:
@@ -186,7 +189,7 @@ def _program_ops(ct, package: Path) -> list[str]:
     return sorted({op.type for op in main.block_specializations[main.opset].operations})
 
 
-def _feeds(facts: dict, inputs: dict[str, np.ndarray], interpreter_types: bool) -> dict[str, np.ndarray]:
+def _feeds(facts: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """ONNX-named samples -> Core ML feature names; image inputs fed as the pixels that map to them."""
     feeds = {}
     for onnx_name, coreml_name in facts.get("inputs", {}).items():
@@ -222,7 +225,7 @@ def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.
     facts = artifact.facts.get(ConvertCoreML.id, {})
     if not facts.get("inputs"):
         raise PassError(f"{artifact.path.name}: the Core ML artifact has no recorded input/output names")
-    feeds = _feeds(facts, inputs, not ON_MACOS)
+    feeds = _feeds(facts, inputs)
     if ON_MACOS:
         results = _predict_on_macos(artifact, facts, feeds)
     else:

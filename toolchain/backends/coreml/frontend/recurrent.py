@@ -64,7 +64,7 @@ def _act(name, value):
     return getattr(_mb(), name)(x=value)
 
 
-def _stack_outputs(per_direction, seq, batch, hidden):
+def _stack_outputs(per_direction, seq):
     """Y [seq, dirs, batch, H] and Y_h [dirs, batch, H] from each direction's per-step states."""
     mb = _mb()
     steps = [mb.stack(values=[states[t] for states in per_direction], axis=0) for t in range(seq)]
@@ -103,7 +103,7 @@ def lstm(ctx, inputs, *, activation_alpha=None, activation_beta=None, activation
         per_direction.append(states)
         finals_h.append(h)
         finals_c.append(c)
-    y = _stack_outputs(per_direction, seq, batch, hidden)
+    y = _stack_outputs(per_direction, seq)
     return [y, mb.stack(values=finals_h, axis=0), mb.stack(values=finals_c, axis=0)]
 
 
@@ -146,5 +146,5 @@ def gru(ctx, inputs, *, activation_alpha=None, activation_beta=None, activations
             states[t] = h
         per_direction.append(states)
         finals.append(h)
-    y = _stack_outputs(per_direction, seq, batch, hidden)
+    y = _stack_outputs(per_direction, seq)
     return [y, mb.stack(values=finals, axis=0)]
