@@ -18,7 +18,10 @@ INT_SAMPLE_HIGH = 16  # random integer inputs are drawn from [0, 16): valid ids 
 
 
 def make_inputs(specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded random inputs that respect each input's dtype and (concrete) shape."""
+    """Seeded random inputs that respect each input's dtype and (concrete) shape.
+
+    Integers are drawn from [0, 16), valid ids for any vocabulary; inputs named like a mask get 0/1.
+    """
     rng = np.random.default_rng(seed)
     inputs = {}
     for spec in specs:
@@ -32,7 +35,8 @@ def make_inputs(specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], see
         if dtype == np.bool_:
             value = rng.integers(0, 2, size=shape).astype(bool)
         elif np.issubdtype(dtype, np.integer):
-            value = rng.integers(0, INT_SAMPLE_HIGH, size=shape).astype(dtype)
+            high = 2 if "mask" in spec.name.lower() else INT_SAMPLE_HIGH  # masks are 0/1, ids any small value
+            value = rng.integers(0, high, size=shape).astype(dtype)
         elif np.issubdtype(dtype, np.floating):
             value = rng.standard_normal(size=shape).astype(dtype)
         else:
