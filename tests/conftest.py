@@ -82,6 +82,7 @@ class BuiltBundle:
     folder: Path
     archive: Path
     manifest: dict
+    world: Path  # the world file it was built for (edge-desktop's foundation variants)
 
     def copy_to(self, dest: Path) -> Path:
         """A private copy of the folder for a test that tampers with it."""
@@ -92,10 +93,11 @@ class BuiltBundle:
 
 @pytest.fixture(scope="session")
 def built_bundle(tmp_path_factory) -> BuiltBundle:
-    """resnet_tiny for edge-desktop (ONNX + OpenVINO IR), built once per session; read-only for tests."""
+    """resnet_tiny for edge-desktop's ONNX + OpenVINO IR variants, built once per session; read-only for tests."""
     out = tmp_path_factory.mktemp("built-bundle")
-    result = build_bundle(fixture_model("resnet_tiny"), "edge-desktop", out)
-    return BuiltBundle(Path(result["bundle"]), Path(result["archive"]), result["manifest"])
+    world = foundation_world("edge-desktop", out / "world")
+    result = build_bundle(fixture_model("resnet_tiny"), world, out / "out")
+    return BuiltBundle(Path(result["bundle"]), Path(result["archive"]), result["manifest"], world)
 
 
 # -- running artifacts ourselves, in their real runtimes (not through stackc's backends) ----------

@@ -184,6 +184,7 @@ def test_inputs_file_is_used_as_the_parity_samples_and_stored_in_the_bundle(tmp_
     given = {"input_ids": np.arange(10, dtype=np.int64).reshape(2, 5) % 16,
              "attention_mask": np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], np.int64)}
     np.savez(tmp_path / "samples.npz", **given)
+    world = foundation_world(world, tmp_path / "world")
     result = build_bundle(fixture_model("transformer_tiny"), world, tmp_path / "out", "--inputs", tmp_path / "samples.npz")
     bundle, manifest = Path(result["bundle"]), result["manifest"]
     stored = read_npz(bundle / "parity" / "samples.npz")

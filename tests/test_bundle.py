@@ -52,14 +52,15 @@ def test_manifest_records_bundle_source_and_target(built_bundle):
     assert source["size"] == fixture_model("resnet_tiny").stat().st_size
     assert source["ir_version"] == fixture["ir_version"] and source["opsets"] == fixture["opset_import"]
     assert source["inputs"] == fixture["inputs"] and source["outputs"] == fixture["outputs"]
-    world = load_target("edge-desktop")
+    world = load_target(str(built_bundle.world))
     assert m["target"]["name"] == "edge-desktop" and m["target"]["layers"] == world.layers
     assert list(m["target"]["layers"]) == list(LAYERS)
 
 
 def test_manifest_records_every_artifact_with_digest_size_floors_and_parity_tolerances(built_bundle):
     folder, m = built_bundle.folder, built_bundle.manifest
-    variants = {v.name: v for v in load_target("edge-desktop").variants}
+    variants = {v.name: v for v in load_target(str(built_bundle.world)).variants}
+    assert [a["variant"] for a in m["artifacts"]] == list(variants)
     for artifact in m["artifacts"]:
         variant = variants[artifact["variant"]]
         if (folder / artifact["path"]).is_file():  # a folder artifact (Core ML .mlpackage) is covered file by file
@@ -137,8 +138,7 @@ def test_stored_samples_reproduce_the_stored_reference_in_the_source_model(built
 
 @pytest.mark.parametrize("world, model", [("edge-desktop", "resnet_tiny"), ("edge-iot", "lstm_tagger")])
 def test_two_builds_of_the_same_input_are_byte_identical_folders_and_archives(tmp_path, built_bundle, world, model):
-    if world == "edge-iot":  # its ORT-format + OpenVINO variants (the foundation's formats)
-        world = foundation_world(world, tmp_path / "world")
+    world = foundation_world(world, tmp_path / "world")  # its ONNX / ORT-format / OpenVINO variants
     first = build_bundle(fixture_model(model), world, tmp_path / "first")
     second = build_bundle(fixture_model(model), world, tmp_path / "elsewhere" / "second")
     for result in (first, second):
@@ -151,7 +151,7 @@ def test_two_builds_of_the_same_input_are_byte_identical_folders_and_archives(tm
 
 def test_source_date_epoch_sets_created_and_the_archive_times(tmp_path, monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
-    result = build_bundle(fixture_model("mobilenet_tiny"), "edge-desktop", tmp_path / "out")
+    result = build_bundle(fixture_model("mobilenet_tiny"), foundation_world("edge-desktop", tmp_path), tmp_path / "out")
     assert result["manifest"]["bundle"]["created"] == "2023-11-14T22:13:20Z"
     with tarfile.open(result["archive"], "r:gz") as tar:
         assert {m.mtime for m in tar.getmembers()} == {1700000000}

@@ -68,8 +68,9 @@ def save_stable(ov_model, xml: Path, compress_to_fp16: bool) -> None:
     int8 weight constants (and their counter names), so renaming must happen on the saved IR."""
     import openvino as ov
 
-    ov.save_model(ov_model, str(xml), compress_to_fp16=compress_to_fp16)
-    saved = ov.Core().read_model(str(xml))
+    first = xml.parent / "unstable" / xml.name  # not xml itself: the read model maps this file's weights
+    ov.save_model(ov_model, str(first), compress_to_fp16=compress_to_fp16)
+    saved = ov.Core().read_model(str(first))
     stable_names(saved)
     ov.save_model(saved, str(xml), compress_to_fp16=False)
 
