@@ -86,7 +86,7 @@ def test_manifest_records_the_recipe_as_run_and_tool_versions(built_bundle):
     assert [s["id"] for s in m["recipe"]["steps"]] == [s.id for s in load_recipe("default").steps]
     assert [s["id"] for s in m["preparation"]["steps"]] == [s.id for s in load_recipe("default").steps]
     assert all("options" in s for s in m["preparation"]["steps"])
-    assert m["recipe"]["conversions"] == {v.name: f"convert.{v.format}" for v in load_target("edge-desktop").variants}
+    assert m["recipe"]["conversions"] == {v.name: f"convert.{v.format}" for v in load_target(str(built_bundle.world)).variants}
     for package in ("onnx", "onnxruntime", "openvino", "numpy"):
         assert m["tools"][package] == metadata.version(package)
     assert m["tools"]["stackc"] == __import__("toolchain").__version__

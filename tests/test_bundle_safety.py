@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import assert_user_error, run_stackc
-from tests.test_hostile_inputs import tiny_model
+from tests.test_hostile_inputs import desktop_onnx_openvino, tiny_model
 from toolchain.bundle import _safe_extract, publish, remove_stale_partials
 from toolchain.errors import BundleError
 
@@ -26,7 +26,7 @@ def _tar(path: Path, members: list[tuple[str, bytes]]) -> Path:
 
 
 def _build(model: Path, out: Path, *extra) -> Path:
-    result = run_stackc("build", model, "--target", "edge-desktop", "--out", out, "--quiet", *extra)
+    result = run_stackc("build", model, "--target", model.parent / "edge-desktop.toml", "--out", out, "--quiet", *extra)
     assert result.exit_code == 0, result.stderr
     return out / f"{model.stem}-0.1.0-edge-desktop"
 
@@ -35,6 +35,7 @@ def _build(model: Path, out: Path, *extra) -> Path:
 def model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "tiny.onnx"
     path.write_bytes(tiny_model().SerializeToString())
+    desktop_onnx_openvino(path.parent / "edge-desktop.toml")
     return path
 
 
@@ -115,16 +116,15 @@ def test_disk_full_fails_with_exit_7_and_leaves_the_previous_bundle_untouched(mo
     previous = _build(model, out, "--seed", "1")
     before, archive_before = _snapshot(previous), (out / f"{previous.name}.tar.gz").read_bytes()
     filler = tmpfs / "filler"
-    with open(filler, "wb") as handle:  # fill the disk, then free a little: the next staging runs out mid-way
+    with open(filler, "wb", buffering=0) as handle:  # fill the disk, then free a little: the next staging runs out
         try:
-            while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
+            while handle.write(b"\0" * 65536):
+                pass
         except OSError:
             pass
     with open(filler, "r+b") as handle:
         handle.truncate(filler.stat().st_size - 12 * 1024)
-    result = run_stackc("build", model, "--target", "edge-desktop", "--out", out, "--quiet")
+    result = run_stackc("build", model, "--target", model.parent / "edge-desktop.toml", "--out", out, "--quiet")
     assert_user_error(result, 7, "No space left on device")
     assert _snapshot(previous) == before
     assert (out / f"{previous.name}.tar.gz").read_bytes() == archive_before
@@ -136,7 +136,7 @@ def test_a_read_only_output_folder_fails_with_exit_7_and_leaves_the_previous_bun
     previous = _build(model, out, "--seed", "1")
     before, archive_before = _snapshot(previous), (out / f"{previous.name}.tar.gz").read_bytes()
     subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
-    result = run_stackc("build", model, "--target", "edge-desktop", "--out", out, "--quiet")
+    result = run_stackc("build", model, "--target", model.parent / "edge-desktop.toml", "--out", out, "--quiet")
     assert_user_error(result, 7, "Read-only file system")
     assert _snapshot(previous) == before
     assert (out / f"{previous.name}.tar.gz").read_bytes() == archive_before

@@ -17,22 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_hostile_inputs import tiny_model
+from tests.test_hostile_inputs import desktop_onnx_openvino, tiny_model
 from toolchain.verify import verify_bundle
 
 KILLS = 18
 NAME = "tiny-0.1.0-edge-desktop"
 STACKC = [sys.executable, "-m", "toolchain.cli"]
-
-
-def desktop_onnx_openvino(dest: Path) -> Path:
-    """edge-desktop pinned to its ONNX and OpenVINO variants: a build of about a second, unchanged by edits
-    to the shipped targets while the test runs (more variants would only make each attempt slower)."""
-    text = (Path(__file__).resolve().parent.parent / "targets" / "edge-desktop.toml").read_text()
-    header, *blocks = text.split("\n[[variants]]\n")
-    kept = [b for b in blocks if 'format = "onnx"' in b or 'format = "openvino"' in b]
-    dest.write_text(header + "".join("\n[[variants]]\n" + b for b in kept))
-    return dest
 
 
 def _build_cmd(model: Path, out: Path, seed: int) -> list[str]:

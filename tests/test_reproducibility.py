@@ -6,8 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_hostile_inputs import tiny_model
-from tests.test_interruption import desktop_onnx_openvino
+from tests.test_hostile_inputs import desktop_onnx_openvino, tiny_model
 
 
 def _tree(folder: Path) -> dict[str, bytes]:

@@ -56,8 +56,27 @@ class ConvertOrt(Pass):
         source, precision_facts, work = apply_precision(model, precision_of(ctx, model), self.options, ctx,
                                                         out_dir / "onnx")
         onnx_runtime.session(source, so)
+        if precision_of(ctx, model) == "int8":
+            precision_facts["precision"].update(self._smaller_than_fp32(model, path, so, out_dir))
         facts = {"optimization_level": self.options.optimization_level, **precision_facts}
         return model.derive(path=path, format="ort", facts={self.id: facts, **work})
+
+
+    @staticmethod
+    def _smaller_than_fp32(model, int8_path: Path, so, out_dir: Path) -> dict:
+        """ORT format stores per-node data, so QDQ nodes can outweigh the int8 savings on small models:
+        the .ort itself, not only its ONNX source, must be smaller than the fp32 .ort."""
+        from ..errors import PassError
+
+        fp32_path = out_dir / "fp32-reference.ort"
+        so.optimized_model_filepath = str(fp32_path)
+        onnx_runtime.session(model.path, so)
+        fp32_size, int8_size = fp32_path.stat().st_size, int8_path.stat().st_size
+        if int8_size >= fp32_size:
+            raise PassError(f"convert.ort: refusing to ship an 'int8' .ort that is not smaller than fp32 "
+                            f"({int8_size} B >= {fp32_size} B): its quantize/dequantize nodes cost more than "
+                            "the int8 weights save", "ship fp32 for this model, or exclude small layers")
+        return {"ort_size_fp32": fp32_size, "ort_size_int8": int8_size, "ort_size_ratio": round(int8_size / fp32_size, 4)}
 
 
 MEASURED_WITH = "onnxruntime (CPU execution provider, ORT format) on the build host"

@@ -14,7 +14,7 @@ from ...quantization import calibration_samples
 from .. import onnx_runtime
 from . import export, onnx2tf_route, rewrites
 from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
-from .runner import quantization_of, run_model
+from .runner import SIGNATURE_KEY, interpreter, quantization_of, run_model
 
 
 def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, policy,
@@ -72,7 +72,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         "routes": [a.record() for a in attempts],
         "route_policy": policy.as_dict(),
         "precision": precision,
-        "signature": export_signature_name(),
+        "signature": SIGNATURE_KEY,
         "flex_ops": "disabled (TFLite builtin ops only)",
         "io": io,
         "ops": export.describe_ops(tflite),
@@ -118,12 +118,6 @@ def _int8(winner: Attempt, calibration, options, samples, reference, policy, ctx
     return tflite, {"int8_mode": mode, "int8_modes": tried, "int8_io": options.int8_io and mode == "full-integer"}
 
 
-def export_signature_name() -> str:
-    from .runner import SIGNATURE_KEY
-
-    return SIGNATURE_KEY
-
-
 def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, channel_last, seed, samples, reference,
              probe, probe_reference, policy) -> Attempt:
     import onnx
@@ -143,9 +137,7 @@ def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, chann
         keras = onnx2tf_route.convert(renamed, work, run, seed)
         io = _interface(keras, run, in_specs, out_specs)
         tflite = export.to_tflite(keras, _tensor_keys(io), [o["key"] for o in io["outputs"]], "fp32")
-        from .runner import interpreter
-
-        raw = interpreter(tflite).get_signature_runner(export_signature_name())(
+        raw = interpreter(tflite).get_signature_runner(SIGNATURE_KEY)(
             **{e["key"]: np.ascontiguousarray(probe[e["name"]].transpose(e["perm"])) for e in io["inputs"]})
         resolve_outputs({k: np.asarray(v) for k, v in raw.items()}, io["outputs"], probe_reference)
         for entry in io["outputs"]:
