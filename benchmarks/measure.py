@@ -16,11 +16,16 @@ class Run:
     seconds: float
     peak_rss: int      # the largest sum of RSS over the command's process tree, sampled
     returncode: int
+    stdout: str = ""   # kept only when asked (``capture=True``)
 
 
-def run_measured(cmd: list[str], env: dict[str, str] | None = None, poll: float = 0.02) -> Run:
+def run_measured(cmd: list[str], env: dict[str, str] | None = None, poll: float = 0.02, capture: bool = False) -> Run:
+    import tempfile
+
     started = time.perf_counter()
-    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    out = tempfile.TemporaryFile() if capture else subprocess.DEVNULL
+    err = tempfile.TemporaryFile()  # a file, not a pipe: a chatty converter must never block on a full pipe
+    child = subprocess.Popen(cmd, stdout=out, stderr=err, env={**os.environ, **(env or {})})
     proc = psutil.Process(child.pid)
     peak = 0
     while child.poll() is None:
@@ -36,10 +41,17 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None, poll: float 
         peak = max(peak, total)
         time.sleep(poll)
     seconds = time.perf_counter() - started
-    stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
+    err.seek(0)
+    stderr = err.read().decode(errors="replace")
+    err.close()
+    stdout = ""
+    if capture:
+        out.seek(0)
+        stdout = out.read().decode(errors="replace")
+        out.close()
     if child.returncode != 0:
         sys.stderr.write(f"benchmark command failed ({child.returncode}): {' '.join(cmd)}\n{stderr[-2000:]}\n")
-    return Run(seconds, peak, child.returncode)
+    return Run(seconds, peak, child.returncode, stdout)
 
 
 def median_run(cmd: list[str], repeat: int = 3, env: dict[str, str] | None = None) -> Run:

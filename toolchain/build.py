@@ -16,7 +16,7 @@ from .errors import BundleError, UsageError
 from .exporters import export_source
 from .host_measure import measure_outcomes, write_sidecar
 from .manifest import write_contents
-from .onnx_model import check_model, graph_inputs, graph_outputs, load_onnx, opsets
+from .onnx_model import check_model, graph_inputs, graph_outputs, load_graph, opsets
 from .passes import PassContext, get_pass
 from .passes.fix_shapes import concrete_shapes
 from .prepare import (PREPARATION_POLICY, check_recipe_binds, name_unnamed_shape, prepare_canonical,  # noqa: F401
@@ -106,8 +106,9 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
     signing_key = _signing_key(request)
     exported = export_source(request.model, export_dir, shapes=request.shapes, inputs=request.inputs, target=target,
                              seed=request.seed, allow_parity_failure=request.allow_parity_failure, log=log)
-    source = load_onnx(exported.onnx_path if exported else request.model)
-    check_model(source)
+    source_path = exported.onnx_path if exported else request.model
+    source = load_graph(source_path)  # weights stay on disk: a model past 2 GB is not held here
+    check_model(source, source_path)
     input_specs, output_specs = graph_inputs(source), graph_outputs(source)
     request.shapes = name_unnamed_shape(request.shapes, input_specs)
     sample_shapes = concrete_shapes(input_specs, request.shapes, target, fix_all=True)

@@ -49,28 +49,59 @@ def load_onnx(path: Path, load_external_data: bool = True):
         ) from None
     if not model.graph.node and not model.graph.output:
         raise InputError(f"{path}: not an ONNX model (no graph found); the file may be of another format")
+    _check_external_locations(model, path.parent)
     if load_external_data:
-        _load_external_data(onnx, model, path.parent)
+        _load_external_data(model, path.parent)
     return model
 
 
-def _load_external_data(onnx, model, base_dir: Path) -> None:
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+def load_graph(path: Path):
+    """The model with its weights left on disk: external-data tensors keep pointing at their files
+    (checked to stay inside the model's folder). Passes that only edit the graph use this, so a
+    model past 2 GB is never held in memory by them; ``save_onnx(..., weights_from=...)`` links
+    the weight files beside the new model."""
+    return load_onnx(path, load_external_data=False)
 
-    if not any(uses_external_data(t) for t in _all_initializers(model)):
-        return
+
+def external_locations(model) -> list[str]:
+    """The distinct external-data files the model's tensors point to, in first-use order."""
+    from onnx.external_data_helper import uses_external_data
+
+    seen: dict[str, None] = {}
+    for tensor in _all_initializers(model):
+        if uses_external_data(tensor) and not tensor.HasField("raw_data"):
+            seen.setdefault(next((e.value for e in tensor.external_data if e.key == "location"), ""), None)
+    return list(seen)
+
+
+def external_bytes(path: Path) -> int:
+    """How many bytes of weights a model file keeps in external-data files beside it."""
+    model = load_graph(path)
+    return sum((Path(path).parent / loc).stat().st_size for loc in external_locations(model))
+
+
+def _check_external_locations(model, base_dir: Path) -> None:
+    from onnx.external_data_helper import uses_external_data
+
     base = base_dir.resolve()
     for tensor in _all_initializers(model):
         if not uses_external_data(tensor):
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         target = (base / location).resolve()
-        if Path(location).is_absolute() or base not in target.parents or not target.is_file():
+        if not location or Path(location).is_absolute() or base not in target.parents or not target.is_file():
             raise InputError(
                 f"tensor '{tensor.name}' points to external data '{location}' outside the model's folder or missing"
             )
+
+
+def _load_external_data(model, base_dir: Path) -> None:
+    from onnx.external_data_helper import load_external_data_for_model
+
+    if not external_locations(model):
+        return
     try:
-        load_external_data_for_model(model, str(base))
+        load_external_data_for_model(model, str(base_dir.resolve()))
     except Exception as e:
         raise InputError(f"cannot read the model's external data: {e}") from None
 
@@ -79,10 +110,15 @@ def _all_initializers(model):
     yield from model.graph.initializer
 
 
-def check_model(model) -> None:
+def check_model(model, path: Path | None = None) -> None:
+    """The ONNX checker; a model whose weights live in external files is checked from its ``path``
+    (the checker then reads the file itself rather than a >2 GB in-memory copy)."""
     onnx = _onnx()
     try:
-        onnx.checker.check_model(model)
+        if path is not None and external_locations(model):
+            onnx.checker.check_model(str(path))
+        else:
+            onnx.checker.check_model(model)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"the ONNX checker rejects the model: {first}") from None
@@ -155,14 +191,45 @@ def opsets(model) -> dict[str, int]:
 TWO_GB = 2**31 - 1
 
 
-def save_onnx(model, path: Path) -> Path:
-    """Save a model; weights go to one external-data file beside it when they pass protobuf's 2 GB."""
+def save_onnx(model, path: Path, weights_from: Path | None = None) -> Path:
+    """Save a model; weights go to one external-data file beside it when they pass protobuf's 2 GB.
+
+    A model loaded with ``load_graph`` still points at weight files: ``weights_from`` is the folder
+    they are in, and they are hard-linked (or copied) beside ``path`` rather than read.
+    """
     onnx = _onnx()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if model.ByteSize() > TWO_GB:
+    locations = external_locations(model)
+    if locations:
+        if weights_from is None:
+            raise ValueError("the model points to external weight files; save_onnx needs weights_from")
+        for location in locations:
+            link_or_copy(Path(weights_from) / location, path.parent / location)
+        onnx.save_model(model, str(path))
+    elif model.ByteSize() > TWO_GB:
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=path.name + ".data", size_threshold=1024)
     else:
         onnx.save_model(model, str(path))
     return path
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the file system allows it (no bytes copied), else a copy."""
+    import os
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def onnx_files(path: Path) -> tuple[Path, ...]:
+    """An ONNX model file and the external-data files it points to: everything an artifact ships."""
+    path = Path(path)
+    return (path, *(path.parent / loc for loc in external_locations(load_graph(path))))

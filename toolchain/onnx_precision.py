@@ -57,10 +57,9 @@ def apply_precision(model, precision: str, options: PrecisionOptions, ctx, out_d
     work = out_dir / "precision-work"
     work.mkdir(parents=True, exist_ok=True)
     if precision == "fp32":
-        shutil.copyfile(model.path, path)
-        data = model.path.with_name(model.path.name + ".data")
-        if data.exists():
-            shutil.copyfile(data, out_dir / data.name)
+        from .onnx_model import load_graph, save_onnx
+
+        save_onnx(load_graph(model.path), path, weights_from=model.path.parent)  # weights linked, not read
         return path, {}, {}
     if precision == "fp16":
         import importlib.util

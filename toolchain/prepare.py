@@ -17,7 +17,7 @@ import numpy as np
 
 from .artifact import ModelArtifact
 from .errors import InputError, ParityError, UsageError
-from .onnx_model import TensorSpec, check_model, graph_inputs, load_onnx
+from .onnx_model import TensorSpec, check_model, graph_inputs, load_graph
 from .parity import ParityResult, compare, failure_table, load_inputs, make_inputs
 from .targets import ParityPolicy
 
@@ -160,8 +160,8 @@ def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> Prepa
     target = load_target(request.target) if request.target else None
     recipe = load_recipe(request.recipe)
     check_recipe_binds(recipe, request.bindings)
-    source = load_onnx(request.model)
-    check_model(source)
+    source = load_graph(request.model)
+    check_model(source, request.model)
     specs = graph_inputs(source)
     shapes = name_unnamed_shape(request.shapes, specs)
     sample_shapes = concrete_shapes(specs, shapes, target, fix_all=True)
@@ -172,7 +172,7 @@ def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> Prepa
         model, parity = prepare_canonical(recipe, Path(request.model), ctx, inputs, reference)
         out = Path(request.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        save_onnx(load_onnx(model.path), out)
+        save_onnx(load_graph(model.path), out, weights_from=model.path.parent)
     steps = [{"id": r["id"], "options": r["options"], "notes": r.get("notes", {})} for r in ctx.records]
     interface = describe(model.facts, [s.name for s in specs], [s.name for s in graph_outputs(source)])
     return PrepareResult(out, steps, parity, interface)

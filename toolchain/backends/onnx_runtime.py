@@ -8,6 +8,7 @@ import numpy as np
 
 from ..artifact import ModelArtifact
 from ..errors import MissingDependencyError
+from ..onnx_model import onnx_files
 from ..onnx_precision import PrecisionOptions, apply_precision, precision_of
 from ..passes import register
 from ..passes.base import Pass, PassContext
@@ -28,11 +29,7 @@ class ConvertOnnx(Pass):
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         path, facts, work = apply_precision(model, precision_of(ctx, model), self.options, ctx, out_dir)
-        files = [path]
-        data = path.with_name(path.name + ".data")
-        if data.exists():
-            files.append(data)
-        return model.derive(path=path, format="onnx", files=tuple(files), facts={self.id: facts, **work})
+        return model.derive(path=path, format="onnx", files=onnx_files(path), facts={self.id: facts, **work})
 
 
 def session(path: Path, options=None):

@@ -14,7 +14,7 @@ from typing import Any
 from ..artifact import ModelArtifact
 from ..errors import UsageError
 from ..interface import with_bound
-from ..onnx_model import load_onnx, save_onnx
+from ..onnx_model import load_graph, save_onnx
 from . import register
 from .base import Pass, PassContext
 
@@ -36,7 +36,7 @@ class BindInputs(Pass):
 
         from ..graph_edit import remove_dead_nodes
 
-        proto = load_onnx(model.path)
+        proto = load_graph(model.path)
         graph = proto.graph
         by_name = {i.name: i for i in graph.input}
         current = _current_names(model.facts)
@@ -59,7 +59,7 @@ class BindInputs(Pass):
         notes = {"bound": bound, "if_inlined": inlined, "if_left": undecided, "dead_nodes_removed": removed}
         ctx.log.info("[bind.inputs] bound %s; %d If node(s) replaced by their taken branch, %d left",
                      sorted(bound) or "nothing", len(inlined), undecided)
-        path = save_onnx(proto, out_dir / "model.onnx")
+        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         return model.derive(path=path, facts={self.id: notes, **with_bound(model.facts, bound)})
 
 

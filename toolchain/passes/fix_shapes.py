@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..artifact import ModelArtifact
 from ..errors import UsageError
-from ..onnx_model import graph_inputs, load_onnx, save_onnx
+from ..onnx_model import graph_inputs, load_graph, save_onnx
 from . import register
 from .base import Pass, PassContext
 
@@ -73,7 +73,7 @@ class FixShapes(Pass):
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         import onnx
 
-        proto = load_onnx(model.path)
+        proto = load_graph(model.path)
         fix_all = self.options.all_dims
         if fix_all is None:
             fix_all = bool(ctx.target and ctx.target.shapes.static)
@@ -101,6 +101,6 @@ class FixShapes(Pass):
         proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
         still_dynamic = [s.name for s in graph_inputs(proto) if not s.is_static]
         ctx.log.info("[fix.shapes] fixed %s; dynamic inputs left: %s", changed or "nothing", still_dynamic or "none")
-        path = save_onnx(proto, out_dir / "model.onnx")
+        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         notes = {"fixed": changed, "dim_values": dim_values, "still_dynamic": still_dynamic}
         return model.derive(path=path, facts={self.id: notes})

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..onnx_model import check_model, load_onnx, opsets, save_onnx
+from ..onnx_model import check_model, load_graph, opsets, save_onnx
 from . import register
 from .base import Pass, PassContext
 
@@ -26,8 +26,8 @@ class LoadCheck(Pass):
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         import onnx
 
-        proto = load_onnx(model.path)
-        check_model(proto)
+        proto = load_graph(model.path)
+        check_model(proto, model.path)
         if self.options.infer_shapes:
             proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
         ops = Counter(f"{n.domain + '::' if n.domain else ''}{n.op_type}" for n in proto.graph.node)
@@ -38,5 +38,5 @@ class LoadCheck(Pass):
             "op_types": dict(sorted(ops.items())),
         }
         ctx.log.info("[load.check] IR %s, opsets %s, %d nodes", report["ir_version"], report["opsets"], report["nodes"])
-        path = save_onnx(proto, out_dir / "model.onnx")
+        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         return model.derive(path=path, facts={self.id: report})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..artifact import ModelArtifact
 from ..interface import with_renames
-from ..onnx_model import load_onnx, save_onnx
+from ..onnx_model import load_graph, save_onnx
 from . import register
 from .base import Pass, PassContext
 
@@ -46,7 +46,7 @@ class NamesSanitize(Pass):
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         from ..graph_edit import all_tensor_names, rename_everywhere
 
-        proto = load_onnx(model.path)
+        proto = load_graph(model.path)
         graph = proto.graph
         names = sorted(all_tensor_names(graph) - {""})
         taken = {n for n in names if SAFE_NAME.match(n)}
@@ -62,7 +62,7 @@ class NamesSanitize(Pass):
         notes = {"inputs": inputs, "outputs": outputs, "tensors_renamed": len(mapping), "nodes_renamed": nodes_renamed}
         ctx.log.info("[names.sanitize] %d tensor(s) and %d node(s) renamed; inputs %s, outputs %s",
                      len(mapping), nodes_renamed, inputs or "unchanged", outputs or "unchanged")
-        path = save_onnx(proto, out_dir / "model.onnx")
+        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         return model.derive(path=path, facts={self.id: notes, **with_renames(model.facts, inputs, outputs)})
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..onnx_model import load_onnx, save_onnx
+from ..onnx_model import external_bytes, load_graph, load_onnx, save_onnx
 from . import register
 from .base import Pass, PassContext
 
@@ -23,6 +23,7 @@ from .base import Pass, PassContext
 class Options:
     skip_fusion_patterns: tuple[str, ...] = ()
     skip_optimizations: tuple[str, ...] = ()
+    max_external_bytes: int = 2**30  # onnxslim holds every weight in memory: past this, only the graph is tidied
 
 
 @register
@@ -35,6 +36,9 @@ class Optimize(Pass):
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         import onnxslim
 
+        weights_on_disk = external_bytes(model.path)
+        if weights_on_disk > self.options.max_external_bytes:
+            return self._graph_only(model, ctx, out_dir, weights_on_disk)
         proto = load_onnx(model.path)
         before = len(proto.graph.node)
         kwargs = {}
@@ -53,6 +57,19 @@ class Optimize(Pass):
         path = save_onnx(slimmed, out_dir / "model.onnx")
         notes = {"nodes_before": before, "nodes_after": after, "constants_to_initializers": moved,
                  "constant_nodes_left": left}
+        return model.derive(path=path, facts={self.id: notes})
+
+
+    def _graph_only(self, model: ModelArtifact, ctx: PassContext, out_dir: Path, weights: int) -> ModelArtifact:
+        """A model whose weights stay on disk: move Constant nodes to initializers, skip onnxslim."""
+        proto = load_graph(model.path)
+        moved = constants_to_initializers(proto.graph)
+        left = constant_nodes(proto.graph)
+        reason = f"onnxslim skipped: {weights / 2**30:.1f} GiB of external weights would be loaded into memory"
+        ctx.log.info("[optimize] %s; constant nodes left: %d", reason, left)
+        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
+        notes = {"skipped": reason, "nodes_before": len(proto.graph.node), "nodes_after": len(proto.graph.node),
+                 "constants_to_initializers": moved, "constant_nodes_left": left}
         return model.derive(path=path, facts={self.id: notes})
 
 

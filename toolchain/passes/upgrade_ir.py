@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..onnx_model import load_onnx, save_onnx
+from ..onnx_model import load_graph, save_onnx
 from . import register
 from .base import Pass, PassContext
 
@@ -33,7 +33,7 @@ class UpgradeIR(Pass):
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         import onnx
 
-        proto = load_onnx(model.path)
+        proto = load_graph(model.path)
         ir_before = int(proto.ir_version)
         if ir_before < FIRST_IR_WITHOUT_INITIALIZER_INPUTS:
             needed = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
@@ -48,5 +48,5 @@ class UpgradeIR(Pass):
         notes = {"ir_before": ir_before, "ir_after": int(proto.ir_version), "initializer_inputs_dropped": len(dropped)}
         ctx.log.info("[upgrade.ir] IR %d -> %d; %d initializer(s) no longer graph inputs",
                      ir_before, proto.ir_version, len(dropped))
-        path = save_onnx(proto, out_dir / "model.onnx")
+        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         return model.derive(path=path, facts={self.id: notes})

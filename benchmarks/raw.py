@@ -1,0 +1,170 @@
+"""The baseline stackc is measured against: each world's conversions by direct library calls.
+
+One process, one conversion after another, the same artifacts with the same options as the
+backends in toolchain/backends/ (fp32 OpenVINO weights, basic-optimised ORT format, onnx2tf with
+onnxsim off and builtin-ops TFLite, the Core ML frontend's program through ``ct.convert``), from
+the same static-shaped, onnxslim-simplified model. No checks, no parity, no packaging: what a
+user scripting the converters by hand would run. ``--only FORMAT`` converts one format alone, so
+each converter's own peak memory can be measured in its own process.
+
+    python -m benchmarks.raw MODEL WORLD OUT_DIR [--only FORMAT]
+
+Prints one JSON line: {"formats": [...], "seconds": {step: s}}.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import time
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+CALIBRATION_SAMPLES = 16  # toolchain/backends/tflite Options.calibration_samples
+ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # onnx2tf downloads it when missing
+
+
+def world_variants(world: str) -> tuple[dict, list[dict]]:
+    data = tomllib.loads((REPO / "targets" / f"{world}.toml").read_text())
+    return data["shapes"], data["variants"]
+
+
+def slim(model_path: Path, shapes: dict, out: Path) -> Path:
+    """Fix the world's dynamic dims (static worlds), then onnxslim: the model every converter gets."""
+    import onnx
+    import onnxslim
+
+    proto = onnx.load(str(model_path))
+    if shapes.get("static"):
+        for value in proto.graph.input:
+            for dim in value.type.tensor_type.shape.dim:
+                if not dim.HasField("dim_value"):
+                    dim.dim_value = int(shapes.get("dims", {}).get(dim.dim_param, shapes.get("default_dim", 1)))
+    slimmed = onnxslim.slim(proto)
+    path = out / "model.onnx"
+    onnx.save_model(slimmed, str(path))
+    return path
+
+
+def to_ort(onnx_path: Path, out: Path) -> Path:
+    import onnxruntime as ort
+
+    path = out / "model.ort"
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    so.optimized_model_filepath = str(path)
+    so.add_session_config_entry("session.save_model_format", "ORT")
+    ort.InferenceSession(str(onnx_path), sess_options=so, providers=["CPUExecutionProvider"])
+    return path
+
+
+def to_openvino(onnx_path: Path, out: Path, precision: str) -> Path:
+    import openvino as ov
+
+    path = out / "openvino" / "model.xml"
+    ov.save_model(ov.convert_model(str(onnx_path)), str(path), compress_to_fp16=(precision == "fp16"))
+    return path
+
+
+def to_tflite(onnx_path: Path, out: Path, precision: str, seed: int = 0) -> Path:
+    import onnx2tf
+    import tensorflow as tf
+
+    work = out / f"tflite-{precision}"
+    work.mkdir(parents=True, exist_ok=True)
+    np.save(work / ONNX2TF_SAMPLE, np.random.default_rng(seed).random((20, 128, 128, 3), dtype=np.float32))
+    previous = os.getcwd()
+    os.chdir(work)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            keras = onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(work / "saved_model"),
+                                    not_use_onnxsim=True, disable_model_save=True, non_verbose=True, verbosity="error")
+    finally:
+        os.chdir(previous)
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=f"input_{i}") for i, t in enumerate(keras.inputs)]
+
+    @tf.function(input_signature=specs)
+    def serve(*args):
+        outputs = keras(list(args))
+        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
+        return {f"output_{i}": value for i, value in enumerate(outputs)}
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], keras)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "fp16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        rng = np.random.default_rng(seed)
+        samples = [[rng.random(tuple(t.shape), dtype=np.float32) for t in keras.inputs] for _ in range(CALIBRATION_SAMPLES)]
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: iter(samples)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    path = work / "model.tflite"
+    path.write_bytes(converter.convert())
+    return path
+
+
+def to_coreml(onnx_path: Path, out: Path, precision: str, options: dict) -> Path:
+    import onnx
+
+    from toolchain.backends.coreml._ct import coremltools
+    from toolchain.backends.coreml.frontend.program import build_program
+
+    ct = coremltools()  # as stackc imports it: without probing torch/TensorFlow (3 s), a fair baseline
+
+    target = getattr(ct.target, options.get("minimum_deployment_target", "iOS16"))
+    program, _ = build_program(onnx.load(str(onnx_path)), target)
+    mlmodel = ct.convert(program, convert_to="mlprogram", minimum_deployment_target=target, skip_model_load=True,
+                         compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32)
+    path = out / f"coreml-{precision}" / "model.mlpackage"
+    mlmodel.save(str(path))
+    return path
+
+
+def convert_world(model: Path, world: str, out: Path, only: str | None = None) -> dict:
+    shapes, variants = world_variants(world)
+    chosen = [v for v in variants if only in (None, v["format"])]
+    if not chosen:
+        raise SystemExit(f"world {world} has no '{only}' variant")
+    out.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    onnx_path = slim(model, shapes, out)
+    seconds["onnxslim"] = time.perf_counter() - started
+    for variant in chosen:
+        fmt, precision = variant["format"], variant["precision"]
+        started = time.perf_counter()
+        if fmt == "ort":
+            to_ort(onnx_path, out)
+        elif fmt == "openvino":
+            to_openvino(onnx_path, out, precision)
+        elif fmt == "tflite":
+            to_tflite(onnx_path, out, precision)
+        elif fmt == "coreml":
+            to_coreml(onnx_path, out, precision, variant.get("options", {}))
+        # "onnx": the slimmed model itself is the artifact
+        seconds[variant["name"]] = time.perf_counter() - started
+    return {"formats": [v["format"] for v in chosen], "seconds": {k: round(v, 3) for k, v in seconds.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.raw", description=__doc__.split("\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("world")
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--only", help="convert only this format (onnx, ort, openvino, tflite, coreml)")
+    args = parser.parse_args(argv)
+    print(json.dumps(convert_world(args.model, args.world, args.out, args.only)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
