@@ -96,14 +96,31 @@ def _check_external_locations(model, base_dir: Path) -> None:
 
 
 def _load_external_data(model, base_dir: Path) -> None:
-    from onnx.external_data_helper import load_external_data_for_model
+    """Read external weights into the tensors (locations were checked by ``_check_external_locations``).
 
-    if not external_locations(model):
-        return
-    try:
-        load_external_data_for_model(model, str(base_dir.resolve()))
-    except Exception as e:
-        raise InputError(f"cannot read the model's external data: {e}") from None
+    Read here rather than with onnx's loader, which refuses the hard links stackc itself makes
+    between pass folders for weights too large to copy.
+    """
+    from onnx import TensorProto
+    from onnx.external_data_helper import uses_external_data
+
+    base = base_dir.resolve()
+    for tensor in _all_initializers(model):
+        if not uses_external_data(tensor) or tensor.HasField("raw_data"):
+            continue
+        info = {e.key: e.value for e in tensor.external_data}
+        try:
+            offset, length = int(info.get("offset", 0)), info.get("length")
+            with open(base / info["location"], "rb") as handle:
+                handle.seek(offset)
+                data = handle.read(int(length)) if length is not None else handle.read()
+        except (OSError, ValueError, KeyError) as e:
+            raise InputError(f"cannot read the external data of tensor '{tensor.name}': {e}") from None
+        if length is not None and len(data) != int(length):
+            raise InputError(f"the external data of tensor '{tensor.name}' is truncated")
+        tensor.raw_data = data
+        del tensor.external_data[:]
+        tensor.data_location = TensorProto.DEFAULT
 
 
 def _all_initializers(model):
@@ -215,18 +232,25 @@ def save_onnx(model, path: Path, weights_from: Path | None = None) -> Path:
     return path
 
 
+LINK_AT_BYTES = 2**30
+
+
 def link_or_copy(source: Path, target: Path) -> None:
-    """A hard link where the file system allows it (no bytes copied), else a copy."""
+    """Weights past 1 GiB are hard-linked where the file system allows (no bytes copied); smaller
+    ones are copied, since onnx's own loader (used by converters) refuses hard-linked data files."""
     import os
     import shutil
 
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         target.unlink()
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
+    if source.stat().st_size >= LINK_AT_BYTES:
+        try:
+            os.link(source, target)
+            return
+        except OSError:
+            pass
+    shutil.copyfile(source, target)
 
 
 def onnx_files(path: Path) -> tuple[Path, ...]:
