@@ -115,11 +115,13 @@ def bench_world(model: Path, world: str, folder: Path, repeat: int) -> dict:
     alone = {fmt: _raw(model, world, folder / f"alone-{fmt}", fmt) for fmt in _world_formats(world)}
     seq, par, raw = (_median(runs[k]) for k in ("seq", "par", "raw"))
     build_peak = max((r.peak_rss for k in ("seq", "par") for r in runs[k] if r.returncode == 0), default=0)
+    seq_peak = max((r.peak_rss for r in runs["seq"] if r.returncode == 0), default=0)
     converter_peak = max((r.peak_rss for r in alone.values() if r.returncode == 0), default=0)
     return {
         "raw_seconds": raw, "stackc_seq_seconds": seq, "stackc_par_seconds": par,
         "seq_over_raw": _ratio(seq, raw), "par_over_raw": _ratio(par, raw),
-        "build_peak_mb": round(build_peak / MB, 1), "largest_converter_peak_mb": round(converter_peak / MB, 1),
+        "build_peak_mb": round(build_peak / MB, 1), "seq_build_peak_mb": round(seq_peak / MB, 1),
+        "largest_converter_peak_mb": round(converter_peak / MB, 1),
         "peak_over_converter": _ratio(build_peak, converter_peak),
         "converter_peak_mb": {fmt: round(r.peak_rss / MB, 1) for fmt, r in alone.items()},
         "passes_seconds": {k: round(statistics.median(v), 3) for k, v in pass_seconds.items()},
@@ -188,6 +190,8 @@ def print_builds(results: dict) -> None:
                   f"{_cell(r['seq_over_raw']):>7} {_cell(r['stackc_par_seconds']):>6} {_cell(r['par_over_raw']):>7} "
                   f"{_cell(r['build_peak_mb'], '{:.0f}'):>7} {_cell(r['largest_converter_peak_mb'], '{:.0f}'):>7} "
                   f"{_cell(r['peak_over_converter']):>9}" + (f"  FAILED runs: {r['failed']}" if r["failed"] else ""))
+            print(f"  {'':<17} {'':<13} peak MB: seq build {r['seq_build_peak_mb']:.0f}, alone per converter "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in r["converter_peak_mb"].items()))
             passes = ", ".join(f"{k} {v:.2f}" for k, v in r["passes_seconds"].items() if v >= 0.05)
             print(f"  {'':<17} {'':<13} passes (s, seq): {passes}")
             arts = ", ".join(f"{k} {a['size_bytes'] / 1024:.0f} KiB {_cell(a['median_latency_ms'], '{:.3f}')} ms"

@@ -1,22 +1,35 @@
-"""``make bench``: each section prints its figures and writes the same figures as JSON under out/bench/.
+"""``make bench``: each section prints its figures; all of them are also written to bench-results/bench.json.
 
-Sections are modules of this package with a ``main()``; add yours to SECTIONS.
+Sections are modules of this package with a ``main()`` returning their figures; add yours to SECTIONS.
+``large`` (a 2.5 GB model, minutes) runs only when named or with ``STACKC_BENCH_LARGE=1``.
 """
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import platform
 import sys
+from pathlib import Path
 
-SECTIONS = ("precision",)
+SECTIONS = ("startup", "builds", "precision", "large")
+OPT_IN = {"large": "STACKC_BENCH_LARGE"}
+RESULTS = Path(__file__).resolve().parent.parent / "bench-results" / "bench.json"
 
 
 def main(argv: list[str]) -> int:
-    chosen = argv or list(SECTIONS)
+    chosen = argv or [s for s in SECTIONS if s not in OPT_IN or os.environ.get(OPT_IN[s], "") not in ("", "0")]
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if unknown:
+        print(f"unknown bench section '{unknown[0]}' (known: {', '.join(SECTIONS)})", file=sys.stderr)
+        return 2
+    figures = {"host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version()}}
     for name in chosen:
-        if name not in SECTIONS:
-            print(f"unknown bench section '{name}' (known: {', '.join(SECTIONS)})", file=sys.stderr)
-            return 2
-        importlib.import_module(f"benchmarks.{name}").main()
+        figures[name] = importlib.import_module(f"benchmarks.{name}").main()
+        print()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"figures written: {RESULTS}")
     return 0
 
 

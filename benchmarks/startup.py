@@ -16,3 +16,10 @@ def bench_startup(repeat: int = 5) -> dict:
         "stackc_targets_s": round(targets.seconds, 4),
         "help_over_click": round(stackc.seconds / baseline.seconds, 2),
     }
+
+
+def main() -> dict:
+    result = bench_startup()
+    print(f"start-up: stackc --help {result['stackc_help_s']:.3f} s, stackc targets {result['stackc_targets_s']:.3f} s, "
+          f"python -c 'import click' {result['import_click_s']:.3f} s: --help/click {result['help_over_click']:.2f}x")
+    return result

@@ -110,7 +110,10 @@ def _watch(child: subprocess.Popen, pass_id: str, limits: Limits, log_path: Path
                 _kill_tree(child)
                 raise errors.PassError(f"pass '{pass_id}' used {rss / 2**30:.1f} GiB, over its memory limit of "
                                        f"{memory_limit / 2**30:.1f} GiB, and was stopped" + _tail(log_path))
-            time.sleep(POLL_SECONDS)
+            try:  # returns as soon as the child exits, not at the end of a sleep
+                child.wait(timeout=POLL_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
     except BaseException:
         if child.poll() is None:
             _kill_tree(child)

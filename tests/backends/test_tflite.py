@@ -329,3 +329,11 @@ def test_unknown_route_is_rejected_before_anything_runs(tmp_path):
     invocation = run_stackc("build", fixture_model("resnet_tiny"), "--target", "edge-mobile", "--recipe", recipe,
                             "--out", tmp_path / "out")
     assert_user_error(invocation, 3, "no-such-route", "onnx2tf+rewrites")
+
+
+@pytest.mark.parametrize("case", ["detector", "wide_cnn_int8"])
+def test_stackc_check_reproves_tflite_parity_from_the_bundle_alone(bundle_of, case):
+    bundle, _ = bundle_of(case)
+    invocation = run_stackc("check", bundle)
+    assert invocation.exit_code == 0, invocation.stdout + invocation.stderr
+    assert "tflite" in invocation.stdout and "FAIL" not in invocation.stdout

@@ -220,21 +220,27 @@ def _predict_on_macos(artifact: ModelArtifact, facts: dict, feeds: dict[str, np.
 
 
 def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return make_runner(artifact)(inputs)
+
+
+def make_runner(artifact: ModelArtifact):
+    """Load once (on Linux: parse the package into the reference interpreter), run many times."""
     from .interpreter import Program, UnsupportedMILOp
 
     facts = artifact.facts.get(ConvertCoreML.id, {})
     if not facts.get("inputs"):
         raise PassError(f"{artifact.path.name}: the Core ML artifact has no recorded input/output names")
-    feeds = _feeds(facts, inputs)
     if ON_MACOS:
-        results = _predict_on_macos(artifact, facts, feeds)
-    else:
-        try:
-            program = Program(artifact.path)
-        except UnsupportedMILOp as e:
-            raise ParityError(f"{artifact.path.name}: the MIL reference interpreter does not implement {e}; "
-                              "parity cannot be measured") from None
-        results = program.run(feeds)
+        return lambda inputs: _outputs(facts, _predict_on_macos(artifact, facts, _feeds(facts, inputs)))
+    try:
+        program = Program(artifact.path)
+    except UnsupportedMILOp as e:
+        raise ParityError(f"{artifact.path.name}: the MIL reference interpreter does not implement {e}; "
+                          "parity cannot be measured") from None
+    return lambda inputs: _outputs(facts, program.run(_feeds(facts, inputs)))
+
+
+def _outputs(facts: dict, results: dict) -> dict[str, np.ndarray]:
     outputs = {}
     for onnx_name, coreml_name in facts.get("outputs", {}).items():
         value = np.asarray(results[coreml_name])

@@ -12,7 +12,7 @@ from ...onnx_model import graph_inputs, graph_outputs, load_onnx
 from ...parity import compare, make_inputs
 from ...quantization import calibration_samples
 from .. import onnx_runtime
-from . import export, onnx2tf_route, rewrites
+from . import export, int8_worker, onnx2tf_route, rewrites
 from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
 from .runner import SIGNATURE_KEY, interpreter, quantization_of, run_model
 
@@ -63,7 +63,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         tflite = export.to_tflite(winner.keras, _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]], "fp16")
     elif precision == "int8":
         calibration = calibration_samples(onnx_path, model.facts, ctx, options.calibration_samples)
-        tflite, int8_facts = _int8(winner, calibration, options, samples, reference, final_policy or policy, ctx)
+        tflite, int8_facts = _int8(winner, calibration, options, samples, reference, final_policy or policy, ctx, seed)
     io = _with_quantization(winner.io, tflite)
     facts: dict[str, Any] = {
         "converter": "onnx2tf",
@@ -87,7 +87,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
     return tflite, facts
 
 
-def _int8(winner: Attempt, calibration, options, samples, reference, policy, ctx) -> tuple[bytes, dict[str, Any]]:
+def _int8(winner: Attempt, calibration, options, samples, reference, policy, ctx, seed: int) -> tuple[bytes, dict[str, Any]]:
     """The strongest int8 mode whose artifact runs in LiteRT and meets the variant's policy.
 
     Full-integer first; recurrent and attention graphs often lack int8 kernels or divide by a
@@ -99,8 +99,10 @@ def _int8(winner: Attempt, calibration, options, samples, reference, policy, ctx
     last: tuple[str, bytes] | None = None  # the latest mode that converted and ran
     for mode in export.INT8_MODES:
         try:
-            tflite = export.to_tflite(winner.keras, keys, outputs, "int8", calibration=batches,
-                                      int8_io=options.int8_io, int8_mode=mode)
+            if mode == "dynamic-range":  # no calibrator: safe in this process
+                tflite = export.to_tflite(winner.keras, keys, outputs, "int8", int8_mode=mode)
+            else:
+                tflite = int8_worker.run_mode(winner.work, winner.run, winner.io, batches, mode, options.int8_io, seed)
             result = compare(mode, reference, run_model(tflite, winner.io, samples), policy, "LiteRT")
         except Exception as e:
             tried.append({"mode": mode, "outcome": "lost", "reason": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"})
@@ -142,7 +144,7 @@ def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, chann
         resolve_outputs({k: np.asarray(v) for k, v in raw.items()}, io["outputs"], probe_reference)
         for entry in io["outputs"]:
             entry.pop("onnx_shape", None)
-        attempt.keras, attempt.tflite, attempt.io = keras, tflite, io
+        attempt.keras, attempt.tflite, attempt.io, attempt.work, attempt.run = keras, tflite, io, work, run
         result = compare(route.name, reference, run_model(tflite, io, samples), policy, "LiteRT")
         cosines = [o.cosine for o in result.outputs if o.cosine is not None]
         attempt.worst_cosine = min(cosines) if cosines else (1.0 if result.passed else 0.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -84,6 +85,8 @@ class Attempt:
     io: dict[str, list[dict[str, Any]]] | None = None
     worst_cosine: float | None = None
     rewrites: dict[str, int] = field(default_factory=dict)
+    work: Path | None = None          # the route's folder (its renamed ONNX copy), for int8 workers
+    run: Onnx2tfRun | None = None     # the onnx2tf settings it used
 
     def record(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"route": self.route.name, "outcome": self.outcome, "why": self.route.why}

@@ -1,0 +1,62 @@
+"""A calibrated int8 conversion in its own process: TensorFlow's calibrator can segfault.
+
+Measured here: ``TFLiteConverter``'s calibrator crashed (SIGSEGV in ``_feed_tensors``) on the
+bidirectional-LSTM fixture; forking the converter instead deadlocks. So each calibrated int8 mode
+reconverts the winning route's ONNX copy with onnx2tf in a fresh ``python -m`` process and
+quantizes there; a crash only loses that mode. The process is a child of the isolated pass, so the
+pass's time and memory limits cover it.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def run_mode(route_dir: Path, run, io: dict[str, Any], batches: list[list[np.ndarray]], mode: str, int8_io: bool,
+             seed: int) -> bytes:
+    """Quantize in a child process; raises RuntimeError with the child's last words if it fails or crashes."""
+    work = route_dir / f"int8-{mode}"
+    work.mkdir(parents=True, exist_ok=True)
+    np.savez(work / "calibration.npz", **{f"{i}_{j}": a for i, batch in enumerate(batches) for j, a in enumerate(batch)})
+    request = {"onnx": str(route_dir / "model.onnx"), "keep_inputs": run.keep_inputs, "arguments": run.arguments,
+               "as_is": list(run.as_is), "inputs": [[e["key"], e["shape"], e["dtype"]] for e in io["inputs"]],
+               "outputs": [e["key"] for e in io["outputs"]], "samples": len(batches), "mode": mode,
+               "int8_io": int8_io, "seed": seed, "work": str(work)}
+    (work / "request.json").write_text(json.dumps(request))
+    with open(work / "worker.log", "wb") as log:
+        code = subprocess.call([sys.executable, "-m", __name__, str(work / "request.json")],
+                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    result = work / "model.tflite"
+    if code != 0 or not result.exists():
+        noise = ("I0000", "W0000", "WARNING: All log messages", "loc(")  # TensorFlow start-up chatter
+        lines = [l for l in (work / "worker.log").read_text(errors="replace").splitlines()
+                 if l.strip() and not l.startswith(noise)]
+        cause = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+        raise RuntimeError(f"int8 converter {cause}" + (f": {' | '.join(lines[-2:])[:200]}" if lines else ""))
+    return result.read_bytes()
+
+
+def _main(request_path: str) -> int:
+    from .export import TensorKey, to_tflite
+    from .onnx2tf_route import Onnx2tfRun, convert
+
+    request = json.loads(Path(request_path).read_text())
+    work = Path(request["work"])
+    run = Onnx2tfRun(request["keep_inputs"], request["arguments"], tuple(request["as_is"]))
+    keras = convert(Path(request["onnx"]), work / "onnx2tf", run, request["seed"])
+    keys = [TensorKey(k, tuple(s), d) for k, s, d in request["inputs"]]
+    with np.load(work / "calibration.npz") as data:
+        batches = [[data[f"{i}_{j}"] for j in range(len(keys))] for i in range(request["samples"])]
+    tflite = to_tflite(keras, keys, request["outputs"], "int8", calibration=batches, int8_io=request["int8_io"],
+                       int8_mode=request["mode"])
+    (work / "model.tflite").write_bytes(tflite)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))
