@@ -43,6 +43,7 @@ class BuildRequest:
     keep_going: bool = False
     calibration: Path | None = None  # .npz, folder of .npy or images; None: seeded random (accuracy unproven)
     bindings: dict[str, str | None] = field(default_factory=dict)  # --bind NAME=VALUE (None: value from --inputs)
+    limits: Any = None  # isolation.Limits for converters in child processes; None: the environment's defaults
 
 
 @dataclass
@@ -180,6 +181,7 @@ def _convert_and_package(request, target, recipe, variants, convert_passes, sour
     source_onnx = exported.onnx_path if exported else Path(request.model)
     reference = reference_outputs(source_onnx, inputs)
     ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=bindings, target=target, log=log,
+                      limits=request.limits,
                       extras={"calibration": str(request.calibration) if request.calibration else None,
                               "seed": request.seed, "inputs_from": "file" if request.inputs else "random",
                               "recipe": _recipe_reference(request, target)})

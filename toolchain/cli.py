@@ -272,20 +272,29 @@ def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, qu
 @click.option("--seed", default=0, show_default=True, help="Seed of the random parity samples.")
 @click.option("--allow-parity-failure", is_flag=True, help="Write the bundle even if parity fails (recorded).")
 @click.option("--keep-going", is_flag=True, help="Ship the variants that succeed; the manifest lists the missing ones.")
+@click.option("--pass-timeout", type=click.FloatRange(min=0.01), metavar="SECONDS",
+              help="Stop a converter that runs longer (default 1800, or $STACKC_PASS_TIMEOUT).")
+@click.option("--pass-memory", type=click.IntRange(min=1), metavar="MB",
+              help="Stop a converter whose processes use more memory (default 80%% of RAM, or $STACKC_PASS_MEMORY_MB).")
 @click.option("--sign", "sign_key", type=click.Path(dir_okay=False, path_type=Path), metavar="KEY",
               help="Sign the bundle with this private key (see 'stackc keygen'): writes bundle.sig.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build result as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, calibration, seed, allow_parity_failure,
-          keep_going, sign_key, as_json, quiet):
+          keep_going, pass_timeout, pass_memory, sign_key, as_json, quiet):
     """Build MODEL for a target world into a versioned, checksummed bundle."""
     from .build import BuildRequest, build as run_build
+    from .isolation import default_limits
+
+    limits = default_limits()
+    limits = type(limits)(pass_timeout or limits.seconds,
+                          pass_memory * 2**20 if pass_memory else limits.memory_bytes)
 
     request = BuildRequest(
         model=model, target=target, recipe=recipe, out=out, version=bundle_version,
         shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration, seed=seed,
         allow_parity_failure=allow_parity_failure, keep_going=keep_going, sign_key=sign_key,
-        bindings=_parse_bindings(binds),
+        bindings=_parse_bindings(binds), limits=limits,
     )
     result = run_build(request, _setup_logging(quiet or as_json))
     if as_json:

@@ -38,6 +38,7 @@ class PassContext:
     records: list[dict[str, Any]] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable settings passes share (e.g. calibration source)
     isolate: bool = True  # run passes that declare ``isolate`` in a child process (off: in-process, for debugging)
+    limits: Any = None    # isolation.Limits of those child processes; None: the environment's defaults
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class Pass:
             if self.isolate and ctx.isolate:
                 from ..isolation import run_isolated
 
-                result = run_isolated(self, model, ctx, out_dir)
+                result = run_isolated(self, model, ctx, out_dir, ctx.limits)
             else:
                 result = self._run(model, ctx, out_dir)
         except StackcError:

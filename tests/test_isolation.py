@@ -1,0 +1,42 @@
+"""Converters run in child processes: past their time or memory limit they are stopped, the CLI survives,
+and with --keep-going the other variants still ship, the manifest naming the missing one."""
+from __future__ import annotations
+
+import json
+
+from tests.conftest import assert_user_error, fixture_model, foundation_world, run_stackc
+
+
+def _final_paths(out):
+    return sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.exists() else []
+
+
+def test_converter_past_its_time_limit_fails_the_build_with_exit_5_and_leaves_no_bundle(tmp_path):
+    world = foundation_world("edge-desktop", tmp_path / "world")
+    out = tmp_path / "out"
+    result = run_stackc("build", fixture_model("resnet_tiny"), "--target", world, "--out", out, "--pass-timeout", "0.05")
+    line = assert_user_error(result, 5, "convert.openvino", "time limit")
+    assert "0.05 s" in line
+    assert _final_paths(out) == []
+
+
+def test_converter_over_its_memory_limit_is_stopped_with_exit_5(tmp_path):
+    world = foundation_world("edge-desktop", tmp_path / "world")
+    out = tmp_path / "out"
+    result = run_stackc("build", fixture_model("resnet_tiny"), "--target", world, "--out", out, "--pass-memory", "20")
+    assert_user_error(result, 5, "convert.openvino", "memory limit")
+    assert _final_paths(out) == []
+
+
+def test_keep_going_ships_the_variants_that_succeed_and_marks_the_missing_one(tmp_path):
+    world = foundation_world("edge-desktop", tmp_path / "world")
+    out = tmp_path / "out"
+    result = run_stackc("build", fixture_model("resnet_tiny"), "--target", world, "--out", out,
+                        "--pass-timeout", "0.05", "--keep-going", "--json")
+    assert result.exit_code == 0, result.stderr
+    manifest = result.json()["manifest"]
+    assert [a["variant"] for a in manifest["artifacts"]] == ["onnx-fp32"]  # convert.onnx runs in-process
+    assert [(m["variant"], "time limit" in m["reason"]) for m in manifest["missing"]] == [("openvino-fp32", True)]
+    bundle = out / manifest["bundle"]["name"]
+    assert json.loads((bundle / "manifest.json").read_text())["missing"][0]["variant"] == "openvino-fp32"
+    assert run_stackc("verify", bundle).exit_code == 0
