@@ -217,7 +217,7 @@ def _parse_bindings(binds) -> dict:
 
 
 @main.command()
-@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("model", type=click.Path(exists=True, path_type=Path))  # a folder: TF SavedModel
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the canonical .onnx model.")
 @click.option("--recipe", "-r", default="default", show_default=True, help="Recipe name or .toml path.")

@@ -160,16 +160,22 @@ def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> Prepa
     target = load_target(request.target) if request.target else None
     recipe = load_recipe(request.recipe)
     check_recipe_binds(recipe, request.bindings)
-    source = load_graph(request.model)
-    check_model(source, request.model)
-    specs = graph_inputs(source)
-    shapes = name_unnamed_shape(request.shapes, specs)
-    sample_shapes = concrete_shapes(specs, shapes, target, fix_all=True)
-    inputs, bindings = sample_inputs(specs, sample_shapes, request.inputs, request.seed, request.bindings)
-    reference = reference_outputs(Path(request.model), inputs)
     with tempfile.TemporaryDirectory(prefix="stackc-prepare-") as work:
+        from .exporters import export_source
+
+        exported = export_source(request.model, Path(work) / "export", shapes=request.shapes, inputs=request.inputs,
+                                 target=target, seed=request.seed, log=log)
+        source_path = exported.onnx_path if exported else Path(request.model)
+        source = load_graph(source_path)
+        check_model(source, source_path)
+        specs = graph_inputs(source)
+        shapes = name_unnamed_shape(request.shapes, specs)
+        sample_shapes = concrete_shapes(specs, shapes, target, fix_all=True)
+        samples_path = exported.samples_path if exported else request.inputs
+        inputs, bindings = sample_inputs(specs, sample_shapes, samples_path, request.seed, request.bindings)
+        reference = reference_outputs(source_path, inputs)
         ctx = PassContext(work_dir=Path(work), shapes=shapes, bindings=bindings, target=target, log=log)
-        model, parity = prepare_canonical(recipe, Path(request.model), ctx, inputs, reference)
+        model, parity = prepare_canonical(recipe, source_path, ctx, inputs, reference)
         out = Path(request.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_onnx(load_graph(model.path), out, weights_from=model.path.parent)

@@ -140,3 +140,17 @@ def test_pt2_archive_with_a_member_needing_full_unpickling_is_refused_with_exit_
             copy.writestr(item, payload.getvalue() if "/data/sample_inputs/" in item.filename else data)
     result = run_stackc("build", hostile, "--target", "edge-desktop", "--out", tmp_path / "out")
     assert_user_error(result, 3, "hostile.pt2", "needs a full unpickle", "refuses")
+
+
+def test_prepare_accepts_a_pytorch_source_and_writes_the_canonical_onnx(tmp_path):
+    import onnx
+
+    from tests.conftest import run_stackc
+    from tests.exporters.torch_sources import save_torch, torch_cnn
+
+    model, example = torch_cnn()
+    source = save_torch("pt2", model, example, tmp_path / "cnn.pt2")
+    result = run_stackc("prepare", source, "-o", tmp_path / "canonical.onnx")
+    assert result.exit_code == 0, result.stderr
+    canonical = onnx.load(str(tmp_path / "canonical.onnx"))
+    assert [i.name for i in canonical.graph.input]
