@@ -28,6 +28,7 @@ from ._ct import coremltools as _coremltools
 from ._ct import hide_progress_bars
 
 ON_MACOS = sys.platform == "darwin"
+REAL_RUNTIME = ON_MACOS  # elsewhere artifacts run in stackc's reference interpreter: no latency worth reporting
 MEASURED_WITH = (
     "Core ML (coremltools predict) on macOS" if ON_MACOS else
     "stackc MIL reference interpreter (numpy, fp16 casts honoured) on the build host, not Core ML itself"
@@ -99,6 +100,10 @@ class ConvertCoreML(Pass):
             compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
             inputs=[spec for spec, _ in images.values()] or None,
         )
+        try:
+            names = names.as_declared(mlmodel.get_spec().description)
+        except UnsupportedModel as e:
+            raise PassError(f"pass '{self.id}': {e}") from None
         mlmodel = self._compress(mlmodel)
         path = out_dir / "model.mlpackage"
         mlmodel.save(str(path))

@@ -155,5 +155,8 @@ REWRITES: dict[str, Callable] = {
 
 
 def apply(model, names: tuple[str, ...]) -> dict[str, int]:
-    """Apply the named rewrites in place; returns {name: places changed} for those that changed any."""
-    return {name: n for name in names if (n := REWRITES[name](model))}
+    """Apply the named rewrites (these, or int8_rewrites') in place; returns {name: places changed} where any."""
+    from .int8_rewrites import INT8_REWRITES
+
+    every = {**REWRITES, **INT8_REWRITES}
+    return {name: n for name in names if (n := every[name](model))}

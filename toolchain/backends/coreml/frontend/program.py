@@ -21,6 +21,38 @@ class ProgramIO:
     outputs: dict[str, str]  # ONNX name -> Core ML name
     input_dtypes: dict[str, str]
 
+    def as_declared(self, description) -> "ProgramIO":
+        """The names the converted model really declares, matched by position.
+
+        coremltools' name sanitizer renames I/O features after we built the program (a MIL type word
+        such as ``state`` or ``tensor`` becomes ``state_workaround``); the runners must use its names.
+        """
+        declared_in = [feature.name for feature in description.input]
+        declared_out = [feature.name for feature in description.output]
+        if len(declared_in) != len(self.inputs) or len(declared_out) != len(self.outputs):
+            raise UnsupportedModel(f"the converted model declares inputs {declared_in} and outputs {declared_out}, "
+                                   f"expected {len(self.inputs)} and {len(self.outputs)}")
+        return ProgramIO(dict(zip(self.inputs, declared_in)), dict(zip(self.outputs, declared_out)),
+                         self.input_dtypes)
+
+
+def _unique_names(*groups: list[str]) -> list[dict[str, str]]:
+    """One distinct MIL identifier per graph input and output (``a.b`` and ``a_b`` must not both become
+    ``a_b``; an input passed straight through to an output needs two names)."""
+    taken: set[str] = set()
+    mapped = []
+    for onnx_names in groups:
+        names = {}
+        for onnx_name in onnx_names:
+            base = name = mil_name(onnx_name)
+            suffix = 1
+            while name in taken:
+                name, suffix = f"{base}_{suffix}", suffix + 1
+            taken.add(name)
+            names[onnx_name] = name
+        mapped.append(names)
+    return mapped
+
 
 def unsupported_ops(model) -> list[str]:
     _load_families()
@@ -62,6 +94,8 @@ def build_program(model, deployment_target):
     opset = default_opset(model)
     constants: dict[str, Any] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     placeholders, io_inputs, dtypes = {}, {}, {}
+    input_names, output_names = _unique_names([v.name for v in graph.input if v.name not in constants],
+                                              [v.name for v in graph.output])
     for value in graph.input:
         if value.name in constants:
             continue
@@ -72,7 +106,7 @@ def build_program(model, deployment_target):
         dtype = _ONNX_TO_MIL_DTYPE.get(tensor_type.elem_type)
         if dtype is None:
             raise UnsupportedModel(f"input '{value.name}' has ONNX element type {tensor_type.elem_type}, not supported")
-        name = mil_name(value.name)
+        name = input_names[value.name]
         placeholders[name] = mb.placeholder(shape=tuple(dims), dtype=getattr(types, dtype))
         io_inputs[value.name], dtypes[value.name] = name, dtype
     outputs: dict[str, str] = {}
@@ -95,7 +129,7 @@ def build_program(model, deployment_target):
         final = []
         for value in graph.output:
             result = env[value.name]
-            name = mil_name(value.name)
+            name = output_names[value.name]
             if is_const(result):
                 result = mb.const(val=as_mil(result))
             final.append(mb.identity(x=result, name=name))

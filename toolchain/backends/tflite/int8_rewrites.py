@@ -1,0 +1,271 @@
+"""ONNX rewrites that leave only ops with full-integer int8 kernels in LiteRT, for the int8 route.
+
+Measured here (edge-iot, fixtures lstm_tagger / gru_audio / transformer_tiny): TensorFlow's calibrator
+crashed (SIGSEGV) on onnx2tf's LSTM/GRU graphs even when onnx2tf unrolled them, and onnx2tf's
+pseudo-Erf divides by ``|x| + eps``, a tensor whose int8 value hits its zero point, so LiteRT's
+int8 DIV kernel refuses to run. Here recurrent ops become plain MatMul / Add / Sigmoid / Tanh / Mul
+over the static sequence (the weights shared by every step, one activation range per gate), and the
+exact Erf-GELU pattern becomes one ``Gelu`` op, which onnx2tf writes as ``tf.nn.gelu`` and LiteRT
+runs as its int8 GELU kernel. Each rewrite keeps the ONNX model's numbers (fp32 parity judges the
+route before int8 does) and returns how many places it changed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .rewrites import _constants, _shapes
+
+_DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
+_GATES = {"LSTM": "iofc", "GRU": "zrh"}  # ONNX weight-block order
+
+
+class _Builder:
+    """Appends nodes and initializers with unique names under one prefix."""
+
+    def __init__(self, model, prefix: str):
+        self.model, self.prefix, self.nodes, self.count = model, prefix, [], 0
+
+    def name(self, hint: str) -> str:
+        self.count += 1
+        return f"{self.prefix}_{hint}_{self.count}"
+
+    def const(self, value: np.ndarray, hint: str) -> str:
+        from onnx import numpy_helper
+
+        name = self.name(hint)
+        self.model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], hint: str, output: str | None = None, **attrs) -> str:
+        from onnx import helper
+
+        out = output or self.name(hint)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=self.name(op_type), **attrs))
+        return out
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _unrollable(node, constants, shapes) -> bool:
+    attrs = _attrs(node)
+    activations = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
+    inputs = list(node.input) + [""] * 8
+    directions = 2 if attrs.get("direction", b"forward") in (b"bidirectional", "bidirectional") else 1
+    x_shape = shapes.get(node.input[0]) or []
+    return (len(x_shape) == 3 and all(isinstance(d, int) and d > 0 for d in x_shape)
+            and all(n in constants for n in inputs[1:3]) and (not inputs[3] or inputs[3] in constants)
+            and not inputs[4]                                   # sequence_lens: every sequence full length
+            and not (node.op_type == "LSTM" and inputs[7])      # peepholes
+            and activations in ([], _DEFAULT_ACTIVATIONS[node.op_type] * directions)
+            and "clip" not in attrs and not attrs.get("input_forget", 0) and not attrs.get("layout", 0))
+
+
+def unroll_recurrent(model) -> int:
+    """LSTM / GRU (forward, reverse, bidirectional; default activations) -> per-step MatMul / gate math."""
+    constants, shapes = _constants(model), _shapes(model)
+    changed = 0
+    nodes = []
+    for index, node in enumerate(model.graph.node):
+        if node.op_type not in ("LSTM", "GRU") or not _unrollable(node, constants, shapes):
+            nodes.append(node)
+            continue
+        build = _Builder(model, f"{node.name or node.op_type}_{index}__unrolled")
+        _unroll(node, constants, shapes[node.input[0]], build)
+        nodes += build.nodes
+        changed += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    if changed:
+        _drop_unused_initializers(model)
+    return changed
+
+
+def _drop_unused_initializers(model) -> None:
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    kept = [t for t in model.graph.initializer if t.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+
+
+def _unroll(node, constants, x_shape, build: _Builder) -> None:
+    attrs = _attrs(node)
+    hidden = int(attrs["hidden_size"])
+    seq, batch, _ = x_shape
+    gates = _GATES[node.op_type]
+    inputs = list(node.input) + [""] * 8
+    W, R = constants[inputs[1]].astype(np.float32), constants[inputs[2]].astype(np.float32)
+    B = constants[inputs[3]].astype(np.float32) if inputs[3] else np.zeros((W.shape[0], 2 * len(gates) * hidden), np.float32)
+    direction = attrs.get("direction", b"forward")
+    direction = direction.decode() if isinstance(direction, bytes) else direction
+    steps_of = {"forward": [False], "reverse": [True], "bidirectional": [False, True]}[direction]
+    outputs = list(node.output) + ["", "", ""]
+    per_direction = []
+    linear_before_reset = bool(attrs.get("linear_before_reset", 0))
+    for d, backwards in enumerate(steps_of):
+        rows = lambda g: slice(gates.index(g) * hidden, (gates.index(g) + 1) * hidden)  # noqa: E731
+        w_bias, r_bias = B[d, :len(gates) * hidden], B[d, len(gates) * hidden:]
+        state = {s: _initial(build, inputs[i], d, constants) for s, i in (("h", 5), ("c", 6))}
+        # input projection of the whole sequence, one MatMul per gate: [seq, batch, hidden]
+        projected = {}
+        for g in gates:
+            bias = w_bias[rows(g)]
+            if not (g == "h" and linear_before_reset):  # the recurrent bias folds in, except GRU's reset-gated one
+                bias = bias + r_bias[rows(g)]
+            projected[g] = build.op("Add", [build.op("MatMul", [node.input[0], build.const(W[d, rows(g)].T, f"W{g}")], f"x{g}"),
+                                            build.const(bias, f"b{g}")], f"xb{g}")
+        recurrent = {g: build.const(R[d, rows(g)].T, f"R{g}") for g in gates}
+        order = range(seq - 1, -1, -1) if backwards else range(seq)
+        hs: dict[int, str] = {}
+        for t in order:
+            x_t = {g: build.op("Gather", [projected[g], build.const(np.array(t, np.int64), "t")], f"x{g}t", axis=0)
+                   for g in gates}
+            if node.op_type == "LSTM":
+                state = _lstm_step(build, x_t, state, recurrent)
+            else:
+                state = _gru_step(build, x_t, state, recurrent, r_bias[rows("h")], linear_before_reset)
+            hs[t] = state["h"]
+        per_direction.append((hs, state))
+    shape4 = build.const(np.array([1, 1, batch, hidden], np.int64), "shape4")
+    shape3 = build.const(np.array([1, batch, hidden], np.int64), "shape3")
+    if outputs[0]:
+        per_dir_y = [build.op("Concat", [build.op("Reshape", [hs[t], shape4], "y") for t in range(seq)], "Y", axis=0)
+                     for hs, _ in per_direction]
+        _join(build, per_dir_y, 1, outputs[0])
+    for k, s in ((1, "h"), (2, "c")):
+        if outputs[k]:
+            _join(build, [build.op("Reshape", [st[s], shape3], f"last{s}") for _, st in per_direction], 0, outputs[k])
+
+
+def _join(build: _Builder, parts: list[str], axis: int, output: str) -> None:
+    if len(parts) == 1:
+        build.op("Identity", parts, "out", output=output)
+    else:
+        build.op("Concat", parts, "out", output=output, axis=axis)
+
+
+def _initial(build: _Builder, name: str, direction: int, constants) -> str | None:
+    """This direction's initial state [batch, hidden], or None when it is absent or all zeros."""
+    if not name or (name in constants and not np.any(constants[name])):
+        return None
+    return build.op("Gather", [name, build.const(np.array(direction, np.int64), "dir")], "state0", axis=0)
+
+
+def _gate(build: _Builder, x_t: str, h: str | None, r: str, activation: str, hint: str) -> str:
+    pre = x_t if h is None else build.op("Add", [x_t, build.op("MatMul", [h, r], f"h{hint}")], f"pre{hint}")
+    return build.op(activation, [pre], hint)
+
+
+def _lstm_step(build: _Builder, x_t, state, recurrent) -> dict[str, str]:
+    h, c = state["h"], state["c"]
+    i = _gate(build, x_t["i"], h, recurrent["i"], "Sigmoid", "i")
+    f = _gate(build, x_t["f"], h, recurrent["f"], "Sigmoid", "f")
+    g = _gate(build, x_t["c"], h, recurrent["c"], "Tanh", "g")
+    o = _gate(build, x_t["o"], h, recurrent["o"], "Sigmoid", "o")
+    ig = build.op("Mul", [i, g], "ig")
+    c = ig if c is None else build.op("Add", [build.op("Mul", [f, c], "fc"), ig], "c")
+    return {"h": build.op("Mul", [o, build.op("Tanh", [c], "tc")], "h"), "c": c}
+
+
+def _gru_step(build: _Builder, x_t, state, recurrent, rh_bias: np.ndarray, linear_before_reset: bool) -> dict[str, str]:
+    """One GRU step; the h-gate's recurrent bias is already in ``x_t`` unless ``linear_before_reset``."""
+    h = state["h"]
+    z = _gate(build, x_t["z"], h, recurrent["z"], "Sigmoid", "z")
+    r = _gate(build, x_t["r"], h, recurrent["r"], "Sigmoid", "r") if h is not None or linear_before_reset else None
+    if h is None:  # zero state: no recurrent term but the reset-gated bias
+        candidate = build.op("Add", [x_t["h"], build.op("Mul", [r, build.const(rh_bias, "rbh")], "rb")], "pren") \
+            if linear_before_reset else x_t["h"]
+    elif linear_before_reset:
+        hr = build.op("Add", [build.op("MatMul", [h, recurrent["h"]], "hh"), build.const(rh_bias, "rbh")], "hhb")
+        candidate = build.op("Add", [x_t["h"], build.op("Mul", [r, hr], "rhh")], "pren")
+    else:
+        candidate = build.op("Add", [x_t["h"], build.op("MatMul", [build.op("Mul", [r, h], "rh"), recurrent["h"]], "rhh")], "pren")
+    n = build.op("Tanh", [candidate], "n")
+    if h is None:  # (1 - z) * n
+        return {"h": build.op("Sub", [n, build.op("Mul", [z, n], "zn")], "h"), "c": None}
+    # (1 - z) * n + z * h = n + z * (h - n)
+    return {"h": build.op("Add", [n, build.op("Mul", [z, build.op("Sub", [h, n], "hn")], "zhn")], "h"), "c": None}
+
+
+def erf_gelu_to_gelu(model) -> int:
+    """``x * 0.5 * (1 + Erf(x / sqrt 2))`` (either Mul order, or ``x * (1/sqrt 2)``) -> one ``Gelu`` node."""
+    from onnx import helper
+
+    constants = _constants(model)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def scalar(name: str, value: float) -> bool:
+        return name in constants and constants[name].size == 1 and abs(float(constants[name].ravel()[0]) - value) < 1e-6
+
+    def other(node, name: str) -> str | None:
+        rest = [i for i in node.input if i != name]
+        return rest[0] if len(rest) == 1 else None
+
+    def only_consumer(name: str, op_type: str):
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+
+    replace: dict[int, tuple[str, str]] = {}  # id(last node) -> (x, output)
+    drop: set[int] = set()
+    for erf in model.graph.node:
+        if erf.op_type != "Erf" or erf.input[0] not in producer:
+            continue
+        scaled = producer[erf.input[0]]
+        if scaled.op_type == "Div" and scalar(scaled.input[1], np.sqrt(2.0)):
+            x = scaled.input[0]
+        elif scaled.op_type == "Mul" and any(scalar(i, 1 / np.sqrt(2.0)) for i in scaled.input):
+            x = next(i for i in scaled.input if not scalar(i, 1 / np.sqrt(2.0)))
+        else:
+            continue
+        add = only_consumer(erf.output[0], "Add")
+        if add is None or not scalar(other(add, erf.output[0]) or "", 1.0) or len(consumers.get(scaled.output[0], [])) != 1:
+            continue
+        mul = only_consumer(add.output[0], "Mul")
+        if mul is None:
+            continue
+        partner = other(mul, add.output[0])
+        chain = [scaled, erf, add, mul]
+        if partner == x:  # (x * (1 + erf)) * 0.5
+            half = only_consumer(mul.output[0], "Mul")
+            if half is None or not scalar(other(half, mul.output[0]) or "", 0.5):
+                continue
+            chain.append(half)
+        elif partner in producer and producer[partner].op_type == "Mul" and x in producer[partner].input \
+                and scalar(other(producer[partner], x) or "", 0.5) and len(consumers.get(partner, [])) == 1:
+            chain.append(producer[partner])  # (x * 0.5) * (1 + erf)
+        else:
+            continue
+        last = chain[4] if partner == x else mul
+        replace[id(last)] = (x, last.output[0])
+        drop.update(id(n) for n in chain if n is not last)
+    if not replace:
+        return 0
+    # Gelu is newer than most models' opset: its output's type is declared, or onnx2tf's shape-driven
+    # layout decisions go wrong downstream (measured: cosine 0.88 at fp32 without it).
+    shapes, declared = _shapes(model), {v.name for v in model.graph.value_info}
+    for _, out in replace.values():
+        if out not in declared and shapes.get(out) and all(shapes[out]):
+            model.graph.value_info.append(helper.make_tensor_value_info(out, 1, shapes[out]))
+    nodes = []
+    for n in model.graph.node:
+        if id(n) in replace:
+            x, out = replace[id(n)]
+            nodes.append(helper.make_node("Gelu", [x], [out], name=f"{n.name or out}__gelu"))
+        elif id(n) not in drop:
+            nodes.append(n)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return len(replace)
+
+
+INT8_REWRITES = {
+    "unroll-recurrent": unroll_recurrent,
+    "erf-gelu-to-gelu": erf_gelu_to_gelu,
+}
