@@ -1,7 +1,8 @@
 """``make bench``: each section prints its figures; all of them are also written to bench-results/bench.json.
 
 Sections are modules of this package with a ``main()`` returning their figures; add yours to SECTIONS.
-``large`` (a 2.5 GB model, minutes) runs only when named or with ``STACKC_BENCH_LARGE=1``.
+``large`` (a 2.5 GB model, minutes) runs only when named or with ``STACKC_BENCH_LARGE=1``;
+``coreml_routes`` (the two Core ML routes, minutes of TensorFlow) when named or with ``STACKC_BENCH_COREML_ROUTES=1``.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import platform
 import sys
 from pathlib import Path
 
-SECTIONS = ("startup", "builds", "precision", "large")
-OPT_IN = {"large": "STACKC_BENCH_LARGE"}
+SECTIONS = ("startup", "builds", "precision", "large", "coreml_routes")
+OPT_IN = {"large": "STACKC_BENCH_LARGE", "coreml_routes": "STACKC_BENCH_COREML_ROUTES"}
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results" / "bench.json"
 
 

@@ -40,7 +40,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
 
     attempts: list[Attempt] = []
     winner = None
-    for route in selected(options.routes):
+    for route in selected(options.routes, precision):
         attempt = _attempt(route, proto, onnx_path, out_dir, in_specs, out_specs, channel_last, seed, samples,
                            reference, probe, probe_reference, policy)
         attempts.append(attempt)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -19,6 +18,9 @@ from . import layout, rewrites
 from .onnx2tf_route import Onnx2tfRun
 
 # Ops for which onnx2tf has a "pseudo" (decomposed, delegate-friendly) implementation; it expects lower case.
+INT8_ROUTES = ("onnx2tf+int8-kernels", "onnx2tf+int8-kernels+inputs-as-is")  # tried first for int8 variants
+_INT8_REWRITES = ("fold-static-shapes", "erf-gelu-to-gelu", "reverse-slice-to-gather", "layer-norm-to-primitives",
+                  "unroll-recurrent")
 PSEUDO_OPS = ("abs", "erf", "gathernd", "gelu", "hardswish", "leakyrelu", "matmulinteger", "neg", "power", "prelu")
 
 
@@ -45,6 +47,15 @@ def _has_pattern(proto) -> str | None:
     return None if rewrites.apply(copy, patterns) else "no reverse Slice or LayerNormalization to rewrite"
 
 
+def _has_int8_pattern(proto) -> str | None:
+    import onnx
+
+    from .int8_rewrites import INT8_REWRITES
+
+    copy = onnx.ModelProto.FromString(proto.SerializeToString())
+    return None if rewrites.apply(copy, tuple(INT8_REWRITES)) else "no LSTM/GRU to unroll or Erf-GELU to fuse"
+
+
 def _pseudo_arguments(proto) -> dict[str, Any]:
     present = {n.op_type.lower() for n in proto.graph.node}
     return {"replace_to_pseudo_operators": [op for op in PSEUDO_OPS if op in present], "enable_rnn_unroll": True}
@@ -61,12 +72,22 @@ ROUTES: tuple[Route, ...] = (
           Onnx2tfRun(keep_inputs="as-is"), rewrites=tuple(rewrites.REWRITES), applies=_rank_3_to_5_inputs),
     Route("onnx2tf+pseudo-ops", "onnx2tf's decomposed (pseudo) ops and unrolled RNNs, after the rewrites",
           Onnx2tfRun(arguments={"enable_rnn_unroll": True}), rewrites=tuple(rewrites.REWRITES)),
+    # Erf-GELU first: it lifts the opset to 20, and the later LayerNormalization rewrite then writes opset-20 axes.
+    Route(INT8_ROUTES[0], "LSTM/GRU unrolled into MatMul/Sigmoid/Tanh steps and Erf-GELU fused into one GELU, so "
+          "every op has an int8 kernel (tried first for int8: TF's calibrator crashes on recurrent graphs, LiteRT's "
+          "int8 DIV on onnx2tf's pseudo-Erf)", rewrites=_INT8_REWRITES, applies=_has_int8_pattern),
+    Route(INT8_ROUTES[1], "the int8-kernel rewrites, inputs taken as they are (sequence inputs onnx2tf would "
+          "transpose as if channel-first)", Onnx2tfRun(keep_inputs="as-is"), rewrites=_INT8_REWRITES,
+          applies=lambda proto: _rank_3_to_5_inputs(proto) or _has_int8_pattern(proto)),
 )
 ROUTE_NAMES = tuple(r.name for r in ROUTES)
 
 
-def selected(names: tuple[str, ...]) -> tuple[Route, ...]:
+def selected(names: tuple[str, ...], precision: str = "fp32") -> tuple[Route, ...]:
+    """The routes to try, in order: the recipe's, else all, with the int8-kernel route first for int8."""
     if not names:
+        if precision == "int8":
+            return tuple(sorted(ROUTES, key=lambda r: r.name not in INT8_ROUTES))
         return ROUTES
     by_name = {r.name: r for r in ROUTES}
     unknown = [n for n in names if n not in by_name]
