@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           f"(max_abs {policy.max_abs:g} + max_rel {policy.max_rel:g}, cosine >= {policy.min_cosine})")
     print("parity: the Core ML package through stackc's MIL reference interpreter; SavedModel: onnx2tf's "
           "SavedModel itself in TensorFlow (same samples, same policy)")
-    header = (f"{'model':<16} {'route':<23} {'converted':<38} {'parity (max abs)':<17} {'SavedModel in TF':<17} "
+    header = (f"{'model':<16} {'route':<23} {'converted':<44} {'parity (max abs)':<17} {'SavedModel in TF':<17} "
               f"{'time s':>7} {'peak MB':>8}")
     print(header)
     print("-" * len(header))
@@ -261,14 +261,14 @@ def _print_row(row: dict[str, Any]) -> None:
     parity = _verdict(row["parity"], row["max_abs"])
     savedmodel = _verdict(row["savedmodel_parity"], row["savedmodel_max_abs"])
     peak = "-" if row["peak_mb"] is None else f"{row['peak_mb']:.0f}"
-    print(f"{row['model']:<16} {row['route']:<23} {converted[:38]:<38} {parity:<17} {savedmodel:<17} "
+    print(f"{row['model']:<16} {row['route']:<23} {converted[:44]:<44} {parity:<17} {savedmodel:<17} "
           f"{row['seconds']:>7.1f} {peak:>8}", flush=True)
 
 
 def _verdict(parity: str | None, worst: float | None) -> str:
     if parity is None:
         return "-"
-    return parity.split(":")[0] + (f" ({worst:.2g})" if worst is not None else "")
+    return parity.split(":")[0] + (f" ({worst:.3g})" if worst is not None else "")
 
 
 def _print_details(rows: list[dict[str, Any]]) -> None:

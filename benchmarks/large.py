@@ -1,4 +1,4 @@
-"""Large-model section of ``make bench``: ``stackc build`` of a ~2.5 GB external-data model for edge-desktop.
+"""Large-model section of ``make bench``: ``stackc build`` of a ~2.5 GB external-data model for cloud.
 
 Opt-in (``STACKC_BENCH_LARGE=1`` or ``python -m benchmarks.run large``): it writes 2.5 GB to a
 scratch folder and converts it, which takes minutes. Reports wall time and the build's peak
@@ -17,7 +17,7 @@ from .large_model import write_large_model
 from .measure import run_measured, stackc_command
 
 MB = 2**20
-WORLD = "edge-desktop"
+WORLD = "cloud"  # ONNX Runtime + OpenVINO: the formats issue 9 asks to carry past 2 GB
 
 
 def enabled() -> bool:

@@ -25,6 +25,13 @@ from .parity import ParityResult, compare, failure_table
 from .passes import PassContext
 
 MIN_FREE_MEMORY = 2 * 2**30  # do not start another converter with less free memory than this
+SEQUENTIAL_AT_BYTES = 2**30  # models whose external weights pass this convert one variant at a time
+
+
+def _weights_on_disk(model: ModelArtifact) -> int:
+    from .onnx_model import external_bytes
+
+    return external_bytes(model.path) if model.format == "onnx" else 0
 
 
 @dataclass
@@ -108,6 +115,9 @@ def convert_all(variants, convert_passes, model, ctx, inputs, reference, *, keep
                 return VariantOutcome(variant, error=e)
 
     workers = max(1, min(len(variants), jobs or default_jobs()))
+    if workers > 1 and _weights_on_disk(model) > SEQUENTIAL_AT_BYTES:
+        workers = 1  # each converter may hold the weights twice: never two of them at once
+        ctx.log.info("[variants] weights past %d GiB: converting one variant at a time", SEQUENTIAL_AT_BYTES // 2**30)
     if workers == 1:
         outcomes = [one(v) for v in variants]
     else:

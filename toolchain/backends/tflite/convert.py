@@ -63,7 +63,10 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         tflite = export.to_tflite(winner.keras, _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]], "fp16")
     elif precision == "int8":
         calibration = calibration_samples(onnx_path, model.facts, ctx, options.calibration_samples)
-        tflite, int8_facts = _int8(winner, calibration, options, samples, reference, final_policy or policy, ctx, seed)
+        judged_on = _int8_judging_samples(onnx_path, model.facts, ctx, samples)
+        reference_run = onnx_runtime.make_runner(prepared)
+        references = [reference_run(sample) for sample in judged_on]
+        tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx, seed)
     io = _with_quantization(winner.io, tflite)
     facts: dict[str, Any] = {
         "converter": "onnx2tf",
@@ -87,11 +90,32 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
     return tflite, facts
 
 
-def _int8(winner: Attempt, calibration, options, samples, reference, policy, ctx, seed: int) -> tuple[bytes, dict[str, Any]]:
+def _int8_judging_samples(onnx_path: Path, facts, ctx, samples) -> list[dict[str, np.ndarray]]:
+    """The samples the build's int8 verdict will use (precision_parity.judge_int8), so a mode chosen here passes there.
+
+    One random sample is not enough: transformer_tiny's full-integer model passed on one and had
+    top-1 agreement 0.89 on the build's 64.
+    """
+    from ...precision_parity import EVALUATION_SAMPLES
+
+    if ctx.extras.get("inputs_from") == "file":
+        return [samples]
+    return calibration_samples(onnx_path, facts, ctx, EVALUATION_SAMPLES).samples
+
+
+def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
+    """One parity result over all judging samples, stacked along the batch axis as the build does."""
+    actual = [run_model(tflite, io, sample) for sample in judged_on]
+    stack = lambda runs: {k: np.concatenate([np.asarray(r[k]).reshape((-1,) + np.asarray(r[k]).shape[1:])  # noqa: E731
+                                             for r in runs]) for k in runs[0]}
+    return compare(name, stack(references), stack(actual), policy, "LiteRT")
+
+
+def _int8(winner: Attempt, calibration, options, judged_on, references, policy, ctx, seed: int) -> tuple[bytes, dict[str, Any]]:
     """The strongest int8 mode whose artifact runs in LiteRT and meets the variant's policy.
 
-    Full-integer first; recurrent and attention graphs often lack int8 kernels or divide by a
-    quantized zero, so int8 with float fallback, then int8 weights only, are tried and recorded.
+    Full-integer first; graphs whose ops lack int8 kernels, or lose too much accuracy, fall back to
+    int8 with float fallback, then int8 weights only; every mode's outcome is recorded.
     """
     batches = _calibration_batches(calibration, winner.io)
     keys, outputs = _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]]
@@ -103,7 +127,7 @@ def _int8(winner: Attempt, calibration, options, samples, reference, policy, ctx
                 tflite = export.to_tflite(winner.keras, keys, outputs, "int8", int8_mode=mode)
             else:
                 tflite = int8_worker.run_mode(winner.work, winner.run, winner.io, batches, mode, options.int8_io, seed)
-            result = compare(mode, reference, run_model(tflite, winner.io, samples), policy, "LiteRT")
+            result = _judge(tflite, winner.io, judged_on, references, policy, mode)
         except Exception as e:
             tried.append({"mode": mode, "outcome": "lost", "reason": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"})
             continue
