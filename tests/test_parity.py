@@ -151,3 +151,13 @@ def test_parity_result_as_dict_records_policy_and_metrics():
     assert record["passed"] is True and record["measured_with"] == "onnxruntime"
     assert record["policy"] == {"max_abs": 1e-4, "max_rel": 1e-3, "min_cosine": 0.9999}
     assert {"name", "passed", "shape", "max_abs", "max_rel", "mean_abs", "cosine"} <= set(record["outputs"][0])
+
+
+def test_top5_agreement_counts_rows_whose_reference_class_stays_among_the_artifacts_top_five():
+    ref = np.tile(np.arange(10, dtype=np.float32), (4, 1))          # reference top class: 9 in every row
+    got = ref.copy()
+    got[0, 9], got[1, 9] = 5.5, -1.0                                 # row 0: 9 falls to 4th place; row 1: out of the top 5
+    row = compare_output("scores", ref, got, ParityPolicy(max_abs=None, min_cosine=-1.0, min_top5=0.9))
+    assert row.top1 == 0.5
+    assert row.top5 == 0.75
+    assert not row.passed and "top-5 agreement 0.750 < 0.9" in row.reason

@@ -102,6 +102,7 @@ class OutputResult:
     cosine: float | None = None
     snr_db: float | None = None
     top1: float | None = None
+    top5: float | None = None  # share of rows whose reference top-1 class is among the artifact's top 5
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
@@ -167,6 +168,9 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
     result.snr_db = float(10 * np.log10(np.sum(r**2) / noise)) if noise > 0 and np.sum(r**2) > 0 else None
     if _looks_like_scores(ref):
         result.top1 = float(np.mean(np.argmax(ref, axis=-1) == np.argmax(got, axis=-1)))
+        if ref.shape[-1] > 5:
+            top5 = np.argsort(-got.astype(np.float64), axis=-1)[..., :5]
+            result.top5 = float(np.mean(np.any(top5 == np.argmax(ref, axis=-1)[..., None], axis=-1)))
     problems = []
     if policy.max_abs is not None:
         bad = diff > policy.max_abs + policy.max_rel * np.abs(r)
@@ -178,6 +182,8 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
         problems.append(f"SNR {result.snr_db:.1f} dB < {policy.min_snr_db} dB")
     if policy.min_top1 is not None and result.top1 is not None and result.top1 < policy.min_top1:
         problems.append(f"top-1 agreement {result.top1:.3f} < {policy.min_top1}")
+    if policy.min_top5 is not None and result.top5 is not None and result.top5 < policy.min_top5:
+        problems.append(f"top-5 agreement {result.top5:.3f} < {policy.min_top5}")
     if problems:
         result.passed, result.reason = False, "; ".join(problems)
     return result

@@ -40,7 +40,9 @@ class ParityPolicy:
     """Tolerances an artifact's outputs must meet against the reference.
 
     Float values pass when every element satisfies ``|a - r| <= max_abs + max_rel * |r|`` and the
-    cosine similarity is at least ``min_cosine``; ``min_snr_db`` and ``min_top1`` are checked where set.
+    cosine similarity is at least ``min_cosine``; ``min_snr_db``, ``min_top1`` and ``min_top5``
+    (agreement of class scores: the reference's top class is the artifact's top one / among its top
+    five) are checked where set.
     """
 
     max_abs: float | None = 1e-4
@@ -48,6 +50,7 @@ class ParityPolicy:
     min_cosine: float = 0.9999
     min_snr_db: float | None = None
     min_top1: float | None = None
+    min_top5: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         shown = {k: v for k, v in self.__dict__.items() if v is not None}
@@ -62,7 +65,7 @@ class ParityPolicy:
 PRECISION_POLICIES = {
     "fp32": ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.9999),
     "fp16": ParityPolicy(max_abs=2e-2, max_rel=2e-2, min_cosine=0.999, min_snr_db=30.0),
-    "int8": ParityPolicy(max_abs=None, min_cosine=0.99, min_snr_db=15.0, min_top1=0.95),
+    "int8": ParityPolicy(max_abs=None, min_cosine=0.99, min_snr_db=15.0, min_top1=0.95, min_top5=0.99),
 }
 
 
@@ -142,6 +145,7 @@ def _parse_policy(table: Table, base: ParityPolicy | None = None) -> ParityPolic
         min_cosine=table.get("min_cosine", float, base.min_cosine),
         min_snr_db=table.get("min_snr_db", float, base.min_snr_db),
         min_top1=table.get("min_top1", float, base.min_top1),
+        min_top5=table.get("min_top5", float, base.min_top5),
     )
     table.done()
     return policy
