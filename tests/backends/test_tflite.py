@@ -133,6 +133,31 @@ def make_wide_cnn(path: Path) -> Path:
     return _save(graph, path)
 
 
+def make_reverse_gru(path: Path) -> Path:
+    """A reverse GRU (PyTorch's linear_before_reset) over a [time, batch, features] float input, then a Tanh head."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    seq, feat, hidden = 8, 6, 8
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((1, 3 * hidden, feat)).astype(np.float32) * 0.5, "W"),
+        numpy_helper.from_array(rng.standard_normal((1, 3 * hidden, hidden)).astype(np.float32) * 0.5, "R"),
+        numpy_helper.from_array(rng.standard_normal((1, 6 * hidden)).astype(np.float32) * 0.1, "B"),
+        numpy_helper.from_array(rng.standard_normal((hidden, 4)).astype(np.float32), "head"),
+    ]
+    nodes = [
+        helper.make_node("GRU", ["frames", "W", "R", "B"], ["Y", "Y_h"], name="gru", hidden_size=hidden,
+                         direction="reverse", linear_before_reset=1),
+        helper.make_node("MatMul", ["Y", "head"], ["scores"], name="head"),
+        helper.make_node("Tanh", ["Y_h"], ["state"], name="state_out"),
+    ]
+    graph = helper.make_graph(
+        nodes, "reverse_gru", [helper.make_tensor_value_info("frames", TensorProto.FLOAT, [seq, 1, feat])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [seq, 1, 1, 4]),
+         helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, 1, hidden])], inits)
+    return _save(graph, path, opset=14)
+
+
 # -- module-scoped builds: one per architecture ---------------------------------------------------
 
 
@@ -159,12 +184,14 @@ FIXTURE_CASES = {  # name: (model, world, extra build args); "mobile-fp16": the 
     "bilstm": ("lstm_tagger", "edge-mobile", ()),
     "gru": ("gru_audio", "edge-mobile", ()),
     "transformer": ("transformer_tiny", "edge-mobile", ()),
+    "bilstm_int8": ("lstm_tagger", "edge-iot", ()),
 }
 MADE_CASES = {
     "reverse_lstm": (make_reverse_lstm, "edge-mobile"),
     "channel_last": (make_channel_last_cnn, "edge-mobile"),
     "odd_names": (make_odd_names_three_outputs, "edge-mobile"),
     "wide_cnn_int8": (make_wide_cnn, "edge-iot"),
+    "gru_int8": (make_reverse_gru, "edge-iot"),
 }
 _built: dict[str, tuple[Path, dict]] = {}
 
@@ -337,3 +364,91 @@ def test_stackc_check_reproves_tflite_parity_from_the_bundle_alone(bundle_of, ca
     invocation = run_stackc("check", bundle)
     assert invocation.exit_code == 0, invocation.stdout + invocation.stderr
     assert "tflite" in invocation.stdout and "FAIL" not in invocation.stdout
+
+
+@pytest.mark.parametrize("case", ["bilstm_int8", "gru_int8"])
+def test_recurrent_models_get_full_integer_int8_with_int8_float_io_on_edge_iot(bundle_of, case):
+    _, manifest = bundle_of(case)
+    entry = next(a for a in manifest["artifacts"] if a["variant"] == "tflite-int8")
+    conversion = entry["conversion"]
+    assert conversion["int8_mode"] == "full-integer", conversion["int8_modes"]
+    assert conversion["route"].startswith("onnx2tf+int8-kernels") and conversion["int8_io"] is True
+    assert conversion["routes"][-1]["rewrites"]["unroll-recurrent"] >= 1
+    assert not {"UNIDIRECTIONAL_SEQUENCE_LSTM", "WHILE", "DEQUANTIZE"} & set(conversion["ops"])
+    io = conversion["io"]
+    assert all(t["dtype"] == "int8" and t["scale"] > 0 for t in io["outputs"])
+    assert all(t["dtype"] == ("int64" if t["name"] == "tokens" else "int8") for t in io["inputs"])  # token ids stay integer
+    policy = entry["parity"]["policy"]
+    for row in entry["parity"]["outputs"]:
+        assert row["cosine"] >= policy["min_cosine"] and row["snr_db"] >= policy["min_snr_db"], row
+
+
+# -- the int8 route's ONNX rewrites keep the numbers (onnxruntime, no converter) ----------------------
+
+
+def _recurrent_model(op: str, direction: str, initial_state: bool, linear_before_reset: int = 0):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(6)
+    gates, dirs, hidden, seq, batch, feat = (4 if op == "LSTM" else 3), (2 if direction == "bidirectional" else 1), 5, 6, 2, 4
+    inits = [numpy_helper.from_array(rng.standard_normal((dirs, gates * hidden, feat)).astype(np.float32), "W"),
+             numpy_helper.from_array(rng.standard_normal((dirs, gates * hidden, hidden)).astype(np.float32), "R"),
+             numpy_helper.from_array(rng.standard_normal((dirs, 2 * gates * hidden)).astype(np.float32), "B")]
+    states = ["h0", "c0"][:2 if op == "LSTM" else 1] if initial_state else []
+    outputs = ["Y", "Y_h", "Y_c"][:3 if op == "LSTM" else 2]
+    attrs = {"linear_before_reset": linear_before_reset} if op == "GRU" else {}
+    node = helper.make_node(op, ["x", "W", "R", "B", "", *states], outputs, hidden_size=hidden, direction=direction, **attrs)
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape)
+              for n, shape in [("x", [seq, batch, feat])] + [(s, [dirs, batch, hidden]) for s in states]]
+    graph = helper.make_graph([node], "rnn", inputs, [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    feed = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(np.float32)
+            for i in inputs}
+    return model, feed
+
+
+def _run_onnx(model, feed) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feed)
+
+
+@pytest.mark.parametrize("op, direction, initial_state, linear_before_reset", [
+    ("LSTM", "forward", False, 0), ("LSTM", "reverse", True, 0), ("LSTM", "bidirectional", True, 0),
+    ("GRU", "forward", False, 1), ("GRU", "reverse", True, 1), ("GRU", "bidirectional", True, 0), ("GRU", "forward", False, 0),
+])
+def test_unrolled_recurrent_ops_give_the_same_outputs_in_onnxruntime(op, direction, initial_state, linear_before_reset):
+    import onnx
+
+    from toolchain.backends.tflite.int8_rewrites import unroll_recurrent
+
+    model, feed = _recurrent_model(op, direction, initial_state, linear_before_reset)
+    unrolled = onnx.ModelProto.FromString(model.SerializeToString())
+    assert unroll_recurrent(unrolled) == 1
+    assert not {n.op_type for n in unrolled.graph.node} & {"LSTM", "GRU"}
+    for expected, got in zip(_run_onnx(model, feed), _run_onnx(unrolled, feed)):
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_erf_gelu_becomes_one_gelu_op_with_the_same_outputs_in_onnxruntime():
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from toolchain.backends.tflite.int8_rewrites import erf_gelu_to_gelu
+
+    consts = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in [("sqrt2", np.sqrt(2.0)), ("one", 1.0), ("half", 0.5)]]
+    nodes = [helper.make_node("Div", ["x", "sqrt2"], ["scaled"]), helper.make_node("Erf", ["scaled"], ["erf"]),
+             helper.make_node("Add", ["erf", "one"], ["erf1"]), helper.make_node("Mul", ["x", "erf1"], ["xe"]),
+             helper.make_node("Mul", ["xe", "half"], ["gelu"]), helper.make_node("ReduceMean", ["gelu"], ["y"], axes=[-1])]
+    graph = helper.make_graph(nodes, "gelu", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 1])], consts)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    fused = onnx.ModelProto.FromString(model.SerializeToString())
+    assert erf_gelu_to_gelu(fused) == 1
+    assert [n.op_type for n in fused.graph.node] == ["Gelu", "ReduceMean"]  # opset lifted to 20, Reduce axes as input
+    onnx.checker.check_model(fused, full_check=True)
+    feed = {"x": np.random.default_rng(7).standard_normal((2, 3, 8)).astype(np.float32) * 3}
+    np.testing.assert_allclose(_run_onnx(fused, feed)[0], _run_onnx(model, feed)[0], atol=1e-6)

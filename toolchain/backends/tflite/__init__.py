@@ -22,6 +22,7 @@ from ...targets import ParityPolicy
 from .._versions import package_versions
 from . import routes as routes_module
 from .runner import SIGNATURE_KEY, quantization_of, run_model
+from .runner import make_runner as runner_for
 
 # Routes are judged at fp32 with this policy unless the variant itself is fp32 (then its own policy).
 ROUTE_POLICY = ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.9999)
@@ -67,6 +68,14 @@ def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.
     if "io" not in facts:
         raise PassError(f"{artifact.path.name}: its conversion facts lack the input/output map ('io')")
     return run_model(artifact.path, facts["io"], inputs)
+
+
+def make_runner(artifact: ModelArtifact):
+    """Load once, run many samples (the int8 verdict runs 64)."""
+    facts = artifact.facts.get(ConvertTflite.id, {})
+    if "io" not in facts:
+        raise PassError(f"{artifact.path.name}: its conversion facts lack the input/output map ('io')")
+    return runner_for(artifact.path, facts["io"])
 
 
 def runtime_available() -> str | None:

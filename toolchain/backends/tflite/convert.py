@@ -14,7 +14,7 @@ from ...quantization import calibration_samples
 from .. import onnx_runtime
 from . import export, int8_worker, onnx2tf_route, rewrites
 from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
-from .runner import SIGNATURE_KEY, interpreter, quantization_of, run_model
+from .runner import SIGNATURE_KEY, interpreter, make_runner, quantization_of, run_model
 
 
 def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, policy,
@@ -105,7 +105,8 @@ def _int8_judging_samples(onnx_path: Path, facts, ctx, samples) -> list[dict[str
 
 def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
     """One parity result over all judging samples, stacked along the batch axis as the build does."""
-    actual = [run_model(tflite, io, sample) for sample in judged_on]
+    run = make_runner(tflite, io)
+    actual = [run(sample) for sample in judged_on]
     stack = lambda runs: {k: np.concatenate([np.asarray(r[k]).reshape((-1,) + np.asarray(r[k]).shape[1:])  # noqa: E731
                                              for r in runs]) for k in runs[0]}
     return compare(name, stack(references), stack(actual), policy, "LiteRT")

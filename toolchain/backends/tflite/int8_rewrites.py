@@ -1,10 +1,10 @@
 """ONNX rewrites that leave only ops with full-integer int8 kernels in LiteRT, for the int8 route.
 
 Measured here (edge-iot, fixtures lstm_tagger / gru_audio / transformer_tiny): TensorFlow's calibrator
-crashed (SIGSEGV) on onnx2tf's LSTM/GRU graphs even when onnx2tf unrolled them, and onnx2tf's
-pseudo-Erf divides by ``|x| + eps``, a tensor whose int8 value hits its zero point, so LiteRT's
-int8 DIV kernel refuses to run. Here recurrent ops become plain MatMul / Add / Sigmoid / Tanh / Mul
-over the static sequence (the weights shared by every step, one activation range per gate), and the
+crashed (SIGSEGV) on the graphs onnx2tf makes of ONNX LSTM/GRU, and onnx2tf's pseudo-Erf divides by
+``|x| + eps``, a tensor whose int8 value hits its zero point, so LiteRT's int8 DIV kernel refuses to
+run. Here recurrent ops become plain MatMul / Add / Sigmoid / Tanh / Mul over the static sequence
+(one stored copy of each weight, one activation range per gate), and the
 exact Erf-GELU pattern becomes one ``Gelu`` op, which onnx2tf writes as ``tf.nn.gelu`` and LiteRT
 runs as its int8 GELU kernel. Each rewrite keeps the ONNX model's numbers (fp32 parity judges the
 route before int8 does) and returns how many places it changed.

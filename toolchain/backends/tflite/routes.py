@@ -17,10 +17,10 @@ import numpy as np
 from . import layout, rewrites
 from .onnx2tf_route import Onnx2tfRun
 
-# Ops for which onnx2tf has a "pseudo" (decomposed, delegate-friendly) implementation; it expects lower case.
 INT8_ROUTES = ("onnx2tf+int8-kernels", "onnx2tf+int8-kernels+inputs-as-is")  # tried first for int8 variants
 _INT8_REWRITES = ("fold-static-shapes", "erf-gelu-to-gelu", "reverse-slice-to-gather", "layer-norm-to-primitives",
                   "unroll-recurrent")
+# Ops for which onnx2tf has a "pseudo" (decomposed, delegate-friendly) implementation; it expects lower case.
 PSEUDO_OPS = ("abs", "erf", "gathernd", "gelu", "hardswish", "leakyrelu", "matmulinteger", "neg", "power", "prelu")
 
 

@@ -57,16 +57,25 @@ def quantization_of(model: Path | bytes) -> dict[str, dict[str, Any]]:
 def run_model(model: Path | bytes, io: dict[str, list[dict[str, Any]]],
               inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Feed ONNX-named, ONNX-ordered inputs; return ONNX-named, ONNX-ordered float outputs."""
+    return make_runner(model, io)(inputs)
+
+
+def make_runner(model: Path | bytes, io: dict[str, list[dict[str, Any]]]):
+    """``run_model`` with the interpreter built once, for many samples (int8 modes are judged on 64)."""
     runner = interpreter(model).get_signature_runner(SIGNATURE_KEY)
     input_details = runner.get_input_details()
     output_details = runner.get_output_details()
-    feed = {}
-    for entry in io["inputs"]:
-        value = np.ascontiguousarray(np.asarray(inputs[entry["name"]]).transpose(entry["perm"]))
-        feed[entry["key"]] = _quantize(value, input_details[entry["key"]])
-    results = runner(**feed)
-    outputs = {}
-    for entry in io["outputs"]:
-        value = _dequantize(np.asarray(results[entry["key"]]), output_details[entry["key"]])
-        outputs[entry["name"]] = value.transpose(inverse(entry["perm"]))
-    return outputs
+
+    def run(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feed = {}
+        for entry in io["inputs"]:
+            value = np.ascontiguousarray(np.asarray(inputs[entry["name"]]).transpose(entry["perm"]))
+            feed[entry["key"]] = _quantize(value, input_details[entry["key"]])
+        results = runner(**feed)
+        outputs = {}
+        for entry in io["outputs"]:
+            value = _dequantize(np.asarray(results[entry["key"]]), output_details[entry["key"]])
+            outputs[entry["name"]] = value.transpose(inverse(entry["perm"]))
+        return outputs
+
+    return run
