@@ -19,8 +19,7 @@ from .manifest import write_contents
 from .onnx_model import check_model, graph_inputs, graph_outputs, load_graph, opsets
 from .passes import PassContext, get_pass
 from .passes.fix_shapes import concrete_shapes
-from .prepare import (PREPARATION_POLICY, check_recipe_binds, name_unnamed_shape, prepare_canonical,  # noqa: F401
-                      reference_outputs, sample_inputs)
+from .prepare import check_recipe_binds, name_unnamed_shape, prepare_canonical, reference_outputs, sample_inputs
 from .recipes import Recipe, load_recipe
 from .targets import Target, load_target
 from .variants import convert_all
