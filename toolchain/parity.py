@@ -115,7 +115,7 @@ class ParityResult:
     outputs: list[OutputResult]
     measured_with: str
     evaluated_on: str | None = None  # set when judged on other samples than parity/samples.npz (int8)
-    damaged_layers: list[dict[str, Any]] | None = None  # a failed int8 artifact's worst layers (precision_parity)
+    damaged_layers: list[dict[str, Any]] | None = None  # a failed int8 artifact's worst layers (precision.int8_parity)
 
     @property
     def passed(self) -> bool:

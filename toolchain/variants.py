@@ -74,7 +74,7 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
     ctx.records.append({"id": f"parity.{variant.name}", "options": {}, "seconds": round(time.perf_counter() - started, 3)})
     outcome.parity = compare(variant.name, reference, actual, variant.parity, backend(variant.format).MEASURED_WITH)
     if variant.precision == "int8":  # judged on many samples; a failure names the damaged layers
-        from .precision_parity import judge_int8
+        from .precision.int8_parity import judge_int8
 
         outcome.parity = judge_int8(variant, artifact, model, ctx, outcome.parity)
     outcome.artifact = artifact

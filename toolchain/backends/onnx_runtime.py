@@ -9,7 +9,7 @@ import numpy as np
 from ..artifact import ModelArtifact
 from ..errors import MissingDependencyError
 from ..onnx_model import onnx_files
-from ..onnx_precision import PrecisionOptions, apply_precision, precision_of
+from ..precision.onnx import PrecisionOptions, apply_precision, precision_of
 from ..passes import register
 from ..passes.base import Pass, PassContext
 from ._versions import package_versions
@@ -17,7 +17,7 @@ from ._versions import package_versions
 
 @dataclass(frozen=True)
 class Options(PrecisionOptions):
-    """How fp16 and int8 variants are made (see toolchain/onnx_precision.py); fp32 ships the model as is."""
+    """How fp16 and int8 variants are made (see toolchain/precision/onnx.py); fp32 ships the model as is."""
 
 
 @register

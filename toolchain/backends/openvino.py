@@ -25,7 +25,7 @@ _DEFAULT_INFERENCE = {"fp32": "f32", "fp16": "f16", "int8": "f32"}
 class Options:
     weights: str | None = None              # "fp32" | "fp16"; default from the variant's precision
     inference_precision: str | None = None  # "f32" | "f16" | "bf16"; default from the variant's precision
-    # int8 variants: NNCF post-training quantization (toolchain/nncf_int8.py)
+    # int8 variants: NNCF post-training quantization (toolchain/precision/openvino_int8.py)
     calibration_samples: int = 128
     preset: str = "performance"             # "performance" (symmetric) | "mixed" (asymmetric activations)
     model_type: str | None = None           # "transformer": NNCF's transformer-aware scheme
@@ -66,13 +66,13 @@ class ConvertOpenVINO(Pass):
         facts = {"weights": weights, "inference_precision": inference, "device": "CPU"}
         work = {}
         if precision == "int8":
-            from .. import nncf_int8
+            from ..precision import openvino_int8
 
             fp32_xml = out_dir / "fp32" / "model.xml"
             ov.save_model(ov_model, str(fp32_xml), compress_to_fp16=False)
-            ov_model, chosen = nncf_int8.quantize(ov_model, model.path, model.facts, ctx, self.options)
-            nncf_int8.save_stable(ov_model, xml, compress_to_fp16=(weights == "fp16"))
-            facts["precision"] = {**chosen, **nncf_int8.check(fp32_xml, xml)}
+            ov_model, chosen = openvino_int8.quantize(ov_model, model.path, model.facts, ctx, self.options)
+            openvino_int8.save_stable(ov_model, xml, compress_to_fp16=(weights == "fp16"))
+            facts["precision"] = {**chosen, **openvino_int8.check(fp32_xml, xml)}
             work = {"precision_work": {"fp32": str(fp32_xml), "int8": str(xml)}}
             ctx.log.info("[precision] openvino int8: %d FakeQuantize, size x%.3f of fp32",
                          facts["precision"]["fake_quantize"], facts["precision"]["size_ratio"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifact import ModelArtifact
-from ..onnx_precision import PrecisionOptions, apply_precision, precision_of
+from ..precision.onnx import PrecisionOptions, apply_precision, precision_of
 from ..passes import register
 from ..passes.base import Pass, PassContext
 from . import onnx_runtime

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..artifact import ModelArtifact
 from ..onnx_model import load_onnx, save_onnx
-from ..quantization import check_int8, count_quantized, ensure_node_names, quiet_quantizer, resolve_exclusions
+from ..precision.quantization import check_int8, count_quantized, ensure_node_names, quiet_quantizer, resolve_exclusions
 from . import register
 from .base import Pass, PassContext
 

@@ -3,7 +3,7 @@
 First ONNX Runtime's own pre-processing (``quant_pre_process``) with symbolic shape inference
 skipped: the shared notes saw it fail on real models otherwise. Weights per channel by default;
 the calibration method is MinMax, Entropy or Percentile; samples come from ``--calibration``
-(toolchain/calibration.py) or, without it, seeded random data, and the facts then carry the
+(toolchain/precision/calibration.py) or, without it, seeded random data, and the facts then carry the
 "accuracy unproven" sentence to the manifest.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from ..artifact import ModelArtifact
 from ..onnx_model import load_onnx, save_onnx
-from ..quantization import (CALIBRATION_METHODS, check_int8, count_quantized, ensure_node_names, ort_reader,
+from ..precision.quantization import (CALIBRATION_METHODS, check_int8, count_quantized, ensure_node_names, ort_reader,
                             quiet_quantizer, resolve_exclusions)
 from . import register
 from .base import Pass, PassContext
@@ -93,7 +93,7 @@ class QuantizeStatic(Pass):
     Options = Options
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
-        from ..quantization import calibration_samples
+        from ..precision.quantization import calibration_samples
 
         calibration = calibration_samples(model.path, model.facts, ctx, self.options.calibration_samples)
         path = out_dir / "model.onnx"

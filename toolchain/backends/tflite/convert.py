@@ -10,7 +10,7 @@ from ...artifact import ModelArtifact
 from ...errors import PassError
 from ...onnx_model import graph_inputs, graph_outputs, load_onnx
 from ...parity import compare, make_inputs
-from ...quantization import calibration_samples
+from ...precision.quantization import calibration_samples
 from .. import onnx_runtime
 from . import export, int8_worker, onnx2tf_route, rewrites
 from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
@@ -91,12 +91,12 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
 
 
 def _int8_judging_samples(onnx_path: Path, facts, ctx, samples) -> list[dict[str, np.ndarray]]:
-    """The samples the build's int8 verdict will use (precision_parity.judge_int8), so a mode chosen here passes there.
+    """The samples the build's int8 verdict will use (precision.int8_parity.judge_int8), so a mode chosen here passes there.
 
     One random sample is not enough: transformer_tiny's full-integer model passed on one and had
     top-1 agreement 0.89 on the build's 64.
     """
-    from ...precision_parity import EVALUATION_SAMPLES
+    from ...precision.int8_parity import EVALUATION_SAMPLES
 
     if ctx.extras.get("inputs_from") == "file":
         return [samples]

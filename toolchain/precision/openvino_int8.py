@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import MissingDependencyError, PassError
+from ..errors import MissingDependencyError, PassError
 
 # ONNX op type -> the OpenVINO operation types it becomes (for ``exclude_op_types``).
 ONNX_TO_OPENVINO_TYPES = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from .passes import fp16, quantize_dynamic, quantize_static
+from ..passes import fp16, quantize_dynamic, quantize_static
 
 WORK_FACT = "precision_work"  # paths for the damage report; not written to the manifest
 
@@ -57,7 +57,7 @@ def apply_precision(model, precision: str, options: PrecisionOptions, ctx, out_d
     work = out_dir / "precision-work"
     work.mkdir(parents=True, exist_ok=True)
     if precision == "fp32":
-        from .onnx_model import load_graph, save_onnx
+        from ..onnx_model import load_graph, save_onnx
 
         save_onnx(load_graph(model.path), path, weights_from=model.path.parent)  # weights linked, not read
         return path, {}, {}
@@ -65,7 +65,7 @@ def apply_precision(model, precision: str, options: PrecisionOptions, ctx, out_d
         import importlib.util
 
         if importlib.util.find_spec("onnxconverter_common") is None:
-            from .errors import MissingDependencyError
+            from ..errors import MissingDependencyError
 
             raise MissingDependencyError("fp16 ONNX variants need onnxconverter-common", "pip install onnxconverter-common")
         facts = fp16.to_fp16(model.path, path, options.fp16_options())

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, PassError
+from ..errors import InputError, PassError
 
 # Ops that compute on, or convert to, 8-bit integers (QDQ, QOperator and dynamic forms).
 QUANTIZED_OPS = frozenset({
@@ -127,9 +127,9 @@ def calibration_samples(model_path: Path, facts: dict[str, Any], ctx, count: int
     them to the prepared model's names, as ``backends.execute`` does for parity samples.
     """
     from .calibration import load_calibration
-    from .interface import interface_of, to_artifact_inputs
-    from .onnx_model import TensorSpec, graph_inputs, load_onnx
-    from .passes.fix_shapes import concrete_shapes
+    from ..interface import interface_of, to_artifact_inputs
+    from ..onnx_model import TensorSpec, graph_inputs, load_onnx
+    from ..passes.fix_shapes import concrete_shapes
 
     proto = load_onnx(model_path, load_external_data=False)
     renamed = {now: original for original, now in interface_of(facts)["inputs"].items()}

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, MissingDependencyError
-from .onnx_model import TensorSpec
-from .parity import make_inputs
+from ..errors import InputError, MissingDependencyError
+from ..onnx_model import TensorSpec
+from ..parity import make_inputs
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp"}
 UNPROVEN = "calibrated on seeded random data: int8 accuracy is unproven; pass --calibration with real samples"

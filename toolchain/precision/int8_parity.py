@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .backends import backend
-from .interface import to_original_outputs
-from .parity import ParityResult, compare
+from ..backends import backend
+from ..interface import to_original_outputs
+from ..parity import ParityResult, compare
 
 EVALUATION_SAMPLES = 64
 DIAGNOSIS_SAMPLES = 8
@@ -31,7 +31,7 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult) -> ParityRes
         result.evaluated_on = "parity samples (--inputs)"
         samples = None
     else:
-        from .backends import onnx_runtime
+        from ..backends import onnx_runtime
         from .quantization import calibration_samples
 
         calibration = calibration_samples(model.path, model.facts, ctx, EVALUATION_SAMPLES)
