@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import psutil
 
+from toolchain.isolation import tree_rss
+
 
 @dataclass
 class Run:
@@ -29,16 +31,7 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None, poll: float 
     proc = psutil.Process(child.pid)
     peak = 0
     while child.poll() is None:
-        total = 0
-        try:
-            for p in [proc, *proc.children(recursive=True)]:
-                try:
-                    total += p.memory_info().rss
-                except psutil.Error:
-                    pass
-        except psutil.Error:
-            pass
-        peak = max(peak, total)
+        peak = max(peak, tree_rss(proc))  # the same measure as the converters' memory limit
         time.sleep(poll)
     seconds = time.perf_counter() - started
     err.seek(0)

@@ -105,7 +105,7 @@ def _watch(child: subprocess.Popen, pass_id: str, limits: Limits, log_path: Path
                 _kill_tree(child)
                 raise errors.PassError(f"pass '{pass_id}' ran past its time limit of {limits.seconds:g} s and was stopped"
                                        + _tail(log_path))
-            rss = _tree_rss(proc)
+            rss = tree_rss(proc)
             if rss > memory_limit:
                 _kill_tree(child)
                 raise errors.PassError(f"pass '{pass_id}' used {rss / 2**30:.1f} GiB, over its memory limit of "
@@ -120,7 +120,8 @@ def _watch(child: subprocess.Popen, pass_id: str, limits: Limits, log_path: Path
         raise
 
 
-def _tree_rss(proc) -> int:
+def tree_rss(proc) -> int:
+    """Resident memory of a process and all its descendants, in bytes (what limits and benchmarks watch)."""
     import psutil
 
     total = 0
