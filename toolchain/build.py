@@ -70,7 +70,28 @@ def bundle_name(model: Path, version: str, target: str) -> str:
     return f"{stem}-{version}-{target}"
 
 
-def _resolve(request: BuildRequest) -> tuple[Target, Recipe, tuple, dict[str, Any]]:
+@dataclass(frozen=True)
+class _Plan:
+    """What the build will do, validated in full before any work starts."""
+
+    target: Target
+    recipe: Recipe
+    variants: tuple
+    convert_passes: dict[str, Any]  # variant name -> its configured conversion pass
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The ONNX model the pipeline starts from: the user's file, or what a framework source exported to."""
+
+    path: Path
+    proto: Any                  # its graph; weights stay on disk
+    input_specs: list
+    output_specs: list
+    exported: Any = None        # exporters.ExportedSource for a PyTorch/TensorFlow source
+
+
+def _resolve(request: BuildRequest) -> _Plan:
     """Load and validate everything a build needs before any work starts."""
     if not VERSION_PATTERN.match(request.version):
         raise UsageError(f"--version '{request.version}' is not a semantic version like 1.2.0")
@@ -83,7 +104,7 @@ def _resolve(request: BuildRequest) -> tuple[Target, Recipe, tuple, dict[str, An
         options = {**variant.options, **recipe.convert.get(variant.format, {})}
         where = f"target {target.name}: variant {variant.name}"
         convert_passes[variant.name] = get_pass(convert_pass_id(variant.format))(options, where)
-    return target, recipe, variants, convert_passes
+    return _Plan(target, recipe, variants, convert_passes)
 
 
 def build(request: BuildRequest, log: logging.Logger | None = None) -> BuildResult:
@@ -102,7 +123,8 @@ def build(request: BuildRequest, log: logging.Logger | None = None) -> BuildResu
 
 
 def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector, export_dir: Path) -> BuildResult:
-    target, recipe, variants, convert_passes = _resolve(request)
+    plan = _resolve(request)
+    target, recipe = plan.target, plan.recipe
     signing_key = _signing_key(request)
     exported = export_source(request.model, export_dir, shapes=request.shapes, inputs=request.inputs, target=target,
                              seed=request.seed, allow_parity_failure=request.allow_parity_failure, log=log)
@@ -122,8 +144,8 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
     try:
         with tempfile.TemporaryDirectory(prefix="stackc-work-") as work:
             result = _convert_and_package(
-                request, target, recipe, variants, convert_passes, source, input_specs, output_specs, inputs, staging,
-                Path(work), log, collector, bindings, exported,
+                request, plan, _Source(source_path, source, input_specs, output_specs, exported), inputs, bindings,
+                staging, Path(work), log, collector,
             )
         if signing_key is not None:
             from .signing import write_signature
@@ -175,9 +197,10 @@ def _shapes_from_samples(shapes, inputs, input_specs):
     return result
 
 
-def _convert_and_package(request, target, recipe, variants, convert_passes, source, input_specs, output_specs, inputs,
-                         staging: Path, work: Path, log, collector, bindings, exported=None):
-    source_onnx = exported.onnx_path if exported else Path(request.model)
+def _convert_and_package(request: BuildRequest, plan: _Plan, source: _Source, inputs, bindings,
+                         staging: Path, work: Path, log, collector):
+    target, recipe, exported = plan.target, plan.recipe, source.exported
+    source_onnx = Path(source.path)
     reference = reference_outputs(source_onnx, inputs)
     ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=bindings, target=target, log=log,
                       limits=request.limits,
@@ -185,7 +208,7 @@ def _convert_and_package(request, target, recipe, variants, convert_passes, sour
                               "seed": request.seed, "inputs_from": "file" if request.inputs else "random",
                               "recipe": _recipe_reference(request, target)})
     model, prepared = prepare_canonical(recipe, source_onnx, ctx, inputs, reference)
-    outcomes = convert_all(variants, convert_passes, model, ctx, inputs, reference,
+    outcomes = convert_all(plan.variants, plan.convert_passes, model, ctx, inputs, reference,
                            keep_going=request.keep_going, allow_parity_failure=request.allow_parity_failure)
     started = time.perf_counter()
     model_path = Path(request.model)
@@ -196,11 +219,11 @@ def _convert_and_package(request, target, recipe, variants, convert_passes, sour
             "size": model_path.stat().st_size,
             "format": "onnx",
         }),
-        "ir_version": int(source.ir_version),
-        "opsets": opsets(source),
-        "producer": f"{source.producer_name} {source.producer_version}".strip(),
-        "inputs": [s.as_dict() for s in input_specs],
-        "outputs": [s.as_dict() for s in output_specs],
+        "ir_version": int(source.proto.ir_version),
+        "opsets": opsets(source.proto),
+        "producer": f"{source.proto.producer_name} {source.proto.producer_version}".strip(),
+        "inputs": [s.as_dict() for s in source.input_specs],
+        "outputs": [s.as_dict() for s in source.output_specs],
     }
     if exported:  # how it became the ONNX above, with its own parity row (source -> ONNX)
         source_entry["export"] = exported.export_fields()
