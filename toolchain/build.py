@@ -13,13 +13,11 @@ from typing import Any
 from .backends import backend, convert_pass_id
 from .bundle import make_staging, publish, sha256_file
 from .errors import BundleError, UsageError
-from .exporters import export_source
 from .host_measure import measure_outcomes, write_sidecar
 from .manifest import write_contents
-from .onnx_model import check_model, graph_inputs, graph_outputs, load_graph, opsets
+from .onnx_model import opsets
 from .passes import PassContext, get_pass
-from .passes.fix_shapes import concrete_shapes
-from .prepare import check_recipe_binds, name_unnamed_shape, prepare_canonical, reference_outputs, sample_inputs
+from .prepare import Source, check_recipe_binds, load_source, prepare_canonical, reference_outputs
 from .recipes import Recipe, load_recipe
 from .targets import Target, load_target
 from .variants import convert_all
@@ -80,17 +78,6 @@ class _Plan:
     convert_passes: dict[str, Any]  # variant name -> its configured conversion pass
 
 
-@dataclass(frozen=True)
-class _Source:
-    """The ONNX model the pipeline starts from: the user's file, or what a framework source exported to."""
-
-    path: Path
-    proto: Any                  # its graph; weights stay on disk
-    input_specs: list
-    output_specs: list
-    exported: Any = None        # exporters.ExportedSource for a PyTorch/TensorFlow source
-
-
 def _resolve(request: BuildRequest) -> _Plan:
     """Load and validate everything a build needs before any work starts."""
     if not VERSION_PATTERN.match(request.version):
@@ -126,26 +113,20 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
     plan = _resolve(request)
     target, recipe = plan.target, plan.recipe
     signing_key = _signing_key(request)
-    exported = export_source(request.model, export_dir, shapes=request.shapes, inputs=request.inputs, target=target,
-                             seed=request.seed, allow_parity_failure=request.allow_parity_failure, log=log)
-    source_path = exported.onnx_path if exported else request.model
-    source = load_graph(source_path)  # weights stay on disk: a model past 2 GB is not held here
-    check_model(source, source_path)
-    input_specs, output_specs = graph_inputs(source), graph_outputs(source)
-    request.shapes = name_unnamed_shape(request.shapes, input_specs)
-    sample_shapes = concrete_shapes(input_specs, request.shapes, target, fix_all=True)
     check_recipe_binds(recipe, request.bindings)
-    samples_path = exported.samples_path if exported else request.inputs  # an export's samples are its proof
-    inputs, bindings = sample_inputs(input_specs, sample_shapes, samples_path, request.seed, request.bindings)
-    if samples_path and target.shapes.static:
-        request.shapes = _shapes_from_samples(request.shapes, inputs, [s for s in input_specs if s.name not in bindings])
+    source = load_source(request.model, export_dir, target=target, shapes=request.shapes, inputs_path=request.inputs,
+                         seed=request.seed, raw_bindings=request.bindings, log=log,
+                         allow_parity_failure=request.allow_parity_failure)
+    request.shapes = source.shapes
+    if source.samples_given and target.shapes.static:
+        request.shapes = _shapes_from_samples(request.shapes, source.inputs,
+                                              [s for s in source.input_specs if s.name not in source.bindings])
     name = bundle_name(request.model, request.version, target.name)
     staging = make_staging(Path(request.out), name)
     try:
         with tempfile.TemporaryDirectory(prefix="stackc-work-") as work:
             result = _convert_and_package(
-                request, plan, _Source(source_path, source, input_specs, output_specs, exported), inputs, bindings,
-                staging, Path(work), log, collector,
+                request, plan, source, staging, Path(work), log, collector,
             )
         if signing_key is not None:
             from .signing import write_signature
@@ -197,12 +178,11 @@ def _shapes_from_samples(shapes, inputs, input_specs):
     return result
 
 
-def _convert_and_package(request: BuildRequest, plan: _Plan, source: _Source, inputs, bindings,
-                         staging: Path, work: Path, log, collector):
-    target, recipe, exported = plan.target, plan.recipe, source.exported
+def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, staging: Path, work: Path, log, collector):
+    target, recipe, exported, inputs = plan.target, plan.recipe, source.exported, source.inputs
     source_onnx = Path(source.path)
     reference = reference_outputs(source_onnx, inputs)
-    ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=bindings, target=target, log=log,
+    ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=source.bindings, target=target, log=log,
                       limits=request.limits,
                       extras={"calibration": str(request.calibration) if request.calibration else None,
                               "seed": request.seed, "inputs_from": "file" if request.inputs else "random",

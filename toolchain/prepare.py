@@ -17,7 +17,7 @@ import numpy as np
 
 from .artifact import ModelArtifact
 from .errors import InputError, ParityError, UsageError
-from .onnx_model import TensorSpec, check_model, graph_inputs, load_graph
+from .onnx_model import TensorSpec, check_model, graph_inputs, graph_outputs, load_graph
 from .parity import ParityResult, compare, failure_table, load_inputs, make_inputs
 from .targets import ParityPolicy
 
@@ -150,9 +150,8 @@ class PrepareResult:
 def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> PrepareResult:
     """``stackc prepare``: write the canonical ONNX model and say what each step changed."""
     from .interface import describe
-    from .onnx_model import graph_outputs, save_onnx
+    from .onnx_model import save_onnx
     from .passes import PassContext
-    from .passes.fix_shapes import concrete_shapes
     from .recipes import load_recipe
     from .targets import load_target
 
@@ -161,27 +160,53 @@ def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> Prepa
     recipe = load_recipe(request.recipe)
     check_recipe_binds(recipe, request.bindings)
     with tempfile.TemporaryDirectory(prefix="stackc-prepare-") as work:
-        from .exporters import export_source
-
-        exported = export_source(request.model, Path(work) / "export", shapes=request.shapes, inputs=request.inputs,
-                                 target=target, seed=request.seed, log=log)
-        source_path = exported.onnx_path if exported else Path(request.model)
-        source = load_graph(source_path)
-        check_model(source, source_path)
-        specs = graph_inputs(source)
-        shapes = name_unnamed_shape(request.shapes, specs)
-        sample_shapes = concrete_shapes(specs, shapes, target, fix_all=True)
-        samples_path = exported.samples_path if exported else request.inputs
-        inputs, bindings = sample_inputs(specs, sample_shapes, samples_path, request.seed, request.bindings)
-        reference = reference_outputs(source_path, inputs)
-        ctx = PassContext(work_dir=Path(work), shapes=shapes, bindings=bindings, target=target, log=log)
-        model, parity = prepare_canonical(recipe, source_path, ctx, inputs, reference)
+        source = load_source(request.model, Path(work) / "export", target=target, shapes=request.shapes,
+                             inputs_path=request.inputs, seed=request.seed, raw_bindings=request.bindings, log=log)
+        reference = reference_outputs(source.path, source.inputs)
+        ctx = PassContext(work_dir=Path(work), shapes=source.shapes, bindings=source.bindings, target=target, log=log)
+        model, parity = prepare_canonical(recipe, source.path, ctx, source.inputs, reference)
         out = Path(request.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_onnx(load_graph(model.path), out, weights_from=model.path.parent)
     steps = [{"id": r["id"], "options": r["options"], "notes": r.get("notes", {})} for r in ctx.records]
-    interface = describe(model.facts, [s.name for s in specs], [s.name for s in graph_outputs(source)])
+    interface = describe(model.facts, [s.name for s in source.input_specs], [s.name for s in source.output_specs])
     return PrepareResult(out, steps, parity, interface)
+
+
+@dataclass
+class Source:
+    """The ONNX model a pipeline starts from (the user's file, or what a framework source exported
+    to), its signature, and the parity samples it is proved on (bound inputs at their value)."""
+
+    path: Path
+    proto: Any                  # the graph; weights stay on disk, so a model past 2 GB is not held here
+    input_specs: list[TensorSpec]
+    output_specs: list[TensorSpec]
+    shapes: dict[str, tuple[int, ...]]  # --shape, an unnamed one given its input's name
+    inputs: dict[str, np.ndarray]
+    bindings: dict[str, np.ndarray]
+    exported: Any = None        # exporters.ExportedSource for a PyTorch/TensorFlow source
+    samples_given: bool = False  # samples came from --inputs or an export, not from the seed
+
+
+def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: Path | None, seed: int,
+                raw_bindings: dict[str, str | None], log, allow_parity_failure: bool = False) -> Source:
+    """What ``prepare`` and ``build`` both start from: export a framework source, check the ONNX
+    model, and make its parity samples."""
+    from .exporters import export_source
+    from .passes.fix_shapes import concrete_shapes
+
+    exported = export_source(model, export_dir, shapes=shapes, inputs=inputs_path, target=target, seed=seed,
+                             allow_parity_failure=allow_parity_failure, log=log)
+    path = exported.onnx_path if exported else Path(model)
+    proto = load_graph(path)
+    check_model(proto, path)
+    specs = graph_inputs(proto)
+    shapes = name_unnamed_shape(shapes, specs)
+    samples_path = exported.samples_path if exported else inputs_path  # an export's samples are its proof
+    inputs, bindings = sample_inputs(specs, concrete_shapes(specs, shapes, target, fix_all=True), samples_path,
+                                     seed, raw_bindings)
+    return Source(path, proto, specs, graph_outputs(proto), shapes, inputs, bindings, exported, bool(samples_path))
 
 
 def name_unnamed_shape(shapes, input_specs):

@@ -183,6 +183,20 @@ def export_parity(exported_onnx: Path, framework_outputs: list[np.ndarray], feed
     return compare("export", reference, got, EXPORT_POLICY, measured_with)
 
 
+def finish_export(model, onnx_path: Path, framework_outputs: list[np.ndarray], examples: ExampleInputs,
+                  framework_label: str, opset: int, facts: dict[str, Any]) -> ExportedSource:
+    """Save a tidied exported model, prove it against the framework's outputs, and describe it."""
+    from ..onnx_model import opsets, save_onnx
+
+    save_onnx(model, onnx_path)
+    feeds, baked = onnx_feeds(model, examples.values)
+    parity = export_parity(onnx_path, framework_outputs, feeds,
+                           f"{framework_label} vs onnxruntime CPU (source -> exported ONNX)")
+    facts = {**facts, "opset": opsets(model).get("ai.onnx", opset), "example_inputs": examples.origin,
+             "constants_baked_in": baked}
+    return ExportedSource(onnx_path, feeds, parity, facts)
+
+
 def tidy_onnx(model, rename_outputs: dict[str, str] | None = None):
     """Make an exported graph reproducible and its names safe for every backend.
 

@@ -11,21 +11,19 @@ import io
 import json
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError, PassError
-from ..onnx_model import load_onnx, opsets, save_onnx
+from ..onnx_model import load_onnx, save_onnx
 from ._common import (
     SCALAR_KINDS,
     ExportedSource,
     SourceInput,
     as_python_number,
     example_inputs,
-    export_parity,
+    finish_export,
     first_line,
-    onnx_feeds,
     quiet_exporter,
     tidy_onnx,
 )
@@ -70,23 +68,16 @@ def export(kind: str, path: Path, work_dir: Path, *, shapes, inputs_path, target
     else:
         detail = "; ".join(f"{m}: {first_line(e)}" for m, e in failures.items())
         raise PassError(f"torch.onnx.export could not export {path.name}: {detail}")
-    model = tidy_onnx(load_onnx(onnx_path))
-    save_onnx(model, onnx_path)
-    feeds, baked = onnx_feeds(model, examples.values)
-    parity = export_parity(onnx_path, outputs, feeds, f"torch {torch.__version__} eager vs onnxruntime CPU "
-                                                      "(source -> exported ONNX)")
     facts = {
         "framework": "pytorch",
         "framework_version": torch.__version__,
         "exporter": f"torch.onnx.export ({method})",
         "method": method,
         "failed_methods": {m: type(e).__name__ for m, e in failures.items()},
-        "opset": opsets(model).get("ai.onnx", OPSET),
         "dynamic_axes": {k: {str(a): n for a, n in v.items()} for k, v in dynamic.items()},
-        "example_inputs": examples.origin,
-        "constants_baked_in": baked,
     }
-    return ExportedSource(onnx_path, feeds, parity, facts)
+    return finish_export(tidy_onnx(load_onnx(onnx_path)), onnx_path, outputs, examples,
+                         f"torch {torch.__version__} eager", OPSET, facts)
 
 
 # -- loading ---------------------------------------------------------------------------------------

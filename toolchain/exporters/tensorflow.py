@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError, PassError
-from ..onnx_model import opsets, save_onnx
-from ._common import ExportedSource, SourceInput, example_inputs, export_parity, first_line, onnx_feeds, quiet_exporter, tidy_onnx
+from ._common import (ExportedSource, SourceInput, example_inputs, finish_export, first_line, quiet_exporter,
+                      tidy_onnx)
 
 OPSET = 17  # measured here: tf2onnx 1.17 with TF 2.21 / onnx 1.23 (shared notes)
 SERVING = "serving_default"
@@ -43,22 +43,15 @@ def export(kind: str, path: Path, work_dir: Path, *, shapes, inputs_path, target
     else:
         result = _export_saved_model(path, tf, tf2onnx, shapes, inputs_path, target, seed, static)
     model_proto, outputs, examples, method, renames = result
-    model = tidy_onnx(model_proto, renames)
-    onnx_path = save_onnx(model, work_dir / "exported.onnx")
-    feeds, baked = onnx_feeds(model, examples.values)
-    parity = export_parity(onnx_path, outputs, feeds, f"tensorflow {tf.__version__} vs onnxruntime CPU "
-                                                      "(source -> exported ONNX)")
     facts = {
         "framework": "tensorflow",
         "framework_version": tf.__version__,
         "exporter": f"tf2onnx {tf2onnx.__version__}",
         "method": method,
-        "opset": opsets(model).get("ai.onnx", OPSET),
         "dynamic_axes": {} if static else {d.name: "as declared" for d in examples.declared_dynamic},
-        "example_inputs": examples.origin,
-        "constants_baked_in": baked,
     }
-    return ExportedSource(onnx_path, feeds, parity, facts)
+    return finish_export(tidy_onnx(model_proto, renames), work_dir / "exported.onnx", outputs, examples,
+                         f"tensorflow {tf.__version__}", OPSET, facts)
 
 
 class _Examples:

@@ -7,7 +7,6 @@ options``) or from the recipe's ``[convert.onnx]`` / ``[convert.ort]`` table.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from ..passes import fp16, quantize_dynamic, quantize_static
