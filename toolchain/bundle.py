@@ -71,8 +71,10 @@ def bundle_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink())
 
 
-def write_checksums(root: Path) -> None:
-    lines = [f"{sha256_file(root / rel)}  {rel}" for rel in bundle_files(root) if rel != CHECKSUMS]
+def write_checksums(root: Path, known: dict[str, str] | None = None) -> None:
+    """SHA256SUMS for every file under ``root``; ``known`` digests (of files just written) are not read again."""
+    known = known or {}
+    lines = [f"{known.get(rel) or sha256_file(root / rel)}  {rel}" for rel in bundle_files(root) if rel != CHECKSUMS]
     (root / CHECKSUMS).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

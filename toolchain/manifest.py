@@ -107,5 +107,6 @@ def write_contents(staging: Path, *, name: str, request, target, recipe, records
     }
     write_json(staging / "manifest.json", manifest)
     (staging / "build.log").write_text("\n".join(log_lines) + "\n", encoding="utf-8")
-    write_checksums(staging)
+    artifact_digests = {f["path"]: f["sha256"] for entry in manifest["artifacts"] for f in entry["files"]}
+    write_checksums(staging, artifact_digests)  # artifact weights were hashed as they were copied
     return manifest
