@@ -3,6 +3,8 @@
 Sections are modules of this package with a ``main()`` returning their figures; add yours to SECTIONS.
 ``large`` (a 2.5 GB model, minutes) runs only when named or with ``STACKC_BENCH_LARGE=1``;
 ``coreml_routes`` (the two Core ML routes, minutes of TensorFlow) when named or with ``STACKC_BENCH_COREML_ROUTES=1``.
+``tflite_routes`` (14 stackc builds of the fixtures for edge-mobile and edge-iot: winning TFLite route,
+convert seconds and peak MB, where each .tflite's bytes go) runs by default.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import platform
 import sys
 from pathlib import Path
 
-SECTIONS = ("startup", "builds", "precision", "large", "coreml_routes")
+SECTIONS = ("startup", "builds", "precision", "large", "coreml_routes", "tflite_routes")
 OPT_IN = {"large": "STACKC_BENCH_LARGE", "coreml_routes": "STACKC_BENCH_COREML_ROUTES"}
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results" / "bench.json"
 

@@ -122,6 +122,13 @@ def test_top1_agreement_is_checked_for_class_scores_when_the_policy_asks():
     assert row.top1 == 0.5 and not row.passed and "top-1 agreement 0.500 < 0.9" in row.reason
 
 
+def test_a_tie_at_the_artifacts_resolution_is_not_a_top1_disagreement():
+    ref = np.array([[0.10, 0.12, 0.0], [0.3, 0.1, 0.0]], np.float32)
+    got = np.array([[0.11, 0.11, 0.0], [0.1, 0.3, 0.0]], np.float32)  # row 0: int8 rounding tied classes 0 and 1
+    row = compare_output("scores", ref, got, ParityPolicy(max_abs=None, min_cosine=-1.0, min_top1=0.5))
+    assert row.top1 == 0.5 and row.passed  # row 0 agrees (tie), row 1 does not
+
+
 def test_low_cosine_fails_even_without_an_elementwise_bound():
     ref = np.array([1.0, 0.0], np.float32)
     row = compare_output("y", ref, np.array([0.0, 1.0], np.float32), ParityPolicy(max_abs=None, min_cosine=0.99))

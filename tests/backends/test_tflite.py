@@ -133,6 +133,20 @@ def make_wide_cnn(path: Path) -> Path:
     return _save(graph, path)
 
 
+def make_wide_vocabulary_transformer(path: Path) -> Path:
+    """transformer_tiny with a 4096-word embedding table: weights dominate, as in real language models."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(fixture_model("transformer_tiny"))
+    table = next(t for t in model.graph.initializer if t.name == "word_embeddings.weight")
+    rows = np.random.default_rng(5).standard_normal((4096, table.dims[1])).astype(np.float32) * 0.5
+    rows[:table.dims[0]] = numpy_helper.to_array(table)  # ids the samples use keep their vectors
+    table.CopyFrom(numpy_helper.from_array(rows, table.name))
+    onnx.save(model, path)
+    return path
+
+
 def make_reverse_gru(path: Path) -> Path:
     """A reverse GRU (PyTorch's linear_before_reset) over a [time, batch, features] float input, then a Tanh head."""
     from onnx import TensorProto, helper, numpy_helper
@@ -185,12 +199,14 @@ FIXTURE_CASES = {  # name: (model, world, extra build args); "mobile-fp16": the 
     "gru": ("gru_audio", "edge-mobile", ()),
     "transformer": ("transformer_tiny", "edge-mobile", ()),
     "bilstm_int8": ("lstm_tagger", "edge-iot", ()),
+    "transformer_int8": ("transformer_tiny", "edge-iot", ()),
 }
 MADE_CASES = {
     "reverse_lstm": (make_reverse_lstm, "edge-mobile"),
     "channel_last": (make_channel_last_cnn, "edge-mobile"),
     "odd_names": (make_odd_names_three_outputs, "edge-mobile"),
     "wide_cnn_int8": (make_wide_cnn, "edge-iot"),
+    "wide_vocabulary_int8": (make_wide_vocabulary_transformer, "edge-iot"),
     "gru_int8": (make_reverse_gru, "edge-iot"),
 }
 _built: dict[str, tuple[Path, dict]] = {}
@@ -333,9 +349,22 @@ def test_int8_artifact_has_int8_io_with_scale_and_zero_point_and_unproven_calibr
     assert row["cosine"] >= policy["min_cosine"] and row["snr_db"] >= policy["min_snr_db"] and row["top1"] == 1.0
 
 
-def test_int8_artifact_is_at_most_three_tenths_of_the_fp32_size(bundle_of):
-    _, manifest = bundle_of("wide_cnn_int8")
+def test_transformer_gets_full_integer_int8_once_its_additive_mask_is_bounded(bundle_of):
+    _, manifest = bundle_of("transformer_int8")
     entry = next(a for a in manifest["artifacts"] if a["variant"] == "tflite-int8")
+    conversion = entry["conversion"]
+    assert conversion["int8_mode"] == "full-integer", conversion["int8_modes"]
+    assert conversion["routes"][-1]["rewrites"]["bound-attention-mask"] == 1
+    assert {"SOFTMAX", "GELU", "BATCH_MATMUL"} <= set(conversion["ops"]) and "DEQUANTIZE" not in conversion["ops"]
+    pooled = next(row for row in entry["parity"]["outputs"] if row["name"] == "pooled")
+    assert pooled["top1"] >= 0.95 and pooled["snr_db"] >= 25  # 19.8 dB with the -10000 mask
+
+
+@pytest.mark.parametrize("case", ["wide_cnn_int8", "wide_vocabulary_int8"])
+def test_int8_artifact_is_at_most_three_tenths_of_the_fp32_size_where_weights_dominate(bundle_of, case):
+    _, manifest = bundle_of(case)
+    entry = next(a for a in manifest["artifacts"] if a["variant"] == "tflite-int8")
+    assert entry["conversion"]["int8_mode"] == "full-integer", entry["conversion"]["int8_modes"]
     assert entry["conversion"]["size_vs_fp32"] <= 0.3
 
 
@@ -375,6 +404,7 @@ def test_recurrent_models_get_full_integer_int8_with_int8_float_io_on_edge_iot(b
     assert conversion["route"].startswith("onnx2tf+int8-kernels") and conversion["int8_io"] is True
     assert conversion["routes"][-1]["rewrites"]["unroll-recurrent"] >= 1
     assert not {"UNIDIRECTIONAL_SEQUENCE_LSTM", "WHILE", "DEQUANTIZE"} & set(conversion["ops"])
+    assert "SPLIT" in conversion["ops"]  # a step's fused gates come apart in one SPLIT, not one slice per gate
     io = conversion["io"]
     assert all(t["dtype"] == "int8" and t["scale"] > 0 for t in io["outputs"])
     assert all(t["dtype"] == ("int64" if t["name"] == "tokens" else "int8") for t in io["inputs"])  # token ids stay integer
@@ -430,6 +460,26 @@ def test_unrolled_recurrent_ops_give_the_same_outputs_in_onnxruntime(op, directi
     assert not {n.op_type for n in unrolled.graph.node} & {"LSTM", "GRU"}
     for expected, got in zip(_run_onnx(model, feed), _run_onnx(unrolled, feed)):
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("op, recurrent_matmuls_per_step, projections", [("LSTM", 1, 1), ("GRU", 2, 2)])
+@pytest.mark.parametrize("initial_state", [True, False])
+def test_unrolled_step_runs_one_recurrent_matmul_per_fused_gate_group_and_one_split(op, recurrent_matmuls_per_step,
+                                                                                    projections, initial_state):
+    """LSTM: one MatMul for all four gates; GRU: z and r fused, the reset-gated h-gate apart. Every Split output is
+    read: LiteRT leaves a Split with an unread output float in an int8 model (DEQUANTIZE / QUANTIZE around it)."""
+    from collections import Counter
+
+    from toolchain.backends.tflite.int8_rewrites import unroll_recurrent
+
+    model, _ = _recurrent_model(op, "bidirectional", initial_state)  # 2 directions x 6 steps
+    assert unroll_recurrent(model) == 1
+    counts = Counter(n.op_type for n in model.graph.node)
+    steps, steps_with_state = 2 * 6, 2 * 6 - (0 if initial_state else 2)  # a zero state has no recurrent term
+    assert counts["MatMul"] == 2 * projections + recurrent_matmuls_per_step * steps_with_state
+    assert counts["Split"] == steps - (2 if op == "GRU" and not initial_state else 0)  # from zero, a GRU needs z alone
+    read = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    assert all(o in read for n in model.graph.node if n.op_type == "Split" for o in n.output)
 
 
 def test_erf_gelu_becomes_one_gelu_op_with_the_same_outputs_in_onnxruntime():

@@ -12,7 +12,7 @@ from ...onnx_model import graph_inputs, graph_outputs, load_onnx
 from ...parity import compare, make_inputs
 from ...precision.quantization import calibration_samples
 from .. import onnx_runtime
-from . import export, int8_worker, onnx2tf_route, rewrites
+from . import anatomy, export, int8_worker, onnx2tf_route, rewrites
 from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
 from .runner import SIGNATURE_KEY, interpreter, make_runner, quantization_of, run_model
 
@@ -38,11 +38,15 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
     detected = set(model.facts.get("layout.detect", {}).get("channels_last", []))
     channel_last = tuple(f"input_{i}" for i, s in enumerate(in_specs) if s.name in detected)
 
+    # int8: calibrate first, so rewrites that measure the model (int8_rewrites.NEEDS_SAMPLES) see the same data
+    calibration = calibration_samples(onnx_path, model.facts, ctx, options.calibration_samples) \
+        if precision == "int8" else None
     attempts: list[Attempt] = []
     winner = None
     for route in selected(options.routes, precision):
         attempt = _attempt(route, proto, onnx_path, out_dir, in_specs, out_specs, channel_last, seed, samples,
-                           reference, probe, probe_reference, policy)
+                           reference, probe, probe_reference, policy,
+                           measured_on=calibration.samples if calibration else None)
         attempts.append(attempt)
         ctx.log.info("[convert.tflite] route %s: %s%s", route.name, attempt.outcome,
                      f" ({attempt.reason})" if attempt.reason else "")
@@ -58,11 +62,10 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         ctx.log.info("[convert.tflite] no route passed parity; keeping the closest (%s) for the parity gate",
                      winner.route.name)
 
-    tflite, calibration, int8_facts = winner.tflite, None, {}
+    tflite, int8_facts = winner.tflite, {}
     if precision == "fp16":
         tflite = export.to_tflite(winner.keras, _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]], "fp16")
     elif precision == "int8":
-        calibration = calibration_samples(onnx_path, model.facts, ctx, options.calibration_samples)
         judged_on = _int8_judging_samples(onnx_path, model.facts, ctx, samples)
         reference_run = onnx_runtime.make_runner(prepared)
         references = [reference_run(sample) for sample in judged_on]
@@ -80,8 +83,15 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         "io": io,
         "ops": export.describe_ops(tflite),
     }
+    fp32_breakdown = None
     if precision != "fp32":  # the same route's fp32 flatbuffer, for the size the precision bought
         facts["size_vs_fp32"] = round(len(tflite) / len(winner.tflite), 3)
+        fp32_breakdown = anatomy.size_breakdown(winner.tflite)
+    breakdown = anatomy.size_breakdown(tflite, fp32_breakdown)  # None only without a TFLite schema module
+    if breakdown is not None:
+        facts["size_breakdown"] = breakdown
+    if fp32_breakdown is not None:
+        facts["fp32_size_breakdown"] = fp32_breakdown
     if precision == "int8":
         facts.update(int8_facts)
         facts["calibration"] = calibration.describe()
@@ -146,7 +156,7 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
 
 
 def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, channel_last, seed, samples, reference,
-             probe, probe_reference, policy) -> Attempt:
+             probe, probe_reference, policy, measured_on=None) -> Attempt:
     import onnx
 
     skip = route.applies(proto)
@@ -156,7 +166,7 @@ def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, chann
     work = out_dir / "routes" / route.name.replace("+", "_")
     try:
         copy = onnx.ModelProto.FromString(proto.SerializeToString())
-        attempt.rewrites = rewrites.apply(copy, route.rewrites)
+        attempt.rewrites = rewrites.apply(copy, route.rewrites, samples=measured_on)
         work.mkdir(parents=True, exist_ok=True)
         renamed = work / "model.onnx"
         onnx2tf_route.safe_copy(copy, renamed)

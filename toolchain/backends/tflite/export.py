@@ -59,7 +59,9 @@ def to_tflite(model, inputs: list[TensorKey], output_keys: list[str], precision:
         if int8_mode != "dynamic-range":
             if calibration is None:
                 raise ValueError("int8 conversion needs calibration samples")
-            samples = list(calibration)
+            # Keyed by signature name: a plain list is fed in the converted graph's own input order, which
+            # is not always ours (measured: input_ids / attention_mask swapped, each calibrated on the other).
+            samples = [{t.key: value for t, value in zip(inputs, batch)} for batch in calibration]
             converter.representative_dataset = lambda: iter(samples)
         if int8_mode == "full-integer":
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -154,9 +154,13 @@ REWRITES: dict[str, Callable] = {
 }
 
 
-def apply(model, names: tuple[str, ...]) -> dict[str, int]:
-    """Apply the named rewrites (these, or int8_rewrites') in place; returns {name: places changed} where any."""
-    from .int8_rewrites import INT8_REWRITES
+def apply(model, names: tuple[str, ...], samples: list[dict[str, np.ndarray]] | None = None) -> dict[str, int]:
+    """Apply the named rewrites (these, or int8_rewrites') in place; returns {name: places changed} where any.
+
+    Rewrites that measure the model (int8_rewrites.NEEDS_SAMPLES) get ``samples``, keyed by its input names.
+    """
+    from .int8_rewrites import INT8_REWRITES, NEEDS_SAMPLES
 
     every = {**REWRITES, **INT8_REWRITES}
-    return {name: n for name in names if (n := every[name](model))}
+    changes = {name: every[name](model, samples) if name in NEEDS_SAMPLES else every[name](model) for name in names}
+    return {name: n for name, n in changes.items() if n}

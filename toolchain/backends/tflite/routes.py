@@ -18,8 +18,8 @@ from . import layout, rewrites
 from .onnx2tf_route import Onnx2tfRun
 
 INT8_ROUTES = ("onnx2tf+int8-kernels", "onnx2tf+int8-kernels+inputs-as-is")  # tried first for int8 variants
-_INT8_REWRITES = ("fold-static-shapes", "erf-gelu-to-gelu", "reverse-slice-to-gather", "layer-norm-to-primitives",
-                  "unroll-recurrent")
+_INT8_REWRITES = ("fold-static-shapes", "bound-attention-mask", "erf-gelu-to-gelu", "reverse-slice-to-gather",
+                  "layer-norm-to-primitives", "unroll-recurrent")
 # Ops for which onnx2tf has a "pseudo" (decomposed, delegate-friendly) implementation; it expects lower case.
 PSEUDO_OPS = ("abs", "erf", "gathernd", "gelu", "hardswish", "leakyrelu", "matmulinteger", "neg", "power", "prelu")
 
@@ -50,10 +50,12 @@ def _has_pattern(proto) -> str | None:
 def _has_int8_pattern(proto) -> str | None:
     import onnx
 
-    from .int8_rewrites import INT8_REWRITES
+    from .int8_rewrites import INT8_REWRITES, _masked_softmax_adds
 
     copy = onnx.ModelProto.FromString(proto.SerializeToString())
-    return None if rewrites.apply(copy, tuple(INT8_REWRITES)) else "no LSTM/GRU to unroll or Erf-GELU to fuse"
+    if rewrites.apply(copy, tuple(INT8_REWRITES)) or _masked_softmax_adds(copy):
+        return None
+    return "no LSTM/GRU to unroll, Erf-GELU to fuse or additive attention mask to bound"
 
 
 def _pseudo_arguments(proto) -> dict[str, Any]:
@@ -73,9 +75,10 @@ ROUTES: tuple[Route, ...] = (
     Route("onnx2tf+pseudo-ops", "onnx2tf's decomposed (pseudo) ops and unrolled RNNs, after the rewrites",
           Onnx2tfRun(arguments={"enable_rnn_unroll": True}), rewrites=tuple(rewrites.REWRITES)),
     # Erf-GELU first: it lifts the opset to 20, and the later LayerNormalization rewrite then writes opset-20 axes.
-    Route(INT8_ROUTES[0], "LSTM/GRU unrolled into MatMul/Sigmoid/Tanh steps and Erf-GELU fused into one GELU, so "
-          "every op has an int8 kernel (tried first for int8: TF's calibrator crashes on recurrent graphs, LiteRT's "
-          "int8 DIV on onnx2tf's pseudo-Erf)", rewrites=_INT8_REWRITES, applies=_has_int8_pattern),
+    Route(INT8_ROUTES[0], "LSTM/GRU unrolled into MatMul/Sigmoid/Tanh steps, Erf-GELU fused into one GELU and "
+          "additive attention masks bounded to the measured logit range, so every op has an int8 kernel and a "
+          "usable int8 scale (tried first for int8: TF's calibrator crashes on recurrent graphs, LiteRT's int8 DIV "
+          "on onnx2tf's pseudo-Erf, a -10000 mask wipes out the attention logits)", rewrites=_INT8_REWRITES, applies=_has_int8_pattern),
     Route(INT8_ROUTES[1], "the int8-kernel rewrites, inputs taken as they are (sequence inputs onnx2tf would "
           "transpose as if channel-first)", Onnx2tfRun(keep_inputs="as-is"), rewrites=_INT8_REWRITES,
           applies=lambda proto: _rank_3_to_5_inputs(proto) or _has_int8_pattern(proto)),
