@@ -8,7 +8,10 @@ from toolchain.backends.tflite.int8_rewrites import MASK_MARGIN, bound_attention
 
 
 def _masked_softmax(mask_value: float, scale_mask: float = 1.0):
-    """y = Softmax(scores + (1 - mask * scale_mask) * mask_value), as BERT-style exports write it."""
+    """y = Softmax(scores + m) + Softmax(2 * scores + m), m = (1 - mask * scale_mask) * mask_value.
+
+    As BERT-style exports write it: one additive mask shared by every layer's attention.
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     inits = [numpy_helper.from_array(np.array(1.0, np.float32), "one"),
@@ -18,7 +21,11 @@ def _masked_softmax(mask_value: float, scale_mask: float = 1.0):
              helper.make_node("Sub", ["one", "scaled_mask"], ["keep"]),
              helper.make_node("Mul", ["keep", "big"], ["additive"]),
              helper.make_node("Add", ["scores", "additive"], ["logits"]),
-             helper.make_node("Softmax", ["logits"], ["y"], axis=-1)]
+             helper.make_node("Softmax", ["logits"], ["first"], axis=-1),
+             helper.make_node("Add", ["scores", "scores"], ["doubled"]),
+             helper.make_node("Add", ["doubled", "additive"], ["logits2"]),
+             helper.make_node("Softmax", ["logits2"], ["second"], axis=-1),
+             helper.make_node("Add", ["first", "second"], ["y"])]
     float_input = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [2, 8])  # noqa: E731
     graph = helper.make_graph(nodes, "masked_softmax", [float_input("scores"), float_input("mask")],
                               [float_input("y")], inits)
@@ -49,9 +56,9 @@ def _mask_constant(model) -> float:
 def test_a_huge_additive_mask_becomes_the_logit_span_plus_a_margin_with_the_same_softmax(mask_value):
     model, samples = _masked_softmax(mask_value), _samples(16)
     before = [_run(model, s) for s in samples[:4]]
-    assert bound_attention_mask(model, samples) == 1
+    assert bound_attention_mask(model, samples) == 2
     bound = -_mask_constant(model)
-    span = max(float(s["scores"].max()) for s in samples) - min(float(s["scores"].min()) for s in samples)
+    span = 2 * (max(float(s["scores"].max()) for s in samples) - min(float(s["scores"].min()) for s in samples))
     assert bound == pytest.approx(span + max(MASK_MARGIN, span), rel=1e-5)
     for sample, expected in zip(samples[:4], before):
         np.testing.assert_allclose(_run(model, sample), expected, atol=1e-4)

@@ -394,15 +394,20 @@ def bound_attention_mask(model, samples: list[dict[str, np.ndarray]] | None) -> 
     for sample in samples[:MASK_SAMPLES]:
         for name, value in zip(watched, session.run(watched, {k: v for k, v in sample.items() if k in feeds})):
             lows[name], highs[name] = min(lows[name], float(np.min(value))), max(highs[name], float(np.max(value)))
+    spans: dict[int, tuple[object, str, list[float]]] = {}  # one mask Mul may feed every layer's Add
+    for _, mul, scores, x in found:
+        usable = lows[x] >= 0 and highs[x] <= 1 and np.isfinite(lows[scores]) and np.isfinite(highs[scores])
+        entry = spans.setdefault(id(mul), (mul, x, []))
+        entry[2].append(highs[scores] - lows[scores] if usable else np.inf)
     changed = 0
-    for add, mul, scores, x in found:
-        if lows[x] < 0 or highs[x] > 1 or not np.isfinite(lows[scores]) or not np.isfinite(highs[scores]):
+    for mul, x, per_add in spans.values():
+        span = max(per_add)
+        if not np.isfinite(span):
             continue
-        span = highs[scores] - lows[scores]
-        bound = f"{mul.name or mul.output[0]}__bounded_mask"
+        bound = f"{mul.output[0]}__bounded_mask"
         model.graph.initializer.append(numpy_helper.from_array(np.array(-(span + max(MASK_MARGIN, span)), np.float32), bound))
         mul.input[:] = [bound if i != x else x for i in mul.input]
-        changed += 1
+        changed += len(per_add)
     _drop_unused_initializers(model)
     return changed
 
