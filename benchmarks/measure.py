@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import psutil
 
@@ -19,9 +20,12 @@ class Run:
     peak_rss: int      # the largest sum of RSS over the command's process tree, sampled
     returncode: int
     stdout: str = ""   # kept only when asked (``capture=True``)
+    last_error: str = ""  # the last non-blank stderr line of a failed command
 
 
-def run_measured(cmd: list[str], env: dict[str, str] | None = None, poll: float = 0.02, capture: bool = False) -> Run:
+def run_measured(cmd: list[str], env: dict[str, str] | None = None, poll: float = 0.02, capture: bool = False,
+                 watch: Callable[[psutil.Process], None] | None = None) -> Run:
+    """Run ``cmd``, sampling its process tree every ``poll`` s; ``watch`` sees the tree's root at each sample."""
     import tempfile
 
     started = time.perf_counter()
@@ -32,6 +36,8 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None, poll: float 
     peak = 0
     while child.poll() is None:
         peak = max(peak, tree_rss(proc))  # the same measure as the converters' memory limit
+        if watch is not None:
+            watch(proc)
         time.sleep(poll)
     seconds = time.perf_counter() - started
     err.seek(0)
@@ -42,9 +48,11 @@ def run_measured(cmd: list[str], env: dict[str, str] | None = None, poll: float 
         out.seek(0)
         stdout = out.read().decode(errors="replace")
         out.close()
+    last_error = ""
     if child.returncode != 0:
         sys.stderr.write(f"benchmark command failed ({child.returncode}): {' '.join(cmd)}\n{stderr[-2000:]}\n")
-    return Run(seconds, peak, child.returncode, stdout)
+        last_error = next((line for line in reversed(stderr.splitlines()) if line.strip()), "")
+    return Run(seconds, peak, child.returncode, stdout, last_error)
 
 
 def median_run(cmd: list[str], repeat: int = 3, env: dict[str, str] | None = None) -> Run:

@@ -22,10 +22,8 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -43,33 +41,23 @@ MB = 2**20
 
 def build_watched(model: Path, world: str, out: Path) -> dict[str, Any]:
     """``stackc build --json`` with each TFLite convert child's peak tree RSS; the parsed JSON, or why there is none."""
-    import psutil
-
     from toolchain.isolation import tree_rss
 
-    from .measure import stackc_command
+    from .measure import run_measured, stackc_command
+
+    peaks: dict[str, int] = {}
+
+    def watch(build) -> None:
+        for variant, proc in _convert_children(build):
+            peaks[variant] = max(peaks.get(variant, 0), tree_rss(proc))
 
     command = [*stackc_command(), "build", str(model), "-t", world, "-o", str(out), "--json"]
-    peaks: dict[str, int] = {}
-    started = time.perf_counter()
-    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
-        child = subprocess.Popen(command, stdout=stdout, stderr=stderr, cwd=REPO,
-                                 env={**os.environ, "STACKC_JOBS": "1"})
-        build = psutil.Process(child.pid)
-        while child.poll() is None:
-            for variant, proc in _convert_children(build):
-                peaks[variant] = max(peaks.get(variant, 0), tree_rss(proc))
-            time.sleep(POLL_SECONDS)
-        seconds = time.perf_counter() - started
-        stdout.seek(0)
-        stderr.seek(0)
-        out_text, err_text = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
+    run = run_measured(command, env={"STACKC_JOBS": "1"}, poll=POLL_SECONDS, capture=True, watch=watch)
     shutil.rmtree(out, ignore_errors=True)
-    if child.returncode != 0:
-        lines = [line for line in err_text.splitlines() if line.strip()]
-        return {"error": f"exit {child.returncode}: {lines[-1][:200] if lines else 'no output'}",
-                "seconds": seconds, "peaks": peaks}
-    return {**json.loads(out_text), "seconds": seconds, "peaks": peaks}
+    if run.returncode != 0:
+        return {"error": f"exit {run.returncode}: {run.last_error[:200] or 'no output'}",
+                "seconds": run.seconds, "peaks": peaks}
+    return {**json.loads(run.stdout), "seconds": run.seconds, "peaks": peaks}
 
 
 def _convert_children(build) -> list[tuple[str, Any]]:
