@@ -15,7 +15,7 @@ import platform
 import sys
 from pathlib import Path
 
-SECTIONS = ("startup", "builds", "precision", "large", "coreml_routes", "tflite_routes")
+SECTIONS = ("startup", "builds", "precision", "int8_forms", "large", "coreml_routes", "tflite_routes")
 OPT_IN = {"large": "STACKC_BENCH_LARGE", "coreml_routes": "STACKC_BENCH_COREML_ROUTES"}
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results" / "bench.json"
 

@@ -3,6 +3,7 @@ judged by their precision's policy, measured on the host outside the bundle."""
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,12 @@ def test_transformer_dynamic_int8_ships_a_smaller_onnx_artifact(worlds, recipes,
     entry = artifacts(result)["onnx-int8-dynamic"]
     assert entry["parity"]["passed"] and entry["conversion"]["precision"]["mode"] == "dynamic"
     assert entry["size"] < artifacts(result)["onnx-fp32"]["size"]
+    assert entry["conversion"]["precision"]["kernels"]["cpu_independent"] is True
+    # every parity row names the CPU that measured it: int8 kernels differ by instruction set
+    manifest = result["manifest"]
+    for row in [manifest["preparation"]["parity"]] + [a["parity"] for a in manifest["artifacts"]]:
+        assert row["measured_on"]["arch"] == platform.machine().lower()
+        assert {"cpu", "int8_features", "u8s8_kernel"} <= set(row["measured_on"])
 
 
 def test_a_failing_int8_artifact_exits_6_naming_the_outputs_and_the_most_damaged_layers(worlds, tmp_path):

@@ -122,9 +122,12 @@ class ParityResult:
         return all(o.passed for o in self.outputs)
 
     def as_dict(self) -> dict[str, Any]:
+        from .host_cpu import cpu_record
+
         result = {
             "passed": self.passed,
             "measured_with": self.measured_with,
+            "measured_on": cpu_record(),  # int8 kernels differ by CPU: where this evidence came from
             "policy": self.policy.as_dict(),
             "outputs": [o.as_dict() for o in self.outputs],
         }

@@ -60,3 +60,22 @@ def test_a_model_the_checker_rejects_is_an_input_error(tmp_path):
 def test_build_of_a_model_the_checker_rejects_exits_3_in_one_line(tmp_path):
     model = _invalid_model(tmp_path / "checker-rejects.onnx")
     assert_user_error(run_stackc("build", model, "-t", "edge-desktop", "--out", tmp_path / "out"), 3, "checker")
+
+
+@pytest.mark.parametrize("reduce_range, portable", [(False, False), (True, True)])
+def test_an_already_int8_source_is_described_for_the_cpus_its_kernels_depend_on(tmp_path, reduce_range, portable):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = tmp_path / "int8-source.onnx"
+    quantize_dynamic(str(fixture_model("transformer_tiny")), str(source), weight_type=QuantType.QInt8,
+                     reduce_range=reduce_range, op_types_to_quantize=["MatMul"])
+    result, _ = run_load_check(source, tmp_path)
+    kernels = result.facts["load.check"]["int8_kernels"]
+    assert kernels["integer_weights"] > 0 and kernels["cpu_independent"] is portable
+    if not portable:
+        assert kernels["full_range_weights"] > 0 and "MatMulInteger" in kernels["examples"][0]
+
+
+def test_a_float_source_has_no_int8_kernel_note(tmp_path):
+    result, _ = run_load_check(fixture_model("resnet_tiny"), tmp_path)
+    assert "int8_kernels" not in result.facts["load.check"]

@@ -1,4 +1,9 @@
-"""load.check: the ONNX checker, shape inference, and a report of IR, opsets and ops."""
+"""load.check: the ONNX checker, shape inference, and a report of IR, opsets and ops.
+
+A source that arrives already quantized is also described for its int8 kernels: full-range int8
+weights give lower accuracy on x86 CPUs without VNNI than on the host that measured parity
+(``precision/int8_portability.py``). stackc does not rewrite a user's quantization; it says so.
+"""
 from __future__ import annotations
 
 from collections import Counter
@@ -7,6 +12,7 @@ from pathlib import Path
 
 from ..artifact import ModelArtifact
 from ..onnx_model import check_model, load_graph, opsets, save_onnx
+from ..precision import int8_portability
 from . import register
 from .base import Pass, PassContext
 
@@ -38,5 +44,11 @@ class LoadCheck(Pass):
             "op_types": dict(sorted(ops.items())),
         }
         ctx.log.info("[load.check] IR %s, opsets %s, %d nodes", report["ir_version"], report["opsets"], report["nodes"])
+        kernels = int8_portability.describe(proto)
+        if kernels["integer_weights"]:
+            report["int8_kernels"] = kernels
+            if not kernels["cpu_independent"]:
+                ctx.log.warning("[load.check] the source is int8 with %d full-range weights: %s",
+                                kernels["full_range_weights"], kernels["why"])
         path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         return model.derive(path=path, facts={self.id: report})

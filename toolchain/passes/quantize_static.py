@@ -4,7 +4,9 @@ First ONNX Runtime's own pre-processing (``quant_pre_process``) with symbolic sh
 skipped: the shared notes saw it fail on real models otherwise. Weights per channel by default;
 the calibration method is MinMax, Entropy or Percentile; samples come from ``--calibration``
 (toolchain/precision/calibration.py) or, without it, seeded random data, and the facts then carry the
-"accuracy unproven" sentence to the manifest.
+"accuracy unproven" sentence to the manifest. Weights are int8 within [-64, 64] (``reduce_range``), so
+ONNX Runtime's fused integer kernels give the same results on AVX2, AVX-512, VNNI and ARM
+(``precision/int8_portability.py``).
 """
 from __future__ import annotations
 
@@ -76,12 +78,13 @@ def quantize_static_model(src: Path, dst: Path, options: Options, calibration, w
         quantize_static(
             str(prepared), str(dst), ort_reader(calibration.samples[:options.calibration_samples]),
             quant_format=QuantFormat.QDQ, per_channel=options.per_channel, activation_type=activation,
-            weight_type=QuantType.QInt8, nodes_to_exclude=excluded or None,
+            weight_type=QuantType.QInt8, reduce_range=True, nodes_to_exclude=excluded or None,
             calibrate_method=getattr(CalibrationMethod, options.calibration_method),
         )
     facts = check_int8(Path(src), dst, count_quantized(load_onnx(dst, load_external_data=False)), "quantize.static")
     return {"mode": "static", "format": "QDQ", "calibration_method": options.calibration_method,
             "per_channel": options.per_channel, "activation_type": options.activation_type,
+            "weights": "int8, 7-bit range [-64, 64]",
             "excluded_nodes": excluded, "calibration": calibration.describe(), **notes, **facts}
 
 

@@ -78,7 +78,14 @@ def model_bytes(path: Path) -> int:
 
 
 def check_int8(fp32_path: Path, int8_path: Path, count: QuantCount, what: str) -> dict[str, Any]:
-    """The facts of an acceptable int8 model, or a PassError saying why it is not one."""
+    """The facts of an acceptable int8 model, or a PassError saying why it is not one.
+
+    Acceptable: something is 8-bit, it is smaller than fp32, and its integer results are the same on
+    every CPU (``int8_portability``: no weight an AVX2 kernel saturates on).
+    """
+    from ..onnx_model import load_onnx
+    from .int8_portability import require_portable
+
     fp32_size, int8_size = model_bytes(fp32_path), model_bytes(int8_path)
     if count.int8_weights == 0 or count.quantized_nodes == 0:
         raise PassError(
@@ -93,8 +100,9 @@ def check_int8(fp32_path: Path, int8_path: Path, count: QuantCount, what: str) -
             f"{count.int8_weights} weights quantized, {count.float_weight_bytes} B of float weights left)",
             "most weights were left in float; quantize more op types or use static int8",
         )
+    portability = require_portable(load_onnx(int8_path, load_external_data=False), what)
     return {"size_fp32": fp32_size, "size_int8": int8_size, "size_ratio": round(int8_size / fp32_size, 4),
-            **count.as_dict()}
+            **count.as_dict(), "kernels": portability}
 
 
 def resolve_exclusions(proto, nodes: tuple[str, ...], op_types: tuple[str, ...], where: str) -> list[str]:
