@@ -181,3 +181,18 @@ def test_stackc_recipes_documents_every_precision_recipe():
         line = next(line for line in text.splitlines() if line.startswith(f"{name}:"))
         assert len(line) > len(name) + 20
     assert "adds variant onnx-int8: int8 from onnx-fp32" in text
+
+
+def test_a_variant_dropped_for_parity_keeps_its_failing_outputs_in_the_manifest_and_log(worlds, tmp_path):
+    recipe = tmp_path / "strict-int8.toml"
+    recipe.write_text('name = "strict-int8"\ndescription = "int8 held to an impossible policy"\nextends = "default"\n'
+                      '[[variants]]\nfrom = "onnx-fp32"\nname = "onnx-int8"\nprecision = "int8"\n'
+                      'parity = { min_cosine = 0.9999999 }\n')
+    result = build_bundle(DIGITS_CNN, worlds["edge-desktop"], tmp_path / "out", "--recipe", recipe, "--keep-going",
+                          "--calibration", write_calibration(tmp_path / "calibration.npz"))
+    dropped = next(m for m in result["manifest"]["missing"] if m["variant"] == "onnx-int8")
+    assert dropped["reason"].startswith("parity failed: logits: cosine")
+    row = next(o for o in dropped["parity"]["outputs"] if o["name"] == "logits")
+    assert row["passed"] is False and row["cosine"] < 0.9999999
+    log = (Path(result["bundle"]) / "build.log").read_text()
+    assert "onnx-int8 dropped: parity failed" in log and "logits" in log.split("onnx-int8 dropped")[1]

@@ -61,8 +61,12 @@ def artifact_entry(outcome, staging: Path) -> dict[str, Any]:
 
 
 def missing_entry(outcome) -> dict[str, Any]:
-    return {"variant": outcome.variant.name, "format": outcome.variant.format,
-            "reason": outcome.error.message.splitlines()[0]}
+    """A dropped variant: why in one line, and for a parity failure every output's row."""
+    entry = {"variant": outcome.variant.name, "format": outcome.variant.format,
+             "reason": outcome.error.message.splitlines()[0]}
+    if outcome.parity is not None and not outcome.parity.passed:
+        entry["parity"] = outcome.parity.as_dict()
+    return entry
 
 
 def created_time() -> str | None:

@@ -103,6 +103,9 @@ class OutputResult:
     snr_db: float | None = None
     top1: float | None = None
     top5: float | None = None  # share of rows whose reference top-1 class is among the artifact's top 5
+    scale: float | None = None  # the reference's largest magnitude: what scale_rel is relative to
+    judged: str = ""            # how the values were judged, when not by every metric (a tiny signal)
+    weak: str = ""              # why a pass here proves little (the reference barely varies)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None and v != ""}
@@ -121,6 +124,10 @@ class ParityResult:
     def passed(self) -> bool:
         return all(o.passed for o in self.outputs)
 
+    @property
+    def weak_outputs(self) -> list[str]:
+        return [o.name for o in self.outputs if o.weak]
+
     def as_dict(self) -> dict[str, Any]:
         from .host_cpu import cpu_record
 
@@ -131,6 +138,10 @@ class ParityResult:
             "policy": self.policy.as_dict(),
             "outputs": [o.as_dict() for o in self.outputs],
         }
+        if self.weak_outputs:
+            result["evidence"] = "weak"
+            result["weak_outputs"] = self.weak_outputs
+            result["evidence_hint"] = WEAK_EVIDENCE_HINT
         if self.evaluated_on:
             result["evaluated_on"] = self.evaluated_on
         if self.damaged_layers:
@@ -153,6 +164,44 @@ def top_k_agreement(ref: np.ndarray, got: np.ndarray, k: int) -> float:
     chosen = np.take_along_axis(got, np.argmax(ref, axis=-1)[..., None], axis=-1)[..., 0]
     kth = np.sort(got, axis=-1)[..., -k]
     return float(np.mean(chosen >= kth))
+
+
+SIGNAL_OVER_FLOOR = 1.0  # cosine and SNR judge an output whose RMS stands above the element-wise tolerance floor
+BARELY_VARIES = 1e-3      # a reference whose spread is below this share of its scale (or of the floor) is weak evidence
+WEAK_EVIDENCE_HINT = ("the reference output barely varies on these samples, so agreement proves little: "
+                      "give real inputs with --inputs (an .npz, or a folder of images or .npy files)")
+
+
+def _weak_reason(r: np.ndarray, floor: float, scale: float) -> str:
+    """Why agreement on this reference proves little, or ''."""
+    if r.size == 0:
+        return "empty output"
+    spread = float(r.max() - r.min())
+    if scale <= floor:
+        return f"every reference value is within the tolerance floor ({scale:.3g} <= {floor:.3g})"
+    rms = float(np.sqrt(np.mean(r**2)))
+    if rms < SIGNAL_OVER_FLOOR * floor:
+        return f"the reference signal (RMS {rms:.3g}) is below the tolerance floor {floor:.3g}"
+    if r.size > 1 and spread <= BARELY_VARIES * max(scale, floor):
+        return f"the reference is nearly constant (spread {spread:.3g} of scale {scale:.3g})"
+    return ""
+
+
+def _judge_whole(result: OutputResult, r: np.ndarray, g: np.ndarray, floor: float) -> bool:
+    """Record cosine and SNR; say whether they can judge (a signal above the floor, more than one value)."""
+    norms = np.linalg.norm(r) * np.linalg.norm(g)
+    result.cosine = float(np.dot(r, g) / norms) if norms > 0 else (1.0 if np.array_equal(r, g) else 0.0)
+    noise = float(np.sum((r - g) ** 2))
+    result.snr_db = float(10 * np.log10(np.sum(r**2) / noise)) if noise > 0 and np.sum(r**2) > 0 else None
+    rms = float(np.sqrt(np.mean(r**2))) if r.size else 0.0
+    if r.size < 2:
+        result.judged = "element-wise only (one value: cosine and SNR mean nothing)"
+        return False
+    if floor > 0 and rms < SIGNAL_OVER_FLOOR * floor:
+        result.judged = (f"element-wise only (signal RMS {rms:.3g} below the tolerance floor {floor:.3g}: "
+                         f"cosine and SNR would measure noise)")
+        return False
+    return True
 
 
 def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPolicy) -> OutputResult:
@@ -178,22 +227,26 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
     result.max_abs = float(diff.max()) if diff.size else 0.0
     result.mean_abs = float(diff.mean()) if diff.size else 0.0
     result.max_rel = float((diff / np.maximum(np.abs(r), 1e-12)).max()) if diff.size else 0.0
-    norms = np.linalg.norm(r) * np.linalg.norm(g)
-    result.cosine = float(np.dot(r, g) / norms) if norms > 0 else (1.0 if np.array_equal(r, g) else 0.0)
-    noise = float(np.sum((r - g) ** 2))
-    result.snr_db = float(10 * np.log10(np.sum(r**2) / noise)) if noise > 0 and np.sum(r**2) > 0 else None
+    scale = float(np.abs(r).max()) if r.size else 0.0
+    result.scale = scale
+    floor = 0.0 if policy.max_abs is None else policy.max_abs + policy.scale_rel * scale
+    whole = _judge_whole(result, r, g, floor)
+    result.weak = _weak_reason(r, floor, scale)
     if _looks_like_scores(ref):
         result.top1 = top_k_agreement(ref, got, 1)
         if ref.shape[-1] > 5:
             result.top5 = top_k_agreement(ref, got, 5)
     problems = []
     if policy.max_abs is not None:
-        bad = diff > policy.max_abs + policy.max_rel * np.abs(r)
+        bad = diff > floor + policy.max_rel * np.abs(r)
         if bad.any():
-            problems.append(f"{int(bad.sum())} of {diff.size} values outside max_abs {policy.max_abs:g} + max_rel {policy.max_rel:g}")
-    if result.cosine < policy.min_cosine:
+            worst = int(np.argmax(diff - policy.max_rel * np.abs(r)))
+            problems.append(f"{int(bad.sum())} of {diff.size} values outside max_abs {policy.max_abs:g} + max_rel "
+                            f"{policy.max_rel:g} + scale_rel {policy.scale_rel:g} x scale {scale:.3g} (worst: "
+                            f"{g[worst]:.6g} for {r[worst]:.6g})")
+    if whole and result.cosine < policy.min_cosine:
         problems.append(f"cosine {result.cosine:.6f} < {policy.min_cosine}")
-    if policy.min_snr_db is not None and result.snr_db is not None and result.snr_db < policy.min_snr_db:
+    if whole and policy.min_snr_db is not None and result.snr_db is not None and result.snr_db < policy.min_snr_db:
         problems.append(f"SNR {result.snr_db:.1f} dB < {policy.min_snr_db} dB")
     if policy.min_top1 is not None and result.top1 is not None and result.top1 < policy.min_top1:
         problems.append(f"top-1 agreement {result.top1:.3f} < {policy.min_top1}")
@@ -213,6 +266,12 @@ def compare(artifact: str, reference: dict[str, np.ndarray], actual: dict[str, n
             continue
         rows.append(compare_output(name, np.asarray(ref), np.asarray(actual[name]), policy))
     return ParityResult(artifact, policy, rows, measured_with)
+
+
+def failure_summary(result: ParityResult, limit: int = 300) -> str:
+    """The failing outputs of one artifact on one line: what a dropped variant's manifest entry says."""
+    text = "; ".join(f"{row.name}: {row.reason}" for row in result.outputs if not row.passed)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def failure_table(results: list[ParityResult]) -> str:

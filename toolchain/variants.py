@@ -21,7 +21,7 @@ import numpy as np
 from .artifact import ModelArtifact
 from .backends import backend, execute
 from .errors import MissingDependencyError, ParityError, PassError, StackcError
-from .parity import ParityResult, compare, failure_table
+from .parity import ParityResult, compare, failure_summary, failure_table
 from .passes import PassContext
 
 MIN_FREE_MEMORY = 2 * 2**30  # do not start another converter with less free memory than this
@@ -140,8 +140,9 @@ def convert_all(variants, convert_passes, model, ctx, inputs, reference, *, keep
                 [row for o in failed for row in o.parity.outputs if not row.passed],
             )
         for outcome in failed:
-            outcome.error = ParityError(f"parity failed:\n{failure_table([outcome.parity])}")
-            ctx.log.info("[keep-going] %s dropped: parity failed", outcome.variant.name)
+            outcome.error = ParityError(f"parity failed: {failure_summary(outcome.parity)}")
+            ctx.log.info("[keep-going] %s dropped: parity failed\n%s", outcome.variant.name,
+                         failure_table([outcome.parity]))
     if not any(o.shipped for o in outcomes):
         first = next(o.error for o in outcomes if o.error is not None)
         raise type(first)(f"no variant could be built; first failure: {first.message}", hint=first.hint)

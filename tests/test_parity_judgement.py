@@ -1,0 +1,153 @@
+"""Parity judges numbers the way they deserve (issue 14), and known-wrong artifacts still fail.
+
+Tolerances follow each output's scale; cosine and SNR judge only a signal above the tolerance floor;
+a reference that barely varies is flagged as weak evidence. None of that may let a wrong artifact
+through: each wrong model below is a real graph edit run in onnxruntime and judged by the fp32, fp16
+and int8 policies stackc ships.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from tests.conftest import fixture_model, run_in_onnxruntime
+from toolchain.parity import compare, compare_output
+from toolchain.prepare import PREPARATION_POLICY
+from toolchain.targets import PRECISION_POLICIES
+
+FP32, FP16, INT8 = (PRECISION_POLICIES[p] for p in ("fp32", "fp16", "int8"))
+
+
+def test_a_near_zero_probability_map_is_judged_element_wise_not_by_the_cosine_of_noise():
+    rng = np.random.default_rng(0)
+    ref = (rng.random((1, 1, 64, 64)) * 1e-6).astype(np.float32)  # a text detector's map on an image of noise
+    ref[0, 0, 10, 10:14] = 5.9e-5
+    got = ref + rng.normal(0, 6e-8, ref.shape).astype(np.float32)  # max_abs ~2e-7, cosine ~0.9998
+    row = compare_output("maps", ref, got, PREPARATION_POLICY)
+    assert row.passed, row.reason
+    assert "element-wise only" in row.judged and row.cosine < PREPARATION_POLICY.min_cosine
+    assert "below the tolerance floor" in row.weak
+
+
+def test_a_near_zero_output_that_is_wrong_beyond_the_floor_still_fails():
+    ref = np.full((1, 64), 1e-6, np.float32)
+    row = compare_output("maps", ref, ref + 5e-5, PREPARATION_POLICY)
+    assert not row.passed and "values outside" in row.reason
+
+
+def test_fp16_error_on_wide_range_boxes_is_judged_against_the_output_scale():
+    rng = np.random.default_rng(1)
+    boxes = rng.uniform(0, 320, (1, 46200)).astype(np.float32)
+    boxes[0, :19] = rng.uniform(0, 2, 19)  # small coordinates next to large ones
+    got = boxes.copy()
+    got[0, :19] += 0.343                   # what fp16 arithmetic on values near 320 does to them
+    row = compare_output("boxes", boxes, got, FP16)
+    assert row.passed, row.reason
+    assert row.scale == pytest.approx(float(boxes.max()))
+
+
+def test_fp16_boxes_off_by_more_than_the_scale_allows_still_fail():
+    boxes = np.random.default_rng(2).uniform(0, 320, (1, 4000)).astype(np.float32)
+    got = boxes.copy()
+    got[0, :40] += 8.0  # 2.5 % of the scale: a wrong box, not rounding
+    row = compare_output("boxes", boxes, got, FP16)
+    assert not row.passed and "scale_rel" in row.reason
+
+
+def test_one_value_is_judged_element_wise_only():
+    row = compare_output("score", np.array([0.75], np.float32), np.array([0.75003], np.float32), FP32)
+    assert row.passed and "one value" in row.judged
+
+
+def test_a_constant_reference_is_weak_evidence_in_the_parity_row():
+    ref = {"y": np.full((2, 10), 3.0, np.float32), "z": np.linspace(0, 1, 20, dtype=np.float32)}
+    record = compare("onnx-fp32", ref, {k: v.copy() for k, v in ref.items()}, FP32, "onnxruntime").as_dict()
+    assert record["passed"] and record["evidence"] == "weak" and record["weak_outputs"] == ["y"]
+    assert "--inputs" in record["evidence_hint"]
+
+
+def test_a_varied_reference_is_not_flagged():
+    ref = {"z": np.linspace(-1, 1, 20, dtype=np.float32)}
+    record = compare("onnx-fp32", ref, {"z": ref["z"].copy()}, FP32, "onnxruntime").as_dict()
+    assert "evidence" not in record
+
+
+# --- known-wrong artifacts -------------------------------------------------------------------------
+
+def _initializer(proto, name):
+    return next(t for t in proto.graph.initializer if t.name == name)
+
+
+def _conv_weights(proto):
+    return [n.input[1] for n in proto.graph.node if n.op_type == "Conv"]
+
+
+def perturbed_weight(proto):
+    """The largest conv weight 1.5x too large: batch norm folded twice, a wrong dequantization scale."""
+    name = max(_conv_weights(proto), key=lambda n: numpy_helper.to_array(_initializer(proto, n)).size)
+    tensor = _initializer(proto, name)
+    tensor.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(tensor) * np.float32(1.5), name))
+
+
+def swapped_channels(proto):
+    """The first conv reading its input channels 0 and 2 swapped: the RGB/BGR layout bug."""
+    tensor = _initializer(proto, _conv_weights(proto)[0])
+    value = numpy_helper.to_array(tensor).copy()
+    value[:, [0, 2]] = value[:, [2, 0]]
+    tensor.CopyFrom(numpy_helper.from_array(value, tensor.name))
+
+
+def dropped_op(proto):
+    """A Relu dropped: a converter that silently skips an op it does not know."""
+    node = next(n for n in proto.graph.node if n.op_type == "Relu")
+    node.op_type = "Identity"
+
+
+def wrong_gru_route(proto):
+    """GRU read with the other reset-gate form: the silently wrong GRU route seen in a TFLite converter."""
+    node = next(n for n in proto.graph.node if n.op_type == "GRU")
+    attribute = next((a for a in node.attribute if a.name == "linear_before_reset"), None)
+    if attribute is None:
+        node.attribute.append(onnx.helper.make_attribute("linear_before_reset", 1))
+    else:
+        attribute.i = 1 - attribute.i
+
+
+WRONG = {"perturbed weight": ("resnet_tiny", perturbed_weight), "swapped channels": ("resnet_tiny", swapped_channels),
+         "dropped op": ("resnet_tiny", dropped_op), "wrong GRU route": ("gru_audio", wrong_gru_route)}
+
+
+def _feeds(name):
+    rng = np.random.default_rng(3)
+    if name == "gru_audio":
+        return {"features": rng.standard_normal((2, 20, 16)).astype(np.float32)}
+    return {"input": rng.standard_normal((4, 3, 32, 32)).astype(np.float32)}
+
+
+@pytest.mark.parametrize("wrong", sorted(WRONG))
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_known_wrong_artifact_fails_parity(tmp_path, wrong, precision):
+    name, edit = WRONG[wrong]
+    proto = onnx.load(str(fixture_model(name)))
+    edit(proto)
+    path = tmp_path / f"{name}-wrong.onnx"
+    onnx.save(proto, str(path))
+    feeds = _feeds(name)
+    reference, actual = run_in_onnxruntime(fixture_model(name), feeds), run_in_onnxruntime(path, feeds)
+    result = compare(wrong, reference, actual, PRECISION_POLICIES[precision], "onnxruntime")
+    assert not result.passed, result.as_dict()["outputs"]
+
+
+@pytest.mark.parametrize("wrong", ["dropped op"])
+def test_a_structurally_wrong_artifact_fails_the_int8_policy_too(tmp_path, wrong):
+    name, edit = WRONG[wrong]
+    proto = onnx.load(str(fixture_model(name)))
+    edit(proto)
+    path = tmp_path / "wrong.onnx"
+    onnx.save(proto, str(path))
+    feeds = _feeds(name)
+    result = compare(wrong, run_in_onnxruntime(fixture_model(name), feeds), run_in_onnxruntime(path, feeds), INT8,
+                     "onnxruntime")
+    assert not result.passed, result.as_dict()["outputs"]
