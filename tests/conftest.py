@@ -178,7 +178,7 @@ def read_npz(path: Path) -> dict:
 
 
 def assert_close_by_policy(reference: dict, actual: dict, policy: dict, where: str) -> None:
-    """Every reference output is present and within ``|a - r| <= max_abs + max_rel * |r|``."""
+    """Every reference output is present and within ``|a - r| <= max_abs + max_rel * |r| + scale_rel * max|r|``."""
     import numpy as np
 
     for name, ref in reference.items():
@@ -188,8 +188,9 @@ def assert_close_by_policy(reference: dict, actual: dict, policy: dict, where: s
             cosine = float(np.dot(a, r) / (np.linalg.norm(a) * np.linalg.norm(r))) if np.any(r) else 1.0
             assert cosine >= policy["min_cosine"], f"{where}: {name}: cosine {cosine}"
             continue
-        np.testing.assert_allclose(actual[name].reshape(ref.shape), ref, atol=policy["max_abs"], rtol=policy["max_rel"],
-                                   err_msg=f"{where}: {name}")
+        scale = float(np.abs(ref).max()) if ref.size and np.issubdtype(ref.dtype, np.floating) else 0.0
+        np.testing.assert_allclose(actual[name].reshape(ref.shape), ref, rtol=policy["max_rel"],
+                                   atol=policy["max_abs"] + policy.get("scale_rel", 0.0) * scale, err_msg=f"{where}: {name}")
 
 
 # -- world and recipe files for tests: start from a shipped one, change one thing, write it back ---

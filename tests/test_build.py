@@ -232,7 +232,7 @@ def strict_world(tmp_path) -> Path:
     data["name"] = "strict-world"
     data["variants"] = [v for v in data["variants"] if v["format"] in ("onnx", "openvino")]
     openvino = next(v for v in data["variants"] if v["format"] == "openvino")
-    openvino.update(name="openvino-fp16w", parity={"max_abs": 0.0, "max_rel": 0.0, "min_cosine": 1.0},
+    openvino.update(name="openvino-fp16w", parity={"max_abs": 0.0, "max_rel": 0.0, "scale_rel": 0.0, "min_cosine": 1.0},
                     options={"weights": "fp16"})
     return write_toml(tmp_path / "strict-world.toml", data)
 
