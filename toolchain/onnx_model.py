@@ -176,13 +176,14 @@ def _elem_type_name(elem_type: int) -> str:
 
 
 def _spec(value_info) -> TensorSpec:
+    """A value's name, dtype and dims; a negative dim (Paddle2ONNX writes ``dim_value: -1``) is dynamic."""
     tensor_type = value_info.type.tensor_type
     dtype = _elem_type_name(tensor_type.elem_type) if tensor_type.elem_type else "unknown"
     if not tensor_type.HasField("shape"):
         return TensorSpec(value_info.name, dtype, None)
     dims: list[int | str | None] = []
     for dim in tensor_type.shape.dim:
-        if dim.HasField("dim_value"):
+        if dim.HasField("dim_value") and dim.dim_value >= 0:
             dims.append(int(dim.dim_value))
         elif dim.HasField("dim_param") and dim.dim_param:
             dims.append(dim.dim_param)

@@ -63,8 +63,8 @@ def _check_sample_shape(name: str, shape: tuple[int, ...]) -> None:
                          f"(limit {MAX_SAMPLE_ELEMENTS:.3g})", hint=f"give smaller dims with --shape {name}=D0,D1,...")
 
 
-def load_inputs(path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
-    """Read user samples from an ``.npz`` whose keys are the model's input names."""
+def load_inputs(path, specs: list[TensorSpec], optional: set[str] = frozenset()) -> dict[str, np.ndarray]:
+    """Read user samples from an ``.npz`` whose keys are the model's input names (``optional`` may be absent)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             loaded = {k: np.asarray(data[k]) for k in data.files}
@@ -73,11 +73,11 @@ def load_inputs(path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
     except Exception as e:
         raise InputError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
     names = [s.name for s in specs]
-    missing = [n for n in names if n not in loaded]
+    missing = [n for n in names if n not in loaded and n not in optional]
     extra = [k for k in loaded if k not in names]
     if missing or extra:
         raise InputError(f"{path}: keys must be the model's inputs {names}; missing {missing}, unexpected {extra}")
-    for spec in specs:
+    for spec in (s for s in specs if s.name in loaded):
         value = loaded[spec.name]
         if spec.dtype != "unknown" and value.dtype != np.dtype(spec.dtype):
             raise InputError(f"{path}: '{spec.name}' has dtype {value.dtype}, the model wants {spec.dtype}")
@@ -87,7 +87,7 @@ def load_inputs(path, specs: list[TensorSpec]) -> dict[str, np.ndarray]:
             )
             if not ok:
                 raise InputError(f"{path}: '{spec.name}' has shape {list(value.shape)}, the model wants {list(spec.shape)}")
-    return {n: loaded[n] for n in names}
+    return {n: loaded[n] for n in names if n in loaded}
 
 
 @dataclass

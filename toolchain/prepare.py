@@ -84,9 +84,10 @@ def _parse_value(text: str, dtype: np.dtype, name: str) -> np.ndarray:
 def sample_inputs(specs: list[TensorSpec], sample_shapes: dict[str, tuple[int, ...]], inputs_path: Path | None,
                   seed: int, raw_bindings: dict[str, str | None]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Parity samples (from --inputs or seeded random) with bound inputs at their bound value."""
-    if inputs_path:
-        samples = load_inputs(inputs_path, specs)
+    if inputs_path:  # an input bound to a value (--bind sr=16000) need not be in the samples
+        samples = load_inputs(inputs_path, specs, optional={n for n, v in raw_bindings.items() if v is not None})
         bindings = resolve_bindings(raw_bindings, specs, samples)
+        samples = {s.name: bindings[s.name] if s.name not in samples else samples[s.name] for s in specs}
     else:
         bindings = resolve_bindings(raw_bindings, specs, None)
         free = [s for s in specs if s.name not in bindings]

@@ -88,3 +88,24 @@ def test_binding_an_input_the_model_lacks_is_a_usage_error(tmp_path):
 
     with pytest.raises(UsageError, match="'rate'.*inputs: x, sr"):
         run_pass("bind.inputs", source, tmp_path / "work", bindings={"rate": np.array(1, np.int64)})
+
+
+def test_an_input_bound_to_a_value_need_not_be_in_the_inputs_file(tmp_path):
+    from conftest import run_stackc
+
+    source = if_on_sample_rate(tmp_path / "vad.onnx")
+    samples = tmp_path / "x-only.npz"
+    np.savez(samples, x=_x(64))
+    done = run_stackc("prepare", source, "-o", tmp_path / "canonical.onnx", "--inputs", samples, "--bind", "sr=16000")
+    assert done.exit_code == 0, done.stderr
+    assert [i.name for i in onnx.load(str(tmp_path / "canonical.onnx")).graph.input] == ["x"]
+
+
+def test_an_input_frozen_without_a_value_must_still_be_in_the_inputs_file(tmp_path):
+    from conftest import assert_user_error, run_stackc
+
+    source = if_on_sample_rate(tmp_path / "vad.onnx")
+    samples = tmp_path / "x-only.npz"
+    np.savez(samples, x=_x(64))
+    failed = run_stackc("prepare", source, "-o", tmp_path / "canonical.onnx", "--inputs", samples, "--bind", "sr")
+    assert_user_error(failed, 3, "missing ['sr']")

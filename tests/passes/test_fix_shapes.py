@@ -80,3 +80,29 @@ def test_the_input_file_is_not_modified(tmp_path):
     before = source.read_bytes()
     fix(source, tmp_path, "edge-iot")
     assert source.read_bytes() == before
+
+
+def paddle_style_model(path):
+    """A conv net whose batch dim is ``dim_value: -1`` on its input and output, as Paddle2ONNX writes it."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "paddle",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 4, 8, 8])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_a_negative_dim_is_dynamic_not_a_fixed_size(tmp_path):
+    from conftest import run_stackc
+
+    model = paddle_style_model(tmp_path / "paddle.onnx")
+    assert graph_inputs(load_onnx(model))[0].shape == (None, 3, 8, 8)
+    prepared = fix(model, tmp_path, "edge-mobile", {"x": (2, 3, 8, 8)})
+    assert graph_inputs(load_onnx(prepared.path))[0].shape == (2, 3, 8, 8)
+    assert prepared.facts["fix.shapes"]["negative_dims_made_dynamic"] == 2
+    done = run_stackc("prepare", model, "-o", tmp_path / "canonical.onnx", "--shape", "x=1,3,8,8")
+    assert done.exit_code == 0, done.stderr

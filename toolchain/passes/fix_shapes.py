@@ -63,6 +63,18 @@ def concrete_shapes(inputs, user_shapes, target, fix_all: bool) -> dict[str, tup
     return result
 
 
+def clear_negative_dims(proto) -> int:
+    """Make every ``dim_value < 0`` an unknown dim: Paddle2ONNX marks a dynamic batch so, and the ONNX
+    checker, shape inference and converters read a negative dim as a (wrong) fixed size."""
+    count = 0
+    for value_info in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for dim in value_info.type.tensor_type.shape.dim:
+            if dim.HasField("dim_value") and dim.dim_value < 0:
+                dim.Clear()
+                count += 1
+    return count
+
+
 @register
 class FixShapes(Pass):
     id = "fix.shapes"
@@ -74,6 +86,7 @@ class FixShapes(Pass):
         import onnx
 
         proto = load_graph(model.path)
+        negative = clear_negative_dims(proto)
         fix_all = self.options.all_dims
         if fix_all is None:
             fix_all = bool(ctx.target and ctx.target.shapes.static)
@@ -103,4 +116,6 @@ class FixShapes(Pass):
         ctx.log.info("[fix.shapes] fixed %s; dynamic inputs left: %s", changed or "nothing", still_dynamic or "none")
         path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         notes = {"fixed": changed, "dim_values": dim_values, "still_dynamic": still_dynamic}
+        if negative:
+            notes["negative_dims_made_dynamic"] = negative
         return model.derive(path=path, facts={self.id: notes})
