@@ -151,3 +151,58 @@ def test_a_structurally_wrong_artifact_fails_the_int8_policy_too(tmp_path, wrong
     result = compare(wrong, run_in_onnxruntime(fixture_model(name), feeds), run_in_onnxruntime(path, feeds), INT8,
                      "onnxruntime")
     assert not result.passed, result.as_dict()["outputs"]
+
+
+# --- an already-int8 source ------------------------------------------------------------------------
+
+def test_an_int8_source_widens_float_policies_to_its_own_steps_and_never_tightens():
+    from toolchain.targets import for_int8_source
+
+    widened = for_int8_source(FP32)
+    assert widened.scale_rel > FP32.scale_rel and widened.min_cosine < FP32.min_cosine
+    assert widened.max_abs == FP32.max_abs and widened.max_rel == FP32.max_rel
+    assert for_int8_source(INT8) == INT8
+    loose = for_int8_source(FP16)
+    assert loose.min_cosine <= FP16.min_cosine and loose.scale_rel >= FP16.scale_rel and loose.min_snr_db <= FP16.min_snr_db
+
+
+@pytest.mark.parametrize("wrong", ["perturbed weight", "dropped op", "wrong GRU route"])
+def test_a_known_wrong_artifact_fails_even_at_an_int8_sources_tolerance(tmp_path, wrong):
+    from toolchain.targets import for_int8_source
+
+    name, edit = WRONG[wrong]
+    proto = onnx.load(str(fixture_model(name)))
+    edit(proto)
+    path = tmp_path / "wrong.onnx"
+    onnx.save(proto, str(path))
+    feeds = _feeds(name)
+    result = compare(wrong, run_in_onnxruntime(fixture_model(name), feeds), run_in_onnxruntime(path, feeds),
+                     for_int8_source(FP32), "onnxruntime")
+    assert not result.passed, result.as_dict()["outputs"]
+
+
+def test_the_float_variants_of_an_int8_source_are_judged_at_its_precision(tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from tests.conftest import build_bundle
+    from toolchain.passes.quantize_static import preprocess
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.samples = iter({"input": np.random.default_rng(i).standard_normal((1, 3, 32, 32)).astype(np.float32)}
+                                for i in range(8))
+
+        def get_next(self):
+            return next(self.samples, None)
+
+    prepared, _ = preprocess(fixture_model("resnet_tiny"), tmp_path / "pre.onnx", per_channel=True)
+    source = tmp_path / "resnet_int8.onnx"
+    quantize_static(str(prepared), str(source), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    manifest = build_bundle(source, "cloud", tmp_path / "out", "--shape", "input=1,3,32,32")["manifest"]
+    notes = next(s for s in manifest["preparation"]["steps"] if s["id"] == "load.check")["notes"]
+    assert notes["quantized_nodes"] > 0
+    for artifact in manifest["artifacts"]:
+        assert artifact["parity"]["passed"]
+        assert artifact["parity"]["policy_basis"].startswith("the source is int8")
+        assert artifact["parity"]["policy"]["scale_rel"] == pytest.approx(10 / 127)

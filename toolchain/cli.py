@@ -225,8 +225,9 @@ def _parse_bindings(binds) -> dict:
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMS",
               help="Concrete dims for an input, e.g. input=1,3,224,224 (repeatable).")
 @click.option("--bind", "binds", multiple=True, metavar="NAME[=VALUE]", help=BIND_HELP)
-@click.option("--inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Parity samples: an .npz whose keys are the model's input names.")
+@click.option("--inputs", type=click.Path(exists=True, path_type=Path),
+              help="Parity samples: an .npz keyed by input names, or a folder of images or .npy files "
+                   "(single-input models; images read as --calibration reads them).")
 @click.option("--seed", default=0, show_default=True, help="Seed of the random parity samples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the steps, interface and parity as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
@@ -264,8 +265,9 @@ def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, qu
 @click.option("--version", "bundle_version", default="0.1.0", show_default=True, help="Bundle version (semver).")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMS",
               help="Concrete dims for an input, e.g. input=1,3,224,224 (repeatable).")
-@click.option("--inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Parity samples: an .npz whose keys are the model's input names.")
+@click.option("--inputs", type=click.Path(exists=True, path_type=Path),
+              help="Parity samples: an .npz keyed by input names, or a folder of images or .npy files "
+                   "(single-input models; images read as --calibration reads them).")
 @click.option("--bind", "binds", multiple=True, metavar="NAME[=VALUE]", help=BIND_HELP)
 @click.option("--calibration", type=click.Path(exists=True, path_type=Path),
               help="Quantization calibration data: an .npz (keys = input names), a folder of .npy, or of images.")

@@ -21,7 +21,10 @@ def make_inputs(specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], see
     """Seeded random inputs that respect each input's dtype and (concrete) shape.
 
     Integers are drawn from [0, 16), valid ids for any vocabulary; inputs named like a mask get 0/1.
+    A float input shaped like a batch of images gets drawn images (``sample_images``), not noise.
     """
+    from .sample_images import image_layout, structured_images
+
     rng = np.random.default_rng(seed)
     inputs = {}
     for spec in specs:
@@ -37,6 +40,8 @@ def make_inputs(specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], see
         elif np.issubdtype(dtype, np.integer):
             high = 2 if "mask" in spec.name.lower() else INT_SAMPLE_HIGH  # masks are 0/1, ids any small value
             value = rng.integers(0, high, size=shape).astype(dtype)
+        elif np.issubdtype(dtype, np.floating) and image_layout(shape):
+            value = structured_images(shape, image_layout(shape), dtype, rng)
         elif np.issubdtype(dtype, np.floating):
             value = rng.standard_normal(size=shape).astype(dtype)
         else:
@@ -119,6 +124,7 @@ class ParityResult:
     measured_with: str
     evaluated_on: str | None = None  # set when judged on other samples than parity/samples.npz (int8)
     damaged_layers: list[dict[str, Any]] | None = None  # a failed int8 artifact's worst layers (precision.int8_parity)
+    policy_basis: str = ""  # why the policy differs from the variant's own (an int8 source)
 
     @property
     def passed(self) -> bool:
@@ -136,6 +142,7 @@ class ParityResult:
             "measured_with": self.measured_with,
             "measured_on": cpu_record(),  # int8 kernels differ by CPU: where this evidence came from
             "policy": self.policy.as_dict(),
+            **({"policy_basis": self.policy_basis} if self.policy_basis else {}),
             "outputs": [o.as_dict() for o in self.outputs],
         }
         if self.weak_outputs:

@@ -84,7 +84,11 @@ def _parse_value(text: str, dtype: np.dtype, name: str) -> np.ndarray:
 def sample_inputs(specs: list[TensorSpec], sample_shapes: dict[str, tuple[int, ...]], inputs_path: Path | None,
                   seed: int, raw_bindings: dict[str, str | None]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Parity samples (from --inputs or seeded random) with bound inputs at their bound value."""
-    if inputs_path:  # an input bound to a value (--bind sr=16000) need not be in the samples
+    if inputs_path and Path(inputs_path).is_dir():
+        bindings = resolve_bindings(raw_bindings, specs, None)
+        free = [s for s in specs if s.name not in bindings]
+        samples = {**_samples_from_folder(Path(inputs_path), free, sample_shapes), **bindings}
+    elif inputs_path:  # an input bound to a value (--bind sr=16000) need not be in the samples
         samples = load_inputs(inputs_path, specs, optional={n for n, v in raw_bindings.items() if v is not None})
         bindings = resolve_bindings(raw_bindings, specs, samples)
         samples = {s.name: bindings[s.name] if s.name not in samples else samples[s.name] for s in specs}
@@ -94,6 +98,24 @@ def sample_inputs(specs: list[TensorSpec], sample_shapes: dict[str, tuple[int, .
         samples = make_inputs(free, sample_shapes, seed)
         samples = {s.name: bindings[s.name] if s.name in bindings else samples[s.name] for s in specs}
     return {n: bindings.get(n, v) for n, v in samples.items()}, bindings
+
+
+def _samples_from_folder(folder: Path, specs: list[TensorSpec], shapes) -> dict[str, np.ndarray]:
+    """One parity sample from a folder of images or .npy files (read as ``--calibration`` reads them):
+    the first files in name order, as many as the input's batch dim holds."""
+    from .precision.calibration import load_calibration
+
+    missing = [s.name for s in specs if s.name not in shapes]
+    if missing:
+        raise UsageError(f"--inputs {folder}: give the dims of {missing} with --shape to read a folder")
+    found = load_calibration(folder, specs, shapes, count=64).samples
+    sample = {}
+    for spec in specs:
+        batch = shapes[spec.name][0] if shapes[spec.name] else 1
+        if len(found) < batch:
+            raise InputError(f"--inputs {folder}: {len(found)} sample(s) for a batch of {batch}")
+        sample[spec.name] = np.concatenate([found[i][spec.name] for i in range(batch)], axis=0)
+    return sample
 
 
 def reference_outputs(source_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..artifact import ModelArtifact
 from ..onnx_model import check_model, load_graph, opsets, save_onnx
 from ..precision import int8_portability
+from ..precision.quantization import count_quantized
 from . import register
 from .base import Pass, PassContext
 
@@ -44,6 +45,9 @@ class LoadCheck(Pass):
             "op_types": dict(sorted(ops.items())),
         }
         ctx.log.info("[load.check] IR %s, opsets %s, %d nodes", report["ir_version"], report["opsets"], report["nodes"])
+        quantized = count_quantized(proto).quantized_nodes
+        if quantized:  # an int8 source: its float variants are judged at its own precision (targets.for_int8_source)
+            report["quantized_nodes"] = quantized
         kernels = int8_portability.describe(proto)
         if kernels["integer_weights"]:
             report["int8_kernels"] = kernels
