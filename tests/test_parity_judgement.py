@@ -206,3 +206,21 @@ def test_the_float_variants_of_an_int8_source_are_judged_at_its_precision(tmp_pa
         assert artifact["parity"]["passed"]
         assert artifact["parity"]["policy_basis"].startswith("the source is int8")
         assert artifact["parity"]["policy"]["scale_rel"] == pytest.approx(10 / 127)
+
+
+def test_a_build_on_a_constant_output_says_its_evidence_is_weak_and_how_to_give_real_inputs(tmp_path):
+    from onnx import TensorProto, helper
+
+    from tests.conftest import run_stackc
+
+    # y = 0 * x + 1: whatever the input, the reference never varies
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "zero"], ["zx"]), helper.make_node("Add", ["zx", "one"], ["y"])],
+                              "constant", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+                              [numpy_helper.from_array(np.zeros((1, 8), np.float32), "zero"),
+                               numpy_helper.from_array(np.ones((1, 8), np.float32), "one")])
+    model = tmp_path / "constant.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)]), str(model))
+    done = run_stackc("build", model, "--target", "cloud", "--out", tmp_path / "out")
+    assert done.exit_code == 0, done.stderr
+    assert "weak evidence: y" in done.stdout and "--inputs" in done.stdout

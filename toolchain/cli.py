@@ -304,11 +304,19 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, cal
                                "parity_failed": result.parity_failed, "timings": result.timings,
                                "manifest": result.manifest}, indent=2))
         return
+    weak = False
     for artifact in result.manifest["artifacts"]:
         verdict = "parity ok" if artifact["parity"]["passed"] else "PARITY FAILED (allowed)"
+        if artifact["parity"].get("evidence") == "weak":
+            verdict += f" (weak evidence: {', '.join(artifact['parity']['weak_outputs'])})"
+            weak = True
         click.echo(f"  {artifact['variant']:<16} {artifact['path']:<44} {artifact['size']:>10} B  {verdict}")
     for missing in result.manifest.get("missing", []):
         click.echo(f"  {missing['variant']:<16} MISSING: {missing['reason']}")
+    if weak:
+        from .parity import WEAK_EVIDENCE_HINT
+
+        click.echo(f"note: {WEAK_EVIDENCE_HINT}")
     click.echo(f"bundle: {result.bundle}")
     click.echo(f"archive: {result.archive}")
 
@@ -345,8 +353,9 @@ def inspect(bundle, as_json):
                     click.echo(f"    platforms: {'; '.join(described)}")
                 if artifact["conversion"]:
                     click.echo(f"    conversion: {artifact['conversion']}")
+                weak = f"; weak evidence: {', '.join(parity['weak_outputs'])}" if parity.get("evidence") == "weak" else ""
                 click.echo(f"    parity: {'pass' if parity['passed'] else 'FAIL'} ({len(parity['outputs'])} outputs, "
-                           f"max abs {worst:.3g}; {parity['measured_with']})")
+                           f"max abs {worst:.3g}; {parity['measured_with']}{weak})")
         except (KeyError, TypeError):
             from .errors import BundleError
 
