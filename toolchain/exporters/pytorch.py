@@ -1,21 +1,19 @@
 """PyTorch sources: ExportedProgram (.pt2) and TorchScript (.pt/.jit) to ONNX with torch.onnx.export.
 
 The dynamo-based exporter is tried first and the TorchScript-based one is the fallback; the
-method that worked, and why the others did not, go to the manifest. Nothing is unpickled beyond
-what ``torch.load(weights_only=True)`` accepts: a .pt2 archive whose pickled members need more
-is refused before ``torch.export.load`` sees it (that loader falls back to full unpickling).
+method that worked, and why the others did not, go to the manifest. A .pt2 reaches
+``torch.export.load`` only after ``allowlist.check_pt2`` has held every member to the current
+torch.export.save layout: weights-only pickles, a plain aten graph, no legacy or native members.
 """
 from __future__ import annotations
 
-import io
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError, PassError
 from ..onnx_model import load_onnx, save_onnx
+from .allowlist import check_pt2
 from ._common import (
     SCALAR_KINDS,
     ExportedSource,
@@ -45,7 +43,7 @@ def _torch():
 def export(kind: str, path: Path, work_dir: Path, *, shapes, inputs_path, target, seed) -> ExportedSource:
     torch = _torch()
     if kind == "torch-export":
-        _refuse_unsafe_pickles(path, torch)
+        check_pt2(path)  # before torch.export.load: it unpickles, dlopens and execs what the archive holds
         module, declared, recorded = _load_exported_program(path, torch)
     else:
         module, declared, recorded = _load_torchscript(path, torch)
@@ -81,42 +79,6 @@ def export(kind: str, path: Path, work_dir: Path, *, shapes, inputs_path, target
 
 
 # -- loading ---------------------------------------------------------------------------------------
-
-
-def _refuse_unsafe_pickles(path: Path, torch) -> None:
-    """Every pickled member torch.export.load would read must load with weights_only=True."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            root = next(n for n in names if n.rsplit("/", 1)[-1] == "archive_format")[: -len("archive_format")]
-            pickled = []
-            for name in names:
-                rel = name[len(root):]
-                if rel.startswith("data/sample_inputs/") or rel in {f"data/weights/{m}.pt" for m in _models(names, root)} \
-                        or rel in {f"data/constants/{m}.pt" for m in _models(names, root)}:
-                    pickled.append(name)
-                if rel.endswith(("_weights_config.json", "_constants_config.json")):
-                    folder = rel.rsplit("/", 1)[0]
-                    for meta in json.loads(archive.read(name)).get("config", {}).values():
-                        member = f"{root}{folder}/{meta.get('path_name', '')}"
-                        if meta.get("path_name", "").startswith("opaque_obj_"):
-                            raise InputError(f"{path.name}: holds an opaque Python object that only a full unpickle "
-                                             "can load; stackc refuses it (re-export without opaque constants)")
-                        if meta.get("use_pickle"):
-                            pickled.append(member)
-            for name in pickled:
-                try:
-                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)
-                except Exception:
-                    raise InputError(f"{path.name}: member '{name}' needs a full unpickle (arbitrary code); "
-                                     "stackc refuses it (save tensors only, e.g. re-run torch.export.save)") from None
-    except (KeyError, StopIteration, ValueError, zipfile.BadZipFile) as e:
-        raise InputError(f"{path.name}: not a readable torch.export archive ({type(e).__name__})") from None
-
-
-def _models(names: list[str], root: str) -> list[str]:
-    return [n[len(root) + len("models/"):-len(".json")] for n in names
-            if n.startswith(root + "models/") and n.endswith(".json")]
 
 
 def _load_exported_program(path: Path, torch):
