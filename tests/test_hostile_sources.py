@@ -177,3 +177,51 @@ def test_genuine_dynamic_pt2_passes_the_allowlist(pt2):
     from toolchain.exporters.allowlist import check_pt2
 
     check_pt2(pt2)
+
+
+# -- TensorFlow SavedModel -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory) -> dict:
+    """SavedModels whose serving function writes a file (tf.io.write_file) or runs Python (tf.py_function)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    tf = pytest.importorskip("tensorflow")
+    folder = tmp_path_factory.mktemp("savedmodels")
+    made = {}
+    for kind in ("write_file", "py_function"):
+        marker = folder / f"{kind}-pwned"
+
+        def side_effect(marker=marker, kind=kind):
+            if kind == "write_file":
+                tf.io.write_file(str(marker), "owned")
+            else:
+                tf.py_function(lambda: float(open(marker, "w").close() is None), [], tf.float32)
+
+        class Hostile(tf.Module):
+            def __init__(self):
+                super().__init__()
+                self.w = tf.Variable(tf.ones([4, 3]))
+
+            @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+            def serve(self, x):
+                side_effect()
+                return {"y": tf.matmul(x, self.w)}
+
+        module = Hostile()
+        tf.saved_model.save(module, str(folder / kind), signatures={"serving_default": module.serve})
+        assert not marker.exists()
+        made[kind] = (folder / kind, marker)
+    return made
+
+
+@pytest.mark.parametrize("kind, op", [("write_file", "WriteFile"), ("py_function", "EagerPyFunc")])
+def test_saved_model_whose_signature_touches_files_or_python_is_refused_unloaded_with_exit_3(saved_models, kind,
+                                                                                              op, tmp_path):
+    model, marker = saved_models[kind]
+    result = run_stackc("prepare", model, "-o", tmp_path / "canonical.onnx")
+    line = assert_user_error(result, 3, model.name, f"TensorFlow op '{op}'", "refuses it unloaded")
+    assert not marker.exists(), line
+    assert not (tmp_path / "canonical.onnx").exists()

@@ -1,6 +1,7 @@
 """TensorFlow sources: SavedModel folders and Keras .keras/.h5 files to ONNX with tf2onnx.
 
-Keras files load with ``safe_mode=True`` (no deserialised Python lambdas). A SavedModel loads with
+Keras files load with ``safe_mode=True`` (no deserialised Python lambdas). A SavedModel is first held
+to ``allowlist.check_saved_model`` (tensor ops only, no file, network or Python ops), then loads with
 ``tf.saved_model.load`` and exports its serving signature; one that only the TF1 loader reads
 (``tf.compat.v1.saved_model.loader``) is frozen in a session and exported from its GraphDef.
 Inputs keep the names a user knows (Keras input names, signature keys), never ``x:0``.
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError, PassError
+from .allowlist import check_saved_model
 from ._common import (ExportedSource, SourceInput, example_inputs, finish_export, first_line, quiet_exporter,
                       tidy_onnx)
 
@@ -41,6 +43,7 @@ def export(kind: str, path: Path, work_dir: Path, *, shapes, inputs_path, target
     if kind in ("keras", "keras-h5"):
         result = _export_keras(path, tf, tf2onnx, shapes, inputs_path, target, seed, static)
     else:
+        check_saved_model(path)  # before any loader: a SavedModel's graph runs when loaded and served
         result = _export_saved_model(path, tf, tf2onnx, shapes, inputs_path, target, seed, static)
     model_proto, outputs, examples, method, renames = result
     facts = {

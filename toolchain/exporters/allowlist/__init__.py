@@ -8,5 +8,6 @@ while the file is still unloaded. Nothing here imports torch or tensorflow at mo
 from __future__ import annotations
 
 from .pt2 import check_pt2
+from .savedmodel import check_saved_model
 
-__all__ = ["check_pt2"]
+__all__ = ["check_pt2", "check_saved_model"]
