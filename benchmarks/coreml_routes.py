@@ -383,8 +383,8 @@ def _save_saved_model(keras, output_count: int, folder: Path) -> Path:
             raise ValueError(f"onnx2tf's model has {len(outputs)} outputs, the ONNX model {output_count}")
         return {OUTPUT_KEY.format(i): value for i, value in enumerate(outputs)}
 
-    holder = variable_holder(keras)
-    tf.saved_model.save(holder, str(folder), signatures={"serving_default": serve.get_concrete_function()})
+    function = serve.get_concrete_function()
+    tf.saved_model.save(variable_holder(keras, function), str(folder), signatures={"serving_default": function})
     return folder
 
 

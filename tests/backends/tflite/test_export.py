@@ -32,3 +32,20 @@ def test_full_integer_calibration_feeds_each_input_its_own_samples_whatever_the_
     want = first / 100 + second * 100
     cosine = float(np.dot(got.ravel(), want.ravel()) / (np.linalg.norm(got) * np.linalg.norm(want)))
     assert cosine > 0.99, f"cosine {cosine:.3f}: an input was quantized with the other input's range"
+
+
+def test_a_model_using_variables_keras_does_not_track_still_gets_its_signature():
+    """onnx2tf makes some kernels (Paddle's depthwise convs with strides [2, 1]) as tf.Variables outside
+    Keras's tracking; TensorFlow then silently wrote a .tflite without signatures."""
+    import tensorflow as tf
+    import tf_keras as keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    untracked = tf.Variable(np.full((1, 4), 2.0, np.float32), name="untracked_kernel")
+    x = keras.Input(shape=(4,), batch_size=1)
+    model = keras.Model(x, keras.layers.Lambda(lambda t: t * untracked)(x))
+    assert not model.variables
+    tflite = to_tflite(model, [TensorKey("x", (1, 4), "float32")], ["y"], "fp32")
+    run = Interpreter(model_content=tflite).get_signature_runner("serving_default")
+    value = np.arange(4, dtype=np.float32)[None]
+    np.testing.assert_allclose(run(x=value)["y"], value * 2.0)

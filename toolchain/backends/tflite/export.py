@@ -49,7 +49,8 @@ def to_tflite(model, inputs: list[TensorKey], output_keys: list[str], precision:
             raise ValueError(f"onnx2tf's model has {len(outputs)} outputs, the ONNX model {len(output_keys)}")
         return {key: value for key, value in zip(output_keys, outputs)}
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], variable_holder(model))
+    function = serve.get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], variable_holder(model, function))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -83,17 +84,22 @@ def to_tflite(model, inputs: list[TensorKey], output_keys: list[str], precision:
         raise
 
 
-def variable_holder(model):
-    """What TFLiteConverter saves beside the function: the model's variables only, not the Keras model.
+def variable_holder(model, function):
+    """What TFLiteConverter saves beside the function: the variables it uses, not the Keras model.
 
     Given the Keras model, the converter's SavedModel step serialises its config, and onnx2tf's
     layers carry their weights as Python lists there: 19 s of JSON for a 28 MB CNN, 0.7 s without
     it (benchmarks/builds.py), the same ``.tflite`` bytes either way (the graph holds the weights).
+    Every variable the traced function captures must be tracked, not only ``model.variables``:
+    onnx2tf makes some (depthwise kernels of Paddle models) outside Keras's tracking, the SavedModel
+    step then fails, and TensorFlow silently falls back to a conversion that writes no signature
+    ("Invalid signature_key provided: serving_default" on a Paddle OCR classifier).
     """
     import tensorflow as tf
 
     holder = tf.Module()
-    holder.model_variables = list(model.variables)
+    captured = [*model.variables, *function.graph.variables]
+    holder.model_variables = list({id(v): v for v in captured}.values())
     return holder
 
 
