@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 
 from ...errors import MissingDependencyError
 
@@ -23,7 +24,18 @@ def hide_progress_bars() -> None:
     os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+_IMPORTING = threading.Lock()
+
+
 def coremltools():
+    """The coremltools module, imported once; variants run in threads, and a second thread must wait for
+    the first one's import, not take the half-initialised module from ``sys.modules`` (measured: two Core
+    ML variants failed with "partially initialized module 'coremltools' has no attribute 'utils'")."""
+    with _IMPORTING:
+        return _import()
+
+
+def _import():
     if "coremltools" in sys.modules:
         return sys.modules["coremltools"]
     hidden = [name for name in _FRAMEWORKS if name not in sys.modules]

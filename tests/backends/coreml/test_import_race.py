@@ -1,0 +1,32 @@
+"""Two Core ML variants convert and run in parallel threads: coremltools must be imported once, fully."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("coremltools")
+
+SCRIPT = """
+import threading
+from toolchain.backends.coreml._ct import coremltools
+errors = []
+start = threading.Barrier(4)
+def use():
+    start.wait()
+    try:
+        coremltools().utils.load_spec  # a half-imported module has no 'utils' yet
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=use) for _ in range(4)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(errors or "ok")
+"""
+
+
+def test_threads_importing_coremltools_at_once_all_get_the_whole_module():
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "ok", done.stdout
