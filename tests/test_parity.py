@@ -156,7 +156,8 @@ def test_parity_result_as_dict_records_policy_and_metrics():
     ref = {"y": np.ones((1, 3), np.float32)}
     record = compare("onnx-fp32", ref, {"y": np.ones((1, 3), np.float32)}, POLICY, "onnxruntime").as_dict()
     assert record["passed"] is True and record["measured_with"] == "onnxruntime"
-    assert record["policy"] == {"max_abs": 1e-4, "max_rel": 1e-3, "scale_rel": 0.0, "min_cosine": 0.9999}
+    assert record["policy"] == {"max_abs": 1e-4, "max_rel": 1e-3, "scale_rel": 0.0, "max_outliers": 0.0,
+                                "min_cosine": 0.9999}
     assert {"name", "passed", "shape", "max_abs", "max_rel", "mean_abs", "cosine"} <= set(record["outputs"][0])
 
 

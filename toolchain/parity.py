@@ -110,6 +110,7 @@ class OutputResult:
     top5: float | None = None  # share of rows whose reference top-1 class is among the artifact's top 5
     scale: float | None = None  # the reference's largest magnitude: what scale_rel is relative to
     judged: str = ""            # how the values were judged, when not by every metric (a tiny signal)
+    outliers: int | None = None  # values outside the element-wise bound that the policy's max_outliers allowed
     weak: str = ""              # why a pass here proves little (the reference barely varies)
 
     def as_dict(self) -> dict[str, Any]:
@@ -173,6 +174,7 @@ def top_k_agreement(ref: np.ndarray, got: np.ndarray, k: int) -> float:
     return float(np.mean(chosen >= kth))
 
 
+MIN_VALUES_FOR_OUTLIERS = 1000  # a smaller output is judged value by value, with no outliers allowed
 SIGNAL_OVER_FLOOR = 1.0  # cosine and SNR judge an output whose RMS stands above the element-wise tolerance floor
 BARELY_VARIES = 1e-3      # a reference whose spread is below this share of its scale (or of the floor) is weak evidence
 WEAK_EVIDENCE_HINT = ("the reference output barely varies on these samples, so agreement proves little: "
@@ -246,7 +248,10 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
     problems = []
     if policy.max_abs is not None:
         bad = diff > floor + policy.max_rel * np.abs(r)
-        if bad.any():
+        allowed = int(policy.max_outliers * diff.size) if diff.size >= MIN_VALUES_FOR_OUTLIERS else 0
+        if 0 < bad.sum() <= allowed:
+            result.outliers = int(bad.sum())
+        elif bad.any():
             worst = int(np.argmax(diff - policy.max_rel * np.abs(r)))
             problems.append(f"{int(bad.sum())} of {diff.size} values outside max_abs {policy.max_abs:g} + max_rel "
                             f"{policy.max_rel:g} + scale_rel {policy.scale_rel:g} x scale {scale:.3g} (worst: "

@@ -53,6 +53,7 @@ class ParityPolicy:
     max_abs: float | None = 1e-4
     max_rel: float = 1e-3
     scale_rel: float = 0.0
+    max_outliers: float = 0.0  # share of an output's values (of 1000 or more) allowed outside the element-wise bound
     min_cosine: float = 0.9999
     min_snr_db: float | None = None
     min_top1: float | None = None
@@ -63,6 +64,7 @@ class ParityPolicy:
         if self.max_abs is None:
             shown.pop("max_rel", None)  # only meaningful with max_abs
             shown.pop("scale_rel", None)
+            shown.pop("max_outliers", None)
         return shown
 
 
@@ -71,9 +73,14 @@ class ParityPolicy:
 # top-1 agreement over many samples), since element-wise bounds say nothing useful about it.
 # scale_rel: fp32 about 170 float32 ulps of the output's largest value, fp16 about 10 float16 ulps
 # (a detector's fp16 boxes near 320 err by 0.34 = 1.1e-3 of the scale while cosine stays 1.000000).
+# max_outliers: fp16 rounding accumulates through deep CNNs and lands hard on a few values where a
+# steep function (a sigmoid's middle) amplifies it: PP-OCR text detectors under Core ML fp16 move
+# 0.26-0.57 % of their probability map by up to 0.22 at SNR 34.5-35.6 dB (traced op by op: ~2 % of
+# the feature scale through hard-swish backbones). Cosine and SNR still judge the whole output, and
+# every known-wrong artifact in tests/test_parity_judgement.py fails them (SNR <= 26.8 dB).
 PRECISION_POLICIES = {
     "fp32": ParityPolicy(max_abs=1e-4, max_rel=1e-3, scale_rel=1e-5, min_cosine=0.9999),
-    "fp16": ParityPolicy(max_abs=2e-2, max_rel=2e-2, scale_rel=5e-3, min_cosine=0.999, min_snr_db=30.0),
+    "fp16": ParityPolicy(max_abs=2e-2, max_rel=2e-2, scale_rel=5e-3, max_outliers=0.01, min_cosine=0.999, min_snr_db=30.0),
     "int8": ParityPolicy(max_abs=None, min_cosine=0.99, min_snr_db=15.0, min_top1=0.95, min_top5=0.99),
 }
 
@@ -173,6 +180,7 @@ def _parse_policy(table: Table, base: ParityPolicy | None = None) -> ParityPolic
         max_abs=table.get("max_abs", float, base.max_abs),
         max_rel=table.get("max_rel", float, base.max_rel),
         scale_rel=table.get("scale_rel", float, base.scale_rel),
+        max_outliers=table.get("max_outliers", float, base.max_outliers),
         min_cosine=table.get("min_cosine", float, base.min_cosine),
         min_snr_db=table.get("min_snr_db", float, base.min_snr_db),
         min_top1=table.get("min_top1", float, base.min_top1),
