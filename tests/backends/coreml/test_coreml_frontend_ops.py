@@ -59,6 +59,7 @@ CASES = {
     "where": case("Where", [2, 3], {}, [np.array([[True, False, True]]), f32(2, 3)], extra_inputs=["cond_first"]),
     "layer_norm_two_axes": case("LayerNormalization", [2, 3, 4], {"axis": -2}, [f32(3, 4), f32(3, 4)]),
     "batch_norm": case("BatchNormalization", [2, 3, 4], {}, [f32(3), f32(3), f32(3), np.abs(f32(3)) + 0.5]),
+    "lrn": case("LRN", [1, 7, 5, 5], {"size": 5, "alpha": 0.02, "beta": 0.75, "bias": 2.0}),
     "hard_swish": case("HardSwish", [2, 5]),
     "gelu_tanh": case("Gelu", [2, 5], {"approximate": "tanh"}, opset=20),
     "flatten_axis2": case("Flatten", [2, 3, 4, 5], {"axis": 2}),

@@ -106,6 +106,8 @@ CASES = {
     "batch_norm": (dict(x=X, mean=rand(3), variance=rand(3, low=0.5, high=1), gamma=rand(3), beta=rand(3),
                         epsilon=1e-5), None),
     "instance_norm": (dict(x=X, gamma=rand(3), beta=rand(3), epsilon=1e-5), None),
+    "local_response_norm": (dict(x=X, size=3, alpha=0.05, beta=0.75, k=2.0),
+                            ort("LRN", [X], size=3, alpha=0.05, beta=0.75, bias=2.0)),
     "reduce_mean": (dict(x=X, axes=[1, 3], keep_dims=True), ort("ReduceMean", [X, np.array([1, 3])], opset=18)),
     "reduce_sum": (dict(x=X, axes=[0], keep_dims=False), ort("ReduceSum", [X, np.array([0])], keepdims=0)),
     "reduce_max": (dict(x=X, axes=[2], keep_dims=True), ort("ReduceMax", [X, np.array([2])], opset=18)),

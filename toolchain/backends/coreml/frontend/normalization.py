@@ -44,3 +44,13 @@ def instance_norm(ctx, inputs, *, epsilon=1e-5):
     gamma = const_input(ctx, inputs[1], "InstanceNormalization scale").astype(dtype)
     beta = const_input(ctx, inputs[2], "InstanceNormalization bias").astype(dtype)
     return [_mb().instance_norm(x=x, gamma=gamma, beta=beta, epsilon=np.array(epsilon, dtype=dtype))]
+
+
+@converts("LRN")
+def local_response_norm(ctx, inputs, *, size, alpha=1e-4, beta=0.75, bias=1.0):
+    """ONNX LRN and MIL local_response_norm share one formula: x / (bias + alpha / size * sum(x^2))^beta
+    over a window of ``size`` channels (AlexNet, GoogLeNet and other classic ImageNet CNNs)."""
+    x = inputs[0]
+    dtype = np_dtype(x)
+    return [_mb().local_response_norm(x=x, size=int(size), alpha=np.array(alpha, dtype=dtype),
+                                      beta=np.array(beta, dtype=dtype), k=np.array(bias, dtype=dtype))]

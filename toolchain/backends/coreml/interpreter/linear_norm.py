@@ -103,3 +103,14 @@ def _arg(fn):
 
 mil_op("reduce_argmax")(_arg(np.argmax))
 mil_op("reduce_argmin")(_arg(np.argmin))
+
+
+@mil_op("local_response_norm")
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """x / (k + alpha / size * sum of x^2 over channels c - (size-1)//2 .. c + size//2)^beta (axis 1)."""
+    (a,) = compute(np.asarray(x))
+    size = int(size)
+    squares = a * a
+    padded = np.pad(squares, [(0, 0), ((size - 1) // 2, size // 2)] + [(0, 0)] * (a.ndim - 2))
+    window = sum(padded[:, i:i + a.shape[1]] for i in range(size))
+    return a / (np.float32(k) + np.float32(alpha) / size * window) ** np.float32(beta)
