@@ -56,3 +56,35 @@ def test_a_folder_of_npy_files_is_accepted_as_inputs(tmp_path):
     done = run_stackc("prepare", fixture_model("resnet_tiny"), "-o", tmp_path / "canonical.onnx", "--inputs", folder,
                       "--shape", "input=1,3,32,32")
     assert done.exit_code == 0, done.stderr
+
+
+def _embedding_model(path):
+    """ids -> Cast -> Gather into a 4-row role table, plus a 13-row one reached through Unsqueeze."""
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["roles"], ["roles64"], to=TensorProto.INT64),
+         helper.make_node("Gather", ["role_table", "roles64"], ["role_vectors"]),
+         helper.make_node("Unsqueeze", ["distances", "axis0"], ["distances_1"]),
+         helper.make_node("Gather", ["distance_table", "distances_1"], ["distance_vectors"]),
+         helper.make_node("ReduceSum", ["distance_vectors", "axis0"], ["pooled"], keepdims=0)],
+        "embeddings", [helper.make_tensor_value_info("roles", TensorProto.INT32, [1, 32]),
+                       helper.make_tensor_value_info("distances", TensorProto.INT64, [1, 32, 32])],
+        [helper.make_tensor_value_info("role_vectors", TensorProto.FLOAT, [1, 32, 8]),
+         helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [32, 32, 8])],
+        [numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 8)).astype(np.float32), "role_table"),
+         numpy_helper.from_array(np.random.default_rng(1).standard_normal((13, 8)).astype(np.float32), "distance_table"),
+         numpy_helper.from_array(np.array([0], np.int64), "axis0")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_random_ids_stay_inside_the_tables_they_index(tmp_path):
+    from toolchain.onnx_model import graph_inputs, index_bounds, load_onnx
+
+    proto = load_onnx(_embedding_model(tmp_path / "embeddings.onnx"))
+    bounds = index_bounds(proto)
+    assert bounds == {"roles": 4, "distances": 13}
+    specs = graph_inputs(proto)
+    samples = make_inputs(specs, {s.name: tuple(s.shape) for s in specs}, seed=0, bounds=bounds)
+    assert samples["roles"].max() < 4 and samples["distances"].max() < 13 and samples["distances"].max() >= 10
+    done = run_stackc("prepare", tmp_path / "embeddings.onnx", "-o", tmp_path / "canonical.onnx")
+    assert done.exit_code == 0, done.stderr  # random ids in [0, 16) made the source itself fail

@@ -202,6 +202,42 @@ def graph_outputs(model) -> list[TensorSpec]:
     return [_spec(v) for v in model.graph.output]
 
 
+_INDEX_PASSTHROUGH = {"Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten"}
+
+
+def index_bounds(model) -> dict[str, int]:
+    """{integer input: exclusive upper bound} for inputs used as ``Gather`` indices into a constant table.
+
+    Random ids must index every embedding they reach: a role input feeding a 4-row table with ids
+    up to 15 makes the source model itself fail in onnxruntime. Ids pass through Cast / Reshape /
+    (Un)Squeeze / Flatten / Identity on their way; the bound is the smallest table they reach.
+    """
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for position, name in enumerate(node.input):
+            consumers.setdefault(name, []).append((node, position))
+    bounds: dict[str, int] = {}
+    for spec in graph_inputs(model):
+        if "int" not in spec.dtype:
+            continue
+        frontier, seen = [spec.name], set()
+        while frontier:
+            name = frontier.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for node, position in consumers.get(name, []):
+                if node.op_type == "Gather" and position == 1 and node.input[0] in shapes:
+                    axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+                    dims = shapes[node.input[0]]
+                    if dims and -len(dims) <= axis < len(dims) and dims[axis] > 0:
+                        bounds[spec.name] = min(bounds.get(spec.name, dims[axis]), int(dims[axis]))
+                elif node.op_type in _INDEX_PASSTHROUGH and position == 0:
+                    frontier.extend(node.output)
+    return bounds
+
+
 def opsets(model) -> dict[str, int]:
     return {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import}
 

@@ -17,10 +17,12 @@ from .targets import ParityPolicy
 INT_SAMPLE_HIGH = 16  # random integer inputs are drawn from [0, 16): valid ids for any vocabulary
 
 
-def make_inputs(specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
+def make_inputs(specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], seed: int = 0,
+                bounds: dict[str, int] | None = None) -> dict[str, np.ndarray]:
     """Seeded random inputs that respect each input's dtype and (concrete) shape.
 
-    Integers are drawn from [0, 16), valid ids for any vocabulary; inputs named like a mask get 0/1.
+    Integers are drawn from [0, 16), or below ``bounds[name]`` (``onnx_model.index_bounds``: the smallest
+    table the ids index); inputs named like a mask get 0/1.
     A float input shaped like a batch of images gets drawn images (``sample_images``), not noise.
     """
     from .sample_images import image_layout, structured_images
@@ -39,6 +41,7 @@ def make_inputs(specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]], see
             value = rng.integers(0, 2, size=shape).astype(bool)
         elif np.issubdtype(dtype, np.integer):
             high = 2 if "mask" in spec.name.lower() else INT_SAMPLE_HIGH  # masks are 0/1, ids any small value
+            high = max(1, min(high, (bounds or {}).get(spec.name, high)))
             value = rng.integers(0, high, size=shape).astype(dtype)
         elif np.issubdtype(dtype, np.floating) and image_layout(shape):
             value = structured_images(shape, image_layout(shape), dtype, rng)

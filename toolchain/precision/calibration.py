@@ -46,10 +46,11 @@ class CalibrationSet:
 
 
 def load_calibration(source: str | Path | None, specs: list[TensorSpec], shapes: dict[str, tuple[int, ...]],
-                     *, count: int = 16, seed: int = 0, preprocessing: Preprocessing | None = None) -> CalibrationSet:
+                     *, count: int = 16, seed: int = 0, preprocessing: Preprocessing | None = None,
+                     bounds: dict[str, int] | None = None) -> CalibrationSet:
     """Samples keyed by input name, each with the concrete shape the prepared model has."""
     if source is None:
-        samples = [make_inputs(specs, shapes, seed + i) for i in range(count)]
+        samples = [make_inputs(specs, shapes, seed + i, bounds) for i in range(count)]
         return CalibrationSet(samples, f"random (seed {seed}, {count} samples)", proven=False)
     path = Path(source)
     if path.is_file() and path.suffix == ".npz":

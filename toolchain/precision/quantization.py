@@ -136,7 +136,7 @@ def calibration_samples(model_path: Path, facts: dict[str, Any], ctx, count: int
     """
     from .calibration import load_calibration
     from ..interface import interface_of, to_artifact_inputs
-    from ..onnx_model import TensorSpec, graph_inputs, load_onnx
+    from ..onnx_model import TensorSpec, graph_inputs, index_bounds, load_onnx
     from ..passes.fix_shapes import concrete_shapes
 
     proto = load_onnx(model_path, load_external_data=False)
@@ -144,7 +144,8 @@ def calibration_samples(model_path: Path, facts: dict[str, Any], ctx, count: int
     specs = [TensorSpec(renamed.get(s.name, s.name), s.dtype, s.shape) for s in graph_inputs(proto)]
     known = {s.name for s in specs}
     shapes = concrete_shapes(specs, {k: v for k, v in ctx.shapes.items() if k in known}, ctx.target, fix_all=True)
-    calibration = load_calibration(ctx.extras.get("calibration"), specs, shapes, count=count,
+    bounds = {renamed.get(name, name): high for name, high in index_bounds(proto).items()}
+    calibration = load_calibration(ctx.extras.get("calibration"), specs, shapes, count=count, bounds=bounds,
                                    seed=int(ctx.extras.get("seed") or 0))
     calibration.samples = [to_artifact_inputs(facts, s) for s in calibration.samples[:count]]
     return calibration

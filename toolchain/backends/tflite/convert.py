@@ -8,7 +8,7 @@ import numpy as np
 
 from ...artifact import ModelArtifact
 from ...errors import PassError
-from ...onnx_model import graph_inputs, graph_outputs, load_onnx
+from ...onnx_model import graph_inputs, graph_outputs, index_bounds, load_onnx
 from ...parity import compare, make_inputs
 from ...precision.quantization import calibration_samples
 from .. import onnx_runtime
@@ -29,8 +29,9 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
                         f"(give --shape NAME=D0,D1,... or use a world with static shapes)")
     seed = int(ctx.extras.get("seed", 0) or 0)
     shapes = {s.name: tuple(s.shape) for s in in_specs}
-    samples = make_inputs(in_specs, shapes, seed)
-    probe = make_inputs(in_specs, shapes, seed + 1)
+    bounds = index_bounds(proto)
+    samples = make_inputs(in_specs, shapes, seed, bounds)
+    probe = make_inputs(in_specs, shapes, seed + 1, bounds)
     prepared = ModelArtifact(onnx_path, "onnx")
     reference = onnx_runtime.run(prepared, samples)
     probe_reference = onnx_runtime.run(prepared, probe)
