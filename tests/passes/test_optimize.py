@@ -57,3 +57,23 @@ def test_unknown_option_names_the_known_ones():
 def test_list_options_must_be_lists():
     with pytest.raises(InputError, match="skip_optimizations"):
         get_pass("optimize")({"skip_optimizations": 3})
+
+
+def test_an_input_no_node_reads_stays_in_the_signature(tmp_path):
+    """onnxslim drops unused inputs; an app still feeds them, so stackc puts them back."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from conftest import run_stackc
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "unused",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+                               helper.make_tensor_value_info("token_type_ids", TensorProto.INT64, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = tmp_path / "unused.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(model))
+    done = run_stackc("prepare", model, "-o", tmp_path / "canonical.onnx")
+    assert done.exit_code == 0, done.stderr
+    assert [i.name for i in onnx.load(str(tmp_path / "canonical.onnx")).graph.input] == ["x", "token_type_ids"]
+    built = run_stackc("build", model, "--target", "cloud", "--out", tmp_path / "out")
+    assert built.exit_code == 0, built.stderr

@@ -49,6 +49,7 @@ class Optimize(Pass):
         slimmed = onnxslim.slim(proto, **kwargs)
         if slimmed is None:
             raise RuntimeError("onnxslim returned no model")
+        restored = restore_unused_inputs(proto, slimmed)
         _keep_signature(proto, slimmed)
         moved = constants_to_initializers(slimmed.graph)
         after = len(slimmed.graph.node)
@@ -57,6 +58,8 @@ class Optimize(Pass):
         path = save_onnx(slimmed, out_dir / "model.onnx")
         notes = {"nodes_before": before, "nodes_after": after, "constants_to_initializers": moved,
                  "constant_nodes_left": left}
+        if restored:
+            notes["unused_inputs_kept"] = restored
         return model.derive(path=path, facts={self.id: notes})
 
 
@@ -114,6 +117,22 @@ def _scalar_or_list(attr):
              "value_ints": (onnx.TensorProto.INT64, [len(attr.ints)], list(attr.ints)),
              "value_strings": (onnx.TensorProto.STRING, [len(attr.strings)], list(attr.strings))}
     return kinds[attr.name]
+
+
+def restore_unused_inputs(before, after) -> list[str]:
+    """Put back inputs onnxslim dropped because no node reads them: an app still feeds them (an
+    exporter's leftover ``token_type_ids``, a VAD's unused ``sr``), so the signature keeps them."""
+    init = {t.name for t in before.graph.initializer}
+    present = {i.name for i in after.graph.input}
+    used = {name for node in before.graph.node for name in node.input}
+    dropped = [i for i in before.graph.input if i.name not in init and i.name not in present and i.name not in used]
+    if not dropped:
+        return []
+    order = [i.name for i in before.graph.input]
+    inputs = sorted([*after.graph.input, *dropped], key=lambda v: order.index(v.name) if v.name in order else len(order))
+    del after.graph.input[:]
+    after.graph.input.extend(inputs)
+    return [i.name for i in dropped]
 
 
 def _keep_signature(before, after) -> None:
