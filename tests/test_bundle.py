@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, REPO, build_bundle, fixture_model, foundation_world, read_npz
-from toolchain.bundle import open_bundle, publish, write_archive, write_npz
+from toolchain.bundle import publish, write_archive, write_npz
+from toolchain.bundle_read import open_bundle
 from toolchain.errors import BundleError
 from toolchain.targets import LAYERS, load_target
 
@@ -105,7 +106,8 @@ def test_archive_holds_exactly_the_folder_with_fixed_metadata(built_bundle):
     with tarfile.open(built_bundle.archive, "r:gz") as tar:
         members = tar.getmembers()
         names = [m.name for m in members]
-        assert names == sorted(names) and names[0] == folder.name
+        control = [f"{folder.name}/{n}" for n in ("manifest.json", "SHA256SUMS")]  # first: read before any artifact
+        assert names[0] == folder.name and names[1:3] == control and names[3:] == sorted(names[3:])
         assert all(m.uid == 0 and m.gid == 0 and m.uname == "" and m.mtime == 0 for m in members)
         contents = {m.name.split("/", 1)[1]: tar.extractfile(m).read() for m in members if m.isfile()}
     assert contents == files_of(folder)
@@ -170,9 +172,13 @@ def test_write_npz_is_byte_identical_for_equal_arrays_and_readable_by_numpy(tmp_
 
 
 def _staging(root: Path, text: str) -> Path:
-    staging = root / ".demo-1.0.0-x.partial-1"
+    """A staging folder as a build leaves it: stackc's partial name, a manifest naming its bundle."""
+    from toolchain.safe_io import partial_path
+
+    staging = partial_path(root, "demo-1.0.0-x")
     (staging / "sub").mkdir(parents=True)
     (staging / "sub" / "file.txt").write_text(text)
+    (staging / "manifest.json").write_text(json.dumps({"schema_version": 1, "bundle": {"name": "demo-1.0.0-x"}}))
     return staging
 
 
@@ -181,7 +187,7 @@ def test_publish_replaces_a_previous_bundle_whole(tmp_path):
     publish(_staging(tmp_path, "old"), final, archive)
     (final / "planted.txt").write_text("left over from an older build")
     publish(_staging(tmp_path, "new"), final, archive)
-    assert files_of(final) == {"sub/file.txt": b"new"}
+    assert set(files_of(final)) == {"sub/file.txt", "manifest.json"} and files_of(final)["sub/file.txt"] == b"new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo-1.0.0-x", "demo-1.0.0-x.tar.gz"]
     with tarfile.open(archive) as tar:
         assert tar.extractfile("demo-1.0.0-x/sub/file.txt").read() == b"new"

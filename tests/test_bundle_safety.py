@@ -3,7 +3,9 @@ read-only output folders. Through the real CLI where a user would see it."""
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -12,7 +14,8 @@ import pytest
 
 from tests.conftest import assert_user_error, run_stackc
 from tests.test_hostile_inputs import desktop_onnx_openvino, tiny_model
-from toolchain.bundle import _safe_extract, publish, remove_stale_partials
+from toolchain.bundle import publish, remove_stale_partials
+from toolchain.bundle_read import ArchiveLimits, extract_archive
 from toolchain.errors import BundleError
 
 
@@ -48,28 +51,39 @@ def test_archive_members_that_point_outside_are_refused_before_anything_is_extra
     archive = _tar(tmp_path / "evil.tar.gz", [("b/ok.txt", b"ok"), (name, b"pwned")])
     into = tmp_path / "into"
     into.mkdir()
-    with pytest.raises(BundleError, match="outside the bundle"):
-        _safe_extract(archive, into)
+    with pytest.raises(BundleError, match="outside the bundle|leaves the bundle"):
+        extract_archive(archive, into)
     assert list(into.iterdir()) == [] and not (tmp_path / "escape.txt").exists()
 
 
 def test_archive_size_and_member_limits_refuse_bombs(tmp_path):
     archive = _tar(tmp_path / "big.tar.gz", [("b/a", b"x" * 5000), ("b/c", b"y" * 5000)])
     with pytest.raises(BundleError, match="too large"):
-        _safe_extract(archive, tmp_path / "a", max_member=4096)
+        extract_archive(archive, tmp_path / "a", ArchiveLimits(member=4096))
     with pytest.raises(BundleError, match="too large"):
-        _safe_extract(archive, tmp_path / "b", max_total=8000)
+        extract_archive(archive, tmp_path / "b", ArchiveLimits(total=8000))
     with pytest.raises(BundleError, match="more than 1 members"):
-        _safe_extract(archive, tmp_path / "c", max_members=1)
+        extract_archive(archive, tmp_path / "c", ArchiveLimits(members=1))
+    with pytest.raises(BundleError, match="compression ratio"):
+        extract_archive(archive, tmp_path / "d", ArchiveLimits(ratio=2, ratio_floor=0))
+
+
+def _staging(out: Path, name: str, text: str) -> Path:
+    """A staging folder as a build leaves it: stackc's partial name, a manifest naming the bundle."""
+    from toolchain.safe_io import partial_path
+
+    staging = partial_path(out, name)
+    (staging / "sub").mkdir(parents=True)
+    (staging / "sub" / "file.txt").write_text(text)
+    (staging / "manifest.json").write_text(json.dumps({"schema_version": 1, "bundle": {"name": name}}))
+    return staging
 
 
 def test_publish_replaces_a_previous_bundle_whole_and_leaves_no_partials(tmp_path):
     out = tmp_path / "out"
     final, archive = out / "m-0.1.0-t", out / "m-0.1.0-t.tar.gz"
     for generation in ("old", "new"):
-        staging = out / f".m-0.1.0-t.partial-{os.getpid()}-{generation}"
-        (staging / "sub").mkdir(parents=True)
-        (staging / "sub" / "file.txt").write_text(generation)
+        staging = _staging(out, final.name, generation)
         if generation == "old":
             (staging / "only-in-old.txt").write_text("old")
         publish(staging, final, archive)
@@ -79,16 +93,28 @@ def test_publish_replaces_a_previous_bundle_whole_and_leaves_no_partials(tmp_pat
     assert sorted(p.name for p in out.iterdir()) == ["m-0.1.0-t", "m-0.1.0-t.tar.gz"]
 
 
-def test_stale_partials_of_dead_builds_are_removed_and_live_ones_kept(tmp_path):
+def _dead_pid() -> int:
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = tmp_path / f".m.partial-{dead.pid}-abc"
+    return dead.pid
+
+
+def test_stale_partials_of_dead_builds_are_removed_and_live_ones_and_look_alikes_kept(tmp_path):
+    from toolchain.safe_io import partial_path
+
+    dead = _dead_pid()
+    stale = partial_path(tmp_path, "m", pid=dead)
     stale.mkdir()
-    (tmp_path / f".m.tar.gz.partial-{dead.pid}").write_bytes(b"half")
-    live = tmp_path / f".m.partial-{os.getpid()}-xyz"
+    partial_path(tmp_path, "m.tar.gz", pid=dead).write_bytes(b"half")
+    live = partial_path(tmp_path, "m")
     live.mkdir()
+    look_alikes = [tmp_path / f".m.partial-{dead}-abc", tmp_path / f".m.tar.gz.partial-{dead}",
+                   tmp_path / f".m.partial-{dead}-stackc-0123456789abcdef"]  # the right shape, a wrong tag
+    for path in look_alikes:
+        path.write_text("a user's file")
     removed = remove_stale_partials(tmp_path)
     assert len(removed) == 2 and not stale.exists() and live.exists()
+    assert all(path.read_text() == "a user's file" for path in look_alikes)
 
 
 def test_a_build_into_an_output_path_that_is_a_file_fails_with_exit_7(model, tmp_path):
@@ -140,3 +166,4 @@ def test_a_read_only_output_folder_fails_with_exit_7_and_leaves_the_previous_bun
     assert_user_error(result, 7, "Read-only file system")
     assert _snapshot(previous) == before
     assert (out / f"{previous.name}.tar.gz").read_bytes() == archive_before
+

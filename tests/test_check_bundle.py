@@ -1,4 +1,9 @@
-"""``stackc check``: re-prove the numbers from the stored samples; exit 6 once an artifact's weights change."""
+"""``stackc check``: re-prove the numbers from the stored samples; exit 6 once an artifact's weights change.
+
+``check`` verifies the bundle before it loads anything, so a changed weight with stale checksums is
+exit 7; the parity tests re-seal the bundle (manifest digests and SHA256SUMS rewritten, as someone
+who rebuilt an artifact by hand would) so that only the numbers can catch the change.
+"""
 from __future__ import annotations
 
 import json
@@ -8,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bundle_helpers import manifest_of, refresh_artifact_digests, reseal
 from conftest import assert_user_error, run_stackc
 
 
@@ -43,7 +49,8 @@ def test_check_fails_with_exit_6_after_a_weight_of_the_onnx_artifact_changes(bun
     model = onnx.load(str(bundle / entry["path"]))
     biggest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)) if t.data_type == onnx.TensorProto.FLOAT else 0)
     biggest.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(biggest) + 0.5, biggest.name))
-    onnx.save(model, str(bundle / entry["path"]))  # SHA256SUMS untouched: check does not read checksums
+    onnx.save(model, str(bundle / entry["path"]))
+    reseal(bundle, refresh_artifact_digests(bundle, manifest_of(bundle)))
     failed = run_stackc("check", bundle)
     assert_user_error(failed, 6, "1 artifact(s) no longer match")
     assert f"{entry['variant']}: FAIL" in failed.stdout
@@ -62,9 +69,18 @@ def test_check_fails_with_exit_6_after_a_weight_in_the_openvino_bin_changes(bund
     values = np.frombuffer(bytes(data[offset:offset + size]), np.float32) + np.float32(0.5)
     data[offset:offset + size] = values.tobytes()
     binary.write_bytes(bytes(data))
+    reseal(bundle, refresh_artifact_digests(bundle, manifest_of(bundle)))
     failed = run_stackc("check", bundle)
     assert_user_error(failed, 6, "no longer match")
     assert f"{entry['variant']}: FAIL" in failed.stdout and f"{_entry(built_bundle.manifest, 'onnx')['variant']}: pass" in failed.stdout
+
+
+def test_check_refuses_a_changed_artifact_with_stale_checksums_before_loading_it(bundle, built_bundle):
+    entry = _entry(built_bundle.manifest, "onnx")
+    (bundle / entry["path"]).write_bytes(b"not the model any more")
+    failed = run_stackc("check", bundle)
+    assert_user_error(failed, 7, "does not verify, nothing was loaded", entry["path"], "checksum mismatch")
+    assert failed.stdout == ""
 
 
 def test_check_without_the_stored_samples_fails_with_exit_7(bundle):

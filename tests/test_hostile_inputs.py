@@ -352,6 +352,19 @@ def archive_cases() -> list[Case]:
         "not-gzip": b"plain bytes, not gzip",
         "truncated-gzip": gzip.compress(b"x" * 5000, mtime=0)[:40],
         "gzip-not-tar": gzip.compress(b"x" * 5000, mtime=0),
+        # issue 15: bombs and manifests that must be refused before they are used
+        "member-bomb-256mib": _bomb(member("b", tarfile.DIRTYPE)[0], "b/artifacts/zeros.bin", 256),
+        "manifest-bomb": _bomb(member("b", tarfile.DIRTYPE)[0], "b/manifest.json", 40, fill=b" "),
+        "duplicate-member": tar_bytes([member("b", tarfile.DIRTYPE), member("b/manifest.json", data=b"{}"),
+                                       member("b/manifest.json", data=b'{"schema_version": 1}')]),
+        "manifest-deep": tar_bytes([member("b", tarfile.DIRTYPE),
+                                    member("b/manifest.json", data=b"[" * 100_000 + b"]" * 100_000)]),
+        "manifest-duplicate-key": tar_bytes([member("b", tarfile.DIRTYPE),
+                                             member("b/manifest.json", data=b'{"bundle": {}, "bundle": {}}')]),
+        "manifest-int-5000-digits": tar_bytes([member("b", tarfile.DIRTYPE),
+                                               member("b/manifest.json", data=b'{"size": ' + b"9" * 5000 + b"}")]),
+        "manifest-artifacts-string": tar_bytes([member("b", tarfile.DIRTYPE),
+                                                member("b/manifest.json", data=b'{"schema_version": 1, "artifacts": "abc"}')]),
     }
     cases = []
     for name, data in archives.items():
@@ -362,6 +375,15 @@ def archive_cases() -> list[Case]:
                 return [command, str(path)]
             cases.append(Case(f"archive-{name}-{command}", make))
     return cases
+
+
+def _bomb(top: tarfile.TarInfo, name: str, mib: int, fill: bytes = b"\0") -> bytes:
+    """A member declaring ``mib`` MiB of ``fill``, as concatenated gzip members of ~1 KB per MiB."""
+    bomb = tarfile.TarInfo(name)
+    bomb.size = mib * 2**20
+    chunk = gzip.compress(fill * 2**20, mtime=0)
+    return (gzip.compress(top.tobuf(tarfile.PAX_FORMAT) + bomb.tobuf(tarfile.PAX_FORMAT), mtime=0)
+            + chunk * mib + gzip.compress(bytes(1024), mtime=0))
 
 
 CASES = model_cases() + config_cases() + option_cases() + archive_cases()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import tarfile
@@ -156,3 +157,40 @@ def test_openssf_model_signing_accepts_the_signature_when_installed(signed, keys
     folder, _ = signed
     config = model_signing.verifying.Config().use_elliptic_key_verifier(public_key=str(keys["public"]))
     config.verify(folder, folder / SIG)
+
+
+def test_verify_without_a_key_says_a_signature_is_present_but_not_checked(signed):
+    result = run_stackc("verify", signed[0])
+    assert result.exit_code == 0, result.stderr
+    assert "signature present, not checked" in result.stdout and "signed" not in result.stdout
+    verdict = run_stackc("verify", signed[0], "--json").json()
+    assert verdict["signature"] == "present, not checked" and "signed" not in verdict
+
+
+@pytest.mark.parametrize("content", [b"garbage, not a signature\n", b"{}", b'{"dsseEnvelope": 5}'])
+def test_verify_without_a_key_refuses_a_malformed_signature_instead_of_calling_it_signed(signed, tmp_path, content):
+    copy = _copy(signed[0], tmp_path)
+    (copy / SIG).write_bytes(content)
+    result = run_stackc("verify", copy)
+    assert_user_error(result, 7, SIG, "malformed")
+    assert "signed" not in result.stdout
+
+
+@pytest.mark.parametrize("key", ["/dev/zero", "fifo", "huge"])
+def test_a_public_key_that_is_a_device_a_fifo_or_huge_is_refused_before_it_is_read(signed, tmp_path, key):
+    if key == "fifo":
+        os.mkfifo(tmp_path / "key.pub")
+        key = tmp_path / "key.pub"
+    elif key == "huge":
+        with open(tmp_path / "key.pub", "wb") as handle:
+            handle.truncate(2**30)  # sparse
+        key = tmp_path / "key.pub"
+    assert_user_error(run_stackc("verify", signed[0], "--key", key), 3, str(key))
+
+
+def test_a_signature_that_is_a_symlink_or_a_fifo_is_refused(signed, keys, tmp_path):
+    copy = _copy(signed[0], tmp_path / "link")
+    shutil.move(copy / SIG, tmp_path / "outside.sig")
+    os.symlink(tmp_path / "outside.sig", copy / SIG)
+    assert_user_error(run_stackc("verify", copy, "--key", keys["public"]), 7, SIG, "symbolic link")
+    assert_user_error(run_stackc("verify", copy), 7, SIG, "symbolic link")

@@ -1,8 +1,9 @@
-"""Bundles on disk: deterministic files, checksums, atomic publication, and verification.
+"""Bundles on disk: deterministic files, checksums, and atomic publication into a user's output folder.
 
 A bundle is a folder ``<model>-<version>-<target>/`` plus ``<same>.tar.gz`` beside it with the same
 content. ``SHA256SUMS`` covers every other file, ``manifest.json`` included, so changing any byte
-of any file is caught by ``verify``.
+of any file is caught by ``verify`` (reading a bundle: ``bundle_read.py``). The output folder is
+shared with a user: publishing replaces only a bundle stackc made, and sweeps only its own partials.
 """
 from __future__ import annotations
 
@@ -12,16 +13,16 @@ import io
 import json
 import os
 import shutil
+import stat
 import tarfile
-import tempfile
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from .errors import BundleError
+from .safe_io import MANIFEST_CAP, create_new, parse_json, partial_owner, partial_path, read_regular, sha256_regular
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -29,10 +30,8 @@ CHECKSUMS = "SHA256SUMS"
 ARCHIVE_SUFFIX = ".tar.gz"
 ARCHIVE_GZIP_LEVEL = 1  # model weights barely compress; level 9 costs ~5x the time for ~1 % of size
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-MAX_ARCHIVE_MEMBER = 16 * 2**30
-MAX_ARCHIVE_TOTAL = 64 * 2**30
-MAX_ARCHIVE_MEMBERS = 100_000
-PARTIAL = ".partial-"
+SIGNATURE = "bundle.sig"
+CONTROL_FILES = (MANIFEST, CHECKSUMS, SIGNATURE)  # first in an archive: a reader has them before any artifact
 
 
 def sha256_file(path: Path) -> str:
@@ -67,14 +66,20 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def bundle_files(root: Path) -> list[str]:
-    """Every regular file under ``root`` as a sorted POSIX relative path."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink())
+    """Everything under ``root`` but folders (links, FIFOs and devices too, for ``verify`` to refuse),
+    as sorted POSIX relative paths; a link to a folder is listed, never entered."""
+    found = []
+    for top, dirs, files in os.walk(root):  # os.walk lists a link to a folder in dirs and does not enter it
+        found += [os.path.join(top, d) for d in dirs if os.path.islink(os.path.join(top, d))]
+        found += [os.path.join(top, f) for f in files]
+    return sorted(Path(p).relative_to(root).as_posix() for p in found)
 
 
 def write_checksums(root: Path, known: dict[str, str] | None = None) -> None:
     """SHA256SUMS for every file under ``root``; ``known`` digests (of files just written) are not read again."""
     known = known or {}
-    lines = [f"{known.get(rel) or sha256_file(root / rel)}  {rel}" for rel in bundle_files(root) if rel != CHECKSUMS]
+    lines = [f"{known.get(rel) or sha256_regular(root / rel, rel)}  {rel}"
+             for rel in bundle_files(root) if rel not in (CHECKSUMS, SIGNATURE)]
     (root / CHECKSUMS).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -87,7 +92,7 @@ def write_archive(root: Path, archive: Path, top: str | None = None) -> None:
     """A tar.gz of ``root`` under folder ``top`` (default: root's name) whose bytes depend only on the
     files: sorted entries, fixed owners, modes and times."""
     mtime = _archive_mtime()
-    with open(archive, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=mtime, compresslevel=ARCHIVE_GZIP_LEVEL) as gz:
+    with create_new(archive) as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=mtime, compresslevel=ARCHIVE_GZIP_LEVEL) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
             top = top or root.name
             for rel in [""] + _all_dirs_and_files(root):
@@ -104,19 +109,23 @@ def write_archive(root: Path, archive: Path, top: str | None = None) -> None:
 
 
 def _all_dirs_and_files(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    """Control files first (a reader gets the manifest before any artifact), then the rest sorted."""
+    names = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    return [n for n in CONTROL_FILES if n in names] + [n for n in names if n not in CONTROL_FILES]
 
 
 def publish(staging: Path, final: Path, archive: Path) -> None:
-    """Move a complete staging folder to its final path; a previous bundle there is replaced whole.
+    """Move a complete staging folder to its final path; a previous stackc bundle there is replaced whole.
 
+    Whatever else is at ``final`` or ``archive`` (a user's folder, a link) is refused untouched.
     Nothing at ``final`` is ever partial, whenever the process dies (even ``kill -9``): the archive
     appears by one rename, the folder by an atomic exchange with the previous one (Linux
     ``renameat2(RENAME_EXCHANGE)``), so ``final`` always holds the old or the new bundle; the old
-    one then sits at the staging path (a ``.partial-`` folder) until it is removed. Where the
+    one then sits at the staging path (a stackc partial name) until it is removed. Where the
     exchange is unavailable, two renames leave ``final`` briefly absent, never partial.
     """
-    tmp_archive = staging.parent / f".{archive.name}{PARTIAL}{os.getpid()}"
+    refuse_foreign(final, archive)
+    tmp_archive = partial_path(staging.parent, archive.name)
     try:
         write_archive(staging, tmp_archive, final.name)
         os.replace(tmp_archive, archive)
@@ -126,12 +135,46 @@ def publish(staging: Path, final: Path, archive: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
         return
     old = None
-    if final.exists() or final.is_symlink():
-        old = final.parent / f".{final.name}{PARTIAL}{os.getpid()}-old"
+    if final.is_dir() and not final.is_symlink():
+        old = partial_path(final.parent, final.name)
         os.replace(final, old)
     os.replace(staging, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def is_stackc_bundle(folder: Path) -> bool:
+    """A real folder whose ``manifest.json`` is a stackc manifest naming this folder: a bundle stackc made."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        manifest = parse_json(read_regular(Path(folder) / MANIFEST, MANIFEST_CAP), MANIFEST)
+    except (OSError, BundleError):
+        return False
+    return (isinstance(manifest, dict) and type(manifest.get("schema_version")) is int
+            and isinstance(manifest.get("bundle"), dict) and manifest["bundle"].get("name") == Path(folder).name)
+
+
+def _is_stackc_archive(archive: Path, top: str) -> bool:
+    """A regular gzip'd tar whose first member is the bundle's folder (read from its first header only)."""
+    try:
+        if not stat.S_ISREG(os.lstat(archive).st_mode):
+            return False
+        with tarfile.open(archive, "r:gz") as tar:
+            first = tar.next()
+    except (OSError, tarfile.TarError, EOFError):
+        return False
+    return first is not None and first.isdir() and first.name == top
+
+
+def refuse_foreign(final: Path, archive: Path) -> None:
+    """Refuse to publish over anything at ``final`` / ``archive`` that stackc did not make (exit 7)."""
+    if os.path.lexists(final) and not is_stackc_bundle(final):
+        raise BundleError(f"{final} exists and is not a stackc bundle (no manifest.json naming it); "
+                          "refusing to replace it: move it away or choose another --out")
+    if os.path.lexists(archive) and not _is_stackc_archive(archive, final.name):
+        raise BundleError(f"{archive} exists and is not a stackc bundle archive; "
+                          "refusing to replace it: move it away or choose another --out")
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -152,11 +195,12 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def make_staging(out_dir: Path, name: str) -> Path:
-    """A fresh ``.<name>.partial-<pid>-*`` folder in the output folder, after removing dead builds' ones."""
+    """A fresh staging folder with stackc's partial name in the output folder, after removing dead builds' ones."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(out_dir)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}{PARTIAL}{os.getpid()}-", dir=out_dir))
+        staging = partial_path(out_dir, name)
+        os.mkdir(staging, 0o755)
         staging.chmod(0o755)
     except OSError as e:
         raise BundleError(f"cannot write to the output folder {out_dir}: {e.strerror or e}") from None
@@ -164,13 +208,16 @@ def make_staging(out_dir: Path, name: str) -> Path:
 
 
 def remove_stale_partials(out_dir: Path) -> list[Path]:
-    """Remove ``.*.partial-<pid>*`` leftovers of builds that were killed (their process is gone)."""
+    """Remove leftovers of killed builds: only names stackc made (``safe_io.partial_owner``) whose process is gone.
+
+    A link is never ours (stackc makes none there), so it is left alone whatever its name.
+    """
     removed = []
-    for entry in Path(out_dir).glob(f".*{PARTIAL}*"):
-        pid_text = entry.name.rpartition(PARTIAL)[2].split("-")[0]
-        if not pid_text.isdigit() or _process_alive(int(pid_text)):
+    for entry in Path(out_dir).iterdir():
+        pid = partial_owner(entry.name)
+        if pid is None or _process_alive(pid) or entry.is_symlink():
             continue
-        if entry.is_dir() and not entry.is_symlink():
+        if entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
         else:
             entry.unlink(missing_ok=True)
@@ -188,87 +235,3 @@ def _process_alive(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True
     return True
-
-
-# -- reading ------------------------------------------------------------------------------------
-
-
-@dataclass
-class OpenedBundle:
-    root: Path
-    manifest: dict[str, Any]
-    _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
-
-    @property
-    def is_archive(self) -> bool:
-        return self._tmp is not None
-
-    def close(self) -> None:
-        if self._tmp is not None:
-            self._tmp.cleanup()
-
-
-def _safe_extract(archive: Path, into: Path, max_member: int = MAX_ARCHIVE_MEMBER,
-                  max_total: int = MAX_ARCHIVE_TOTAL, max_members: int = MAX_ARCHIVE_MEMBERS) -> Path:
-    """Extract a bundle archive refusing links, devices, absolute or ``..`` names and oversize content."""
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members, total = [], 0
-            for member in tar:
-                members.append(member)
-                if len(members) > max_members:
-                    raise BundleError(f"{archive.name}: more than {max_members} members; refused")
-                if not (member.isfile() or member.isdir()):
-                    raise BundleError(f"{archive.name}: member '{member.name}' is a link or device; refused")
-                parts = Path(member.name).parts
-                if member.name.startswith(("/", "\\")) or ".." in parts or not parts:
-                    raise BundleError(f"{archive.name}: member '{member.name}' points outside the bundle; refused")
-                total += member.size
-                if member.size > max_member or total > max_total:
-                    raise BundleError(f"{archive.name}: member '{member.name}' is too large; refused")
-            tar.extractall(into, members=members, filter="data")
-    except BundleError:
-        raise
-    except (tarfile.TarError, OSError, EOFError, ValueError) as e:
-        raise BundleError(f"{archive.name}: not a readable bundle archive ({e})") from None
-    tops = [p for p in into.iterdir()]
-    if len(tops) != 1 or not tops[0].is_dir():
-        raise BundleError(f"{archive.name}: an archive must hold exactly one bundle folder")
-    return tops[0]
-
-
-def open_bundle(path: Path) -> OpenedBundle:
-    path = Path(path)
-    tmp = None
-    if path.is_file() and path.name.endswith(ARCHIVE_SUFFIX):
-        tmp = tempfile.TemporaryDirectory(prefix="stackc-bundle-")
-        root = _safe_extract(path, Path(tmp.name))
-    elif path.is_dir():
-        root = path
-    else:
-        raise BundleError(f"{path}: not a bundle folder or {ARCHIVE_SUFFIX} archive")
-    try:
-        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{path}: no {MANIFEST}; not a stackc bundle") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BundleError(f"{path}: {MANIFEST} is not valid JSON ({e})") from None
-    if not isinstance(manifest, dict):
-        raise BundleError(f"{path}: {MANIFEST} is not a JSON object")
-    return OpenedBundle(root, manifest, tmp)
-
-
-def iter_checksums(root: Path) -> Iterator[tuple[str, str]]:
-    try:  # bytes, not read_text: newline translation and splitlines() would hide a changed line end
-        text = (root / CHECKSUMS).read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise BundleError(f"{CHECKSUMS} is missing") from None
-    except UnicodeDecodeError:
-        raise BundleError(f"{CHECKSUMS} is not text") from None
-    if not text.endswith("\n"):
-        raise BundleError(f"{CHECKSUMS} does not end with a newline (changed after the build)")
-    for number, line in enumerate(text[:-1].split("\n"), 1):
-        digest, sep, rel = line.partition("  ")
-        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not rel:
-            raise BundleError(f"{CHECKSUMS} line {number} is malformed")
-        yield rel, digest

@@ -1,4 +1,8 @@
-"""``stackc check``: re-prove a bundle's numbers from its stored samples, without the source model."""
+"""``stackc check``: re-prove a bundle's numbers from its stored samples, without the source model.
+
+The bundle is verified first (``verify.require_verified``): nothing is loaded or run from a bundle
+whose files, manifest or paths do not check out.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,10 +11,11 @@ from typing import Any
 
 from .artifact import ModelArtifact
 from .backends import backend, convert_pass_id, execute
-from .bundle import open_bundle, read_npz
-from .errors import BundleError
+from .bundle import read_npz
+from .bundle_read import open_bundle
 from .interface import FACT
 from .parity import ParityResult, compare
+from .safe_io import inside
 from .targets import ParityPolicy
 
 
@@ -28,24 +33,24 @@ class CheckReport:
 
 
 def check_bundle(path: Path) -> CheckReport:
+    from .verify import require_verified
+
     opened = open_bundle(path)
     try:
-        manifest = opened.manifest
-        try:
-            samples = read_npz(opened.root / manifest["parity"]["samples"])
-            reference = read_npz(opened.root / manifest["parity"]["reference"])
-            artifacts = manifest["artifacts"]
-        except (KeyError, TypeError):
-            raise BundleError(f"{path}: the manifest lacks parity samples or artifacts; run 'stackc verify'") from None
+        require_verified(opened, path, "nothing was loaded")
+        manifest, root = opened.manifest, opened.root
+        samples = read_npz(inside(root, manifest["parity"]["samples"], "parity samples"))
+        reference = read_npz(inside(root, manifest["parity"]["reference"], "parity reference"))
         report = CheckReport()
-        for entry in artifacts:
+        for entry in manifest["artifacts"]:
             module = backend(entry["format"])
             reason = module.runtime_available()
             if reason:
                 report.skipped[entry["variant"]] = reason
                 continue
             artifact = ModelArtifact(
-                path=opened.root / entry["path"], format=entry["format"], precision=entry["precision"],
+                path=inside(root, entry["path"], f"artifact {entry['variant']}"), format=entry["format"],
+                precision=entry["precision"],
                 facts={convert_pass_id(entry["format"]): entry.get("conversion", {}), FACT: entry.get("interface", {})},
             )
             # a policy without max_abs (int8: judged as a whole) was stored without it: absent means None

@@ -325,43 +325,44 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, cal
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def inspect(bundle, as_json):
-    """What a bundle holds, per artifact: format, precision, runtime/API/OS floors, parity."""
-    from .bundle import open_bundle
+    """What a bundle holds, per artifact: format, precision, runtime/API/OS floors, parity.
 
-    opened = open_bundle(bundle)
+    Reads only the manifest (from an archive: without extracting anything), after checking it
+    against its schema; 'stackc verify' checks the files.
+    """
+    from .bundle_read import read_manifest
+    from .verify import require_valid_manifest
+
+    m = require_valid_manifest(read_manifest(bundle), bundle)
+    if as_json:
+        click.echo(json.dumps(m, indent=2))
+        return
     try:
-        m = opened.manifest
-        if as_json:
-            click.echo(json.dumps(m, indent=2))
-            return
-        try:
-            click.echo(f"{m['bundle']['name']} (version {m['bundle']['version']}, target {m['target']['name']})")
-            src = m["source"]
-            click.echo(f"source: {src['file']} sha256 {src['sha256'][:16]}… IR {src['ir_version']} opsets {src['opsets']}")
-            for artifact in m["artifacts"]:
-                parity = artifact["parity"]
-                worst = max((o.get("max_abs") or 0.0 for o in parity["outputs"]), default=0.0)
-                click.echo(f"- {artifact['variant']}: {artifact['path']} [{artifact['format']}, {artifact['precision']}, "
-                           f"{artifact['size']} B]")
-                click.echo(f"    runtime: {artifact['runtime']['name']} >= {artifact['runtime']['min_version']}")
-                click.echo(f"    accelerator APIs: {', '.join(artifact['accelerator_apis'])}")
-                click.echo(f"    OS: {', '.join(artifact['os'])}")
-                if artifact.get("platforms"):
-                    from .compat import parse_platforms
+        click.echo(f"{m['bundle']['name']} (version {m['bundle']['version']}, target {m['target']['name']})")
+        src = m["source"]
+        click.echo(f"source: {src['file']} sha256 {src['sha256'][:16]}… IR {src['ir_version']} opsets {src['opsets']}")
+        for artifact in m["artifacts"]:
+            parity = artifact["parity"]
+            worst = max((o.get("max_abs") or 0.0 for o in parity["outputs"]), default=0.0)
+            click.echo(f"- {artifact['variant']}: {artifact['path']} [{artifact['format']}, {artifact['precision']}, "
+                       f"{artifact['size']} B]")
+            click.echo(f"    runtime: {artifact['runtime']['name']} >= {artifact['runtime']['min_version']}")
+            click.echo(f"    accelerator APIs: {', '.join(artifact['accelerator_apis'])}")
+            click.echo(f"    OS: {', '.join(artifact['os'])}")
+            if artifact.get("platforms"):
+                from .compat import parse_platforms
 
-                    described = [p.describe() for p in parse_platforms(artifact["platforms"], "manifest")]
-                    click.echo(f"    platforms: {'; '.join(described)}")
-                if artifact["conversion"]:
-                    click.echo(f"    conversion: {artifact['conversion']}")
-                weak = f"; weak evidence: {', '.join(parity['weak_outputs'])}" if parity.get("evidence") == "weak" else ""
-                click.echo(f"    parity: {'pass' if parity['passed'] else 'FAIL'} ({len(parity['outputs'])} outputs, "
-                           f"max abs {worst:.3g}; {parity['measured_with']}{weak})")
-        except (KeyError, TypeError):
-            from .errors import BundleError
+                described = [p.describe() for p in parse_platforms(artifact["platforms"], "manifest")]
+                click.echo(f"    platforms: {'; '.join(described)}")
+            if artifact["conversion"]:
+                click.echo(f"    conversion: {artifact['conversion']}")
+            weak = f"; weak evidence: {', '.join(parity['weak_outputs'])}" if parity.get("evidence") == "weak" else ""
+            click.echo(f"    parity: {'pass' if parity['passed'] else 'FAIL'} ({len(parity['outputs'])} outputs, "
+                       f"max abs {worst:.3g}; {parity['measured_with']}{weak})")
+    except (KeyError, TypeError):
+        from .errors import BundleError
 
-            raise BundleError(f"{bundle}: the manifest is incomplete; run 'stackc verify'") from None
-    finally:
-        opened.close()
+        raise BundleError(f"{bundle}: the manifest is incomplete; run 'stackc verify'") from None
 
 
 def device_options(command):
@@ -416,8 +417,9 @@ def verify(bundle, public_key, device_profile, device_os, os_version, arch, glib
         raise BundleError(f"{bundle}: verification failed: {verdict.problems[0]}"
                           + (f" (+{len(verdict.problems) - 1} more)" if len(verdict.problems) > 1 else ""))
     if not as_json:
-        signature = "; signature valid" if verdict.signature_checked else (
-            "; signed (pass --key to check the signature)" if verdict.signed else "")
+        signature = {"valid": "; signature valid",
+                     "present, not checked": "; signature present, not checked (pass --key to check it)"}.get(
+            verdict.signature, "")
         click.echo(f"ok: {verdict.checked_files} files match their checksums; manifest consistent{signature}")
     if device is not None:
         if not as_json:
@@ -446,14 +448,17 @@ def _print_fits(fits: list[dict], selected: str | None) -> None:
 def select(bundle, device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, as_json):
     """Which artifact of BUNDLE a device should load, or why none fits (exit 8).
 
-    Reads only the manifest; run 'stackc verify' first to check the files.
+    Verifies the bundle first (exit 7, as 'stackc verify'): the path it prints is inside the bundle
+    and matches its checksum.
     """
-    from .bundle import open_bundle
+    from .bundle_read import open_bundle
     from .compat import select as select_artifact
+    from .verify import require_verified
 
     device = _device(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required=True)
     opened = open_bundle(bundle)
     try:
+        require_verified(opened, bundle, "no artifact selected")
         chosen, fits = select_artifact(opened.manifest, device)
     finally:
         opened.close()

@@ -30,14 +30,15 @@ ARCH_ALIASES = {
 RUNTIME_SATISFIED_BY = {"onnxruntime-mobile": ("onnxruntime-mobile", "onnxruntime")}
 # Runtimes that ship with the OS: their floor is the platform's OS floor, which is checked on its own.
 RUNTIMES_OF_THE_OS = {"Core ML": ("ios", "macos")}
-_VERSION = re.compile(r"^\d+(\.\d+)*$")
+_VERSION = re.compile(r"^\d{1,9}(\.\d{1,9}){0,7}$")  # bounded: int() of thousands of digits is refused by Python
 
 
 def parse_version(text: str, where: str) -> tuple[int, ...]:
     """Dotted numeric versions only ("13", "8.0", "10.0.17763", "2025.0"), so comparison is exact."""
     text = str(text).strip()
     if not _VERSION.match(text):
-        raise InputError(f"{where}: version '{text}' must be dotted numbers like 13.0 or 10.0.17763")
+        raise InputError(f"{where}: version '{text[:40]}' must be dotted numbers like 13.0 or 10.0.17763 "
+                         "(at most 8 parts of 9 digits)")
     return tuple(int(p) for p in text.split("."))
 
 

@@ -22,10 +22,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .bundle import bundle_files, sha256_file
-from .errors import InputError, UsageError
+from .bundle import SIGNATURE, bundle_files
+from .errors import BundleError, InputError, UsageError
+from .safe_io import SIGNATURE_CAP, create_new, parse_json, partial_path, read_regular, sha256_regular
 
-SIGNATURE = "bundle.sig"
+KEY_CAP = 64 * 1024
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
@@ -72,13 +73,12 @@ def generate_key(private_path: Path, public_path: Path) -> str:
 
 
 def _read_pem(path: Path, what: str) -> bytes:
+    """A key file: a regular file (a link to one is fine: it is the user's own) of at most 64 KiB."""
     try:
-        data = Path(path).read_bytes()
+        data = read_regular(Path(path), KEY_CAP, name=str(path), error=InputError, follow_symlinks=True)
     except FileNotFoundError:
         raise InputError(f"{path}: no such {what} file") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot be read: {e.strerror}") from None
-    if len(data) > 64 * 1024 or b"-----BEGIN" not in data:
+    if b"-----BEGIN" not in data:
         raise InputError(f"{path}: not a PEM {what} (make one with 'stackc keygen')")
     return data
 
@@ -118,7 +118,7 @@ def load_public_key(path: Path):
 
 
 def _resources(root: Path) -> list[dict[str, str]]:
-    return [{"algorithm": "sha256", "digest": sha256_file(root / rel), "name": rel}
+    return [{"algorithm": "sha256", "digest": sha256_regular(root / rel, rel), "name": rel}
             for rel in bundle_files(root) if rel != SIGNATURE]
 
 
@@ -163,22 +163,44 @@ def signature_document(root: Path, private_key, name: str | None = None) -> byte
     return (json.dumps(document, indent=2) + "\n").encode("utf-8")
 
 
-def signature_problems(root: Path, public_key) -> list[str]:
-    """Everything wrong with ``bundle.sig`` against this key and these files, each naming its file."""
-    from cryptography.exceptions import InvalidSignature
-
-    path = root / SIGNATURE
-    if not path.is_file() or path.is_symlink():
-        return [f"{SIGNATURE}: missing; the bundle is not signed (sign it with 'stackc sign')"]
+def _envelope(root: Path) -> tuple[str, bytes, bytes, str]:
+    """``bundle.sig``'s key hint, payload, signature and payload type; BundleError if it is unsafe or malformed."""
+    malformed = f"{SIGNATURE}: malformed (not a Sigstore bundle with a DSSE envelope)"
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        data = read_regular(root / SIGNATURE, SIGNATURE_CAP)  # a link, FIFO, device or oversize file: refused
+    except FileNotFoundError:
+        raise BundleError(f"{SIGNATURE}: missing; the bundle is not signed (sign it with 'stackc sign')") from None
+    try:
+        document = parse_json(data, SIGNATURE)
         envelope = document["dsseEnvelope"]
         hint = document.get("verificationMaterial", {}).get("publicKey", {}).get("hint", "")
         payload = base64.b64decode(envelope["payload"], validate=True)
         raw_signature = base64.b64decode(envelope["signatures"][0]["sig"], validate=True)
         payload_type = envelope["payloadType"]
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError):
-        return [f"{SIGNATURE}: malformed (not a Sigstore bundle with a DSSE envelope)"]
+    except (BundleError, ValueError, KeyError, IndexError, TypeError, AttributeError, UnicodeDecodeError):
+        raise BundleError(malformed) from None
+    if not isinstance(hint, str) or not isinstance(payload_type, str):
+        raise BundleError(malformed)
+    return hint, payload, raw_signature, payload_type
+
+
+def signature_shape_problems(root: Path) -> list[str]:
+    """Without a key: a signature that is not even well-formed is a problem, never reported as present."""
+    try:
+        _envelope(root)
+    except BundleError as e:
+        return [e.message]
+    return []
+
+
+def signature_problems(root: Path, public_key) -> list[str]:
+    """Everything wrong with ``bundle.sig`` against this key and these files, each naming its file."""
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        hint, payload, raw_signature, payload_type = _envelope(root)
+    except BundleError as e:
+        return [e.message]
     if hint and hint != key_hint(public_key):
         return [f"{SIGNATURE}: signed by another key (key hint {hint[:16]}…, this key is {key_hint(public_key)[:16]}…)"]
     _, algorithm = _ec()
@@ -189,13 +211,16 @@ def signature_problems(root: Path, public_key) -> list[str]:
     if payload_type != PAYLOAD_TYPE:
         return [f"{SIGNATURE}: payload type {payload_type!r} is not {PAYLOAD_TYPE}"]
     try:
-        signed = json.loads(payload)
+        signed = parse_json(payload, f"{SIGNATURE} payload")
         if signed.get("predicateType") != PREDICATE_TYPE:
             return [f"{SIGNATURE}: predicate {signed.get('predicateType')!r} is not {PREDICATE_TYPE}"]
         expected = {r["name"]: r["digest"] for r in signed["predicate"]["resources"]}
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, BundleError):
         return [f"{SIGNATURE}: the signed statement is malformed"]
-    actual = {r["name"]: r["digest"] for r in _resources(root)}
+    try:
+        actual = {r["name"]: r["digest"] for r in _resources(root)}
+    except BundleError as e:  # a link, FIFO or device among the files
+        return [e.message]
     problems = [f"{rel}: extra file, not covered by the signature" for rel in sorted(actual.keys() - expected.keys())]
     problems += [f"{rel}: missing (the signature covers it)" for rel in sorted(expected.keys() - actual.keys())]
     changed = [rel for rel in actual.keys() & expected.keys() if actual[rel] != expected[rel]]
@@ -207,44 +232,41 @@ def signature_problems(root: Path, public_key) -> list[str]:
 
 def write_signature(root: Path, private_key, name: str | None = None) -> None:
     """Sign a staging or bundle folder in place: ``bundle.sig`` appears by one rename, its temp file
-    lives beside the folder (a ``.partial-`` name that later builds clean up), never inside it."""
-    from .bundle import PARTIAL
-
+    lives beside the folder (a stackc partial name that later builds clean up), never inside it."""
     document = signature_document(root, private_key, name)
-    tmp = root.parent / f".{root.name}.{SIGNATURE}{PARTIAL}{os.getpid()}"
+    tmp = partial_path(root.parent, f"{root.name}.{SIGNATURE}")
     try:
-        tmp.write_bytes(document)
+        with create_new(tmp) as handle:
+            handle.write(document)
         os.replace(tmp, root / SIGNATURE)
     except OSError as e:
-        from .errors import BundleError
-
         raise BundleError(f"cannot write {root / SIGNATURE}: {e.strerror or e}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def sign_bundle(path: Path, key_path: Path) -> list[Path]:
-    """Sign a built bundle (folder or .tar.gz) after checking its checksums; returns what was rewritten.
+    """Sign a built bundle (folder or .tar.gz) after verifying it; returns what was rewritten.
 
     A folder is signed in place and its sibling ``.tar.gz`` (if any) rebuilt from it, so both keep
     the same content; an archive alone is rewritten whole by one rename.
     """
-    from .bundle import ARCHIVE_SUFFIX, open_bundle, write_archive
-    from .errors import BundleError
-    from .verify import verify_bundle
+    from .bundle import ARCHIVE_SUFFIX, write_archive
+    from .bundle_read import open_bundle
+    from .verify import verify_opened
 
     path = Path(path)
     key = load_private_key(key_path)
-    verdict = verify_bundle(path)
-    if not verdict.ok:
-        raise BundleError(f"{path}: refusing to sign a bundle that does not verify: {verdict.problems[0]}")
     rewritten = []
     opened = open_bundle(path)
     try:
+        verdict = verify_opened(opened, str(path))
+        if not verdict.ok:
+            raise BundleError(f"{path}: refusing to sign a bundle that does not verify: {verdict.problems[0]}")
         write_signature(opened.root, key)
         archive = path if opened.is_archive else path.parent / f"{path.name}{ARCHIVE_SUFFIX}"
         if opened.is_archive or archive.is_file():
-            tmp = archive.parent / f".{archive.name}.partial-{os.getpid()}"
+            tmp = partial_path(archive.parent, archive.name)
             try:
                 write_archive(opened.root, tmp)
                 os.replace(tmp, archive)

@@ -77,3 +77,29 @@ def test_an_input_no_node_reads_stays_in_the_signature(tmp_path):
     assert [i.name for i in onnx.load(str(tmp_path / "canonical.onnx")).graph.input] == ["x", "token_type_ids"]
     built = run_stackc("build", model, "--target", "cloud", "--out", tmp_path / "out")
     assert built.exit_code == 0, built.stderr
+
+
+def test_weights_one_layer_applies_several_times_are_stored_once(tmp_path):
+    """ALBERT-style sharing: the same Transpose(W) folded at each use became one copy per use."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from conftest import run_in_onnxruntime, run_pass
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32), "W")
+    nodes, previous = [], "x"
+    for layer in range(4):  # one shared layer applied four times, its weight transposed at each use
+        nodes += [helper.make_node("Transpose", ["W"], [f"wt{layer}"], perm=[1, 0]),
+                  helper.make_node("MatMul", [previous, f"wt{layer}"], [f"h{layer}"])]
+        previous = f"h{layer}"
+    graph = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 64])],
+                              [helper.make_tensor_value_info(previous, TensorProto.FLOAT, [2, 64])], [weight])
+    source = tmp_path / "shared.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(source))
+    result, ctx = run_pass("optimize", source, tmp_path / "work")
+    optimized = onnx.load(str(result.path))
+    assert sum(int(np.prod(t.dims)) for t in optimized.graph.initializer) <= 2 * 64 * 64
+    feeds = {"x": np.random.default_rng(1).standard_normal((2, 64)).astype(np.float32)}
+    np.testing.assert_allclose(run_in_onnxruntime(result.path, feeds)[previous],
+                               run_in_onnxruntime(source, feeds)[previous], rtol=1e-5, atol=1e-5)
