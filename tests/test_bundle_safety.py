@@ -167,3 +167,62 @@ def test_a_read_only_output_folder_fails_with_exit_7_and_leaves_the_previous_bun
     assert _snapshot(previous) == before
     assert (out / f"{previous.name}.tar.gz").read_bytes() == archive_before
 
+
+# -- the output folder holds a user's files too: replace only what stackc made, never follow a link --------
+
+
+@pytest.mark.parametrize("kind", ["user-folder", "other-manifest", "symlink-to-a-folder", "file"])
+def test_a_build_refuses_to_replace_what_is_not_a_stackc_bundle_and_leaves_it_untouched(model, tmp_path, kind):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    final = out / f"{model.stem}-0.1.0-edge-desktop"
+    out.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "notes.txt").write_text("a user's notes")
+    if kind == "user-folder":
+        shutil.copytree(elsewhere, final)
+    elif kind == "other-manifest":  # a manifest.json, but not stackc's
+        shutil.copytree(elsewhere, final)
+        (final / "manifest.json").write_text(json.dumps({"name": "my web app", "version": 2}))
+    elif kind == "symlink-to-a-folder":
+        os.symlink(elsewhere, final)
+    else:
+        final.write_text("a user's file")
+    before = {p.relative_to(tmp_path).as_posix(): (p.is_symlink(), p.read_bytes() if p.is_file() else None)
+              for p in tmp_path.rglob("*")}
+    result = run_stackc("build", model, "--target", model.parent / "edge-desktop.toml", "--out", out, "--quiet")
+    assert_user_error(result, 7, final.name, "not a stackc bundle")
+    after = {p.relative_to(tmp_path).as_posix(): (p.is_symlink(), p.read_bytes() if p.is_file() else None)
+             for p in tmp_path.rglob("*")}
+    assert after == before  # no archive, no partial, no sidecar, nothing changed
+
+
+def test_a_rebuild_replaces_its_own_bundle_and_sweeps_only_its_own_partials(model, tmp_path):
+    from toolchain.safe_io import partial_path
+
+    out = tmp_path / "out"
+    previous = _build(model, out, "--seed", "1")
+    dead = _dead_pid()
+    own = partial_path(out, previous.name, pid=dead)
+    own.mkdir()
+    notes = out / f".notes.partial-{dead}"
+    notes.write_text("my notes")
+    backup = out / f".backup.partial-{dead}-x"
+    backup.mkdir()
+    (backup / "keep.txt").write_text("keep")
+    rebuilt = _build(model, out, "--seed", "2")
+    assert rebuilt == previous and (rebuilt / "manifest.json").is_file()
+    assert "random (seed 2)" in (rebuilt / "manifest.json").read_text()
+    assert not own.exists()
+    assert notes.read_text() == "my notes" and (backup / "keep.txt").read_text() == "keep"
+
+
+def test_the_host_sidecar_is_never_written_through_a_symlink(model, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    precious = tmp_path / "precious.json"
+    precious.write_text("precious")
+    sidecar = out / f"{model.stem}-0.1.0-edge-desktop.host.json"
+    os.symlink(precious, sidecar)
+    result = run_stackc("build", model, "--target", model.parent / "edge-desktop.toml", "--out", out, "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert precious.read_text() == "precious" and sidecar.is_symlink()

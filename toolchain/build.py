@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .backends import backend, convert_pass_id
-from .bundle import make_staging, publish, sha256_file
+from .bundle import ARCHIVE_SUFFIX, make_staging, publish, refuse_foreign, sha256_file
 from .errors import BundleError, UsageError
 from .host_measure import measure_outcomes, write_sidecar
 from .manifest import write_contents
@@ -114,6 +114,9 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
     target, recipe = plan.target, plan.recipe
     signing_key = _signing_key(request)
     check_recipe_binds(recipe, request.bindings)
+    name = bundle_name(request.model, request.version, target.name)
+    final, archive = Path(request.out) / name, Path(request.out) / f"{name}{ARCHIVE_SUFFIX}"
+    refuse_foreign(final, archive)  # before any work: a user's folder of that name is never replaced
     source = load_source(request.model, export_dir, target=target, shapes=request.shapes, inputs_path=request.inputs,
                          seed=request.seed, raw_bindings=request.bindings, log=log,
                          allow_parity_failure=request.allow_parity_failure)
@@ -121,7 +124,6 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
     if source.samples_given and target.shapes.static:
         request.shapes = _shapes_from_samples(request.shapes, source.inputs,
                                               [s for s in source.input_specs if s.name not in source.bindings])
-    name = bundle_name(request.model, request.version, target.name)
     staging = make_staging(Path(request.out), name)
     try:
         with tempfile.TemporaryDirectory(prefix="stackc-work-") as work:
@@ -132,14 +134,12 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
             from .signing import write_signature
 
             write_signature(staging, signing_key, name)
-        final = Path(request.out) / name
-        archive = Path(request.out) / f"{name}.tar.gz"
         try:
             publish(staging, final, archive)
         except OSError as e:
             raise BundleError(f"cannot publish the bundle at {final}: {e.strerror or e}") from None
         manifest, timings, failed = result
-        write_sidecar(Path(request.out) / f"{name}.host.json", name, timings)
+        write_sidecar(Path(request.out) / f"{name}.host.json", name, timings, log)
         return BuildResult(final, archive, manifest, timings, failed)
     except OSError as e:  # passes wrap their own; what is left is writing the bundle (disk full, read-only)
         raise BundleError(f"cannot write the bundle into {request.out}: {e.strerror or e}; "

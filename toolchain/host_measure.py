@@ -8,7 +8,9 @@ artifact's size, which is deterministic.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import stat
 import statistics
 import time
 from pathlib import Path
@@ -87,10 +89,20 @@ def host_entries(records: list[dict]) -> list[dict[str, Any]]:
     return [r["host"] for r in records if r["id"].startswith(RECORD_PREFIX) and "host" in r]
 
 
-def write_sidecar(path: Path, bundle_name: str, records: list[dict]) -> Path | None:
-    """``<bundle>.host.json`` beside the bundle: host measurements, marked as such, never inside the bundle."""
+def write_sidecar(path: Path, bundle_name: str, records: list[dict], log=None) -> Path | None:
+    """``<bundle>.host.json`` beside the bundle: host measurements, marked as such, never inside the bundle.
+
+    It replaces only a regular file of that name (by a rename, never writing through a link); a link,
+    folder or anything else a user put there is left alone (the figures are in ``build --json`` too).
+    """
+    from .safe_io import replace_file
+
     entries = host_entries(records)
     if not entries:
+        return None
+    if os.path.lexists(path) and not stat.S_ISREG(os.lstat(path).st_mode):
+        if log is not None:
+            log.warning("[host] %s is not a regular file (a link?); left untouched, measurements not written", path)
         return None
     data = {
         "bundle": bundle_name,
@@ -99,5 +111,5 @@ def write_sidecar(path: Path, bundle_name: str, records: list[dict]) -> Path | N
                  "system": platform.system(), "python": platform.python_version()},
         "artifacts": entries,
     }
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    replace_file(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
     return path
