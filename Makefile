@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench corpus clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ test: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+# every model of the real-model corpus (../shared/corpus, or $STACKC_CORPUS) for the three edge worlds
+corpus: install
+	$(BIN)/python -m benchmarks.corpus
 
 clean:
 	rm -rf out build dist *.egg-info .pytest_cache
