@@ -1,23 +1,27 @@
-"""Framework sources built as an attacker would (issue 15, items 1-3 and 9), each run through the real CLI.
+"""Sources built as an attacker would (issue 15, items 1-3 and 9), each run through the real CLI.
 
-Every hostile file carries a payload that would leave a marker (a file its pickle, library, guard
-code or graph writes); a test asserts the exit code, the one line naming the member or op, and that
-the marker does not exist: the refusal happened before any framework loader saw the file.
+Every hostile framework file carries a payload that would leave a marker (a file its pickle, library,
+guard code or graph writes); a test asserts the exit code, the one line naming the member or op, and
+that the marker does not exist: the refusal happened before any framework loader saw the file. A tiny
+ONNX that asks for a huge tensor must be stopped at the memory limit in stackc's own process too.
 """
 from __future__ import annotations
 
 import glob
 import io
 import json
+import os
+import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_user_error, run_stackc
+from tests.conftest import REPO, assert_user_error, run_stackc
 
 
 class Payload:
@@ -225,3 +229,46 @@ def test_saved_model_whose_signature_touches_files_or_python_is_refused_unloaded
     line = assert_user_error(result, 3, model.name, f"TensorFlow op '{op}'", "refuses it unloaded")
     assert not marker.exists(), line
     assert not (tmp_path / "canonical.onnx").exists()
+
+
+# -- memory outside the converter children ----------------------------------------------------------
+
+# stackc's CLI in a fresh process that reports its own peak resident memory (converter children excluded)
+_PEAK = ("import resource, sys\nfrom toolchain.cli import main\ncode = 0\ntry:\n    main(sys.argv[1:])\n"
+         "except SystemExit as e:\n    code = e.code\n"
+         "print(f'peak_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\nsys.exit(code)\n")
+
+
+def _expand_onnx(path: Path, dims) -> Path:
+    """x[1] expanded to ``dims`` by a constant shape: a ~100-byte file whose one output is huge."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph([helper.make_node("Expand", ["x", "shape"], ["y"])], "expand",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(dims))],
+                              [numpy_helper.from_array(np.array(dims, dtype=np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the in-process bound is RLIMIT_DATA (Linux)")
+@pytest.mark.parametrize("command", ["build", "prepare"])
+def test_tiny_onnx_whose_expand_needs_512_mib_is_stopped_at_the_memory_limit_with_exit_5(command, tmp_path):
+    model = _expand_onnx(tmp_path / "expand.onnx", (8192, 16384))  # 2^27 float32 = 512 MiB
+    assert model.stat().st_size < 200
+    args = (["build", model, "--target", "cloud", "--out", tmp_path / "out", "--pass-memory", "100"]
+            if command == "build" else ["prepare", model, "-o", tmp_path / "canonical.onnx"])
+    env = {**os.environ, "STACKC_PASS_MEMORY_MB": "100"}  # prepare has no --pass-memory
+    run = subprocess.run([sys.executable, "-c", _PEAK, *map(str, args)], capture_output=True, text=True,
+                         env=env, cwd=REPO, timeout=600)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("stackc: error:")]
+    assert run.returncode == 5, run.stderr
+    assert len(errors) == 1 and "reference run" in errors[0] and "limit of 100 MiB" in errors[0], run.stderr
+    peak = int(re.search(r"peak_kib=(\d+)", run.stderr).group(1)) * 1024
+    assert peak < 512 * 2**20, f"stackc's own process peaked at {peak / 2**20:.0f} MiB"
+    assert not (tmp_path / "canonical.onnx").exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -119,7 +119,7 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
     refuse_foreign(final, archive)  # before any work: a user's folder of that name is never replaced
     source = load_source(request.model, export_dir, target=target, shapes=request.shapes, inputs_path=request.inputs,
                          seed=request.seed, raw_bindings=request.bindings, log=log,
-                         allow_parity_failure=request.allow_parity_failure)
+                         allow_parity_failure=request.allow_parity_failure, limits=request.limits)
     request.shapes = source.shapes
     if source.samples_given and target.shapes.static:
         request.shapes = _shapes_from_samples(request.shapes, source.inputs,
@@ -181,7 +181,7 @@ def _shapes_from_samples(shapes, inputs, input_specs):
 def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, staging: Path, work: Path, log, collector):
     target, recipe, exported, inputs = plan.target, plan.recipe, source.exported, source.inputs
     source_onnx = Path(source.path)
-    reference = reference_outputs(source_onnx, inputs)
+    reference = reference_outputs(source_onnx, inputs, request.limits)
     ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=source.bindings, target=target, log=log,
                       limits=request.limits,
                       extras={"calibration": str(request.calibration) if request.calibration else None,

@@ -17,6 +17,7 @@ import numpy as np
 
 from .artifact import ModelArtifact
 from .errors import InputError, ParityError, UsageError
+from .memory_bound import memory_bound
 from .onnx_model import TensorSpec, check_model, graph_inputs, graph_outputs, load_graph
 from .parity import ParityResult, compare, failure_table, load_inputs, make_inputs
 from .targets import ParityPolicy
@@ -118,15 +119,20 @@ def _samples_from_folder(folder: Path, specs: list[TensorSpec], shapes) -> dict[
     return sample
 
 
-def reference_outputs(source_path: Path, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The source model's outputs in onnxruntime CPU: the reference every artifact is held to."""
+def reference_outputs(source_path: Path, inputs: dict[str, np.ndarray], limits=None) -> dict[str, np.ndarray]:
+    """The source model's outputs in onnxruntime CPU: the reference every artifact is held to.
+
+    The first run of the user's graph, so it is held to the pass memory limit (``memory_bound``); the
+    later in-process runs of the same graph on the same samples are bounded by what it used.
+    """
     from .backends import onnx_runtime
 
-    try:
-        return onnx_runtime.run(ModelArtifact(source_path, "onnx"), inputs)
-    except Exception as e:
-        detail = " ".join(str(e).split())[:300]
-        raise InputError(f"the source model does not run in onnxruntime: {detail}") from None
+    with memory_bound("the source model's reference run (onnxruntime)", limits):
+        try:
+            return onnx_runtime.run(ModelArtifact(source_path, "onnx"), inputs)
+        except Exception as e:
+            detail = " ".join(str(e).split())[:300]
+            raise InputError(f"the source model does not run in onnxruntime: {detail}") from None
 
 
 def check_recipe_binds(recipe, bindings: dict[str, Any]) -> None:
@@ -141,9 +147,11 @@ def prepare_canonical(recipe, source_path: Path, ctx, inputs: dict[str, np.ndarr
 
     check_recipe_binds(recipe, ctx.bindings)
     model = ModelArtifact(Path(source_path), "onnx")
-    for i, step in enumerate(recipe.steps):
-        model = step.make_pass(f"recipe {recipe.name}: steps[{i}] '{step.id}'").run(model, ctx)
-    prepared = compare("prepared-onnx", reference, execute(model, inputs), PREPARATION_POLICY, MEASURED_WITH)
+    with memory_bound("preparing the canonical model", ctx.limits):  # constant folding, the If evaluator, its run
+        for i, step in enumerate(recipe.steps):
+            model = step.make_pass(f"recipe {recipe.name}: steps[{i}] '{step.id}'").run(model, ctx)
+        actual = execute(model, inputs)
+    prepared = compare("prepared-onnx", reference, actual, PREPARATION_POLICY, MEASURED_WITH)
     if not prepared.passed:
         raise ParityError("the prepared ONNX model disagrees with the source:\n" + failure_table([prepared]),
                           prepared.outputs)
@@ -213,7 +221,7 @@ class Source:
 
 
 def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: Path | None, seed: int,
-                raw_bindings: dict[str, str | None], log, allow_parity_failure: bool = False) -> Source:
+                raw_bindings: dict[str, str | None], log, allow_parity_failure: bool = False, limits=None) -> Source:
     """What ``prepare`` and ``build`` both start from: export a framework source, check the ONNX
     model, and make its parity samples."""
     from .exporters import export_source
@@ -227,8 +235,9 @@ def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: P
     specs = graph_inputs(proto)
     shapes = name_unnamed_shape(shapes, specs)
     samples_path = exported.samples_path if exported else inputs_path  # an export's samples are its proof
-    inputs, bindings = sample_inputs(specs, concrete_shapes(specs, shapes, target, fix_all=True), samples_path,
-                                     seed, raw_bindings)
+    with memory_bound("making the parity samples (the model's input shapes)", limits):
+        inputs, bindings = sample_inputs(specs, concrete_shapes(specs, shapes, target, fix_all=True), samples_path,
+                                         seed, raw_bindings)
     return Source(path, proto, specs, graph_outputs(proto), shapes, inputs, bindings, exported, bool(samples_path))
 
 
