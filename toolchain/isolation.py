@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import errors
+from . import errors, process_tree
 from .artifact import ModelArtifact
 
 LOG_TAIL_LINES = 20
@@ -75,11 +74,10 @@ def run_isolated(pass_obj, model: ModelArtifact, ctx, out_dir: Path, limits: Lim
             "extras": ctx.extras,
         },
     }))
-    with open(log_path, "wb") as log:
-        child = subprocess.Popen(
-            [sys.executable, "-m", "toolchain.isolation", str(request)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+    with open(log_path, "wb") as log, process_tree.running(
+        [sys.executable, "-m", "toolchain.isolation", str(request)],
+        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    ) as child:  # its own process group, dying with stackc (process_tree)
         _watch(child, pass_obj.id, limits, log_path)
     if not result.exists():
         raise errors.PassError(f"pass '{pass_obj.id}' crashed (exit code {child.returncode}){_tail(log_path)}")
@@ -98,26 +96,21 @@ def _watch(child: subprocess.Popen, pass_id: str, limits: Limits, log_path: Path
 
     deadline = time.monotonic() + limits.seconds
     memory_limit = limits.memory()
-    try:
-        proc = psutil.Process(child.pid)
-        while child.poll() is None:
-            if time.monotonic() > deadline:
-                _kill_tree(child)
-                raise errors.PassError(f"pass '{pass_id}' ran past its time limit of {limits.seconds:g} s and was stopped"
-                                       + _tail(log_path))
-            rss = tree_rss(proc)
-            if rss > memory_limit:
-                _kill_tree(child)
-                raise errors.PassError(f"pass '{pass_id}' used {rss / 2**30:.1f} GiB, over its memory limit of "
-                                       f"{memory_limit / 2**30:.1f} GiB, and was stopped" + _tail(log_path))
-            try:  # returns as soon as the child exits, not at the end of a sleep
-                child.wait(timeout=POLL_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
-    except BaseException:
-        if child.poll() is None:
-            _kill_tree(child)
-        raise
+    proc = psutil.Process(child.pid)
+    while child.poll() is None:
+        if time.monotonic() > deadline:
+            process_tree.kill(child)
+            raise errors.PassError(f"pass '{pass_id}' ran past its time limit of {limits.seconds:g} s and was stopped"
+                                   + _tail(log_path))
+        rss = tree_rss(proc)
+        if rss > memory_limit:
+            process_tree.kill(child)
+            raise errors.PassError(f"pass '{pass_id}' used {rss / 2**30:.1f} GiB, over its memory limit of "
+                                   f"{memory_limit / 2**30:.1f} GiB, and was stopped" + _tail(log_path))
+        try:  # returns as soon as the child exits, not at the end of a sleep
+            child.wait(timeout=POLL_SECONDS)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def tree_rss(proc) -> int:
@@ -134,14 +127,6 @@ def tree_rss(proc) -> int:
     except psutil.Error:
         pass
     return total
-
-
-def _kill_tree(child: subprocess.Popen) -> None:
-    try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    child.wait()
 
 
 def _tail(log_path: Path) -> str:
@@ -231,4 +216,5 @@ def _child(request_path: str) -> int:
 
 if __name__ == "__main__":
     _without_address_randomization()
+    process_tree.guard_child()
     sys.exit(_child(sys.argv[1]))

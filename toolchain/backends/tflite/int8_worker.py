@@ -4,7 +4,7 @@ Measured here: ``TFLiteConverter``'s calibrator crashed (SIGSEGV in ``_feed_tens
 bidirectional-LSTM fixture; forking the converter instead deadlocks. So each calibrated int8 mode
 reconverts the winning route's ONNX copy with onnx2tf in a fresh ``python -m`` process and
 quantizes there; a crash only loses that mode. The process is a child of the isolated pass, so the
-pass's time and memory limits cover it.
+pass's time and memory limits cover it, and it dies with that pass (``process_tree``).
 """
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ... import process_tree
 
 
 def run_mode(route_dir: Path, run, io: dict[str, Any], batches: list[list[np.ndarray]], mode: str, int8_io: bool,
@@ -29,8 +31,8 @@ def run_mode(route_dir: Path, run, io: dict[str, Any], batches: list[list[np.nda
                "int8_io": int8_io, "seed": seed, "work": str(work)}
     (work / "request.json").write_text(json.dumps(request))
     with open(work / "worker.log", "wb") as log:
-        code = subprocess.call([sys.executable, "-m", __name__, str(work / "request.json")],
-                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        code = process_tree.call([sys.executable, "-m", __name__, str(work / "request.json")],
+                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     result = work / "model.tflite"
     if code != 0 or not result.exists():
         noise = ("I0000", "W0000", "WARNING: All log messages", "loc(")  # TensorFlow start-up chatter
@@ -59,4 +61,5 @@ def _main(request_path: str) -> int:
 
 
 if __name__ == "__main__":
+    process_tree.guard_child()
     sys.exit(_main(sys.argv[1]))
