@@ -33,6 +33,9 @@ def _on_signal(signum, frame):
     # A second signal must not cut the cleanup short: ignore both until the command returns.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from . import process_tree
+
+    process_tree.stop_all()  # every converter's process group at once: nothing left to wait for
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
@@ -65,6 +68,9 @@ class StackcGroup(click.Group):
             sys.stderr.close()
             ctx.exit(0)
         except KeyboardInterrupt as e:
+            from . import process_tree
+
+            process_tree.reset()  # unwound: a later command in this process may start children again
             terminated = isinstance(e, Terminated)
             click.echo("stackc: terminated" if terminated else "stackc: interrupted", err=True)
             ctx.exit(int(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED))

@@ -23,6 +23,7 @@ from .backends import backend, execute
 from .errors import MissingDependencyError, ParityError, PassError, StackcError
 from .parity import ParityResult, compare, failure_summary, failure_table
 from .passes import PassContext
+from .process_tree import refuse_if_stopping
 from .targets import for_int8_source
 
 MIN_FREE_MEMORY = 2 * 2**30  # do not start another converter with less free memory than this
@@ -116,6 +117,7 @@ def convert_all(variants, convert_passes, model, ctx, inputs, reference, *, keep
     def one(variant) -> VariantOutcome:
         with gate:
             try:
+                refuse_if_stopping()  # a variant still queued when the build is cancelled
                 return convert_variant(variant, convert_passes[variant.name], model, ctx, inputs, reference)
             except (PassError, MissingDependencyError) as e:
                 return VariantOutcome(variant, error=e)
