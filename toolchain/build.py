@@ -4,7 +4,6 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from .prepare import Source, check_recipe_binds, load_source, prepare_canonical,
 from .recipes import Recipe, load_recipe
 from .targets import Target, load_target
 from .variants import convert_all
+from .workdirs import owned_tempdir
 
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 
@@ -102,7 +102,7 @@ def build(request: BuildRequest, log: logging.Logger | None = None) -> BuildResu
     if not log.isEnabledFor(logging.INFO):  # build.log must not depend on how the caller set up logging
         log.setLevel(logging.INFO)
     try:
-        with tempfile.TemporaryDirectory(prefix="stackc-export-") as export_dir:
+        with owned_tempdir("stackc-export-") as export_dir:
             return _build(request, log, collector, Path(export_dir))
     finally:
         log.removeHandler(collector)
@@ -126,7 +126,7 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
                                               [s for s in source.input_specs if s.name not in source.bindings])
     staging = make_staging(Path(request.out), name)
     try:
-        with tempfile.TemporaryDirectory(prefix="stackc-work-") as work:
+        with owned_tempdir("stackc-work-") as work:
             result = _convert_and_package(
                 request, plan, source, staging, Path(work), log, collector,
             )

@@ -8,7 +8,6 @@ are absent from the canonical model (``toolchain/interface.py`` keeps runners in
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from .memory_bound import memory_bound
 from .onnx_model import TensorSpec, check_model, graph_inputs, graph_outputs, load_graph
 from .parity import ParityResult, compare, failure_table, load_inputs, make_inputs
 from .targets import ParityPolicy
+from .workdirs import owned_tempdir
 
 PREPARATION_POLICY = ParityPolicy(max_abs=1e-5, max_rel=1e-4, min_cosine=0.99999)
 MEASURED_WITH = "onnxruntime CPU (source -> prepared ONNX)"
@@ -190,7 +190,7 @@ def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> Prepa
     target = load_target(request.target) if request.target else None
     recipe = load_recipe(request.recipe)
     check_recipe_binds(recipe, request.bindings)
-    with tempfile.TemporaryDirectory(prefix="stackc-prepare-") as work:
+    with owned_tempdir("stackc-prepare-") as work:
         source = load_source(request.model, Path(work) / "export", target=target, shapes=request.shapes,
                              inputs_path=request.inputs, seed=request.seed, raw_bindings=request.bindings, log=log)
         reference = reference_outputs(source.path, source.inputs)
