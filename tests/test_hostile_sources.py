@@ -233,10 +233,12 @@ def test_saved_model_whose_signature_touches_files_or_python_is_refused_unloaded
 
 # -- memory outside the converter children ----------------------------------------------------------
 
-# stackc's CLI in a fresh process that reports its own peak resident memory (converter children excluded)
-_PEAK = ("import resource, sys\nfrom toolchain.cli import main\ncode = 0\ntry:\n    main(sys.argv[1:])\n"
+# stackc's CLI in a fresh process that reports its own peak resident memory (VmHWM: this process image
+# only; ru_maxrss would carry the forking pytest's size across exec), converter children excluded
+_PEAK = ("import re, sys\nfrom toolchain.cli import main\ncode = 0\ntry:\n    main(sys.argv[1:])\n"
          "except SystemExit as e:\n    code = e.code\n"
-         "print(f'peak_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\nsys.exit(code)\n")
+         "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+         "print(f'peak_kib={hwm}', file=sys.stderr)\nsys.exit(code)\n")
 
 
 def _expand_onnx(path: Path, dims) -> Path:
