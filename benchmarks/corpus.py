@@ -77,7 +77,7 @@ def _row(run, world: str) -> dict:
         row["variants"][artifact["variant"]] = {"shipped": artifact["parity"]["passed"], "size": artifact["size"],
                                                 "evidence": artifact["parity"].get("evidence", "")}
     for missing in manifest.get("missing", []):
-        row["variants"][missing["variant"]] = {"shipped": False, "reason": missing["reason"][:300]}
+        row["variants"][missing["variant"]] = {"shipped": False, "reason": missing["reason"][:1500]}
     return row
 
 
