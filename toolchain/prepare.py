@@ -17,7 +17,7 @@ import numpy as np
 from .artifact import ModelArtifact
 from .errors import InputError, ParityError, UsageError
 from .memory_bound import memory_bound
-from .onnx_model import TensorSpec, check_model, graph_inputs, graph_outputs, load_graph
+from .onnx_model import TensorSpec, check_model, graph_inputs, graph_outputs, index_bounds, load_graph
 from .parity import ParityResult, compare, failure_table, load_inputs, make_inputs
 from .targets import ParityPolicy
 from .workdirs import owned_tempdir
@@ -83,7 +83,8 @@ def _parse_value(text: str, dtype: np.dtype, name: str) -> np.ndarray:
 
 
 def sample_inputs(specs: list[TensorSpec], sample_shapes: dict[str, tuple[int, ...]], inputs_path: Path | None,
-                  seed: int, raw_bindings: dict[str, str | None]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                  seed: int, raw_bindings: dict[str, str | None],
+                  bounds: dict[str, int] | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Parity samples (from --inputs or seeded random) with bound inputs at their bound value."""
     if inputs_path and Path(inputs_path).is_dir():
         bindings = resolve_bindings(raw_bindings, specs, None)
@@ -96,7 +97,7 @@ def sample_inputs(specs: list[TensorSpec], sample_shapes: dict[str, tuple[int, .
     else:
         bindings = resolve_bindings(raw_bindings, specs, None)
         free = [s for s in specs if s.name not in bindings]
-        samples = make_inputs(free, sample_shapes, seed)
+        samples = make_inputs(free, sample_shapes, seed, bounds)
         samples = {s.name: bindings[s.name] if s.name in bindings else samples[s.name] for s in specs}
     return {n: bindings.get(n, v) for n, v in samples.items()}, bindings
 
@@ -237,7 +238,7 @@ def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: P
     samples_path = exported.samples_path if exported else inputs_path  # an export's samples are its proof
     with memory_bound("making the parity samples (the model's input shapes)", limits):
         inputs, bindings = sample_inputs(specs, concrete_shapes(specs, shapes, target, fix_all=True), samples_path,
-                                         seed, raw_bindings)
+                                         seed, raw_bindings, index_bounds(proto))
     return Source(path, proto, specs, graph_outputs(proto), shapes, inputs, bindings, exported, bool(samples_path))
 
 
