@@ -131,6 +131,11 @@ def publish(staging: Path, final: Path, archive: Path) -> None:
         os.replace(tmp_archive, archive)
     finally:
         tmp_archive.unlink(missing_ok=True)
+    publish_folder(staging, final)
+
+
+def publish_folder(staging: Path, final: Path) -> None:
+    """The folder half of ``publish`` (``stackc pull`` publishes no archive): ``final`` is swapped atomically."""
     if final.is_dir() and not final.is_symlink() and _exchange(staging, final):
         shutil.rmtree(staging, ignore_errors=True)
         return

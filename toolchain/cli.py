@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok, 1 internal error (a bug: please report it), 2 usage, 3 bad input or config,
 4 missing dependency, 5 pass failed, 6 parity failed, 7 bundle or verify failed, 8 no artifact fits
-the device, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
+the device, 9 registry unreachable or refused the request, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .errors import ExitCode, StackcError, UsageError
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input or config, 4 missing dependency, "
     "5 pass failed, 6 parity failed, 7 bundle or verify failed, 8 no artifact fits the device, "
-    "130 interrupted (SIGINT), 143 terminated (SIGTERM)."
+    "9 registry unreachable or refused the request, 130 interrupted (SIGINT), 143 terminated (SIGTERM)."
 )
 
 
@@ -426,7 +426,8 @@ def verify(bundle, public_key, device_profile, device_os, os_version, arch, glib
         signature = {"valid": "; signature valid",
                      "present, not checked": "; signature present, not checked (pass --key to check it)"}.get(
             verdict.signature, "")
-        click.echo(f"ok: {verdict.checked_files} files match their checksums; manifest consistent{signature}")
+        partial = f"; partial pull, left out: {', '.join(verdict.omitted)}" if verdict.omitted else ""
+        click.echo(f"ok: {verdict.checked_files} files match their checksums; manifest consistent{signature}{partial}")
     if device is not None:
         if not as_json:
             _print_fits(verdict.device_fits, verdict.selected)
@@ -459,13 +460,13 @@ def select(bundle, device_profile, device_os, os_version, arch, glibc, device_ru
     """
     from .bundle_read import open_bundle
     from .compat import select as select_artifact
-    from .verify import require_verified
+    from .verify import loadable_manifest, require_verified
 
     device = _device(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required=True)
     opened = open_bundle(bundle)
     try:
         require_verified(opened, bundle, "no artifact selected")
-        chosen, fits = select_artifact(opened.manifest, device)
+        chosen, fits = select_artifact(loadable_manifest(opened), device)
     finally:
         opened.close()
     if as_json:
@@ -502,6 +503,58 @@ def sign(bundle, private_key):
 
     for path in sign_bundle(bundle, private_key):
         click.echo(f"signed: {path}")
+
+
+INSECURE_HELP = "Allow plain HTTP to a registry that is not on loopback (localhost, 127.0.0.1, ::1 always may)."
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.argument("reference", metavar="REF")
+@click.option("--insecure", is_flag=True, help=INSECURE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print what was pushed as JSON.")
+def push(bundle, reference, insecure, as_json):
+    """Push a verified BUNDLE (folder or .tar.gz) to a registry as an OCI artifact, e.g.
+    localhost:5000/vision/resnet:1.2.0-edge-mobile. Credentials: the Docker config ('docker login').
+
+    Exit 9 when the registry cannot be reached or refuses the request.
+    """
+    from .registry.push import push_bundle
+
+    pushed = push_bundle(bundle, reference, insecure)
+    if as_json:
+        click.echo(json.dumps(vars(pushed), indent=2))
+        return
+    click.echo(f"pushed: {pushed.reference} ({pushed.layers} layers, {pushed.bytes} bytes)")
+    click.echo(f"digest: {pushed.digest}")
+
+
+@main.command()
+@click.argument("reference", metavar="REF")
+@click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder the bundle is written into (as <out>/<bundle name>).")
+@click.option("--key", "public_key", type=click.Path(dir_okay=False, path_type=Path), metavar="PUB",
+              help="Require bundle.sig to be a valid signature by this public key.")
+@device_options
+@click.option("--insecure", is_flag=True, help=INSECURE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print what was pulled as JSON.")
+def pull(reference, out, public_key, device_profile, device_os, os_version, arch, glibc, device_runtimes,
+         device_apis, insecure, as_json):
+    """Pull a bundle from a registry; with a device, only the artifact it should load.
+
+    Digests, the manifest and (with --key) the signature are verified before anything appears at
+    the final path. Exit 7 for content that does not verify, 8 when no artifact fits the device,
+    9 when the registry cannot be reached or refuses the request.
+    """
+    from .registry.pull import pull_bundle
+
+    device = _device(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required=False)
+    pulled = pull_bundle(reference, out, device, public_key, insecure)
+    if as_json:
+        click.echo(json.dumps({**vars(pulled), "bundle": str(pulled.bundle)}, indent=2))
+        return
+    kept = f"; kept {pulled.kept}, left out {', '.join(pulled.omitted) or 'nothing'}" if pulled.kept else ""
+    click.echo(f"pulled: {pulled.bundle} ({pulled.blobs} blobs, {pulled.bytes} bytes; signature {pulled.signature}{kept})")
 
 
 @main.command()

@@ -16,6 +16,7 @@ class ExitCode(enum.IntEnum):
     PARITY_FAILED = 6
     BUNDLE_FAILED = 7
     INCOMPATIBLE = 8
+    REGISTRY_UNREACHABLE = 9
     INTERRUPTED = 130
     TERMINATED = 143
 
@@ -81,3 +82,12 @@ class IncompatibleError(StackcError):
     """No artifact of a bundle fits the described device (OS, architecture, runtime floors)."""
 
     exit_code = ExitCode.INCOMPATIBLE
+
+
+class RegistryError(StackcError):
+    """A registry cannot be reached or refuses the request (connection, TLS, HTTP status, credentials).
+
+    What a registry serves is judged as a bundle: content that does not verify is a ``BundleError``.
+    """
+
+    exit_code = ExitCode.REGISTRY_UNREACHABLE

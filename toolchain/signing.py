@@ -193,8 +193,12 @@ def signature_shape_problems(root: Path) -> list[str]:
     return []
 
 
-def signature_problems(root: Path, public_key) -> list[str]:
-    """Everything wrong with ``bundle.sig`` against this key and these files, each naming its file."""
+def signature_problems(root: Path, public_key, absent: set[str] = frozenset(), ignored: set[str] = frozenset()) -> list[str]:
+    """Everything wrong with ``bundle.sig`` against this key and these files, each naming its file.
+
+    A partial pull's bundle may lack the ``absent`` files (its left-out artifacts) and holds ``ignored``
+    files of its own (``pulled.json``); every file it does hold must still match the signed digest.
+    """
     from cryptography.exceptions import InvalidSignature
 
     try:
@@ -218,11 +222,11 @@ def signature_problems(root: Path, public_key) -> list[str]:
     except (ValueError, KeyError, TypeError, AttributeError, BundleError):
         return [f"{SIGNATURE}: the signed statement is malformed"]
     try:
-        actual = {r["name"]: r["digest"] for r in _resources(root)}
+        actual = {r["name"]: r["digest"] for r in _resources(root) if r["name"] not in ignored}
     except BundleError as e:  # a link, FIFO or device among the files
         return [e.message]
     problems = [f"{rel}: extra file, not covered by the signature" for rel in sorted(actual.keys() - expected.keys())]
-    problems += [f"{rel}: missing (the signature covers it)" for rel in sorted(expected.keys() - actual.keys())]
+    problems += [f"{rel}: missing (the signature covers it)" for rel in sorted(expected.keys() - actual.keys() - absent)]
     changed = [rel for rel in actual.keys() & expected.keys() if actual[rel] != expected[rel]]
     # the content file first: a changed SHA256SUMS or manifest is usually the echo of a changed artifact
     problems += [f"{rel}: differs from the signed digest"

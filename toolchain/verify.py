@@ -15,6 +15,7 @@ from typing import Any, Iterator
 from .bundle import CHECKSUMS, MANIFEST, SCHEMA_VERSION, SIGNATURE, bundle_files
 from .bundle_read import OpenedBundle, open_bundle, read_checksums
 from .errors import BundleError
+from .pulled import PULLED, omitted_files, omitted_variants, without_omitted
 from .safe_io import MiB, parse_json, path_problem, read_regular, sha256_regular
 
 PACKAGE_MANIFEST = "Manifest.json"  # a Core ML .mlpackage's own index: item id -> path under Data/
@@ -29,6 +30,7 @@ class Verdict:
     signature_checked: bool = False
     device_fits: list[dict[str, Any]] | None = None
     selected: str | None = None
+    omitted: list[str] = field(default_factory=list)  # variants a partial pull left out on purpose
 
     @property
     def ok(self) -> bool:
@@ -37,6 +39,7 @@ class Verdict:
     def as_dict(self) -> dict[str, Any]:
         return {"bundle": self.bundle, "ok": self.ok, "checked_files": self.checked_files,
                 "signature": self.signature, "signature_checked": self.signature_checked, "problems": self.problems,
+                **({"omitted": self.omitted} if self.omitted else {}),
                 **({"device": {"selected": self.selected, "artifacts": self.device_fits}}
                    if self.device_fits is not None else {})}
 
@@ -176,11 +179,17 @@ def verify_opened(opened: OpenedBundle, label: str, public_key=None, device=None
     root = opened.root
     verdict = Verdict(label)
     present = set(bundle_files(root))
+    try:
+        verdict.omitted, absent = _left_out(opened)
+    except BundleError as e:
+        verdict.problems.append(e.message)
+        return verdict
+    present.discard(PULLED)
     if SIGNATURE in present:
         verdict.signature = "present, not checked"
     if public_key is not None:
         verdict.signature_checked = True
-        problems = signature_problems(root, public_key)
+        problems = signature_problems(root, public_key, absent=absent, ignored={PULLED})
         verdict.problems.extend(problems)
         verdict.signature = "invalid" if problems else "valid"
     elif SIGNATURE in present:
@@ -193,7 +202,7 @@ def verify_opened(opened: OpenedBundle, label: str, public_key=None, device=None
     present -= {CHECKSUMS, SIGNATURE}
     for rel in sorted(present - listed.keys()):
         verdict.problems.append(f"{rel}: extra file, not in {CHECKSUMS}")
-    for rel in sorted(listed.keys() - present):
+    for rel in sorted(listed.keys() - present - absent):
         verdict.problems.append(f"{rel}: missing")
     for rel in sorted(listed.keys() & present):
         try:
@@ -205,15 +214,31 @@ def verify_opened(opened: OpenedBundle, label: str, public_key=None, device=None
         if digest != listed[rel]:
             verdict.problems.append(f"{rel}: checksum mismatch (the file changed after the build)")
     problems = manifest_problems(opened.manifest)
-    verdict.problems.extend(problems or _listed_problems(opened.manifest, listed, root))
+    verdict.problems.extend(problems or _listed_problems(loadable_manifest(opened, verdict.omitted), listed, root))
     if device is not None and verdict.ok:
         from .compat import assess, choose
 
-        fits = assess(opened.manifest, device)
+        fits = assess(loadable_manifest(opened, verdict.omitted), device)
         verdict.device_fits = [f.as_dict() for f in fits]
         chosen = choose(fits)
         verdict.selected = chosen.variant if chosen else None
     return verdict
+
+
+def _left_out(opened: OpenedBundle) -> tuple[list[str], set[str]]:
+    """The variants a partial pull left out (``pulled.json``) and their files, which may then be absent."""
+    omitted = omitted_variants(opened.root)
+    if not omitted:
+        return [], set()
+    if manifest_problems(opened.manifest):
+        return omitted, set()  # reported below; nothing may be absent from a manifest that fails its schema
+    return omitted, omitted_files(opened.manifest, omitted)
+
+
+def loadable_manifest(opened: OpenedBundle, omitted: list[str] | None = None) -> dict[str, Any]:
+    """The manifest with only the artifacts the bundle holds: a partial pull's left-out ones are not loadable."""
+    omitted = omitted_variants(opened.root) if omitted is None else omitted
+    return without_omitted(opened.manifest, omitted) if omitted else opened.manifest
 
 
 def require_verified(opened: OpenedBundle, bundle: Path, why: str) -> None:
