@@ -319,3 +319,58 @@ def test_a_server_that_does_not_speak_http_is_exit_9(tmp_path):
 def test_a_registry_asking_for_credentials_is_exit_9(tmp_path):
     with hostile_server(manifest=(401, b"", {"WWW-Authenticate": 'Basic realm="x"'})) as host:
         _fails(tmp_path, 9, f"{host}/vision/resnet:t")
+
+
+class _NeedsLogin(_Hostile):
+    """The token flow of Docker Hub, GHCR or Harbor: the Docker config's user and password buy a bearer
+    token at the realm; only a request carrying it is answered (with garbage, to prove it was read)."""
+
+    def _send(self, status: int, body: bytes, headers: dict) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802
+        import base64
+
+        host = f"127.0.0.1:{self.server.server_address[1]}"
+        if self.path.startswith("/token"):
+            if self.headers.get("Authorization") == "Basic " + base64.b64encode(b"fleet:s3cret").decode():
+                return self._send(200, b'{"token": "t0k"}', {"Content-Type": "application/json"})
+            return self._send(401, b"", {})
+        if self.headers.get("Authorization") != "Bearer t0k":
+            return self._send(401, b"", {"WWW-Authenticate": f'Bearer realm="http://{host}/token",service="test"'})
+        return self._send(200, b"[1]", {})
+
+
+def test_credentials_come_from_the_docker_config(tmp_path, monkeypatch):
+    import base64
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _NeedsLogin)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host = f"127.0.0.1:{server.server_address[1]}"
+    config = tmp_path / "docker"
+    config.mkdir()
+    (config / "config.json").write_text(json.dumps({"auths": {host: {"auth": base64.b64encode(b"fleet:s3cret").decode()}}}))
+    try:
+        monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.docker/config.json: no credentials, refused
+        _fails(tmp_path / "out", 9, f"{host}/vision/resnet:t")
+        monkeypatch.setenv("DOCKER_CONFIG", str(config))
+        _fails(tmp_path / "out", 7, f"{host}/vision/resnet:t", words=("not a JSON object",))  # logged in: read
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("reference, insecure, scheme", [
+    ("registry.example.com/vision/resnet:t", False, "https"), ("registry.example.com/vision/resnet:t", True, "http"),
+    ("localhost:5000/vision/resnet:t", False, "http"), ("127.0.0.1:5000/vision/resnet:t", False, "http"),
+    ("[::1]:5000/vision/resnet:t", False, "http"), ("10.0.0.7:5000/vision/resnet:t", False, "https")])
+def test_plain_http_only_for_loopback_unless_insecure(reference, insecure, scheme):
+    from toolchain.registry.reference import connect, parse_reference
+
+    client, _ = connect(parse_reference(reference), insecure)
+    assert client.prefix == scheme

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import re
 from dataclasses import dataclass
 
@@ -94,7 +95,8 @@ def connect(ref: Reference, insecure: bool = False):
     client.session.request = functools.partial(client.session.request, timeout=TIMEOUT)
     client.session.trust_env = False  # no ~/.netrc credentials or proxy settings: the Docker config only
     container = client.get_container(ref.target)
-    client.auth.load_configs(container)
+    docker_config = os.environ.get("DOCKER_CONFIG")  # docker's own override of ~/.docker
+    client.auth.load_configs(container, [os.path.join(docker_config, "config.json")] if docker_config else None)
     return client, container
 
 
