@@ -14,6 +14,7 @@ import pytest
 
 from conftest import (assert_user_error, build_bundle, fixture_model, run_in_onnxruntime, run_pass, run_stackc,
                       shipped_target_data, write_toml)
+from bundle_helpers import manifest_of, refresh_artifact_digests, reseal
 from toolchain.artifact import ModelArtifact
 from toolchain.errors import InputError, ParityError, PassError
 
@@ -90,6 +91,8 @@ def test_check_fails_with_exit_6_after_a_weight_changes_inside_the_mlpackage(cor
     weights = bytearray((package / "Data/com.apple.CoreML/weights/weight.bin").read_bytes())
     weights[data:data + size // 2] = np.full(size // 4, 0.5, np.float16).tobytes()  # half of one conv's weights
     (package / "Data/com.apple.CoreML/weights/weight.bin").write_bytes(bytes(weights))
+    assert_user_error(run_stackc("check", copy), 7, "checksum mismatch")  # verified before anything loads
+    reseal(copy, refresh_artifact_digests(copy, manifest_of(copy)))  # as someone rebuilding the checksums would
     line = assert_user_error(run_stackc("check", copy), 6, "no longer match")
     assert VARIANT in run_stackc("check", copy).stderr, line
 
