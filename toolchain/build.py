@@ -14,12 +14,13 @@ from .bundle import ARCHIVE_SUFFIX, make_staging, publish, refuse_foreign, sha25
 from .errors import BundleError, UsageError
 from .host_measure import measure_outcomes, write_sidecar
 from .manifest import write_contents
+from .merge_log import partial_record
 from .onnx_model import opsets
 from .passes import PassContext, get_pass
 from .prepare import Source, check_recipe_binds, load_source, prepare_canonical, reference_outputs
 from .recipes import Recipe, load_recipe
 from .targets import Target, load_target
-from .variants import convert_all
+from .variants import LOG_SECTION, convert_all
 from .workdirs import owned_tempdir
 
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
@@ -41,6 +42,7 @@ class BuildRequest:
     calibration: Path | None = None  # .npz, folder of .npy or images; None: seeded random (accuracy unproven)
     bindings: dict[str, str | None] = field(default_factory=dict)  # --bind NAME=VALUE (None: value from --inputs)
     limits: Any = None  # isolation.Limits for converters in child processes; None: the environment's defaults
+    variants: tuple[str, ...] | None = None  # --variants: a partial build of only these (``stackc merge`` joins parts)
 
 
 @dataclass
@@ -53,14 +55,18 @@ class BuildResult:
 
 
 class _LogCollector(logging.Handler):
-    """Keeps the build's log lines (no timestamps, no temp paths) for the bundle's build.log."""
+    """Keeps the build's log lines (no timestamps, no temp paths) for the bundle's build.log, each with
+    the variant section it belongs to (``variants.LOG_SECTION``; None: the build's own), which a
+    partial build records so that ``stackc merge`` can put a full build's log back together."""
 
     def __init__(self):
         super().__init__(logging.INFO)
         self.lines: list[str] = []
+        self.sections: list[tuple[str, str] | None] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(record.getMessage())
+        self.sections.append(getattr(record, LOG_SECTION, None))
 
 
 def bundle_name(model: Path, version: str, target: str) -> str:
@@ -74,8 +80,13 @@ class _Plan:
 
     target: Target
     recipe: Recipe
-    variants: tuple
+    variants: tuple  # the ones this build makes: the world's, or those --variants names, in the world's order
     convert_passes: dict[str, Any]  # variant name -> its configured conversion pass
+    world: tuple = ()  # every variant of the world (after the recipe's), also when a partial build makes fewer
+
+    @property
+    def partial(self) -> bool:
+        return len(self.variants) < len(self.world)
 
 
 def _resolve(request: BuildRequest) -> _Plan:
@@ -91,7 +102,20 @@ def _resolve(request: BuildRequest) -> _Plan:
         options = {**variant.options, **recipe.convert.get(variant.format, {})}
         where = f"target {target.name}: variant {variant.name}"
         convert_passes[variant.name] = get_pass(convert_pass_id(variant.format))(options, where)
-    return _Plan(target, recipe, variants, convert_passes)
+    return _Plan(target, recipe, _chosen(variants, request.variants, target.name), convert_passes, variants)
+
+
+def _chosen(variants: tuple, names: tuple[str, ...] | None, world: str) -> tuple:
+    """The variants ``--variants`` names, in the world's order (so a partial build's log and manifest
+    are slices of a full build's); all of them without the option. An unknown name is a usage error."""
+    if names is None:
+        return variants
+    known = [v.name for v in variants]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise UsageError(f"--variants: target {world} has no variant '{unknown[0] if unknown else ''}' "
+                         f"(its variants: {', '.join(known)})")
+    return tuple(v for v in variants if v.name in names)
 
 
 def build(request: BuildRequest, log: logging.Logger | None = None) -> BuildResult:
@@ -211,6 +235,8 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
         staging, name=bundle_name(model_path, request.version, target.name), request=request, target=target,
         recipe=recipe, records=ctx.records, source=source_entry, inputs=inputs, reference=reference,
         prepared=prepared, outcomes=outcomes, log_lines=collector.lines,
+        partial=partial_record(plan.world, plan.variants, collector.lines, collector.sections) if plan.partial else None,
+        world=plan.world,
     )
     ctx.records.append({"id": "package", "options": {}, "seconds": round(time.perf_counter() - started, 3)})
     measure_outcomes(outcomes, inputs, ctx.records, log)  # after packaging: latency never enters the bundle

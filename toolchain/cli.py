@@ -286,10 +286,12 @@ def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, qu
               help="Stop a converter whose processes use more memory (default 80%% of RAM, or $STACKC_PASS_MEMORY_MB).")
 @click.option("--sign", "sign_key", type=click.Path(dir_okay=False, path_type=Path), metavar="KEY",
               help="Sign the bundle with this private key (see 'stackc keygen'): writes bundle.sig.")
+@click.option("--variants", "variant_names", metavar="NAME[,NAME...]",
+              help="Build only these variants of the world (a partial bundle for 'stackc merge').")
 @click.option("--json", "as_json", is_flag=True, help="Print the build result as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, calibration, seed, allow_parity_failure,
-          keep_going, pass_timeout, pass_memory, sign_key, as_json, quiet):
+          keep_going, pass_timeout, pass_memory, sign_key, variant_names, as_json, quiet):
     """Build MODEL for a target world into a versioned, checksummed bundle."""
     from .build import BuildRequest, build as run_build
     from .isolation import default_limits
@@ -303,6 +305,7 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, cal
         shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration, seed=seed,
         allow_parity_failure=allow_parity_failure, keep_going=keep_going, sign_key=sign_key,
         bindings=_parse_bindings(binds), limits=limits,
+        variants=None if variant_names is None else tuple(n.strip() for n in variant_names.split(",") if n.strip()),
     )
     result = run_build(request, _setup_logging(quiet or as_json))
     if as_json:
@@ -503,6 +506,34 @@ def sign(bundle, private_key):
 
     for path in sign_bundle(bundle, private_key):
         click.echo(f"signed: {path}")
+
+
+@main.command()
+@click.argument("parts", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder the merged bundle is written into.")
+@click.option("--sign", "sign_key", type=click.Path(dir_okay=False, path_type=Path), metavar="KEY",
+              help="Sign the merged bundle with this private key: writes bundle.sig.")
+@click.option("--json", "as_json", is_flag=True, help="Print the merged bundle and its artifacts as JSON.")
+def merge(parts, out, sign_key, as_json):
+    """Join partial bundles ('build --variants') of one source, world, recipe and version into one bundle.
+
+    Every part must verify and agree with the others; exit 7 naming the field otherwise.
+    """
+    from .merge import merge_bundles
+
+    merged = merge_bundles(list(parts), out, sign_key)
+    if as_json:
+        click.echo(json.dumps({"bundle": str(merged.bundle), "archive": str(merged.archive), "parts": merged.parts,
+                               "artifacts": [a["variant"] for a in merged.manifest["artifacts"]],
+                               "missing": [m["variant"] for m in merged.manifest["missing"]]}, indent=2))
+        return
+    for artifact in merged.manifest["artifacts"]:
+        click.echo(f"  {artifact['variant']:<16} {artifact['path']:<44} measured on {artifact['measured_by']['os']}")
+    for missing in merged.manifest["missing"]:
+        click.echo(f"  {missing['variant']:<16} MISSING: {missing['reason']}")
+    click.echo(f"bundle: {merged.bundle}")
+    click.echo(f"archive: {merged.archive}")
 
 
 INSECURE_HELP = "Allow plain HTTP to a registry that is not on loopback (localhost, 127.0.0.1, ::1 always may)."

@@ -57,7 +57,24 @@ def artifact_entry(outcome, staging: Path) -> dict[str, Any]:
         "conversion": artifact.facts.get(convert_pass_id(variant.format), {}),
         "interface": interface_of(artifact.facts),
         "parity": outcome.parity.as_dict(),
+        "measured_by": measured_by(variant.format),
     }
+
+
+def measured_by(fmt: str) -> dict[str, Any]:
+    """The host that ran this artifact for its parity row: OS, its version, arch, and the runtime's
+    packages (``parity.measured_on`` is the CPU). ``stackc merge`` keeps it per artifact, so a bundle
+    joined from a macOS and a Linux runner says which one measured what."""
+    import platform
+
+    system = platform.system().lower()
+    record = {"os": {"darwin": "macos"}.get(system, system),
+              "os_version": platform.mac_ver()[0] if system == "darwin" else platform.release(),
+              "arch": platform.machine().lower(), "python": platform.python_version()}
+    libc, libc_version = platform.libc_ver()
+    if libc:
+        record["libc"] = f"{libc} {libc_version}"
+    return {**record, "runtime": dict(sorted(backend(fmt).versions().items()))}
 
 
 def missing_entry(outcome) -> dict[str, Any]:
@@ -77,8 +94,12 @@ def created_time() -> str | None:
 
 
 def write_contents(staging: Path, *, name: str, request, target, recipe, records, source: dict[str, Any],
-                   inputs, reference, prepared, outcomes, log_lines: list[str]) -> dict[str, Any]:
-    """Write everything but the archive into ``staging`` and return the manifest."""
+                   inputs, reference, prepared, outcomes, log_lines: list[str], world=(),
+                   partial: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write everything but the archive into ``staging`` and return the manifest.
+
+    ``world``: every variant of the world (a partial build converts fewer); ``partial``: what a
+    ``--variants`` build holds (``merge_log.partial_record``), absent from a full build's manifest."""
     (staging / "parity").mkdir()
     write_npz(staging / "parity" / "samples.npz", inputs)
     write_npz(staging / "parity" / "reference.npz", reference)
@@ -106,8 +127,9 @@ def write_contents(staging: Path, *, name: str, request, target, recipe, records
             "allowed_failure": request.allow_parity_failure and any(not o.parity.passed for o in shipped),
         },
         "recipe": {**recipe.as_dict(),
-                   "conversions": {o.variant.name: convert_pass_id(o.variant.format) for o in outcomes}},
+                   "conversions": {v.name: convert_pass_id(v.format) for v in (world or [o.variant for o in outcomes])}},
         "tools": dict(sorted(versions.items())),
+        **({"partial": partial} if partial is not None else {}),
     }
     write_json(staging / "manifest.json", manifest)
     (staging / "build.log").write_text("\n".join(log_lines) + "\n", encoding="utf-8")

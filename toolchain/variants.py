@@ -26,6 +26,7 @@ from .passes import PassContext
 from .process_tree import refuse_if_stopping
 from .targets import for_int8_source
 
+LOG_SECTION = "stackc_section"  # a log record's ("variant" | "dropped" | "parity-dropped", variant name)
 MIN_FREE_MEMORY = 2 * 2**30  # do not start another converter with less free memory than this
 SEQUENTIAL_AT_BYTES = 2**30  # models whose external weights pass this convert one variant at a time
 
@@ -123,7 +124,7 @@ def convert_all(variants, convert_passes, model, ctx, inputs, reference, *, keep
                 return VariantOutcome(variant, error=e)
 
     workers = max(1, min(len(variants), jobs or default_jobs()))
-    if workers > 1 and _weights_on_disk(model) > SEQUENTIAL_AT_BYTES:
+    if _weights_on_disk(model) > SEQUENTIAL_AT_BYTES:  # logged whatever the count: a partial build's log is a slice
         workers = 1  # each converter may hold the weights twice: never two of them at once
         ctx.log.info("[variants] weights past %d GiB: converting one variant at a time", SEQUENTIAL_AT_BYTES // 2**30)
     if workers == 1:
@@ -133,12 +134,13 @@ def convert_all(variants, convert_passes, model, ctx, inputs, reference, *, keep
             outcomes = list(pool.map(one, variants))
     for outcome in outcomes:
         for line in outcome.log_lines:
-            ctx.log.info("%s", line)
+            ctx.log.info("%s", line, extra={LOG_SECTION: ("variant", outcome.variant.name)})
     errors = [o for o in outcomes if o.error is not None]
     if errors and not keep_going:
         raise errors[0].error
     for outcome in errors:
-        ctx.log.info("[keep-going] %s dropped: %s", outcome.variant.name, outcome.error.one_line().split("\n")[0])
+        ctx.log.info("[keep-going] %s dropped: %s", outcome.variant.name, outcome.error.one_line().split("\n")[0],
+                     extra={LOG_SECTION: ("dropped", outcome.variant.name)})
     failed = [o for o in outcomes if o.parity is not None and not o.parity.passed]
     if failed and not allow_parity_failure:
         if not keep_going:
@@ -150,7 +152,7 @@ def convert_all(variants, convert_passes, model, ctx, inputs, reference, *, keep
         for outcome in failed:
             outcome.error = ParityError(f"parity failed: {failure_summary(outcome.parity)}")
             ctx.log.info("[keep-going] %s dropped: parity failed\n%s", outcome.variant.name,
-                         failure_table([outcome.parity]))
+                         failure_table([outcome.parity]), extra={LOG_SECTION: ("parity-dropped", outcome.variant.name)})
     if not any(o.shipped for o in outcomes):
         first = next(o.error for o in outcomes if o.error is not None)
         raise type(first)(f"no variant could be built; first failure: {first.message}", hint=first.hint)

@@ -84,7 +84,20 @@ def manifest_problems(manifest: dict[str, Any]) -> list[str]:
         if not _is_file_or_folder_of(artifact["path"], {f["path"] for f in artifact["files"]}):
             problems.append(f"{MANIFEST}: artifact {artifact['variant']} path {artifact['path'][:200]} "
                             "is not one of its files or their folder; refused")
-    return problems + _policy_problems(manifest)
+    return problems + _policy_problems(manifest) + _partial_problems(manifest)
+
+
+def _partial_problems(manifest: dict[str, Any]) -> list[str]:
+    """A partial build (``--variants``) holds only variants of its world, and lists nothing it does not hold."""
+    partial = manifest.get("partial")
+    if partial is None:
+        return []
+    world = [w["variant"] for w in partial["world"]]
+    problems = [f"{MANIFEST}: partial variant '{v[:80]}' is not a variant of its world ({', '.join(world)[:300]}); refused"
+                for v in partial["variants"] if v not in world]
+    listed = [a["variant"] for a in manifest["artifacts"]] + [m["variant"] for m in manifest.get("missing", [])]
+    return problems + [f"{MANIFEST}: '{v[:80]}' is listed but not among the partial build's variants; refused"
+                       for v in listed if v not in partial["variants"]]
 
 
 def _policy_problems(manifest: dict[str, Any]) -> list[str]:
