@@ -179,3 +179,33 @@ def test_merge_refuses_a_different_stackc_version(built, tmp_path):
     reseal(copy, manifest)
     failed = _merge(tmp_path / "out", built["onnx-fp32"], copy)
     assert_user_error(failed, 7, "stackc version")
+
+
+def _other_host_part(part: Path, dest: Path) -> Path:
+    """A part as a runner on another CPU makes it: the same samples, a reference that differs in its last bits."""
+    from toolchain.bundle import read_npz, write_npz
+
+    copy = copy_bundle(part, dest)
+    reference = read_npz(copy / "parity" / "reference.npz")
+    write_npz(copy / "parity" / "reference.npz", {k: v * (1 + 1e-7) for k, v in reference.items()})
+    reseal(copy)
+    return copy
+
+
+def test_parts_with_other_reference_outputs_are_refused_and_reference_from_shares_one(built, tmp_path):
+    linux = _other_host_part(built["onnx-fp32"], tmp_path / "linux")
+    assert_user_error(_merge(tmp_path / "refused", linux, built["coreml-fp16"]), 7, "reference outputs")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+        mac = Path(build_bundle(fixture_model("resnet_tiny"), WORLD, tmp_path / "mac", "--variants", "coreml-fp16",
+                                "--reference-from", linux)["bundle"])
+    assert (mac / "parity" / "reference.npz").read_bytes() == (linux / "parity" / "reference.npz").read_bytes()
+    assert _merge(tmp_path / "merged", linux, mac).exit_code == 0
+    assert run_stackc("verify", tmp_path / "merged" / NAME).exit_code == 0
+
+
+def test_reference_from_a_part_with_other_samples_is_exit_3(built, tmp_path):
+    failed = run_stackc("build", fixture_model("resnet_tiny"), "-t", WORLD, "--out", tmp_path, "--variants",
+                        "onnx-fp32", "--seed", "5", "--reference-from", built["openvino-fp32"])
+    assert_user_error(failed, 3, "--reference-from", "samples differ")
+    assert list(tmp_path.iterdir()) == []

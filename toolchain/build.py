@@ -11,7 +11,7 @@ from typing import Any
 
 from .backends import backend, convert_pass_id
 from .bundle import ARCHIVE_SUFFIX, make_staging, publish, refuse_foreign, sha256_file
-from .errors import BundleError, UsageError
+from .errors import BundleError, InputError, UsageError
 from .host_measure import measure_outcomes, write_sidecar
 from .manifest import write_contents
 from .merge_log import partial_record
@@ -43,6 +43,7 @@ class BuildRequest:
     bindings: dict[str, str | None] = field(default_factory=dict)  # --bind NAME=VALUE (None: value from --inputs)
     limits: Any = None  # isolation.Limits for converters in child processes; None: the environment's defaults
     variants: tuple[str, ...] | None = None  # --variants: a partial build of only these (``stackc merge`` joins parts)
+    reference_from: Path | None = None  # --reference-from: another part's reference outputs, not this host's run
 
 
 @dataclass
@@ -205,7 +206,8 @@ def _shapes_from_samples(shapes, inputs, input_specs):
 def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, staging: Path, work: Path, log, collector):
     target, recipe, exported, inputs = plan.target, plan.recipe, source.exported, source.inputs
     source_onnx = Path(source.path)
-    reference = reference_outputs(source_onnx, inputs, request.limits)
+    borrowed = _borrowed_reference(request.reference_from, inputs, log) if request.reference_from else None
+    reference = borrowed[1] if borrowed else reference_outputs(source_onnx, inputs, request.limits)
     ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=source.bindings, target=target, log=log,
                       limits=request.limits,
                       extras={"calibration": str(request.calibration) if request.calibration else None,
@@ -229,6 +231,9 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
         "inputs": [s.as_dict() for s in source.input_specs],
         "outputs": [s.as_dict() for s in source.output_specs],
     }
+    if borrowed and borrowed[0] != source_entry.get("sha256"):
+        raise InputError(f"--reference-from {request.reference_from}: built from another source "
+                         f"(sha256 {str(borrowed[0])[:16]}…, this model {str(source_entry.get('sha256'))[:16]}…)")
     if exported:  # how it became the ONNX above, with its own parity row (source -> ONNX)
         source_entry["export"] = exported.export_fields()
     manifest = write_contents(
@@ -244,3 +249,34 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
     return manifest, ctx.records, parity_failed
 
 
+
+
+def _borrowed_reference(path: Path, inputs, log) -> tuple[str, dict]:
+    """(source sha256, reference outputs) of a verified bundle whose parity samples are exactly ``inputs``.
+
+    Runners on different CPUs compute the source's reference in ONNX Runtime with different last
+    bits, and ``stackc merge`` refuses parts whose references differ: a part built with
+    ``--reference-from`` is judged against the reference of the part it names, bit for bit."""
+    import numpy as np
+
+    from .bundle import read_npz
+    from .bundle_read import open_bundle
+    from .verify import require_verified
+
+    opened = open_bundle(path)
+    try:
+        require_verified(opened, path, "its reference outputs are not used")
+        parity = opened.manifest["parity"]
+        samples, reference = read_npz(opened.root / parity["samples"]), read_npz(opened.root / parity["reference"])
+        digest = sha256_file(opened.root / parity["reference"])
+        source_sha = opened.manifest["source"].get("sha256")
+    finally:
+        opened.close()
+    same = samples.keys() == inputs.keys() and all(
+        samples[k].dtype == inputs[k].dtype and samples[k].shape == inputs[k].shape
+        and np.array_equal(samples[k], inputs[k], equal_nan=samples[k].dtype.kind in "fc") for k in inputs)
+    if not same:
+        raise InputError(f"--reference-from {path}: its parity samples differ from this build's "
+                         "(use the same --seed, --inputs, --shape and --bind)")
+    log.info("[parity] reference outputs from --reference-from (reference.npz sha256 %s)", digest[:16])
+    return source_sha, reference

@@ -288,10 +288,12 @@ def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, qu
               help="Sign the bundle with this private key (see 'stackc keygen'): writes bundle.sig.")
 @click.option("--variants", "variant_names", metavar="NAME[,NAME...]",
               help="Build only these variants of the world (a partial bundle for 'stackc merge').")
+@click.option("--reference-from", type=click.Path(exists=True, path_type=Path), metavar="PART",
+              help="Judge parity against PART's reference outputs (same source and samples), not this host's run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the build result as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, calibration, seed, allow_parity_failure,
-          keep_going, pass_timeout, pass_memory, sign_key, variant_names, as_json, quiet):
+          keep_going, pass_timeout, pass_memory, sign_key, variant_names, reference_from, as_json, quiet):
     """Build MODEL for a target world into a versioned, checksummed bundle."""
     from .build import BuildRequest, build as run_build
     from .isolation import default_limits
@@ -306,6 +308,7 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, cal
         allow_parity_failure=allow_parity_failure, keep_going=keep_going, sign_key=sign_key,
         bindings=_parse_bindings(binds), limits=limits,
         variants=None if variant_names is None else tuple(n.strip() for n in variant_names.split(",") if n.strip()),
+        reference_from=reference_from,
     )
     result = run_build(request, _setup_logging(quiet or as_json))
     if as_json:
