@@ -209,3 +209,23 @@ def test_reference_from_a_part_with_other_samples_is_exit_3(built, tmp_path):
                         "onnx-fp32", "--seed", "5", "--reference-from", built["openvino-fp32"])
     assert_user_error(failed, 3, "--reference-from", "samples differ")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tools_that_differ_between_runners_are_all_listed(built, tmp_path):
+    copy = copy_bundle(built["coreml-fp16"], tmp_path / "odd")
+    manifest = manifest_of(copy)
+    manifest["tools"]["numpy"] = "0.0.1"
+    reseal(copy, manifest)
+    assert _merge(tmp_path / "out", built["onnx-fp32"], copy).exit_code == 0
+    numpy = manifest_of(built["full"])["tools"]["numpy"]
+    assert manifest_of(tmp_path / "out" / NAME)["tools"]["numpy"] == " | ".join(sorted(["0.0.1", numpy]))
+
+
+def test_a_part_whose_log_does_not_match_its_sections_is_refused(built, tmp_path):
+    copy = copy_bundle(built["openvino-fp32"], tmp_path / "odd")
+    manifest = manifest_of(copy)
+    manifest["partial"]["log"][0]["lines"] += 1
+    reseal(copy, manifest)
+    failed = _merge(tmp_path / "out", built["onnx-fp32"], copy)
+    assert_user_error(failed, 7, "build.log", "partial.log")
+    assert not (tmp_path / "out" / NAME).exists()
