@@ -255,3 +255,18 @@ def test_a_duplicated_checksum_line_whose_first_digest_is_wrong_fails_like_sha25
     sums = (copy / "SHA256SUMS").read_text()
     (copy / "SHA256SUMS").write_text("0" * 64 + "  build.log\n" + sums)
     _refused_by(copy, ["verify", "check", "select"], "SHA256SUMS", "build.log")
+
+
+def test_a_deep_manifest_is_refused_even_where_a_library_raised_the_recursion_limit():
+    """json's C decoder recurses per level: with the limit raised (TensorFlow, onnx2tf do) a deep array
+    crashed the whole process with a segmentation fault; the depth is now measured on the text first."""
+    import subprocess
+    import sys
+
+    script = ("import sys; sys.setrecursionlimit(10**6)\n"
+              "from toolchain.safe_io import parse_json\nfrom toolchain.errors import BundleError\n"
+              "try:\n    parse_json(b'[' * 200000 + b']' * 200000, 'manifest.json')\n"
+              "except BundleError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert "nested more than" in done.stdout

@@ -120,10 +120,38 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _text_depth(text: str) -> int:
+    """The deepest bracket nesting of JSON text, strings skipped, stopping past the limit.
+
+    Measured before ``json.loads``: its C decoder recurses once per level, and where a library has
+    raised ``sys.setrecursionlimit`` (TensorFlow, onnx2tf) a 100,000-deep array overflows the C stack
+    (a segmentation fault, not a RecursionError)."""
+    depth = deepest = 0
+    for token in _JSON_TOKENS.finditer(text):
+        char = token.group()[0]
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > JSON_MAX_DEPTH:
+                break
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_json(data: bytes, name: str, error=BundleError) -> Any:
     """JSON that a reader can trust the shape of: UTF-8, no duplicate keys, bounded nesting and integers."""
     try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_int=_bounded_int)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise error(f"{name}: not valid JSON ({' '.join(str(e).split())[:120]})") from None
+    if _text_depth(text) > JSON_MAX_DEPTH:
+        raise error(f"{name}: nested more than {JSON_MAX_DEPTH} levels deep; refused")
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_bounded_int)
     except RecursionError:
         raise error(f"{name}: nested more than {JSON_MAX_DEPTH} levels deep; refused") from None
     except _JSONRefused as e:
