@@ -229,3 +229,16 @@ def test_a_part_whose_log_does_not_match_its_sections_is_refused(built, tmp_path
     failed = _merge(tmp_path / "out", built["onnx-fp32"], copy)
     assert_user_error(failed, 7, "build.log", "partial.log")
     assert not (tmp_path / "out" / NAME).exists()
+
+
+def test_merge_with_key_requires_every_part_signed_by_it(built, tmp_path):
+    assert run_stackc("keygen", tmp_path / "runner.key").exit_code == 0
+    signed = [copy_bundle(built[v], tmp_path / v) for v in VARIANTS]
+    for part in signed[:2]:
+        assert run_stackc("sign", part, "--key", tmp_path / "runner.key").exit_code == 0
+    failed = _merge(tmp_path / "refused", *signed, extra=("--key", tmp_path / "runner.pub"))
+    assert_user_error(failed, 7, "coreml-fp16", "does not verify")
+    assert run_stackc("sign", signed[2], "--key", tmp_path / "runner.key").exit_code == 0
+    merged = _merge(tmp_path / "out", *signed, extra=("--key", tmp_path / "runner.pub"))
+    assert merged.exit_code == 0, merged.stderr
+    assert _tree(tmp_path / "out" / NAME) == _tree(built["full"])  # the parts' signatures are not carried over

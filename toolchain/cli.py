@@ -517,15 +517,17 @@ def sign(bundle, private_key):
               help="Folder the merged bundle is written into.")
 @click.option("--sign", "sign_key", type=click.Path(dir_okay=False, path_type=Path), metavar="KEY",
               help="Sign the merged bundle with this private key: writes bundle.sig.")
+@click.option("--key", "public_key", type=click.Path(dir_okay=False, path_type=Path), metavar="PUB",
+              help="Require every part to be signed by this public key's private key.")
 @click.option("--json", "as_json", is_flag=True, help="Print the merged bundle and its artifacts as JSON.")
-def merge(parts, out, sign_key, as_json):
+def merge(parts, out, sign_key, public_key, as_json):
     """Join partial bundles ('build --variants') of one source, world, recipe and version into one bundle.
 
     Every part must verify and agree with the others; exit 7 naming the field otherwise.
     """
     from .merge import merge_bundles
 
-    merged = merge_bundles(list(parts), out, sign_key)
+    merged = merge_bundles(list(parts), out, sign_key, public_key)
     if as_json:
         click.echo(json.dumps({"bundle": str(merged.bundle), "archive": str(merged.archive), "parts": merged.parts,
                                "artifacts": [a["variant"] for a in merged.manifest["artifacts"]],

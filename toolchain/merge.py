@@ -177,12 +177,12 @@ def merged_manifest(parts: list[_Part], providers: dict[str, int]) -> dict[str, 
     return base
 
 
-def _open_part(path: Path) -> _Part:
+def _open_part(path: Path, public_key=None) -> _Part:
     from .verify import verify_opened
 
     opened = open_bundle(path)
     try:
-        verdict = verify_opened(opened, str(path))
+        verdict = verify_opened(opened, str(path), public_key)
         if not verdict.ok:
             raise BundleError(f"{path}: does not verify, nothing merged: {verdict.problems[0]}",
                               hint="'stackc verify' lists every problem")
@@ -229,17 +229,18 @@ def _assemble(parts: list[_Part], providers: dict[str, int], manifest: dict[str,
     write_checksums(staging, {f["path"]: f["sha256"] for a in manifest["artifacts"] for f in a["files"]})
 
 
-def merge_bundles(paths: list[Path], out: Path, sign_key: Path | None = None) -> MergeResult:
-    """Verify every part, check they agree, and publish the merged bundle into ``out`` (exit 7 otherwise)."""
-    signing_key = None
-    if sign_key is not None:
-        from .signing import load_private_key
+def merge_bundles(paths: list[Path], out: Path, sign_key: Path | None = None,
+                  public_key_path: Path | None = None) -> MergeResult:
+    """Verify every part (with ``public_key_path``, its signature too), check they agree, and publish
+    the merged bundle into ``out`` (exit 7 otherwise)."""
+    from .signing import load_private_key, load_public_key
 
-        signing_key = load_private_key(sign_key)
+    signing_key = load_private_key(sign_key) if sign_key is not None else None
+    public_key = load_public_key(public_key_path) if public_key_path is not None else None
     parts: list[_Part] = []
     try:
         for path in paths:
-            parts.append(_open_part(Path(path)))
+            parts.append(_open_part(Path(path), public_key))
         world = [w["variant"] for w in parts[0].manifest["partial"]["world"]]
         _check_agreement(parts)
         parts.sort(key=lambda p: min(world.index(v) for v in p.held))  # argument order does not matter
