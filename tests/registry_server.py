@@ -105,3 +105,26 @@ def registry(tmp_path_factory):
             process.kill()
             process.wait()
         shutil.rmtree(server.root, ignore_errors=True)
+
+
+# -- what the registry tests push: shared by test_registry_push_pull and test_registry_hostile ------
+
+
+@pytest.fixture(scope="module")
+def cloud_bundle(tmp_path_factory) -> Path:
+    """resnet_tiny for the cloud world (ONNX + OpenVINO IR), built once per test module; read-only."""
+    from conftest import build_bundle, fixture_model
+
+    out = tmp_path_factory.mktemp("cloud")
+    return Path(build_bundle(fixture_model("resnet_tiny"), "cloud", out)["bundle"])
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> dict:
+    """A release key pair and a second public key that signed nothing here."""
+    from conftest import run_stackc
+
+    folder = tmp_path_factory.mktemp("keys")
+    for name in ("release", "other"):
+        assert run_stackc("keygen", folder / f"{name}.key").exit_code == 0
+    return {"private": folder / "release.key", "public": folder / "release.pub", "other": folder / "other.pub"}

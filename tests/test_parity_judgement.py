@@ -126,30 +126,28 @@ def _feeds(name):
     return {"input": rng.standard_normal((4, 3, 32, 32)).astype(np.float32)}
 
 
-@pytest.mark.parametrize("wrong", sorted(WRONG))
-@pytest.mark.parametrize("precision", ["fp32", "fp16"])
-def test_a_known_wrong_artifact_fails_parity(tmp_path, wrong, precision):
+def judge_wrong(tmp_path, wrong: str, policy):
+    """Edit a fixture into the known-wrong artifact ``wrong``, run both in onnxruntime, judge by ``policy``."""
     name, edit = WRONG[wrong]
     proto = onnx.load(str(fixture_model(name)))
     edit(proto)
     path = tmp_path / f"{name}-wrong.onnx"
     onnx.save(proto, str(path))
     feeds = _feeds(name)
-    reference, actual = run_in_onnxruntime(fixture_model(name), feeds), run_in_onnxruntime(path, feeds)
-    result = compare(wrong, reference, actual, PRECISION_POLICIES[precision], "onnxruntime")
+    return compare(wrong, run_in_onnxruntime(fixture_model(name), feeds), run_in_onnxruntime(path, feeds), policy,
+                   "onnxruntime")
+
+
+@pytest.mark.parametrize("wrong", sorted(WRONG))
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_a_known_wrong_artifact_fails_parity(tmp_path, wrong, precision):
+    result = judge_wrong(tmp_path, wrong, PRECISION_POLICIES[precision])
     assert not result.passed, result.as_dict()["outputs"]
 
 
 @pytest.mark.parametrize("wrong", ["dropped op"])
 def test_a_structurally_wrong_artifact_fails_the_int8_policy_too(tmp_path, wrong):
-    name, edit = WRONG[wrong]
-    proto = onnx.load(str(fixture_model(name)))
-    edit(proto)
-    path = tmp_path / "wrong.onnx"
-    onnx.save(proto, str(path))
-    feeds = _feeds(name)
-    result = compare(wrong, run_in_onnxruntime(fixture_model(name), feeds), run_in_onnxruntime(path, feeds), INT8,
-                     "onnxruntime")
+    result = judge_wrong(tmp_path, wrong, INT8)
     assert not result.passed, result.as_dict()["outputs"]
 
 
@@ -170,14 +168,7 @@ def test_an_int8_source_widens_float_policies_to_its_own_steps_and_never_tighten
 def test_a_known_wrong_artifact_fails_even_at_an_int8_sources_tolerance(tmp_path, wrong):
     from toolchain.targets import for_int8_source
 
-    name, edit = WRONG[wrong]
-    proto = onnx.load(str(fixture_model(name)))
-    edit(proto)
-    path = tmp_path / "wrong.onnx"
-    onnx.save(proto, str(path))
-    feeds = _feeds(name)
-    result = compare(wrong, run_in_onnxruntime(fixture_model(name), feeds), run_in_onnxruntime(path, feeds),
-                     for_int8_source(FP32), "onnxruntime")
+    result = judge_wrong(tmp_path, wrong, for_int8_source(FP32))
     assert not result.passed, result.as_dict()["outputs"]
 
 

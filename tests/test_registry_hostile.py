@@ -17,25 +17,11 @@ import pytest
 import requests
 
 from bundle_helpers import copy_bundle, reseal
-from conftest import assert_user_error, build_bundle, fixture_model, run_stackc
-from registry_server import free_port, registry  # noqa: F401  (the session fixture)
+from conftest import assert_user_error, run_stackc
+from registry_server import cloud_bundle, free_port, keys, registry  # noqa: F401  (fixtures)
 
 OCI = "application/vnd.oci.image.manifest.v1+json"
 TITLE = "org.opencontainers.image.title"
-
-
-@pytest.fixture(scope="module")
-def cloud_bundle(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("cloud")
-    return Path(build_bundle(fixture_model("resnet_tiny"), "cloud", out)["bundle"])
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory) -> dict:
-    folder = tmp_path_factory.mktemp("keys")
-    for name in ("release", "other"):
-        assert run_stackc("keygen", folder / f"{name}.key").exit_code == 0
-    return {"private": folder / "release.key", "public": folder / "release.pub", "other": folder / "other.pub"}
 
 
 @pytest.fixture(scope="module")
@@ -253,15 +239,16 @@ def test_a_users_folder_at_the_final_path_is_left_alone(registry, pushed, cloud_
 class _Hostile(BaseHTTPRequestHandler):
     answers: dict = {}
 
-    def do_GET(self):  # noqa: N802
-        status, body, headers = self.answers.get("manifest" if "/manifests/" in self.path else "blob",
-                                                 (404, b"", {}))
+    def _send(self, status: int, body: bytes, headers: dict) -> None:
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802
+        self._send(*self.answers.get("manifest" if "/manifests/" in self.path else "blob", (404, b"", {})))
 
     def log_message(self, *args):
         pass
@@ -324,14 +311,6 @@ def test_a_registry_asking_for_credentials_is_exit_9(tmp_path):
 class _NeedsLogin(_Hostile):
     """The token flow of Docker Hub, GHCR or Harbor: the Docker config's user and password buy a bearer
     token at the realm; only a request carrying it is answered (with garbage, to prove it was read)."""
-
-    def _send(self, status: int, body: bytes, headers: dict) -> None:
-        self.send_response(status)
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self):  # noqa: N802
         import base64

@@ -13,26 +13,11 @@ import pytest
 import requests
 
 from bundle_helpers import copy_bundle, manifest_of
-from conftest import assert_user_error, build_bundle, fixture_model, run_stackc
-from registry_server import registry  # noqa: F401  (the session fixture)
+from conftest import assert_user_error, run_stackc
+from registry_server import cloud_bundle, keys, registry  # noqa: F401  (fixtures)
 
 ARM_LINUX = ("--os", "linux", "--arch", "arm64", "--glibc", "2.31", "--runtime", "onnxruntime=1.20.1")
 OCI = "application/vnd.oci.image.manifest.v1+json"
-
-
-@pytest.fixture(scope="module")
-def cloud_bundle(tmp_path_factory) -> Path:
-    """resnet_tiny for the cloud world (ONNX + OpenVINO IR), built once for this module; read-only."""
-    out = tmp_path_factory.mktemp("cloud")
-    return Path(build_bundle(fixture_model("resnet_tiny"), "cloud", out)["bundle"])
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory) -> dict:
-    folder = tmp_path_factory.mktemp("keys")
-    for name in ("release", "other"):
-        assert run_stackc("keygen", folder / f"{name}.key").exit_code == 0
-    return {"private": folder / "release.key", "public": folder / "release.pub", "other": folder / "other.pub"}
 
 
 @pytest.fixture(scope="module")

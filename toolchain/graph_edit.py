@@ -18,6 +18,14 @@ def subgraphs(node) -> Iterator:
             yield from attr.graphs
 
 
+def graphs_within(graph) -> Iterator:
+    """A graph and every graph nested in it (If/Loop/Scan bodies, at any depth)."""
+    yield graph
+    for node in graph.node:
+        for sub in subgraphs(node):
+            yield from graphs_within(sub)
+
+
 def defined_names(graph) -> set[str]:
     """Names a graph itself defines: its inputs, initializers and node outputs (not its subgraphs')."""
     names = {i.name for i in graph.input} | {t.name for t in graph.initializer}

@@ -184,14 +184,13 @@ WEAK_EVIDENCE_HINT = ("the reference output barely varies on these samples, so a
                       "give real inputs with --inputs (an .npz, or a folder of images or .npy files)")
 
 
-def _weak_reason(r: np.ndarray, floor: float, scale: float) -> str:
+def _weak_reason(r: np.ndarray, floor: float, scale: float, rms: float) -> str:
     """Why agreement on this reference proves little, or ''."""
     if r.size == 0:
         return "empty output"
     spread = float(r.max() - r.min())
     if scale <= floor:
         return f"every reference value is within the tolerance floor ({scale:.3g} <= {floor:.3g})"
-    rms = float(np.sqrt(np.mean(r**2)))
     if rms < SIGNAL_OVER_FLOOR * floor:
         return f"the reference signal (RMS {rms:.3g}) is below the tolerance floor {floor:.3g}"
     if r.size > 1 and spread <= BARELY_VARIES * max(scale, floor):
@@ -199,13 +198,12 @@ def _weak_reason(r: np.ndarray, floor: float, scale: float) -> str:
     return ""
 
 
-def _judge_whole(result: OutputResult, r: np.ndarray, g: np.ndarray, floor: float) -> bool:
+def _judge_whole(result: OutputResult, r: np.ndarray, g: np.ndarray, floor: float, rms: float) -> bool:
     """Record cosine and SNR; say whether they can judge (a signal above the floor, more than one value)."""
     norms = np.linalg.norm(r) * np.linalg.norm(g)
     result.cosine = float(np.dot(r, g) / norms) if norms > 0 else (1.0 if np.array_equal(r, g) else 0.0)
     noise = float(np.sum((r - g) ** 2))
     result.snr_db = float(10 * np.log10(np.sum(r**2) / noise)) if noise > 0 and np.sum(r**2) > 0 else None
-    rms = float(np.sqrt(np.mean(r**2))) if r.size else 0.0
     if r.size < 2:
         result.judged = "element-wise only (one value: cosine and SNR mean nothing)"
         return False
@@ -242,8 +240,9 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
     scale = float(np.abs(r).max()) if r.size else 0.0
     result.scale = scale
     floor = 0.0 if policy.max_abs is None else policy.max_abs + policy.scale_rel * scale
-    whole = _judge_whole(result, r, g, floor)
-    result.weak = _weak_reason(r, floor, scale)
+    rms = float(np.sqrt(np.mean(r**2))) if r.size else 0.0
+    whole = _judge_whole(result, r, g, floor, rms)
+    result.weak = _weak_reason(r, floor, scale, rms)
     if _looks_like_scores(ref):
         result.top1 = top_k_agreement(ref, got, 1)
         if ref.shape[-1] > 5:

@@ -159,13 +159,10 @@ def share_identical_initializers(graph) -> dict[str, int]:
 
 
 def _names_used_in_subgraphs(graph) -> set[str]:
-    names: set[str] = set()
-    for node in graph.node:
-        for attribute in node.attribute:
-            for sub in [attribute.g] if attribute.g.node else list(attribute.graphs):
-                names |= {name for inner in sub.node for name in inner.input}
-                names |= _names_used_in_subgraphs(sub)
-    return names
+    from ..graph_edit import graphs_within, subgraphs
+
+    return {name for node in graph.node for sub in subgraphs(node)
+            for inner in graphs_within(sub) for n in inner.node for name in n.input}
 
 
 def restore_unused_inputs(before, after) -> list[str]:

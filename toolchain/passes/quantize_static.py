@@ -16,7 +16,7 @@ from typing import Any
 
 from ..artifact import ModelArtifact
 from ..onnx_model import load_onnx, save_onnx
-from ..precision.quantization import (CALIBRATION_METHODS, check_int8, count_quantized, ensure_node_names, ort_reader,
+from ..precision.quantization import (CALIBRATION_METHODS, check_int8, ensure_node_names, ort_reader,
                             quiet_quantizer, resolve_exclusions)
 from . import register
 from .base import Pass, PassContext
@@ -81,7 +81,7 @@ def quantize_static_model(src: Path, dst: Path, options: Options, calibration, w
             weight_type=QuantType.QInt8, reduce_range=True, nodes_to_exclude=excluded or None,
             calibrate_method=getattr(CalibrationMethod, options.calibration_method),
         )
-    facts = check_int8(Path(src), dst, count_quantized(load_onnx(dst, load_external_data=False)), "quantize.static")
+    facts = check_int8(Path(src), dst, "quantize.static")
     return {"mode": "static", "format": "QDQ", "calibration_method": options.calibration_method,
             "per_channel": options.per_channel, "activation_type": options.activation_type,
             "weights": "int8, 7-bit range [-64, 64]",

@@ -52,16 +52,6 @@ def _domain(node) -> str:
     return "" if node.domain in ("", "ai.onnx") else node.domain
 
 
-def _graphs(graph):
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.g.node:
-                yield from _graphs(attr.g)
-            for sub in attr.graphs:
-                yield from _graphs(sub)
-
-
 def _constants(graph) -> dict[str, Any]:
     """Initializers and Constant-node values of one graph, as TensorProtos, by output name."""
     found = {t.name: t for t in graph.initializer}
@@ -98,8 +88,10 @@ def _integer_weights(graph):
 
 def weight_risks(proto) -> tuple[list[WeightRisk], int]:
     """(int8 weights an x86 non-VNNI kernel can saturate on, number of integer-kernel weights checked)."""
+    from ..graph_edit import graphs_within
+
     risks, checked = [], 0
-    for graph in _graphs(proto.graph):
+    for graph in graphs_within(proto.graph):
         constants = _constants(graph)
         for node, name in _integer_weights(graph):
             tensor = constants.get(name)
@@ -114,7 +106,10 @@ def weight_risks(proto) -> tuple[list[WeightRisk], int]:
 
 def describe(proto) -> dict[str, Any]:
     """The manifest's account of whether an int8 model's integer results depend on the CPU."""
-    risks, checked = weight_risks(proto)
+    return _account(*weight_risks(proto))
+
+
+def _account(risks: list[WeightRisk], checked: int) -> dict[str, Any]:
     if not checked:
         return {"integer_weights": 0}
     if not risks:
@@ -129,10 +124,10 @@ def describe(proto) -> dict[str, Any]:
 
 def require_portable(proto, what: str) -> dict[str, Any]:
     """``describe(proto)``, or a PassError naming the weights whose results would depend on the CPU."""
-    facts = describe(proto)
-    if facts.get("cpu_independent", True):
+    risks, checked = weight_risks(proto)
+    facts = _account(risks, checked)
+    if not risks:
         return facts
-    risks, _ = weight_risks(proto)
     raise PassError(f"{what}: refusing an int8 model whose accuracy depends on the CPU: {len(risks)} int8 weights "
                     f"use values beyond [-{SAFE_INT8_WEIGHT}, {SAFE_INT8_WEIGHT}], which ONNX Runtime's AVX2/AVX-512 "
                     f"kernels saturate on; first: {risks[0]}",

@@ -39,16 +39,6 @@ class QuantCount:
         return asdict(self)
 
 
-def _graphs(graph):
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.g.node:
-                yield from _graphs(attr.g)
-            for sub in attr.graphs:
-                yield from _graphs(sub)
-
-
 def _tensor_bytes(tensor) -> int:
     import onnx
 
@@ -59,8 +49,10 @@ def _tensor_bytes(tensor) -> int:
 
 
 def count_quantized(proto) -> QuantCount:
+    from ..graph_edit import graphs_within
+
     nodes = int8 = int8_bytes = float_bytes = 0
-    for graph in _graphs(proto.graph):
+    for graph in graphs_within(proto.graph):
         nodes += sum(1 for n in graph.node if n.op_type in QUANTIZED_OPS)
         for tensor in graph.initializer:
             if tensor.data_type in _INT8_TYPES and len(tensor.dims) > 0:
@@ -77,7 +69,7 @@ def model_bytes(path: Path) -> int:
     return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
-def check_int8(fp32_path: Path, int8_path: Path, count: QuantCount, what: str) -> dict[str, Any]:
+def check_int8(fp32_path: Path, int8_path: Path, what: str) -> dict[str, Any]:
     """The facts of an acceptable int8 model, or a PassError saying why it is not one.
 
     Acceptable: something is 8-bit, it is smaller than fp32, and its integer results are the same on
@@ -86,6 +78,8 @@ def check_int8(fp32_path: Path, int8_path: Path, count: QuantCount, what: str) -
     from ..onnx_model import load_onnx
     from .int8_portability import require_portable
 
+    quantized = load_onnx(int8_path, load_external_data=False)
+    count = count_quantized(quantized)
     fp32_size, int8_size = model_bytes(fp32_path), model_bytes(int8_path)
     if count.int8_weights == 0 or count.quantized_nodes == 0:
         raise PassError(
@@ -100,7 +94,7 @@ def check_int8(fp32_path: Path, int8_path: Path, count: QuantCount, what: str) -
             f"{count.int8_weights} weights quantized, {count.float_weight_bytes} B of float weights left)",
             "most weights were left in float; quantize more op types or use static int8",
         )
-    portability = require_portable(load_onnx(int8_path, load_external_data=False), what)
+    portability = require_portable(quantized, what)
     return {"size_fp32": fp32_size, "size_int8": int8_size, "size_ratio": round(int8_size / fp32_size, 4),
             **count.as_dict(), "kernels": portability}
 
