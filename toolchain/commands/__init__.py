@@ -1,0 +1,1 @@
+"""The ``stackc`` commands, one module per family; ``toolchain/cli.py`` registers them."""

@@ -1,0 +1,89 @@
+"""Commands that describe what stackc knows: targets, recipes, passes, ops."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the worlds as JSON.")
+def targets(as_json: bool) -> None:
+    """The target worlds: their nine-layer stacks and the artifacts they produce."""
+    from ..targets import LAYERS, available_targets, load_target
+
+    worlds = [load_target(name) for name in available_targets()]
+    if as_json:
+        click.echo(json.dumps([_target_dict(t) for t in worlds], indent=2))
+        return
+    for world in worlds:
+        click.echo(f"{world.name}: {world.title}")
+        click.echo(f"  {world.description}")
+        for index, layer in enumerate(LAYERS, 1):
+            click.echo(f"  {index}) {layer:<19} {world.layers[layer]}")
+        click.echo("  artifacts:")
+        for v in world.variants:
+            click.echo(f"    - {v.name}: {v.format} {v.precision}, {v.runtime.name} >= {v.runtime.min_version}; "
+                       f"APIs: {', '.join(v.accelerator_apis)}; OS: {', '.join(v.os)}")
+        click.echo()
+
+
+def _target_dict(world) -> dict:
+    return {
+        "name": world.name, "title": world.title, "description": world.description, "layers": world.layers,
+        "variants": [{"name": v.name, "format": v.format, "precision": v.precision,
+                      "runtime": {"name": v.runtime.name, "min_version": v.runtime.min_version},
+                      "accelerator_apis": list(v.accelerator_apis), "os": list(v.os),
+                      "platforms": [p.as_dict() for p in v.platforms], "parity": v.parity.as_dict()}
+                     for v in world.variants],
+    }
+
+
+@click.command()
+def recipes() -> None:
+    """The shipped recipes and the passes they run."""
+    from ..passes import get_pass
+    from ..recipes import available_recipes, load_recipe
+
+    for name in available_recipes():
+        recipe = load_recipe(name)
+        click.echo(f"{recipe.name}: {recipe.description}")
+        for step in recipe.steps:
+            options = f" {step.options}" if step.options else ""
+            click.echo(f"  - {step.id}{options}: {get_pass(step.id).summary}")
+        for fmt, options in recipe.convert.items():
+            click.echo(f"  - convert.{fmt} {options}")
+        for change in recipe.variants:
+            verb = "replaces" if change.replace else "adds"
+            options = f" {change.options}" if change.options else ""
+            click.echo(f"  {verb} variant {change.name}: {change.precision or 'same precision'} from {change.base}{options}")
+        click.echo()
+
+
+@click.command()
+def passes() -> None:
+    """Every registered pass id and what it does."""
+    from ..passes import registered
+
+    for pass_id, cls in registered().items():
+        click.echo(f"{pass_id:<20} {cls.summary}")
+
+
+@click.command()
+@click.argument("fmt", metavar="FORMAT")
+@click.option("--json", "as_json", is_flag=True, help="Print the lists as JSON.")
+def ops(fmt: str, as_json: bool) -> None:
+    """The ops a backend with its own converter supports (e.g. 'stackc ops coreml')."""
+    from ..backends import backend
+    from ..errors import InputError
+
+    module = backend(fmt)
+    if not hasattr(module, "supported_ops"):
+        raise InputError(f"format '{fmt}' converts with an external tool and keeps no op list of its own")
+    lists = module.supported_ops()
+    if as_json:
+        click.echo(json.dumps(lists, indent=2))
+        return
+    for title, names in lists.items():
+        click.echo(f"{title}: {len(names)} ops")
+        click.echo("  " + ", ".join(names))

@@ -1,0 +1,121 @@
+"""The commands that make models: prepare and build."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..cli_boundary import setup_logging
+from .options import BIND_HELP, parse_bindings, parse_shape
+
+
+@click.command()
+@click.argument("model", type=click.Path(exists=True, path_type=Path))  # a folder: TF SavedModel
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the canonical .onnx model.")
+@click.option("--recipe", "-r", default="default", show_default=True, help="Recipe name or .toml path.")
+@click.option("--target", "-t", default=None, help="Fill dynamic dims with this world's defaults (else only --shape).")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMS",
+              help="Concrete dims for an input, e.g. input=1,3,224,224 (repeatable).")
+@click.option("--bind", "binds", multiple=True, metavar="NAME[=VALUE]", help=BIND_HELP)
+@click.option("--inputs", type=click.Path(exists=True, path_type=Path),
+              help="Parity samples: an .npz keyed by input names, or a folder of images or .npy files "
+                   "(single-input models; images read as --calibration reads them).")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random parity samples.")
+@click.option("--json", "as_json", is_flag=True, help="Print the steps, interface and parity as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, quiet):
+    """Run the preparation pipeline alone: MODEL -> canonical ONNX, proved against MODEL in onnxruntime."""
+    from ..prepare import PrepareRequest, prepare as run_prepare
+
+    request = PrepareRequest(model=model, out=out, recipe=recipe, target=target,
+                             shapes=dict(parse_shape(s) for s in shapes), bindings=parse_bindings(binds),
+                             inputs=inputs, seed=seed)
+    result = run_prepare(request, setup_logging(quiet or as_json))
+    if as_json:
+        click.echo(json.dumps({"model": str(result.path), "steps": result.steps, "interface": result.interface,
+                               "parity": result.parity.as_dict()}, indent=2))
+        return
+    for step in result.steps:
+        notes = ", ".join(f"{k}={v}" for k, v in step["notes"].items()) if step["notes"] else "-"
+        click.echo(f"  {step['id']:<16} {notes}")
+    renamed = {k: v for part in ("inputs", "outputs") for k, v in result.interface[part].items() if k != v}
+    if renamed:
+        click.echo(f"  renamed: {', '.join(f'{k} -> {v}' for k, v in renamed.items())}")
+    if result.interface["bound"]:
+        click.echo(f"  bound (no longer inputs): {result.interface['bound']}")
+    worst = max((o.max_abs or 0.0 for o in result.parity.outputs), default=0.0)
+    click.echo(f"parity source -> canonical: pass (max abs {worst:.3g}, onnxruntime CPU)")
+    click.echo(f"canonical model: {result.path}")
+
+
+@click.command()
+@click.argument("model", type=click.Path(exists=True, path_type=Path))  # a folder: TF SavedModel
+@click.option("--target", "-t", required=True, help="Target world (see 'stackc targets').")
+@click.option("--recipe", "-r", default=None, help="Recipe name or .toml path (default: the target's).")
+@click.option("--out", "-o", default=Path("out"), type=click.Path(path_type=Path), show_default=True,
+              help="Folder the bundle is written into.")
+@click.option("--version", "bundle_version", default="0.1.0", show_default=True, help="Bundle version (semver).")
+@click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMS",
+              help="Concrete dims for an input, e.g. input=1,3,224,224 (repeatable).")
+@click.option("--inputs", type=click.Path(exists=True, path_type=Path),
+              help="Parity samples: an .npz keyed by input names, or a folder of images or .npy files "
+                   "(single-input models; images read as --calibration reads them).")
+@click.option("--bind", "binds", multiple=True, metavar="NAME[=VALUE]", help=BIND_HELP)
+@click.option("--calibration", type=click.Path(exists=True, path_type=Path),
+              help="Quantization calibration data: an .npz (keys = input names), a folder of .npy, or of images.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the random parity samples.")
+@click.option("--allow-parity-failure", is_flag=True, help="Write the bundle even if parity fails (recorded).")
+@click.option("--keep-going", is_flag=True, help="Ship the variants that succeed; the manifest lists the missing ones.")
+@click.option("--pass-timeout", type=click.FloatRange(min=0.01), metavar="SECONDS",
+              help="Stop a converter that runs longer (default 1800, or $STACKC_PASS_TIMEOUT).")
+@click.option("--pass-memory", type=click.IntRange(min=1), metavar="MB",
+              help="Stop a converter whose processes use more memory (default 80%% of RAM, or $STACKC_PASS_MEMORY_MB).")
+@click.option("--sign", "sign_key", type=click.Path(dir_okay=False, path_type=Path), metavar="KEY",
+              help="Sign the bundle with this private key (see 'stackc keygen'): writes bundle.sig.")
+@click.option("--variants", "variant_names", metavar="NAME[,NAME...]",
+              help="Build only these variants of the world (a partial bundle for 'stackc merge').")
+@click.option("--reference-from", type=click.Path(exists=True, path_type=Path), metavar="PART",
+              help="Judge parity against PART's reference outputs (same source and samples), not this host's run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the build result as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
+def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, calibration, seed, allow_parity_failure,
+          keep_going, pass_timeout, pass_memory, sign_key, variant_names, reference_from, as_json, quiet):
+    """Build MODEL for a target world into a versioned, checksummed bundle."""
+    from ..build import BuildRequest, build as run_build
+    from ..isolation import default_limits
+
+    limits = default_limits()
+    limits = type(limits)(pass_timeout or limits.seconds,
+                          pass_memory * 2**20 if pass_memory else limits.memory_bytes)
+
+    request = BuildRequest(
+        model=model, target=target, recipe=recipe, out=out, version=bundle_version,
+        shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration, seed=seed,
+        allow_parity_failure=allow_parity_failure, keep_going=keep_going, sign_key=sign_key,
+        bindings=parse_bindings(binds), limits=limits,
+        variants=None if variant_names is None else tuple(n.strip() for n in variant_names.split(",") if n.strip()),
+        reference_from=reference_from,
+    )
+    result = run_build(request, setup_logging(quiet or as_json))
+    if as_json:
+        click.echo(json.dumps({"bundle": str(result.bundle), "archive": str(result.archive),
+                               "parity_failed": result.parity_failed, "timings": result.timings,
+                               "manifest": result.manifest}, indent=2))
+        return
+    weak = False
+    for artifact in result.manifest["artifacts"]:
+        verdict = "parity ok" if artifact["parity"]["passed"] else "PARITY FAILED (allowed)"
+        if artifact["parity"].get("evidence") == "weak":
+            verdict += f" (weak evidence: {', '.join(artifact['parity']['weak_outputs'])})"
+            weak = True
+        click.echo(f"  {artifact['variant']:<16} {artifact['path']:<44} {artifact['size']:>10} B  {verdict}")
+    for missing in result.manifest.get("missing", []):
+        click.echo(f"  {missing['variant']:<16} MISSING: {missing['reason']}")
+    if weak:
+        from ..parity import WEAK_EVIDENCE_HINT
+
+        click.echo(f"note: {WEAK_EVIDENCE_HINT}")
+    click.echo(f"bundle: {result.bundle}")
+    click.echo(f"archive: {result.archive}")

@@ -1,0 +1,59 @@
+"""Options shared by several commands: --shape, --bind, the device flags."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import UsageError
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``NAME=D0,D1`` split at the last ``=`` (input names may hold ``:``, ``/``, ``.`` and ``=``)."""
+    name, sep, dims_text = text.rpartition("=")
+    if not sep:
+        name, dims_text = "", text
+    try:
+        dims = tuple(int(d) for d in dims_text.replace("x", ",").split(","))
+    except ValueError:
+        raise UsageError(f"--shape '{text}': dims must be integers like input=1,3,224,224") from None
+    if not dims or any(d < 1 for d in dims):
+        raise UsageError(f"--shape '{text}': dims must be positive integers")
+    return name, dims
+
+
+BIND_HELP = ("Freeze an input, e.g. sr=16000 (repeatable): If nodes it decides keep only the taken branch and it "
+             "leaves the artifacts' inputs; NAME alone freezes the value --inputs gives.")
+
+
+def parse_bindings(binds) -> dict:
+    from ..prepare import parse_binding
+
+    return dict(parse_binding(b) for b in binds)
+
+
+def device_options(command):
+    """--device PROFILE and the flags that describe (or override) a device."""
+    options = [
+        click.option("--device", "device_profile", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     metavar="PROFILE", help="Device profile (.toml or .json): os, os_version, arch, glibc, "
+                                             "runtimes, accelerator_apis."),
+        click.option("--os", "device_os", help="Device OS: android, ios, macos, windows, linux."),
+        click.option("--os-version", help="Device OS version, e.g. 15.4 or 10.0.19045."),
+        click.option("--arch", help="Device CPU architecture, e.g. arm64, x86_64, armv7."),
+        click.option("--glibc", help="Device glibc version (Linux), e.g. 2.31."),
+        click.option("--runtime", "device_runtimes", multiple=True, metavar="NAME=VERSION",
+                     help="A runtime on the device, e.g. onnxruntime=1.20.1 (repeatable)."),
+        click.option("--api", "device_apis", multiple=True, help="An accelerator API the device has (repeatable)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def device_from(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required: bool):
+    from ..compat import load_device
+
+    if not required and device_profile is None and not device_os:
+        return None
+    return loaddevice_from(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis)
