@@ -53,6 +53,7 @@ class BuildResult:
     manifest: dict[str, Any]
     timings: list[dict[str, Any]]
     parity_failed: bool
+    assumed: list[str] = field(default_factory=list)  # shape decisions nobody asked for (world defaults), stated
 
 
 class _LogCollector(logging.Handler):
@@ -165,7 +166,7 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
             raise BundleError(f"cannot publish the bundle at {final}: {e.strerror or e}") from None
         manifest, timings, failed = result
         write_sidecar(Path(request.out) / f"{name}.host.json", name, timings, log)
-        return BuildResult(final, archive, manifest, timings, failed)
+        return BuildResult(final, archive, manifest, timings, failed, source.assumed)
     except OSError as e:  # passes wrap their own; what is left is writing the bundle (disk full, read-only)
         raise BundleError(f"cannot write the bundle into {request.out}: {e.strerror or e}; "
                           "nothing was published and any previous bundle there is untouched") from None

@@ -219,6 +219,7 @@ class Source:
     bindings: dict[str, np.ndarray]
     exported: Any = None        # exporters.ExportedSource for a PyTorch/TensorFlow source
     samples_given: bool = False  # samples came from --inputs or an export, not from the seed
+    assumed: list[str] = field(default_factory=list)  # dims the world filled on purpose (fix_shapes.shape_assumptions)
 
 
 def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: Path | None, seed: int,
@@ -226,7 +227,7 @@ def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: P
     """What ``prepare`` and ``build`` both start from: export a framework source, check the ONNX
     model, and make its parity samples."""
     from .exporters import export_source
-    from .passes.fix_shapes import concrete_shapes
+    from .passes.fix_shapes import concrete_shapes, shape_assumptions
 
     exported = export_source(model, export_dir, shapes=shapes, inputs=inputs_path, target=target, seed=seed,
                              allow_parity_failure=allow_parity_failure, log=log)
@@ -236,10 +237,21 @@ def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: P
     specs = graph_inputs(proto)
     shapes = name_unnamed_shape(shapes, specs)
     samples_path = exported.samples_path if exported else inputs_path  # an export's samples are its proof
+    assumed = []
+    if not samples_path:  # samples fix their own dims (build: _shapes_from_samples)
+        assumed, unasked = shape_assumptions(specs, shapes, target, skip=raw_bindings)
+        if unasked and target.shapes.static:
+            raise UsageError(f"target {target.name} makes every dim static and the model has dynamic dims nobody named: "
+                             f"give {' '.join(unasked)} with the sizes you want, or --inputs samples of that shape")
+        if not target or not target.shapes.static:
+            assumed = [f"{a} (parity samples only; the model keeps it dynamic)" for a in assumed]
+        if assumed:
+            log.info("[shapes] assumed: %s", "; ".join(assumed))
     with memory_bound("making the parity samples (the model's input shapes)", limits):
         inputs, bindings = sample_inputs(specs, concrete_shapes(specs, shapes, target, fix_all=True), samples_path,
                                          seed, raw_bindings, index_bounds(proto))
-    return Source(path, proto, specs, graph_outputs(proto), shapes, inputs, bindings, exported, bool(samples_path))
+    return Source(path, proto, specs, graph_outputs(proto), shapes, inputs, bindings, exported, bool(samples_path),
+                  assumed)
 
 
 def name_unnamed_shape(shapes, input_specs):

@@ -102,6 +102,7 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, cal
     if as_json:
         click.echo(json.dumps({"bundle": str(result.bundle), "archive": str(result.archive),
                                "parity_failed": result.parity_failed, "timings": result.timings,
+                               "assumed": result.assumed,
                                "manifest": result.manifest}, indent=2))
         return
     weak = False
@@ -113,6 +114,8 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, cal
         click.echo(f"  {artifact['variant']:<16} {artifact['path']:<44} {artifact['size']:>10} B  {verdict}")
     for missing in result.manifest.get("missing", []):
         click.echo(f"  {missing['variant']:<16} MISSING: {missing['reason']}")
+    for line in result.assumed:
+        click.echo(f"assumed shape: {line}")
     if weak:
         from ..parity import WEAK_EVIDENCE_HINT
 

@@ -63,6 +63,42 @@ def concrete_shapes(inputs, user_shapes, target, fix_all: bool) -> dict[str, tup
     return result
 
 
+def shape_assumptions(inputs, user_shapes, target, skip=()) -> tuple[list[str], list[str]]:
+    """What a world decides about dims nobody gave: (assumed, unasked).
+
+    ``assumed``: the dims the world fills on purpose, as lines for the summary: an input's leading
+    (batch) dim takes ``default_dim``, a dim the world names in ``[shapes] dims`` (seq = 16) its value.
+    ``unasked``: ``--shape`` suggestions for the inputs that still hold a dynamic dim nobody named, which a
+    static world must not guess (a sequence length of 1 is a useless model).
+    """
+    if target is None:
+        return [], []
+    shared = {d: v for name, dims in user_shapes.items() for spec in inputs if spec.name == name
+              for d, v in zip(spec.shape or (), dims) if isinstance(d, str)}
+    assumed, unasked = [], []
+    for spec in inputs:
+        if spec.name in user_shapes or spec.name in skip or spec.shape is None:
+            continue
+        suggestion, unknown = [], False
+        for position, dim in enumerate(spec.shape):
+            if isinstance(dim, int):
+                suggestion.append(str(dim))
+            elif isinstance(dim, str) and dim in shared:
+                suggestion.append(str(shared[dim]))
+            elif position == 0:
+                suggestion.append(str(target.shapes.default_dim))
+                assumed.append(f"{spec.name}: leading (batch) dim {dim or '?'} = {target.shapes.default_dim}")
+            elif isinstance(dim, str) and dim in target.shapes.dims:
+                suggestion.append(str(target.shapes.dims[dim]))
+                assumed.append(f"{spec.name}: dim {dim} = {target.shapes.dims[dim]} (target {target.name} [shapes] dims)")
+            else:
+                suggestion.append(f"<{dim or 'dim' + str(position)}>")
+                unknown = True
+        if unknown:
+            unasked.append(f"--shape {spec.name}={','.join(suggestion)}")
+    return list(dict.fromkeys(assumed)), unasked
+
+
 def clear_negative_dims(proto) -> int:
     """Make every ``dim_value < 0`` an unknown dim: Paddle2ONNX marks a dynamic batch so, and the ONNX
     checker, shape inference and converters read a negative dim as a (wrong) fixed size."""

@@ -1,0 +1,61 @@
+"""Issue 20, a practitioner's day: what a new user sees on the console and in --json.
+
+Each section is one point of the issue: decisions nobody asked for are questions or stated,
+unproven accuracy is said, integration facts are a table, several worlds build from one
+preparation, every --json prints one object, and the Python API is the CLI's engine.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from onnx import TensorProto, helper, save
+
+from conftest import assert_user_error, fixture_model, run_stackc, shipped_target_data, write_toml
+
+
+def onnx_world(name: str, folder: Path) -> Path:
+    """A shipped world restricted to its plain ONNX variant: the fastest build that still runs onnxruntime."""
+    data = shipped_target_data(name)
+    data["variants"] = [v for v in data["variants"] if v["format"] == "onnx"][:1]
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_toml(folder / f"{name}.toml", data)
+
+
+def unnamed_sequence_model(path: Path) -> Path:
+    """y = a + b with inputs [N, S, 8]: S is a sequence length no world names."""
+    specs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", "S", 8]) for n in ("a", "b", "y")]
+    graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "add", specs[:2], specs[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, path)
+    return path
+
+
+# -- 1. silent shape decisions ------------------------------------------------------------------------
+
+
+def test_a_dynamic_dim_nobody_named_is_a_question_with_the_exact_shape_to_give(tmp_path):
+    model = unnamed_sequence_model(tmp_path / "ns.onnx")
+    failed = run_stackc("build", model, "-t", onnx_world("edge-desktop", tmp_path / "w"), "-o", tmp_path / "out")
+    assert_user_error(failed, 2, "--shape a=1,<S>,8", "--shape b=1,<S>,8", "--inputs")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_one_shape_fixes_the_dims_it_shares_by_name_and_nothing_is_assumed(tmp_path):
+    model = unnamed_sequence_model(tmp_path / "ns.onnx")
+    built = run_stackc("build", model, "-t", onnx_world("edge-desktop", tmp_path / "w"), "-o", tmp_path / "out",
+                       "--shape", "a=1,12,8", "--json")
+    assert built.exit_code == 0, built.stderr
+    assert built.json()["assumed"] == []
+    assert built.json()["manifest"]["artifacts"][0]["parity"]["passed"]
+
+
+def test_the_worlds_own_shape_choices_are_said_on_the_summary_lines(tmp_path):
+    shown = run_stackc("build", fixture_model("lstm_tagger"), "-t", onnx_world("edge-desktop", tmp_path / "w"),
+                       "-o", tmp_path / "out", "-q")
+    assert shown.exit_code == 0, shown.stderr
+    assumed = [line for line in shown.stdout.splitlines() if line.startswith("assumed shape:")]
+    assert any("tokens: leading (batch) dim batch = 1" in line for line in assumed), shown.stdout
+    assert any("tokens: dim seq = 16" in line for line in assumed), shown.stdout
