@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+
+from .runner import SIGNATURE_KEY
 
 
 class FlexOpsNeeded(RuntimeError):
@@ -33,9 +36,8 @@ class TensorKey:
 INT8_MODES = ("full-integer", "integer-with-float-fallback", "dynamic-range")
 
 
-def to_tflite(model, inputs: list[TensorKey], output_keys: list[str], precision: str, *,
-              calibration: Iterable[list[np.ndarray]] | None = None, int8_io: bool = True,
-              int8_mode: str = "full-integer") -> bytes:
+def serving(model, inputs: list[TensorKey], output_keys: list[str]):
+    """The traced ``serving_default`` function of the Keras model and the holder of its variables."""
     import tensorflow as tf
 
     specs = [tf.TensorSpec(t.shape, tf.as_dtype(t.dtype), name=t.key) for t in inputs]
@@ -50,7 +52,47 @@ def to_tflite(model, inputs: list[TensorKey], output_keys: list[str], precision:
         return {key: value for key, value in zip(output_keys, outputs)}
 
     function = serve.get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], variable_holder(model, function))
+    return function, variable_holder(model, function)
+
+
+def save_serving(model, inputs: list[TensorKey], output_keys: list[str], folder: Path) -> Path:
+    """The Keras model as a SavedModel with one ``serving_default`` signature: converted once, quantized many times.
+
+    The same SavedModel ``TFLiteConverter.from_concrete_functions`` writes to a temporary folder and
+    converts; kept here so every precision and every int8 worker starts from it instead of onnx2tf.
+    """
+    import tensorflow as tf
+
+    function, holder = serving(model, inputs, output_keys)
+    tf.saved_model.save(holder, str(folder), signatures={SIGNATURE_KEY: function},
+                        options=tf.saved_model.SaveOptions(save_debug_info=True))
+    return folder
+
+
+def to_tflite(model, inputs: list[TensorKey], output_keys: list[str], precision: str, *,
+              calibration: Iterable[list[np.ndarray]] | None = None, int8_io: bool = True,
+              int8_mode: str = "full-integer") -> bytes:
+    """A Keras model straight to ``.tflite`` bytes (see ``saved_to_tflite`` for a SavedModel)."""
+    import tensorflow as tf
+
+    function, holder = serving(model, inputs, output_keys)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], holder)
+    return _convert(converter, inputs, precision, calibration, int8_io, int8_mode)
+
+
+def saved_to_tflite(folder: Path, inputs: list[TensorKey], precision: str, *,
+                    calibration: Iterable[list[np.ndarray]] | None = None, int8_io: bool = True,
+                    int8_mode: str = "full-integer") -> bytes:
+    """A ``save_serving`` SavedModel to ``.tflite`` bytes at ``precision``."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(folder), signature_keys=[SIGNATURE_KEY])
+    return _convert(converter, inputs, precision, calibration, int8_io, int8_mode)
+
+
+def _convert(converter, inputs: list[TensorKey], precision: str, calibration, int8_io: bool, int8_mode: str) -> bytes:
+    import tensorflow as tf
+
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
