@@ -59,3 +59,49 @@ def test_the_worlds_own_shape_choices_are_said_on_the_summary_lines(tmp_path):
     assumed = [line for line in shown.stdout.splitlines() if line.startswith("assumed shape:")]
     assert any("tokens: leading (batch) dim batch = 1" in line for line in assumed), shown.stdout
     assert any("tokens: dim seq = 16" in line for line in assumed), shown.stdout
+
+
+# -- 2. int8 calibrated on random data ------------------------------------------------------------------
+
+INT8_RECIPE = """name = "onnx-int8-only"
+description = "the default preparation plus an ONNX static int8 variant"
+extends = "default"
+
+[[variants]]
+from = "onnx-fp32"
+name = "onnx-int8"
+precision = "int8"
+"""
+
+
+def build_int8(tmp_path: Path, *extra) -> tuple:
+    import numpy as np  # noqa: F401  (callers write .npz files)
+
+    recipe = tmp_path / "int8.toml"
+    recipe.write_text(INT8_RECIPE, encoding="utf-8")
+    shown = run_stackc("build", fixture_model("resnet_tiny"), "-t", onnx_world("edge-desktop", tmp_path / "w"),
+                       "-r", recipe, "-o", tmp_path / "out", "-q", *extra)
+    assert shown.exit_code == 0, shown.stderr
+    line = next(line for line in shown.stdout.splitlines() if line.strip().startswith("onnx-int8"))
+    manifest = json.loads((tmp_path / "out" / "resnet_tiny-0.1.0-edge-desktop" / "manifest.json").read_text())
+    return shown, line, next(a for a in manifest["artifacts"] if a["variant"] == "onnx-int8")
+
+
+def test_random_calibration_is_said_on_the_console_and_judged_on_other_samples(tmp_path):
+    shown, line, artifact = build_int8(tmp_path)
+    assert "int8 accuracy UNPROVEN" in line and "held-out" in line, line
+    assert any(out.startswith("warning: int8") and "--calibration" in out for out in shown.stdout.splitlines())
+    calibration = artifact["conversion"]["precision"]["calibration"]
+    assert calibration["proven"] is False and "warning" in calibration
+    assert "held-out samples, none calibrated on" in artifact["parity"]["evaluated_on"]
+    assert f"seed {calibration['origin'].split('seed ')[1].split(',')[0]}" not in artifact["parity"]["evaluated_on"]
+
+
+def test_a_calibration_file_keeps_its_last_quarter_to_judge_on_and_the_counts_agree(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "cal.npz", input=np.random.default_rng(1).random((8, 1, 3, 32, 32), dtype=np.float32))
+    shown, line, artifact = build_int8(tmp_path, "--calibration", tmp_path / "cal.npz")
+    assert "UNPROVEN" not in shown.stdout and "calibrated on 6 samples (file cal.npz)" in line, line
+    assert artifact["conversion"]["precision"]["calibration"]["samples"] == 6
+    assert artifact["parity"]["evaluated_on"].startswith("2 held-out samples, none calibrated on")

@@ -8,6 +8,7 @@ import click
 
 from ..cli_boundary import setup_logging
 from .options import BIND_HELP, parse_bindings, parse_shape
+from .summary import print_build_summary
 
 
 @click.command()
@@ -105,20 +106,4 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, cal
                                "assumed": result.assumed,
                                "manifest": result.manifest}, indent=2))
         return
-    weak = False
-    for artifact in result.manifest["artifacts"]:
-        verdict = "parity ok" if artifact["parity"]["passed"] else "PARITY FAILED (allowed)"
-        if artifact["parity"].get("evidence") == "weak":
-            verdict += f" (weak evidence: {', '.join(artifact['parity']['weak_outputs'])})"
-            weak = True
-        click.echo(f"  {artifact['variant']:<16} {artifact['path']:<44} {artifact['size']:>10} B  {verdict}")
-    for missing in result.manifest.get("missing", []):
-        click.echo(f"  {missing['variant']:<16} MISSING: {missing['reason']}")
-    for line in result.assumed:
-        click.echo(f"assumed shape: {line}")
-    if weak:
-        from ..parity import WEAK_EVIDENCE_HINT
-
-        click.echo(f"note: {WEAK_EVIDENCE_HINT}")
-    click.echo(f"bundle: {result.bundle}")
-    click.echo(f"archive: {result.archive}")
+    print_build_summary(result)

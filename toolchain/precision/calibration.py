@@ -35,8 +35,9 @@ class Preprocessing:
 class CalibrationSet:
     samples: list[dict[str, np.ndarray]]
     origin: str
-    proven: bool
+    proven: bool  # the samples came from the user (--calibration), not from the seed
     notes: list[str] = field(default_factory=list)
+    held_out: bool = False  # judging samples: none of them was calibrated on
 
     def describe(self) -> dict[str, Any]:
         text = {"origin": self.origin, "samples": len(self.samples), "proven": self.proven}

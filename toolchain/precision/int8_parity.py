@@ -1,8 +1,8 @@
 """Judging an int8 artifact: on many real samples, and, when it fails, naming the damaged layers.
 
 int8 error is statistical: one random sample says little, and random data lies outside what a
-model was calibrated on. Without ``--inputs`` an int8 variant is judged on the calibration
-samples (the same seeded random data as parity when no ``--calibration`` is given), its reference
+model was calibrated on. Without ``--inputs`` an int8 variant is judged on samples it was not
+calibrated on (other seeds of random data, or the last quarter of ``--calibration``), its reference
 being the prepared fp32 model, which matched the source under the strict preparation policy.
 When it fails, every intermediate tensor of the fp32 and quantized models is compared (ONNX in
 ONNX Runtime, IR in OpenVINO) and the layers whose output loses the most cosine similarity
@@ -34,15 +34,16 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult) -> ParityRes
         from ..backends import onnx_runtime
         from .quantization import calibration_samples
 
-        calibration = calibration_samples(model.path, model.facts, ctx, EVALUATION_SAMPLES)
+        calibration = calibration_samples(model.path, model.facts, ctx, EVALUATION_SAMPLES, judging=True)
         samples = calibration.samples
         reference_run = onnx_runtime.make_runner(model)
         artifact_run = _runner(artifact)
         reference = _stack([to_original_outputs(model.facts, reference_run(s)) for s in samples])
         actual = _stack([to_original_outputs(artifact.facts, artifact_run(s)) for s in samples])
         result = compare(variant.name, reference, actual, variant.parity, parity.measured_with)
-        result.evaluated_on = (f"{len(samples)} calibration samples ({calibration.origin}); "
-                               f"reference: the prepared fp32 model in onnxruntime")
+        which = ("held-out samples, none calibrated on" if calibration.held_out else
+                 "calibration samples, the same it was calibrated on (too few to hold any out)")
+        result.evaluated_on = f"{len(samples)} {which} ({calibration.origin}); reference: the prepared fp32 model in onnxruntime"
     if not result.passed:
         try:
             result.damaged_layers = damaged_layers(artifact, samples or _fallback_samples(model, ctx))

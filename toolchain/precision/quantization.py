@@ -122,8 +122,21 @@ def ensure_node_names(proto) -> None:
             used.add(name)
 
 
-def calibration_samples(model_path: Path, facts: dict[str, Any], ctx, count: int):
-    """Calibration samples for the model at ``model_path``, keyed by its own input names.
+HELD_OUT_SEED = 1_000_000  # random judging samples start here: never among the seeds calibration drew
+
+
+def held_out_split(samples: list, judging: bool) -> tuple[list, bool]:
+    """A user's calibration samples split in two: the first three quarters calibrate, the last quarter
+    (at least one) judges the int8 artifact; fewer than 4 samples are all used for both (not held out)."""
+    if len(samples) < 4:
+        return samples, False
+    keep = len(samples) - max(1, len(samples) // 4)
+    return (samples[keep:] if judging else samples[:keep]), True
+
+
+def calibration_samples(model_path: Path, facts: dict[str, Any], ctx, count: int, *, judging: bool = False):
+    """Calibration samples for the model at ``model_path``, keyed by its own input names; with ``judging``
+    the samples an int8 artifact is judged on, which it was not calibrated on (``held_out``) when possible.
 
     Calibration files use the source model's input names (what users know); the interface facts map
     them to the prepared model's names, as ``backends.execute`` does for parity samples.
@@ -139,8 +152,13 @@ def calibration_samples(model_path: Path, facts: dict[str, Any], ctx, count: int
     known = {s.name for s in specs}
     shapes = concrete_shapes(specs, {k: v for k, v in ctx.shapes.items() if k in known}, ctx.target, fix_all=True)
     bounds = {renamed.get(name, name): high for name, high in index_bounds(proto).items()}
-    calibration = load_calibration(ctx.extras.get("calibration"), specs, shapes, count=count, bounds=bounds,
-                                   seed=int(ctx.extras.get("seed") or 0))
+    source, seed = ctx.extras.get("calibration"), int(ctx.extras.get("seed") or 0)
+    calibration = load_calibration(source, specs, shapes, count=count, bounds=bounds,
+                                   seed=seed + HELD_OUT_SEED if judging and source is None else seed)
+    if source is None:
+        calibration.held_out = judging
+    else:
+        calibration.samples, calibration.held_out = held_out_split(calibration.samples, judging)
     calibration.samples = [to_artifact_inputs(facts, s) for s in calibration.samples[:count]]
     return calibration
 

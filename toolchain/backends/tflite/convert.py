@@ -70,7 +70,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         judged_on = _int8_judging_samples(onnx_path, model.facts, ctx, samples)
         reference_run = onnx_runtime.make_runner(prepared)
         references = [reference_run(sample) for sample in judged_on]
-        tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx, seed)
+        tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx)
     io = _with_quantization(winner.io, tflite)
     facts: dict[str, Any] = {
         "converter": "onnx2tf",
@@ -83,6 +83,8 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         "flex_ops": "disabled (TFLite builtin ops only)",
         "io": io,
         "ops": export.describe_ops(tflite),
+        # every onnx2tf run leaves its log (onnx2tf_route.convert): one per route tried, none per precision or int8 mode
+        "onnx2tf_runs": sum(1 for _ in out_dir.rglob("onnx2tf.log")),
     }
     fp32_breakdown = None
     if precision != "fp32":  # the same route's fp32 flatbuffer, for the size the precision bought
@@ -111,7 +113,7 @@ def _int8_judging_samples(onnx_path: Path, facts, ctx, samples) -> list[dict[str
 
     if ctx.extras.get("inputs_from") == "file":
         return [samples]
-    return calibration_samples(onnx_path, facts, ctx, EVALUATION_SAMPLES).samples
+    return calibration_samples(onnx_path, facts, ctx, EVALUATION_SAMPLES, judging=True).samples
 
 
 def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
@@ -123,14 +125,16 @@ def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
     return compare(name, stack(references), stack(actual), policy, "LiteRT")
 
 
-def _int8(winner: Attempt, calibration, options, judged_on, references, policy, ctx, seed: int) -> tuple[bytes, dict[str, Any]]:
+def _int8(winner: Attempt, calibration, options, judged_on, references, policy, ctx) -> tuple[bytes, dict[str, Any]]:
     """The strongest int8 mode whose artifact runs in LiteRT and meets the variant's policy.
 
     Full-integer first; graphs whose ops lack int8 kernels, or lose too much accuracy, fall back to
-    int8 with float fallback, then int8 weights only; every mode's outcome is recorded.
+    int8 with float fallback, then int8 weights only; every mode's outcome is recorded. The winning
+    route's graph is saved once; each calibrated mode's worker quantizes that SavedModel.
     """
     batches = _calibration_batches(calibration, winner.io)
     keys, outputs = _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]]
+    saved = export.save_serving(winner.keras, keys, outputs, winner.work / "serving")
     tried: list[dict[str, Any]] = []
     last: tuple[str, bytes] | None = None  # the latest mode that converted and ran
     for mode in export.INT8_MODES:
@@ -138,7 +142,7 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
             if mode == "dynamic-range":  # no calibrator: safe in this process
                 tflite = export.to_tflite(winner.keras, keys, outputs, "int8", int8_mode=mode)
             else:
-                tflite = int8_worker.run_mode(winner.work, winner.run, winner.io, batches, mode, options.int8_io, seed)
+                tflite = int8_worker.run_mode(saved, winner.io, batches, mode, options.int8_io)
             result = _judge(tflite, winner.io, judged_on, references, policy, mode)
         except Exception as e:
             tried.append({"mode": mode, "outcome": "lost", "reason": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"})
