@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from ._toml import Table, read_toml
+from .compat_mcu import CORES, RUNTIMES_LINKED_IN, device_from_name, footprint, footprint_problems, kib, parse_bytes
 from .errors import IncompatibleError, InputError, UsageError
 
-OS_TITLES = {"android": "Android", "ios": "iOS", "macos": "macOS", "windows": "Windows", "linux": "Linux"}
+OS_TITLES = {"android": "Android", "ios": "iOS", "macos": "macOS", "windows": "Windows", "linux": "Linux",
+             "mcu": "MCU"}
 ARCH_ALIASES = {
     "arm64": "arm64", "aarch64": "arm64", "arm64-v8a": "arm64", "armv8": "arm64",
     "x86_64": "x86_64", "amd64": "x86_64", "x64": "x86_64",
     "armv7": "armv7", "armv7l": "armv7", "armeabi-v7a": "armv7", "armhf": "armv7",
     "x86": "x86", "i686": "x86", "i386": "x86",
+    **CORES,  # microcontroller cores (os "mcu"; compat_mcu.py)
 }
 # An ORT-format model loads in a full ONNX Runtime build too; the reverse is not true of mobile builds.
 RUNTIME_SATISFIED_BY = {"onnxruntime-mobile": ("onnxruntime-mobile", "onnxruntime")}
@@ -70,13 +73,14 @@ class Platform:
     arch: tuple[str, ...]
     min_version: str | None = None
     min_glibc: str | None = None
+    min_flash_bytes: int | None = None  # mcu: measured by the build (compat_mcu.py)
+    min_ram_bytes: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"os": self.os, "arch": list(self.arch)}
-        if self.min_version is not None:
-            data["min_version"] = self.min_version
-        if self.min_glibc is not None:
-            data["min_glibc"] = self.min_glibc
+        for key in ("min_version", "min_glibc", "min_flash_bytes", "min_ram_bytes"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
         return data
 
     def describe(self) -> str:
@@ -98,8 +102,13 @@ def parse_platform(data: Any, where: str) -> Platform:
             parse_version(value, where)
     if min_glibc is not None and os_name != "linux":
         raise InputError(f"{where}: 'min_glibc' only applies to os = \"linux\"")
+    floors = [table.get(key, int, None) for key in ("min_flash_bytes", "min_ram_bytes")]
+    if any(f is not None for f in floors) and os_name != "mcu":
+        raise InputError(f"{where}: 'min_flash_bytes' and 'min_ram_bytes' only apply to os = \"mcu\"")
+    if any(f is not None and f < 0 for f in floors):
+        raise InputError(f"{where}: 'min_flash_bytes' and 'min_ram_bytes' must be at least 0")
     table.done()
-    return Platform(os_name, arch, min_version, min_glibc)
+    return Platform(os_name, arch, min_version, min_glibc, *floors)
 
 
 def parse_platforms(value: Any, where: str) -> tuple[Platform, ...]:
@@ -117,11 +126,15 @@ class Device:
     glibc: str | None = None
     runtimes: dict[str, str] = field(default_factory=dict, hash=False)
     accelerator_apis: tuple[str, ...] = ()
+    flash_bytes: int | None = None  # mcu
+    ram_bytes: int | None = None
 
     def describe(self) -> str:
         version = f" {self.os_version}" if self.os_version else ""
         arch = f" {self.arch}" if self.arch else ""
-        return f"{OS_TITLES[self.os]}{version}{arch}"
+        memory = ", ".join(f"{kib(size)} {what}" for size, what in ((self.flash_bytes, "flash"), (self.ram_bytes, "RAM"))
+                           if size is not None)
+        return f"{OS_TITLES[self.os]}{version}{arch}" + (f" ({memory})" if memory else "")
 
 
 def load_device(path: Path | None, os_name=None, os_version=None, arch=None, glibc=None,
@@ -131,7 +144,11 @@ def load_device(path: Path | None, os_name=None, os_version=None, arch=None, gli
     where = "device"
     if path is not None:
         where = Path(path).name
-        data = _read_profile(Path(path))
+        named = None if Path(path).exists() else device_from_name(str(path))
+        if named is None and not Path(path).exists():
+            raise UsageError(f"--device {path}: no such profile file, nor an MCU name like cortex-m7-1m-512k "
+                             "(core-flash-RAM)")
+        data = named if named is not None else _read_profile(Path(path))
     table = Table(data, where)
     os_name = os_name or table.get("os", str, None)
     os_version = os_version or table.get("os_version", str, None)
@@ -139,6 +156,7 @@ def load_device(path: Path | None, os_name=None, os_version=None, arch=None, gli
     glibc = glibc or table.get("glibc", str, None)
     profile_runtimes = table.get("runtimes", dict, {})
     profile_apis = table.strings("accelerator_apis", ())
+    flash, ram = (table.get(key, (str, int), None) for key in ("flash", "ram"))
     table.done()
     if not os_name:
         raise UsageError("a device needs an OS: give --device PROFILE or --os (android, ios, macos, windows, linux)")
@@ -161,6 +179,8 @@ def load_device(path: Path | None, os_name=None, os_version=None, arch=None, gli
         os=_os_name(os_name, where), os_version=os_version,
         arch=normalize_arch(arch, where) if arch else None, glibc=glibc,
         runtimes=merged_runtimes, accelerator_apis=tuple(profile_apis) + tuple(apis),
+        flash_bytes=parse_bytes(flash, f"{where}: flash") if flash is not None else None,
+        ram_bytes=parse_bytes(ram, f"{where}: ram") if ram is not None else None,
     )
 
 
@@ -183,10 +203,12 @@ class Fit:
     fits: bool
     reasons: list[str]
     accelerated_by: list[str] = field(default_factory=list)
+    footprint: str | None = None  # mcu: "212 KiB flash, 96 KiB arena"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"variant": self.variant, "path": self.path, "fits": self.fits, "reasons": self.reasons,
+        data = {"variant": self.variant, "path": self.path, "fits": self.fits, "reasons": self.reasons,
                 "accelerated_by": self.accelerated_by}
+        return {**data, "footprint": self.footprint} if self.footprint else data
 
 
 def _platform_problems(platform: Platform, device: Device) -> list[str]:
@@ -204,12 +226,13 @@ def _platform_problems(platform: Platform, device: Device) -> list[str]:
             problems.append(f"needs glibc {platform.min_glibc}+, device glibc unknown (give --glibc)")
         elif _cmp_version(parse_version(device.glibc, "device"), parse_version(platform.min_glibc, "")) < 0:
             problems.append(f"needs glibc {platform.min_glibc}, device has glibc {device.glibc}")
-    return problems
+    floors = {"min_flash_bytes": platform.min_flash_bytes, "min_ram_bytes": platform.min_ram_bytes}
+    return problems + footprint_problems(floors, device.flash_bytes, device.ram_bytes)
 
 
 def _runtime_problems(runtime: dict[str, Any], device: Device) -> list[str]:
     name, floor = runtime.get("name", "?"), runtime.get("min_version", "0")
-    if device.os in RUNTIMES_OF_THE_OS.get(name, ()) and name not in device.runtimes:
+    if device.os in RUNTIMES_OF_THE_OS.get(name, ()) + RUNTIMES_LINKED_IN.get(name, ()) and name not in device.runtimes:
         return []
     accepted = RUNTIME_SATISFIED_BY.get(name, (name,))
     present = [(n, device.runtimes[n]) for n in accepted if n in device.runtimes]
@@ -233,6 +256,7 @@ def assess(manifest: dict[str, Any], device: Device) -> list[Fit]:
     device_apis = {_api_key(a) for a in device.accelerator_apis}
     for artifact in manifest.get("artifacts", []):
         reasons: list[str] = []
+        size = None
         raw = artifact.get("platforms")
         if not raw:
             reasons.append("the manifest lists no machine-readable platforms for it (rebuild with this stackc)")
@@ -246,10 +270,14 @@ def assess(manifest: dict[str, Any], device: Device) -> list[Fit]:
                 per_platform = [_platform_problems(p, device) for p in same_os]
                 if all(per_platform):
                     reasons.extend(min(per_platform, key=len))
+                else:
+                    fitting = same_os[[bool(p) for p in per_platform].index(False)]
+                    size = footprint({"min_flash_bytes": fitting.min_flash_bytes, "min_ram_bytes": fitting.min_ram_bytes})
         reasons.extend(_runtime_problems(artifact.get("runtime", {}), device))
         accelerated = [a for a in artifact.get("accelerator_apis", [])
                        if _api_key(a) in device_apis and not _api_key(a).startswith("cpu")]
-        fits.append(Fit(str(artifact.get("variant")), str(artifact.get("path")), not reasons, reasons, accelerated))
+        fits.append(Fit(str(artifact.get("variant")), str(artifact.get("path")), not reasons, reasons, accelerated,
+                        size if not reasons else None))
     return fits
 
 

@@ -53,12 +53,31 @@ def artifact_entry(outcome, staging: Path) -> dict[str, Any]:
         "runtime": {"name": variant.runtime.name, "min_version": variant.runtime.min_version},
         "accelerator_apis": list(variant.accelerator_apis),
         "os": list(variant.os),
-        "platforms": [p.as_dict() for p in variant.platforms],
+        "platforms": platforms_of(variant, artifact),
         "conversion": artifact.facts.get(convert_pass_id(variant.format), {}),
         "interface": interface_of(artifact.facts),
+        **_io_of(variant.format, staging / main, artifact, files),
         "parity": outcome.parity.as_dict(),
         "measured_by": measured_by(variant.format),
     }
+
+
+def _io_of(fmt: str, path: Path, artifact: ModelArtifact, files: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{"io": ...}`` read from the staged artifact (``artifact_io``); empty when its format has no reader."""
+    from .artifact_io import describe
+
+    try:
+        io = describe(fmt, path, artifact.facts.get(convert_pass_id(fmt), {}), [f["path"] for f in files])
+    except Exception:  # a reader that cannot read an artifact its runtime just ran must not fail the build
+        io = None
+    return {"io": io} if io is not None else {}
+
+
+def platforms_of(variant, artifact: ModelArtifact) -> list[dict[str, Any]]:
+    """The variant's platform floors, plus those its backend measured (TFLM: flash and RAM bytes)."""
+    measure = getattr(backend(variant.format), "measured_floors", None)
+    measured = measure(artifact.facts.get(convert_pass_id(variant.format), {})) if measure else {}
+    return [{**p.as_dict(), **measured} for p in variant.platforms]
 
 
 def measured_by(fmt: str) -> dict[str, Any]:

@@ -27,7 +27,7 @@ LAYERS = (
     "firmware",
     "hardware",
 )
-FORMATS = ("onnx", "ort", "openvino", "tflite", "coreml")
+FORMATS = ("onnx", "ort", "openvino", "tflite", "tflm", "coreml")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 

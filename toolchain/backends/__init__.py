@@ -18,6 +18,7 @@ FORMAT_MODULES = {
     "ort": "ort_format",
     "openvino": "openvino",
     "tflite": "tflite",
+    "tflm": "tflm",
     "coreml": "coreml",
 }
 

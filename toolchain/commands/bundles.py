@@ -13,7 +13,8 @@ from .options import device_from, device_options
 @click.argument("bundle", type=click.Path(exists=True, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
 def inspect(bundle, as_json):
-    """What a bundle holds, per artifact: format, precision, runtime/API/OS floors, parity.
+    """What a bundle holds, per artifact: format, precision, runtime/API/OS floors, parity, and its
+    I/O table (names, dtypes, shapes, layout, int8 scale / zero point, files that ship with it).
 
     Reads only the manifest (from an archive: without extracting anything), after checking it
     against its schema; 'stackc verify' checks the files.
@@ -25,28 +26,10 @@ def inspect(bundle, as_json):
     if as_json:
         click.echo(json.dumps(m, indent=2))
         return
-    try:
-        click.echo(f"{m['bundle']['name']} (version {m['bundle']['version']}, target {m['target']['name']})")
-        src = m["source"]
-        click.echo(f"source: {src['file']} sha256 {src['sha256'][:16]}… IR {src['ir_version']} opsets {src['opsets']}")
-        for artifact in m["artifacts"]:
-            parity = artifact["parity"]
-            worst = max((o.get("max_abs") or 0.0 for o in parity["outputs"]), default=0.0)
-            click.echo(f"- {artifact['variant']}: {artifact['path']} [{artifact['format']}, {artifact['precision']}, "
-                       f"{artifact['size']} B]")
-            click.echo(f"    runtime: {artifact['runtime']['name']} >= {artifact['runtime']['min_version']}")
-            click.echo(f"    accelerator APIs: {', '.join(artifact['accelerator_apis'])}")
-            click.echo(f"    OS: {', '.join(artifact['os'])}")
-            if artifact.get("platforms"):
-                from ..compat import parse_platforms
+    from .inspect_view import print_manifest
 
-                described = [p.describe() for p in parse_platforms(artifact["platforms"], "manifest")]
-                click.echo(f"    platforms: {'; '.join(described)}")
-            if artifact["conversion"]:
-                click.echo(f"    conversion: {artifact['conversion']}")
-            weak = f"; weak evidence: {', '.join(parity['weak_outputs'])}" if parity.get("evidence") == "weak" else ""
-            click.echo(f"    parity: {'pass' if parity['passed'] else 'FAIL'} ({len(parity['outputs'])} outputs, "
-                       f"max abs {worst:.3g}; {parity['measured_with']}{weak})")
+    try:
+        print_manifest(m)
     except (KeyError, TypeError):
         from ..errors import BundleError
 
@@ -96,6 +79,7 @@ def _print_fits(fits: list[dict], selected: str | None) -> None:
     for fit in fits:
         if fit["variant"] == selected:
             extra = f" (accelerated by {', '.join(fit['accelerated_by'])})" if fit["accelerated_by"] else ""
+            extra += f" (fits: {fit['footprint']})" if fit.get("footprint") else ""
             click.echo(f"load: {fit['path']} [{fit['variant']}]{extra}")
     for fit in fits:
         if fit["variant"] != selected:

@@ -35,10 +35,11 @@ def parse_bindings(binds) -> dict:
 def device_options(command):
     """--device PROFILE and the flags that describe (or override) a device."""
     options = [
-        click.option("--device", "device_profile", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        click.option("--device", "device_profile", type=click.Path(dir_okay=False, path_type=Path),
                      metavar="PROFILE", help="Device profile (.toml or .json): os, os_version, arch, glibc, "
-                                             "runtimes, accelerator_apis."),
-        click.option("--os", "device_os", help="Device OS: android, ios, macos, windows, linux."),
+                                             "runtimes, accelerator_apis, flash, ram; or an MCU named "
+                                             "core-flash-RAM (cortex-m7-1m-512k)."),
+        click.option("--os", "device_os", help="Device OS: android, ios, macos, windows, linux, mcu."),
         click.option("--os-version", help="Device OS version, e.g. 15.4 or 10.0.19045."),
         click.option("--arch", help="Device CPU architecture, e.g. arm64, x86_64, armv7."),
         click.option("--glibc", help="Device glibc version (Linux), e.g. 2.31."),
@@ -56,4 +57,4 @@ def device_from(device_profile, device_os, os_version, arch, glibc, device_runti
 
     if not required and device_profile is None and not device_os:
         return None
-    return loaddevice_from(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis)
+    return load_device(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis)
