@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from onnx import TensorProto, helper, save
 
-from conftest import assert_user_error, fixture_model, run_stackc, shipped_target_data, write_toml
+from conftest import FIXTURE_MODELS, assert_user_error, fixture_model, run_stackc, shipped_target_data, write_toml
 
 
 def onnx_world(name: str, folder: Path) -> Path:
@@ -94,6 +94,7 @@ def test_random_calibration_is_said_on_the_console_and_judged_on_other_samples(t
     calibration = artifact["conversion"]["precision"]["calibration"]
     assert calibration["proven"] is False and "warning" in calibration
     assert "held-out samples, none calibrated on" in artifact["parity"]["evaluated_on"]
+    assert calibration["samples"] == int(artifact["parity"]["evaluated_on"].split()[0]) == 64  # the counts agree
     assert f"seed {calibration['origin'].split('seed ')[1].split(',')[0]}" not in artifact["parity"]["evaluated_on"]
 
 
@@ -105,3 +106,55 @@ def test_a_calibration_file_keeps_its_last_quarter_to_judge_on_and_the_counts_ag
     assert "UNPROVEN" not in shown.stdout and "calibrated on 6 samples (file cal.npz)" in line, line
     assert artifact["conversion"]["precision"]["calibration"]["samples"] == 6
     assert artifact["parity"]["evaluated_on"].startswith("2 held-out samples, none calibrated on")
+
+
+# -- 3. integration facts up front: the inspect I/O table -------------------------------------------------
+
+
+def test_inspect_shows_each_artifacts_io_table_and_what_ships_with_it(built_bundle):
+    shown = run_stackc("inspect", built_bundle.archive)
+    assert shown.exit_code == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert max(len(line) for line in lines) < 240, max(lines, key=len)
+    blocks = shown.stdout.split("\n- ")[1:]
+    assert len(blocks) == len(built_bundle.manifest["artifacts"])
+    for block, artifact in zip(blocks, built_bundle.manifest["artifacts"]):
+        assert "    I/O:" in block, block
+        rows = [line.split() for line in block.splitlines() if line.startswith("      ")]
+        assert ["input", "input", "float32", "[1,", "3,", "32,", "32]"] in rows, block
+        assert ["output", "output", "float32", "[1,", "10]"] in rows, block
+        if artifact["format"] == "openvino":
+            assert "ships with: model.bin" in block
+            assert artifact["io"]["ships_with"] == ["model.bin"]
+
+
+def test_inspect_json_gives_the_same_io_facts_read_from_the_artifacts(built_bundle):
+    import onnxruntime as ort  # the artifacts themselves are what the manifest's I/O must match
+
+    manifest = run_stackc("inspect", built_bundle.folder, "--json").json()
+    for artifact in manifest["artifacts"]:
+        if artifact["format"] not in ("onnx", "ort"):
+            continue
+        session = ort.InferenceSession(str(built_bundle.folder / artifact["path"]), providers=["CPUExecutionProvider"])
+        assert [(t["name"], t["shape"]) for t in artifact["io"]["inputs"]] == \
+            [(i.name, i.shape) for i in session.get_inputs()]
+        assert [(t["name"], t["shape"]) for t in artifact["io"]["outputs"]] == \
+            [(o.name, o.shape) for o in session.get_outputs()]
+
+
+def test_a_tflite_int8_artifact_says_nhwc_and_its_scale_and_zero_point(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = shipped_target_data("edge-iot")
+    data["variants"] = [v for v in data["variants"] if v["format"] == "tflite"]
+    world = write_toml(tmp_path / "edge-iot.toml", data)
+    built = run_stackc("build", FIXTURE_MODELS / "digits_cnn.onnx", "-t", world, "-o", tmp_path / "out", "-q")
+    assert built.exit_code == 0, built.stderr
+    bundle = tmp_path / "out" / "digits_cnn-0.1.0-edge-iot"
+    shown = run_stackc("inspect", bundle)
+    row = next(line.split() for line in shown.stdout.splitlines() if line.strip().startswith("input "))
+    assert row[2:6] == ["int8", "[1,", "8,", "8,"] and "NHWC" in row, shown.stdout
+    detail = Interpreter(str(bundle / "artifacts" / "tflite-int8" / "model.tflite")).get_input_details()[0]
+    io = json.loads((bundle / "manifest.json").read_text())["artifacts"][0]["io"]["inputs"][0]
+    assert (io["scale"], io["zero_point"]) == (float(detail["quantization"][0]), int(detail["quantization"][1]))
+    assert f"zero point {io['zero_point']}" in shown.stdout

@@ -15,6 +15,7 @@ from ..artifact import ModelArtifact
 from ..errors import MissingDependencyError
 from ..passes import register
 from ..passes.base import Pass, PassContext
+from ..precision.calibration import CALIBRATION_SAMPLES
 from ._versions import package_versions
 
 _DEFAULT_WEIGHTS = {"fp32": "fp32", "fp16": "fp16", "int8": "fp32"}
@@ -26,7 +27,7 @@ class Options:
     weights: str | None = None              # "fp32" | "fp16"; default from the variant's precision
     inference_precision: str | None = None  # "f32" | "f16" | "bf16"; default from the variant's precision
     # int8 variants: NNCF post-training quantization (toolchain/precision/openvino_int8.py)
-    calibration_samples: int = 128
+    calibration_samples: int = CALIBRATION_SAMPLES
     preset: str = "performance"             # "performance" (symmetric) | "mixed" (asymmetric activations)
     model_type: str | None = None           # "transformer": NNCF's transformer-aware scheme
     exclude_nodes: tuple[str, ...] = ()     # OpenVINO operation names left in float

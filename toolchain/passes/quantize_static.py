@@ -16,6 +16,7 @@ from typing import Any
 
 from ..artifact import ModelArtifact
 from ..onnx_model import load_onnx, save_onnx
+from ..precision.calibration import CALIBRATION_SAMPLES
 from ..precision.quantization import (CALIBRATION_METHODS, check_int8, ensure_node_names, ort_reader,
                             quiet_quantizer, resolve_exclusions)
 from . import register
@@ -25,7 +26,7 @@ from .base import Pass, PassContext
 @dataclass(frozen=True)
 class Options:
     calibration_method: str = "MinMax"     # "MinMax" | "Entropy" | "Percentile"
-    calibration_samples: int = 128
+    calibration_samples: int = CALIBRATION_SAMPLES
     per_channel: bool = True
     activation_type: str = "int8"          # "int8" | "uint8"
     exclude_nodes: tuple[str, ...] = ()

@@ -17,6 +17,7 @@ from ..onnx_model import TensorSpec
 from ..parity import make_inputs
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp"}
+CALIBRATION_SAMPLES = 64  # one count: int8 is calibrated on as many samples as it is judged on (int8_parity)
 UNPROVEN = "calibrated on seeded random data: int8 accuracy is unproven; pass --calibration with real samples"
 
 

@@ -18,8 +18,9 @@ import numpy as np
 from ..backends import backend
 from ..interface import to_original_outputs
 from ..parity import ParityResult, compare
+from .calibration import CALIBRATION_SAMPLES
 
-EVALUATION_SAMPLES = 64
+EVALUATION_SAMPLES = CALIBRATION_SAMPLES
 DIAGNOSIS_SAMPLES = 8
 REPORTED_LAYERS = 3
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from ..passes import fp16, quantize_dynamic, quantize_static
+from .calibration import CALIBRATION_SAMPLES
 
 WORK_FACT = "precision_work"  # paths for the damage report; not written to the manifest
 
@@ -20,7 +21,7 @@ class PrecisionOptions:
 
     int8_mode: str = "static"                   # "static" (QDQ, calibrated) | "dynamic" (weights only)
     calibration_method: str = "MinMax"          # static: "MinMax" | "Entropy" | "Percentile"
-    calibration_samples: int = 128
+    calibration_samples: int = CALIBRATION_SAMPLES
     per_channel: bool | None = None             # None: static True, dynamic False
     activation_type: str = "int8"               # static: "int8" | "uint8"
     dynamic_op_types: tuple[str, ...] = quantize_dynamic.DEFAULT_OP_TYPES

@@ -18,6 +18,7 @@ from ...artifact import ModelArtifact
 from ...errors import InputError, PassError
 from ...passes import register
 from ...passes.base import Pass, PassContext
+from ...precision.calibration import CALIBRATION_SAMPLES
 from ...targets import ParityPolicy
 from .._versions import package_versions
 from . import routes as routes_module
@@ -33,7 +34,7 @@ MEASURED_WITH = "LiteRT (ai-edge-litert) interpreter, CPU with XNNPACK, on the b
 class Options:
     routes: tuple[str, ...] = ()   # routes to try, in order; empty: every route (see routes.ROUTE_NAMES)
     int8_io: bool = True           # int8 variants: int8 inputs and outputs; false: float I/O around int8 compute
-    calibration_samples: int = 16  # samples drawn when calibrating on seeded random data
+    calibration_samples: int = CALIBRATION_SAMPLES  # as many as int8 is judged on
 
 
 @register
