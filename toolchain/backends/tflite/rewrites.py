@@ -3,7 +3,8 @@
 Each rewrite keeps the ONNX model's numbers (onnxruntime gives the same outputs) and returns how
 many places it changed, so a route that needs none of them is skipped. Measured traps (shared
 notes): a full reverse ``Slice`` (step -1) feeding a backward LSTM, and a LayerNormalization
-reduced over the wrong axis after onnx2tf's channel-last transposition.
+reduced over the wrong axis after onnx2tf's channel-last transposition; and layout identities it
+crashes on (a multi-axis Slice of a 3-D tensor, a 3-D Unsqueeze into a Conv; silero VAD, PP-OCRv6).
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def reverse_slice_to_gather(model) -> int:
             indices = f"{node.output[0]}__reverse_indices_{k}"
             model.graph.initializer.append(numpy_helper.from_array(np.arange(size - 1, -1, -1, dtype=np.int64), indices))
             out = node.output[0] if k == len(reversal) - 1 else f"{node.output[0]}__reversed_{k}"
-            nodes.append(helper.make_node("Gather", [current, indices], [out], name=f"{node.name or 'slice'}_as_gather_{k}",
+            nodes.append(helper.make_node("Gather", [current, indices], [out], name=f"{node.name or node.output[0]}_as_gather_{k}",
                                           axis=axis))
             current = out
         changed += 1
@@ -131,6 +132,122 @@ def layer_norm_to_primitives(model) -> int:
     return changed
 
 
+def split_multi_axis_slices(model) -> int:
+    """A ``Slice`` over several axes -> one single-axis ``Slice`` per axis, chained.
+
+    onnx2tf applies a multi-axis Slice's ONNX axes to its channel-last tensor unchanged (silero VAD's
+    STFT halves: [4, 258, 5] sliced on axes 1 and 2 became (4, 0, 257) and the next Add crashed on the
+    broadcast); one axis at a time is remapped correctly. Runs after fold-static-shapes (onnxslim
+    would merge the chain back).
+    """
+    from onnx import helper, numpy_helper
+
+    constants, shapes = _constants(model), _shapes(model)
+    changed, nodes = 0, []
+    for node in model.graph.node:
+        parts = _slice_parts(node, constants, shapes)
+        if parts is None:
+            nodes.append(node)
+            continue
+        current = node.input[0]
+        for k, values in enumerate(parts):
+            names = []
+            for label, value in zip(("starts", "ends", "axes", "steps"), values):
+                names.append(f"{node.output[0]}__{label}_{k}")
+                model.graph.initializer.append(numpy_helper.from_array(np.array([value], np.int64), names[-1]))
+            out = node.output[0] if k == len(parts) - 1 else f"{node.output[0]}__axis_{k}"
+            nodes.append(helper.make_node("Slice", [current, *names], [out], name=f"{node.name or node.output[0]}_axis_{k}"))
+            current = out
+        changed += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return changed
+
+
+def _slice_parts(node, constants, shapes) -> list[tuple[int, int, int, int]] | None:
+    """(start, end, axis, step) per axis of a constant Slice over two or more axes of a known rank."""
+    if node.op_type != "Slice" or len(node.input) < 3 or any(n and n not in constants for n in node.input[1:5]):
+        return None
+    rank = len(shapes.get(node.input[0]) or [])
+    starts, ends = (constants[n].astype(np.int64).ravel() for n in node.input[1:3])
+    if not rank or len(starts) < 2:
+        return None
+    axes = constants[node.input[3]].astype(np.int64).ravel() if len(node.input) > 3 and node.input[3] else np.arange(len(starts))
+    steps = constants[node.input[4]].astype(np.int64).ravel() if len(node.input) > 4 and node.input[4] else np.ones_like(starts)
+    return [(int(s), int(e), int(a) % rank, int(p)) for s, e, a, p in zip(starts, ends, axes, steps)]
+
+
+def _axes_of(node, constants, rank: int) -> list[int] | None:
+    from onnx import helper
+
+    if len(node.input) > 1 and node.input[1]:
+        if node.input[1] not in constants:
+            return None
+        axes = constants[node.input[1]].astype(np.int64).ravel().tolist()
+    else:
+        axes = next((list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "axes"), None)
+    return None if axes is None else sorted(int(a) % rank for a in axes)
+
+
+def squeeze_unsqueeze_pairs(model) -> int:
+    """``Unsqueeze(Squeeze(x, axes), axes)`` -> ``x``: the pair is an identity, which onnx2tf re-lays out wrongly.
+
+    Paddle2ONNX writes it around 1-D convolutions (SVTR-style recognizers, PP-OCRv6): onnx2tf turns the
+    pair into a channel-last squeeze of the wrong dim ("Can not squeeze dim[1] ... got 40").
+    """
+    constants, shapes = _constants(model), _shapes(model)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    outputs = {v.name for v in model.graph.output}
+    renames: dict[str, str] = {}
+    for node in model.graph.node:
+        squeeze = producers.get(node.input[0]) if node.op_type == "Unsqueeze" and node.input else None
+        if squeeze is None or squeeze.op_type != "Squeeze" or node.output[0] in outputs:
+            continue
+        source, rank = squeeze.input[0], len(shapes.get(squeeze.input[0]) or [])
+        if not rank or shapes.get(source) != shapes.get(node.output[0]) or None in shapes[source]:
+            continue
+        axes = _axes_of(squeeze, constants, rank)
+        if axes is not None and axes == _axes_of(node, constants, rank):
+            renames[node.output[0]] = source
+    if not renames:
+        return 0
+    for graph_node in model.graph.node:
+        graph_node.input[:] = [renames.get(n, n) for n in graph_node.input]
+    kept = [n for n in model.graph.node if not (n.op_type == "Unsqueeze" and n.output[0] in renames)]
+    used = {name for n in kept for name in n.input} | outputs
+    kept = [n for n in kept if n.op_type != "Squeeze" or n.output[0] in used]  # a squeeze left unread
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return len(renames)
+
+
+def unsqueeze_3d_to_reshape(model) -> int:
+    """``Unsqueeze`` of a static rank-3 tensor to rank 4 -> ``Reshape`` to the same static shape.
+
+    onnx2tf inserts the new axis into its channel-last (N, W, C) tensor after W, giving (N, W, 1, C)
+    where the next Conv needs (N, 1, W, C) (PP-OCRv6's 1-D convolutions: "Can not squeeze dim[1] ...
+    got 40"); its Reshape goes back to the ONNX order first and lands right.
+    """
+    from onnx import helper, numpy_helper
+
+    shapes = _shapes(model)
+    changed, nodes = 0, []
+    for node in model.graph.node:
+        before, after = shapes.get(node.input[0]) if node.input else None, shapes.get(node.output[0])
+        if (node.op_type != "Unsqueeze" or not before or not after or len(before) != 3 or len(after) != 4
+                or None in after):
+            nodes.append(node)
+            continue
+        target = f"{node.output[0]}__shape"
+        model.graph.initializer.append(numpy_helper.from_array(np.array(after, np.int64), target))
+        nodes.append(helper.make_node("Reshape", [node.input[0], target], [node.output[0]],
+                                      name=f"{node.name or node.output[0]}_as_reshape"))
+        changed += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return changed
+
+
 def fold_static_shapes(model) -> int:
     """Fold Shape/Range/... chains that became constant once dims were fixed (onnxslim, in-process).
 
@@ -149,8 +266,11 @@ def fold_static_shapes(model) -> int:
 
 REWRITES: dict[str, Callable] = {
     "fold-static-shapes": fold_static_shapes,
+    "split-multi-axis-slices": split_multi_axis_slices,
     "reverse-slice-to-gather": reverse_slice_to_gather,
     "layer-norm-to-primitives": layer_norm_to_primitives,
+    "squeeze-unsqueeze-pairs": squeeze_unsqueeze_pairs,
+    "unsqueeze-3d-to-reshape": unsqueeze_3d_to_reshape,
 }
 
 
