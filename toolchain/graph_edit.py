@@ -118,3 +118,44 @@ def remove_dead_nodes(graph) -> int:
         del graph.initializer[:]
         graph.initializer.extend(kept_init)
     return removed
+
+
+def bypass_shared_identities(graph) -> int:
+    """Point the readers of ``Identity(W)`` at ``W`` itself, where initializer ``W`` has several uses.
+
+    An exporter's way of reusing one weight (ALBERT-style layers: one ``Identity`` per use); constant
+    folding would turn each into its own copy. Returns how many Identity nodes were removed.
+    """
+    weights = {t.name for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    uses: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            if name in weights:
+                uses[name] = uses.get(name, 0) + 1
+    alias = {node.output[0]: node.input[0] for node in graph.node
+             if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and len(node.input) == 1
+             and uses.get(node.input[0], 0) > 1 and node.output[0] not in outputs}
+    if not alias:
+        return 0
+    kept = [node for node in graph.node if not (node.op_type == "Identity" and node.output and node.output[0] in alias)]
+    for node in kept:
+        node.input[:] = [alias.get(name, name) for name in node.input]
+        for sub in subgraphs(node):
+            rename_uses(sub, alias)
+    del graph.node[:]
+    graph.node.extend(kept)
+    infos = [v for v in graph.value_info if v.name not in alias]
+    del graph.value_info[:]
+    graph.value_info.extend(infos)
+    return len(alias)
+
+
+def shared_matmul_weights(graph) -> int:
+    """How many initializers are the weight (second input) of more than one MatMul in the main graph."""
+    weights = {t.name for t in graph.initializer}
+    count: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type == "MatMul" and len(node.input) > 1 and node.input[1] in weights:
+            count[node.input[1]] = count.get(node.input[1], 0) + 1
+    return sum(1 for n in count.values() if n > 1)

@@ -4,6 +4,10 @@ onnxslim is chosen over onnxsim on evidence (shared notes: onnxsim crashed on ``
 left ``Constant`` weights in place and failed on a YOLOv8 head; onnxslim handled all three). The
 result stays plain ONNX that every runtime and converter accepts: no runtime-specific fusions.
 
+A weight shared by several MatMuls (ALBERT-style reuse, often through one ``Identity`` per use)
+is kept shared: the Identity nodes are bypassed first and onnxslim's FusionGemm, which writes a
+transposed copy of the weight per MatMul, is skipped for that model (both recorded in the facts).
+
 Constant folding is this pass's job (there is no separate fold.constants pass: onnxslim already folds
 ``Constant``/``ConstantOfShape``/shape arithmetic into initializers). Whatever ``Constant`` node it
 leaves in the main graph is moved to an initializer here, and the count left is a recorded fact.
@@ -39,11 +43,22 @@ class Optimize(Pass):
         weights_on_disk = external_bytes(model.path)
         if weights_on_disk > self.options.max_external_bytes:
             return self._graph_only(model, ctx, out_dir, weights_on_disk)
+        from ..graph_edit import bypass_shared_identities, shared_matmul_weights
+
         proto = load_onnx(model.path)
         before = len(proto.graph.node)
+        kept_shared = {}
+        bypassed = bypass_shared_identities(proto.graph)
+        if bypassed:
+            kept_shared["identities_bypassed"] = bypassed
+        skip_fusions = list(self.options.skip_fusion_patterns)
+        shared = shared_matmul_weights(proto.graph)
+        if shared and "FusionGemm" not in skip_fusions:
+            skip_fusions.append("FusionGemm")
+            kept_shared["fusion_gemm_skipped"] = f"{shared} weight(s) shared by several MatMuls"
         kwargs = {}
-        if self.options.skip_fusion_patterns:
-            kwargs["skip_fusion_patterns"] = list(self.options.skip_fusion_patterns)
+        if skip_fusions:
+            kwargs["skip_fusion_patterns"] = skip_fusions
         if self.options.skip_optimizations:
             kwargs["skip_optimizations"] = list(self.options.skip_optimizations)
         slimmed = onnxslim.slim(proto, **kwargs)
@@ -52,7 +67,7 @@ class Optimize(Pass):
         restored = restore_unused_inputs(proto, slimmed)
         _keep_signature(proto, slimmed)
         moved = constants_to_initializers(slimmed.graph)
-        shared = share_identical_initializers(slimmed.graph)
+        deduplicated = share_identical_initializers(slimmed.graph)
         after = len(slimmed.graph.node)
         left = constant_nodes(slimmed.graph)
         ctx.log.info("[optimize] nodes %d -> %d; constant nodes left: %d", before, after, left)
@@ -61,8 +76,10 @@ class Optimize(Pass):
                  "constant_nodes_left": left}
         if restored:
             notes["unused_inputs_kept"] = restored
-        if shared:
-            notes["duplicate_weights_shared"] = shared
+        if deduplicated:
+            notes["duplicate_weights_shared"] = deduplicated
+        if kept_shared:
+            notes["shared_weights_kept"] = kept_shared
         return model.derive(path=path, facts={self.id: notes})
 
 
