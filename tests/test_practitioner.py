@@ -158,3 +158,38 @@ def test_a_tflite_int8_artifact_says_nhwc_and_its_scale_and_zero_point(tmp_path)
     io = json.loads((bundle / "manifest.json").read_text())["artifacts"][0]["io"]["inputs"][0]
     assert (io["scale"], io["zero_point"]) == (float(detail["quantization"][0]), int(detail["quantization"][1]))
     assert f"zero point {io['zero_point']}" in shown.stdout
+
+
+# -- 4. device profiles: known runtime names, ONNX on Linux arm64, stated preferences ----------------------
+
+
+def test_runtime_aliases_count_as_the_runtime_a_world_names():
+    from toolchain.compat import load_device
+
+    device = load_device(None, "linux", None, "arm64", runtimes=("tflite=2.16.1", "ORT=1.20.1", "coreml=7"))
+    assert device.runtimes == {"litert": "2.16.1", "onnxruntime": "1.20.1", "Core ML": "7"}
+
+
+def test_a_misspelled_runtime_is_refused_with_did_you_mean_and_the_names_are_in_help(built_bundle):
+    failed = run_stackc("select", built_bundle.folder, "--os", "linux", "--runtime", "onnxruntme-mobile=1.20")
+    assert_user_error(failed, 3, "unknown runtime 'onnxruntme-mobile'", "did you mean 'onnxruntime-mobile'")
+    shown = run_stackc("select", "--help")
+    assert "litert" in shown.stdout and "tflite -> litert" in shown.stdout
+
+
+def test_edge_desktop_onnx_loads_on_linux_arm64_and_the_choice_names_its_rule(built_bundle):
+    arm = run_stackc("select", built_bundle.folder, "--os", "linux", "--arch", "aarch64", "--glibc", "2.31",
+                     "--runtime", "onnxruntime=1.20.1", "--runtime", "openvino=2025.0")
+    assert arm.exit_code == 0, arm.stderr
+    assert arm.stdout.startswith("load: artifacts/onnx-fp32/"), arm.stdout
+    assert "not openvino-fp32: needs Linux on x86_64, device is arm64" in arm.stdout
+    x86 = run_stackc("select", built_bundle.folder, "--os", "linux", "--arch", "x86_64", "--glibc", "2.31",
+                     "--runtime", "onnxruntime=1.20.1", "--runtime", "openvino=2025.0", "--json")
+    fits = {f["variant"]: f for f in x86.json()["artifacts"]}
+    assert fits["onnx-fp32"]["preference"].startswith("chosen by rule 2: the world's own variant order")
+    assert fits["openvino-fp32"]["preference"].startswith("fits, but onnx-fp32 is preferred by rule 2")
+    gpu = run_stackc("select", built_bundle.folder, "--os", "linux", "--arch", "x86_64", "--glibc", "2.31",
+                     "--runtime", "onnxruntime=1.20.1", "--runtime", "openvino=2025.0", "--api", "GPU")
+    assert gpu.stdout.startswith("load: artifacts/openvino-fp32/"), gpu.stdout
+    assert "why: chosen by rule 1: more of the device's accelerator APIs" in gpu.stdout
+    assert "not onnx-fp32: fits, but openvino-fp32 is preferred by rule 1" in gpu.stdout

@@ -29,6 +29,23 @@ ARCH_ALIASES = {
     "x86": "x86", "i686": "x86", "i386": "x86",
     **CORES,  # microcontroller cores (os "mcu"; compat_mcu.py)
 }
+# The runtimes worlds name (targets/*.toml); a device's --runtime / profile names are one of these or an alias.
+RUNTIME_NAMES = ("onnxruntime", "onnxruntime-mobile", "openvino", "litert", "Core ML", "tflite-micro")
+RUNTIME_ALIASES = {
+    "ort": "onnxruntime", "onnx-runtime": "onnxruntime", "onnxruntime-gpu": "onnxruntime",
+    "onnxruntime-directml": "onnxruntime", "ort-mobile": "onnxruntime-mobile", "onnxruntime-android": "onnxruntime-mobile",
+    "onnxruntime-objc": "onnxruntime-mobile", "onnxruntime-c": "onnxruntime-mobile",
+    "tflite": "litert", "tensorflow-lite": "litert", "tensorflowlite": "litert", "ai-edge-litert": "litert",
+    "tflite-runtime": "litert", "tflite_runtime": "litert",
+    "coreml": "Core ML", "core-ml": "Core ML", "core ml": "Core ML",
+    "tflm": "tflite-micro", "tensorflow-lite-micro": "tflite-micro", "litert-micro": "tflite-micro",
+    "openvino-runtime": "openvino", "ov": "openvino",
+}
+# Why select prefers one fitting artifact over another, in this order; each choice names the rule that decided it.
+PREFERENCE_RULES = (
+    "more of the device's accelerator APIs",
+    "the world's own variant order (its author's preference: the first listed variant wins a tie)",
+)
 # An ORT-format model loads in a full ONNX Runtime build too; the reverse is not true of mobile builds.
 RUNTIME_SATISFIED_BY = {"onnxruntime-mobile": ("onnxruntime-mobile", "onnxruntime")}
 # Runtimes that ship with the OS: their floor is the platform's OS floor, which is checked on its own.
@@ -49,6 +66,24 @@ def _cmp_version(a: tuple[int, ...], b: tuple[int, ...]) -> int:
     width = max(len(a), len(b))
     a, b = a + (0,) * (width - len(a)), b + (0,) * (width - len(b))
     return (a > b) - (a < b)
+
+
+def runtime_name(name: str, where: str) -> str:
+    """A known runtime name for ``name`` (case, ``_`` and aliases such as tflite -> litert forgiven), or an
+    error that lists the known names and the nearest one."""
+    key = str(name).strip()
+    by_lower = {n.lower(): n for n in RUNTIME_NAMES}
+    folded = key.lower().replace("_", "-")
+    found = by_lower.get(key.lower()) or by_lower.get(folded) or RUNTIME_ALIASES.get(key.lower()) \
+        or RUNTIME_ALIASES.get(folded)
+    if found:
+        return found
+    import difflib
+
+    near = difflib.get_close_matches(folded, [*by_lower, *RUNTIME_ALIASES], n=1, cutoff=0.6)
+    hint = f"; did you mean '{by_lower.get(near[0]) or RUNTIME_ALIASES[near[0]]}'?" if near else ""
+    raise InputError(f"{where}: unknown runtime '{key[:60]}'{hint} (known: {', '.join(RUNTIME_NAMES)}; "
+                     f"aliases such as tflite -> litert, ort -> onnxruntime, coreml -> Core ML)")
 
 
 def normalize_arch(name: str, where: str) -> str:
@@ -170,8 +205,11 @@ def load_device(path: Path | None, os_name=None, os_version=None, arch=None, gli
         if not sep or not name or not version:
             raise UsageError(f"--runtime '{text}': expected NAME=VERSION like onnxruntime=1.20.1")
         merged_runtimes[name] = version
+    named = {}
     for name, version in merged_runtimes.items():
         parse_version(version, f"{where}: runtime {name}")
+        named[runtime_name(name, f"{where}: runtime")] = version
+    merged_runtimes = named
     for value, what in ((os_version, "os_version"), (glibc, "glibc")):
         if value is not None:
             parse_version(value, f"{where}: {what}")
@@ -204,10 +242,11 @@ class Fit:
     reasons: list[str]
     accelerated_by: list[str] = field(default_factory=list)
     footprint: str | None = None  # mcu: "212 KiB flash, 96 KiB arena"
+    preference: str | None = None  # a fitting artifact: the rule (PREFERENCE_RULES) that chose it or passed it over
 
     def as_dict(self) -> dict[str, Any]:
         data = {"variant": self.variant, "path": self.path, "fits": self.fits, "reasons": self.reasons,
-                "accelerated_by": self.accelerated_by}
+                "accelerated_by": self.accelerated_by, "preference": self.preference}
         return {**data, "footprint": self.footprint} if self.footprint else data
 
 
@@ -282,9 +321,21 @@ def assess(manifest: dict[str, Any], device: Device) -> list[Fit]:
 
 
 def choose(fits: list[Fit]) -> Fit | None:
-    """The fitting artifact with the most device accelerator APIs; ties go to the world's order."""
+    """The fitting artifact by PREFERENCE_RULES: most device accelerator APIs, then the world's order.
+    Every fitting artifact's ``preference`` says which rule decided for or against it."""
     candidates = [(-len(f.accelerated_by), i, f) for i, f in enumerate(fits) if f.fits]
-    return min(candidates, key=lambda c: c[:2])[2] if candidates else None
+    if not candidates:
+        return None
+    chosen = min(candidates, key=lambda c: c[:2])[2]
+    for accelerators, _, fit in candidates:
+        rule = 1 if -accelerators != len(chosen.accelerated_by) else 2
+        if fit is chosen:
+            alone = len(candidates) == 1
+            rule = 2 if not alone and all(-c[0] == len(chosen.accelerated_by) for c in candidates) else 1
+            fit.preference = "the only artifact that fits" if alone else f"chosen by rule {rule}: {PREFERENCE_RULES[rule - 1]}"
+        else:
+            fit.preference = f"fits, but {chosen.variant} is preferred by rule {rule}: {PREFERENCE_RULES[rule - 1]}"
+    return chosen
 
 
 def select(manifest: dict[str, Any], device: Device) -> tuple[Fit, list[Fit]]:

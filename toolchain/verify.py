@@ -232,8 +232,8 @@ def verify_opened(opened: OpenedBundle, label: str, public_key=None, device=None
         from .compat import assess, choose
 
         fits = assess(loadable_manifest(opened, verdict.omitted), device)
+        chosen = choose(fits)  # before as_dict: it records each fit's preference rule
         verdict.device_fits = [f.as_dict() for f in fits]
-        chosen = choose(fits)
         verdict.selected = chosen.variant if chosen else None
     return verdict
 

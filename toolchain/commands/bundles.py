@@ -81,9 +81,11 @@ def _print_fits(fits: list[dict], selected: str | None) -> None:
             extra = f" (accelerated by {', '.join(fit['accelerated_by'])})" if fit["accelerated_by"] else ""
             extra += f" (fits: {fit['footprint']})" if fit.get("footprint") else ""
             click.echo(f"load: {fit['path']} [{fit['variant']}]{extra}")
+            if fit.get("preference"):
+                click.echo(f"  why: {fit['preference']}")
     for fit in fits:
         if fit["variant"] != selected:
-            why = ", ".join(fit["reasons"]) or "fits, but another artifact is preferred"
+            why = ", ".join(fit["reasons"]) or fit.get("preference") or "fits, but another artifact is preferred"
             click.echo(f"  not {fit['variant']}: {why}")
 
 

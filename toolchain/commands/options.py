@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..compat import RUNTIME_NAMES
 from ..errors import UsageError
 
 
@@ -44,7 +45,8 @@ def device_options(command):
         click.option("--arch", help="Device CPU architecture, e.g. arm64, x86_64, armv7."),
         click.option("--glibc", help="Device glibc version (Linux), e.g. 2.31."),
         click.option("--runtime", "device_runtimes", multiple=True, metavar="NAME=VERSION",
-                     help="A runtime on the device, e.g. onnxruntime=1.20.1 (repeatable)."),
+                     help=f"A runtime on the device, e.g. onnxruntime=1.20.1 (repeatable). Names: "
+                          f"{', '.join(RUNTIME_NAMES)}; aliases: tflite -> litert, ort -> onnxruntime, coreml -> Core ML."),
         click.option("--api", "device_apis", multiple=True, help="An accelerator API the device has (repeatable)."),
     ]
     for option in reversed(options):
