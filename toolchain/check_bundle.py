@@ -50,11 +50,7 @@ def check_bundle(path: Path) -> CheckReport:
             if reason:
                 report.skipped[entry["variant"]] = reason
                 continue
-            artifact = ModelArtifact(
-                path=inside(root, entry["path"], f"artifact {entry['variant']}"), format=entry["format"],
-                precision=entry["precision"],
-                facts={convert_pass_id(entry["format"]): entry.get("conversion", {}), FACT: entry.get("interface", {})},
-            )
+            artifact = entry_artifact(root, entry)
             # a policy without max_abs (int8: judged as a whole) was stored without it: absent means None
             policy = ParityPolicy(**{"max_abs": None, **entry["parity"]["policy"]})
             actual = execute(artifact, samples)
@@ -62,3 +58,12 @@ def check_bundle(path: Path) -> CheckReport:
         return report
     finally:
         opened.close()
+
+
+def entry_artifact(root: Path, entry: dict[str, Any]) -> ModelArtifact:
+    """A verified bundle's manifest entry as an artifact its backend can run (conversion facts, interface)."""
+    return ModelArtifact(
+        path=inside(root, entry["path"], f"artifact {entry['variant']}"), format=entry["format"],
+        precision=entry["precision"],
+        facts={convert_pass_id(entry["format"]): entry.get("conversion", {}), FACT: entry.get("interface", {})},
+    )

@@ -12,8 +12,10 @@ import click
 
 from . import __version__
 from .cli_boundary import StackcGroup
+from .batch.command import batch
 from .commands import bundles, info, making, registry
 from .commands.options import parse_shape  # noqa: F401  (stable import path for callers and tests)
+from .report.command import report
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 internal error, 2 usage, 3 bad input or config, 4 missing dependency, "
@@ -35,6 +37,7 @@ for command in (
     making.prepare, making.build,
     bundles.inspect, bundles.verify, bundles.select, bundles.check, bundles.keygen, bundles.sign, bundles.merge,
     registry.push, registry.pull,
+    batch, report,
 ):
     main.add_command(command)
 

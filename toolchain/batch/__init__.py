@@ -1,0 +1,1 @@
+"""``stackc batch``: a model zoo in one command (job file, task pool or Ray, content-addressed cache, index)."""

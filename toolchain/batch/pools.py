@@ -1,0 +1,106 @@
+"""Where tasks run: a local process pool sized to the machine, or a Ray cluster (``--ray ADDRESS|auto``).
+
+Both run ``runner.run_task`` (a ``stackc build`` child process) and hand back (task, key, result,
+folder holding the built bundle or None); the caller publishes into the cache. Ray workers build in
+a temp folder of their own node and send the bundle's files back, so the cluster needs no shared disk.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import MissingDependencyError
+from .cache import Cache
+from .job import Task
+from .runner import BUILD_DIR, read_files, run_task, write_files
+
+Done = tuple[Task, str, dict, Path]  # task, key, result, staging folder (its build/ holds the bundle if it built)
+RAY_HINT = "pip install 'stackc[ray]'"
+
+
+def local_workers(tasks: list[Task], limit: int | None = None) -> int:
+    """As many builds at once as the cores allow and the free memory holds at each task's declared size."""
+    import psutil
+
+    cores = os.cpu_count() or 1
+    largest = max(t.declared_memory() for t in tasks)
+    by_memory = max(1, psutil.virtual_memory().available // largest)
+    return max(1, min(limit or cores, cores, by_memory, len(tasks)))
+
+
+def run_local(pending: list[tuple[Task, str]], cache: Cache, extra: list[str], workers: int,
+              started: Callable[[Task], None]) -> Iterator[Done]:
+    jobs = max(1, (os.cpu_count() or 1) // workers)  # converters inside one build share the task's cores
+
+    def one(task: Task, key: str) -> Done:
+        staging = cache.staging(key)
+        started(task)
+        return task, key, run_task(task, staging, extra, jobs), staging
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stackc-batch")
+    try:
+        futures = {pool.submit(one, task, key) for task, key in pending}
+        while futures:
+            finished, futures = wait(futures, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _remote_build(task: Task, extra: list[str]) -> tuple[dict, dict[str, bytes]]:
+    """On a Ray worker: the same child build in a temp folder; the result and the bundle's files."""
+    from ..workdirs import owned_tempdir
+
+    with owned_tempdir("stackc-work-") as work:
+        result = run_task(task, Path(work), extra, jobs=1)
+        files = read_files(Path(work) / BUILD_DIR) if result["exit_code"] == 0 else {}
+        files.update({f"logs/{n}": (Path(work) / n).read_bytes() for n in ("stderr.log", "stdout.log")
+                      if (Path(work) / n).is_file()})
+        return result, files
+
+
+def run_ray(address: str, pending: list[tuple[Task, str]], cache: Cache, extra: list[str],
+            started: Callable[[Task], None]) -> Iterator[Done]:
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError("--ray needs Ray, which is not installed", hint=RAY_HINT) from None
+    connected_here = not ray.is_initialized()
+    if connected_here:
+        try:
+            ray.init(address=address, logging_level="warning", log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            from ..errors import UsageError
+
+            raise UsageError(f"--ray {address}: cannot connect to a Ray cluster: {' '.join(str(e).split())[:300]}") from None
+    remote = ray.remote(_remote_build)
+    refs = {}
+    try:
+        for task, key in pending:
+            ref = remote.options(num_cpus=1, memory=task.declared_memory(), max_retries=0).remote(task, extra)
+            refs[ref] = (task, key)
+            started(task)
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            task, key = refs.pop(ready[0])
+            try:
+                result, files = ray.get(ready[0])
+            except Exception as e:  # the worker died (node lost, OOM-killed): this task failed, not the batch
+                result = {"exit_code": 1, "build": None, "timings": [], "seconds": None, "peak_memory_bytes": None,
+                          "error": f"Ray task failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}"}
+                files = {}
+            staging = cache.staging(key)
+            write_files(staging, {(n if n.startswith("logs/") else f"{BUILD_DIR}/{n}"): d for n, d in files.items()})
+            for name in ("stderr.log", "stdout.log"):
+                if (staging / "logs" / name).is_file():
+                    shutil.move(str(staging / "logs" / name), staging / name)
+            yield task, key, result, staging
+    finally:
+        for ref in refs:
+            ray.cancel(ref, force=True)
+        if connected_here:
+            ray.shutdown()

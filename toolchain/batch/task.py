@@ -1,0 +1,108 @@
+"""One batch task: ``stackc build`` in a child process, watched for per-pass time and peak memory.
+
+The child runs the CLI's own ``build`` command (same checks, isolation, limits, signals and exit
+codes as a build typed by hand). Beside it a thread samples the resident memory of the child's
+whole process tree (converters included) every 0.1 s and charges each sample to the passes running
+then (their ``[pass] start`` / ``done`` log lines): a pass's peak is the tree's peak while it ran.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+SAMPLE_SECONDS = 0.1
+_PASS_LINE = re.compile(r"^\[([^\]]+)\] (start|done)$")
+
+
+class _PassWatch(logging.Handler):
+    """Follows ``[pass] start`` / ``[pass] done`` lines; a sampler thread charges memory to the open ones."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.open: set[str] = set()
+        self.peaks: dict[str, int] = {}
+        self.peak = 0
+        self.guard = threading.Lock()
+        self.stop = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _PASS_LINE.match(record.getMessage())
+        if match:
+            with self.guard:
+                (self.open.add if match[2] == "start" else self.open.discard)(match[1])
+                self.peaks.setdefault(match[1], 0)
+
+    def sample(self) -> None:
+        import psutil
+
+        from ..isolation import tree_rss
+
+        me = psutil.Process()
+        while not self.stop.wait(SAMPLE_SECONDS):
+            try:
+                rss = tree_rss(me)
+            except psutil.Error:
+                continue
+            with self.guard:
+                self.peak = max(self.peak, rss)
+                for name in self.open:
+                    self.peaks[name] = max(self.peaks[name], rss)
+
+
+def run(args: list[str]) -> dict[str, Any]:
+    """Run ``stackc ARGS`` in this process; the exit code, the build's JSON and the memory it took."""
+    from ..cli import main
+
+    watch = _PassWatch()
+    log = logging.getLogger("stackc")
+    log.addHandler(watch)
+    sampler = threading.Thread(target=watch.sample, name="stackc-batch-memory", daemon=True)
+    sampler.start()
+    stdout = io.StringIO()
+    started = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(stdout):
+            main(args, prog_name="stackc", standalone_mode=True)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        watch.stop.set()
+        sampler.join()
+        log.removeHandler(watch)
+    seconds = time.perf_counter() - started
+    try:
+        build = json.loads(stdout.getvalue()) if code == 0 else None
+    except ValueError:
+        build = None
+    timings = build.pop("timings", []) if build else []
+    for record in timings:
+        if record["id"] in watch.peaks:
+            record["peak_memory_bytes"] = watch.peaks[record["id"]]
+    return {"exit_code": code, "build": build, "timings": timings, "seconds": round(seconds, 3),
+            "peak_memory_bytes": watch.peak}
+
+
+def _main(request_path: str) -> int:
+    from .. import process_tree
+
+    process_tree.guard_child()  # dies with the batch, however the batch dies
+    request = json.loads(Path(request_path).read_text())
+    result = run(request["args"])
+    tmp = Path(request["result"]).with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, request["result"])
+    return 0 if result["exit_code"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1]))
