@@ -230,7 +230,9 @@ def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: P
     from .passes.fix_shapes import concrete_shapes, shape_assumptions
 
     exported = export_source(model, export_dir, shapes=shapes, inputs=inputs_path, target=target, seed=seed,
-                             allow_parity_failure=allow_parity_failure, log=log)
+                             allow_parity_failure=allow_parity_failure, bindings=raw_bindings, log=log)
+    if exported is not None:  # a framework source's bound inputs are baked into the export, not bound again
+        raw_bindings = {k: v for k, v in raw_bindings.items() if k not in exported.facts.get("bound", {})}
     path = exported.onnx_path if exported else Path(model)
     proto = load_graph(path)
     check_model(proto, path)

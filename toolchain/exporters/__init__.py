@@ -100,11 +100,12 @@ def _zip_kind(path: Path) -> str:
 
 def to_onnx(path: Path, work_dir: Path, *, shapes: dict[str, tuple[int, ...]] | None = None,
             inputs: Path | None = None, target: Any = None, seed: int = 0,
-            log: logging.Logger | None = None) -> ExportedSource | None:
+            bindings: dict[str, str | None] | None = None, log: logging.Logger | None = None) -> ExportedSource | None:
     """Export a PyTorch/TensorFlow/Keras source to ``work_dir/exported.onnx``; None for an ONNX source.
 
     Example inputs come from ``inputs`` (an .npz keyed by the source's input names), then ``shapes``,
     then what the file records. The target decides dynamic axes: a static world exports static shapes.
+    ``bindings`` (``--bind``) specialise a PyTorch source before export (facts["bound"]).
     """
     path = Path(path)
     kind = detect_source(path)
@@ -118,10 +119,14 @@ def to_onnx(path: Path, work_dir: Path, *, shapes: dict[str, tuple[int, ...]] | 
     log.info("[export] %s is %s", path.name, SOURCE_FORMATS[kind])
     if FRAMEWORK[kind] == "pytorch":
         from . import pytorch as exporter
+
+        extra = {"bindings": bindings} if bindings else {}
     else:
         from . import tensorflow as exporter
+
+        extra = {}  # a TensorFlow source's bound inputs are bound on the exported ONNX (bind.inputs)
     exported = exporter.export(kind, path, work_dir, shapes=dict(shapes or {}), inputs_path=inputs,
-                               target=target, seed=seed)
+                               target=target, seed=seed, **extra)
     from ..bundle import sha256_file
     from ._common import source_digest
 
@@ -135,7 +140,7 @@ def to_onnx(path: Path, work_dir: Path, *, shapes: dict[str, tuple[int, ...]] | 
 
 
 def export_source(model: Path, work_dir: Path, *, shapes=None, inputs: Path | None = None, target: Any = None,
-                  seed: int = 0, allow_parity_failure: bool = False,
+                  seed: int = 0, allow_parity_failure: bool = False, bindings: dict[str, str | None] | None = None,
                   log: logging.Logger | None = None) -> ExportedSource | None:
     """The build's hook: export a framework source (None for ONNX), and stop on export parity failure.
 
@@ -145,7 +150,8 @@ def export_source(model: Path, work_dir: Path, *, shapes=None, inputs: Path | No
     from ..bundle import write_npz
     from ..parity import failure_table
 
-    exported = to_onnx(model, work_dir, shapes=shapes, inputs=inputs, target=target, seed=seed, log=log)
+    exported = to_onnx(model, work_dir, shapes=shapes, inputs=inputs, target=target, seed=seed, bindings=bindings,
+                       log=log)
     if exported is None:
         return None
     if not exported.parity.passed and not allow_parity_failure:

@@ -45,6 +45,7 @@ class SourceInput:
 class ExampleInputs:
     values: dict[str, np.ndarray]
     origin: str  # "file", "shapes" or "recorded" (what the source file says), for the manifest
+    bound: dict[str, np.ndarray] = field(default_factory=dict)  # --bind: baked into the export
 
 
 @dataclass
@@ -71,19 +72,31 @@ class ExportedSource:
 
 
 def example_inputs(label: str, declared: list[SourceInput], shapes: dict[str, tuple[int, ...]],
-                   inputs_path: Path | None, target: Any, seed: int, recorded: dict[str, np.ndarray] | None = None
-                   ) -> ExampleInputs:
-    """Example values for every declared input, or one UsageError naming exactly what is missing."""
+                   inputs_path: Path | None, target: Any, seed: int, recorded: dict[str, np.ndarray] | None = None,
+                   bindings: dict[str, str | None] | None = None) -> ExampleInputs:
+    """Example values for every declared input, or one UsageError naming exactly what is missing.
+
+    ``bindings`` (``--bind NAME=VALUE``) give a value that the export then bakes in (``ExampleInputs.bound``).
+    """
     names = [d.name for d in declared]
+    bindings = dict(bindings or {})
+    unknown = [n for n in bindings if n not in names]
+    if unknown:
+        raise UsageError(f"--bind names input '{unknown[0]}', which {label} does not have (inputs: {', '.join(names)})")
     if inputs_path is not None:
         loaded = _load_npz(inputs_path)
-        missing = [n for n in names if n not in loaded and _default_of(declared, n) is None]
+        given = {n for n, text in bindings.items() if text is not None}
+        missing = [n for n in names if n not in loaded and n not in given and _default_of(declared, n) is None]
         extra = [k for k in loaded if k not in names]
         if missing or extra:
             raise InputError(f"{inputs_path}: keys must be the source model's inputs {names}; "
                              f"missing {missing}, unexpected {extra}")
-        values = {d.name: loaded[d.name] if d.name in loaded else np.asarray(d.default) for d in declared}
-        return ExampleInputs(values, "file")
+        values = {d.name: loaded[d.name] if d.name in loaded else np.asarray(d.default) for d in declared
+                  if d.name in loaded or d.name not in given}
+        bound = _bound_values(declared, bindings, values)
+        return ExampleInputs({n: bound.get(n, values.get(n)) for n in names}, "file", bound)
+    bound = _bound_values(declared, bindings, {})
+    declared = [d for d in declared if d.name not in bound]
     shapes = _name_unnamed(shapes, names, label)
     unknown = [n for n in shapes if n not in names]
     if unknown:
@@ -116,7 +129,37 @@ def example_inputs(label: str, declared: list[SourceInput], shapes: dict[str, tu
         elif d.name not in values and recorded is not None:
             values[d.name] = recorded[d.name]
     origin = "shapes" if shapes else ("recorded" if recorded else f"random (seed {seed})")
-    return ExampleInputs({n: values[n] for n in names}, origin)
+    values.update(bound)
+    return ExampleInputs({n: values[n] for n in names}, origin, bound)
+
+
+def _bound_values(declared: list[SourceInput], bindings: dict[str, str | None],
+                  given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``--bind`` values as the examples hold them: a 0-d array for a Python number, else the given shape."""
+    from ..prepare import _parse_value
+
+    bound = {}
+    for d in declared:
+        if d.name not in bindings:
+            continue
+        text = bindings[d.name]
+        if text is None:
+            if d.name not in given:
+                raise UsageError(f"--bind {d.name} without a value freezes the value --inputs gives; "
+                                 f"give --inputs with '{d.name}' or write --bind {d.name}=VALUE")
+            bound[d.name] = np.asarray(given[d.name])
+            continue
+        dtype = {"float": "float64", "int": "int64", "bool": "bool"}.get(d.kind, d.dtype or "float32")
+        value = _parse_value(text, np.dtype(dtype), d.name)
+        shape = given[d.name].shape if d.name in given else d.shape
+        if d.kind in SCALAR_KINDS or (shape is not None and None not in shape and value.size == int(np.prod(shape))):
+            value = value.reshape(() if d.kind in SCALAR_KINDS else shape)
+        if d.kind in SCALAR_KINDS and value.ndim:
+            raise UsageError(f"--bind {d.name}={text}: '{d.name}' is a Python {d.kind}, give one value")
+        if d.name in given and not np.array_equal(given[d.name], value):
+            raise UsageError(f"--bind {d.name}={text} disagrees with --inputs, whose '{d.name}' is {given[d.name].tolist()}")
+        bound[d.name] = value
+    return bound
 
 
 def _default_of(declared: list[SourceInput], name: str) -> Any:

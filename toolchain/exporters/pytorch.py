@@ -40,7 +40,8 @@ def _torch():
     return torch
 
 
-def export(kind: str, path: Path, work_dir: Path, *, shapes, inputs_path, target, seed) -> ExportedSource:
+def export(kind: str, path: Path, work_dir: Path, *, shapes, inputs_path, target, seed,
+           bindings=None) -> ExportedSource:
     torch = _torch()
     if kind == "torch-export":
         check_pt2(path)  # before torch.export.load: it unpickles, dlopens and execs what the archive holds
@@ -48,10 +49,12 @@ def export(kind: str, path: Path, work_dir: Path, *, shapes, inputs_path, target
     else:
         module, declared, recorded = _load_torchscript(path, torch)
     label = f"{path.name} ({'ExportedProgram' if kind == 'torch-export' else 'TorchScript'})"
-    examples = example_inputs(label, declared, shapes, inputs_path, target, seed, recorded)
+    examples = example_inputs(label, declared, shapes, inputs_path, target, seed, recorded, bindings)
     args = tuple(_argument(examples.values[d.name], d, torch) for d in declared)
     outputs = _run(module, args, torch, label)
     output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
+    if examples.bound:
+        module, declared, args = _specialise(module, declared, args, examples.bound, label, torch)
     input_names = [d.name for d in declared]
     dynamic = _dynamic_axes(declared, shapes, target)
     onnx_path = work_dir / "exported.onnx"
@@ -74,6 +77,8 @@ def export(kind: str, path: Path, work_dir: Path, *, shapes, inputs_path, target
         "failed_methods": {m: type(e).__name__ for m, e in failures.items()},
         "dynamic_axes": {k: {str(a): n for a, n in v.items()} for k, v in dynamic.items()},
     }
+    if examples.bound:
+        facts["bound"] = {n: v.tolist() for n, v in examples.bound.items()}
     return finish_export(tidy_onnx(load_onnx(onnx_path)), onnx_path, outputs, examples,
                          f"torch {torch.__version__} eager", OPSET, facts)
 
@@ -121,6 +126,37 @@ def _load_torchscript(path: Path, torch):
             raise InputError(f"{path.name}: forward parameter '{argument.name}' is a {type_name}; only tensors and "
                              "Python numbers can be exported")
     return module, declared, None
+
+
+def _specialise(module, declared: list[SourceInput], args: tuple, bound: dict[str, np.ndarray], label: str, torch):
+    """The module with ``--bind`` inputs fixed to their values, so control flow on them folds before export.
+
+    TorchScript: a traced wrapper passing the constants, frozen (inlined, constant-propagated): an
+    ``if sr == 16000`` keeps only the taken branch. An ExportedProgram is re-exported through a wrapper.
+    """
+    positions = {d.name: i for i, d in enumerate(declared)}
+    fixed = {positions[n]: args[positions[n]] for n in bound}
+    free = [d for d in declared if d.name not in bound]
+    free_args = tuple(a for i, a in enumerate(args) if i not in fixed)
+
+    class Bound(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *given):
+            rest = iter(given)
+            return _call(self.inner, tuple(fixed[i] if i in fixed else next(rest) for i in range(len(declared))))
+
+    inner = module.module() if hasattr(module, "graph_signature") else module
+    if hasattr(module, "graph_signature"):
+        return Bound(inner).eval(), free, free_args
+    try:
+        with quiet_exporter(), torch.no_grad():
+            frozen = torch.jit.freeze(torch.jit.trace(Bound(inner).eval(), free_args, check_trace=False))
+    except Exception as e:
+        raise PassError(f"{label}: cannot specialise it to --bind {', '.join(bound)} ({first_line(e)})") from None
+    return frozen, free, free_args
 
 
 def _numpy_dtype(dtype, torch) -> str:
