@@ -48,7 +48,7 @@ def all_tensor_names(graph) -> set[str]:
 def rename_uses(graph, mapping: dict[str, str]) -> None:
     """Rename references to outer names in a subgraph, skipping names the subgraph shadows."""
     local = defined_names(graph)
-    active = {k: v for k, v in mapping.items() if k not in local}
+    active = mapping if local.isdisjoint(mapping) else {k: v for k, v in mapping.items() if k not in local}
     if not active:
         return
     for node in graph.node:
@@ -90,6 +90,26 @@ def fresh_name(wanted: str, taken: set[str], suffix: Callable[[int], str] = lamb
         name = wanted + suffix(i)
     taken.add(name)
     return name
+
+
+class NamePool(set):
+    """Names in use; ``fresh`` picks ``wanted``, else the first free ``wanted_<i>``. Each wanted name
+    remembers the last suffix it tried, so a thousand nodes wanting one name cost a thousand steps."""
+
+    def __init__(self, names=()):
+        super().__init__(names)
+        self._next: dict[str, int] = {}
+
+    def fresh(self, wanted: str) -> str:
+        name, i = wanted, self._next.get(wanted, 0)
+        if i:
+            name = f"{wanted}_{i}"
+        while name in self:
+            i += 1
+            name = f"{wanted}_{i}"
+        self._next[wanted] = i
+        self.add(name)
+        return name
 
 
 def remove_dead_nodes(graph) -> int:

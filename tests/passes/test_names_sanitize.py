@@ -68,3 +68,22 @@ def test_duplicate_and_empty_node_names_become_unique(tmp_path):
     names = [n.name for n in onnx.load(str(result.path)).graph.node]
     assert names == ["block", "block_1", "Relu_0"]
     assert run_in_onnxruntime(result.path, {"x": np.ones(1, np.float32)})["y"] == 1.0
+
+
+def test_a_model_whose_names_are_all_safe_is_passed_on_as_it_is(tmp_path):
+    """Nothing to rename: no 85 MB rewrite, the step's result is its input file."""
+    from toolchain.passes import get_pass
+
+    first, ctx = run_pass("names.sanitize", odd_names(tmp_path / "odd.onnx"), tmp_path / "work")
+    again = get_pass("names.sanitize")().run(first, ctx)
+    assert again.path == first.path
+    assert ctx.records[-1]["notes"] == {"inputs": {}, "outputs": {}, "tensors_renamed": 0, "nodes_renamed": 0}
+
+
+def test_many_nodes_wanting_one_name_get_the_same_suffixes_as_one_by_one():
+    from toolchain.graph_edit import NamePool, fresh_name
+
+    pool, plain = NamePool({"block_3"}), {"block_3"}
+    wanted = ["block"] * 2000 + ["block_1", "other", "block"]
+    assert [pool.fresh(w) for w in wanted] == [fresh_name(w, plain) for w in wanted]
+    assert len(pool) == len(wanted) + 1

@@ -44,17 +44,17 @@ class NamesSanitize(Pass):
     Options = Options
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
-        from ..graph_edit import all_tensor_names, rename_everywhere
+        from ..graph_edit import NamePool, all_tensor_names, rename_everywhere
 
         proto = load_graph(model.path)
         graph = proto.graph
         names = sorted(all_tensor_names(graph) - {""})
-        taken = {n for n in names if SAFE_NAME.match(n)}
+        taken = NamePool(n for n in names if SAFE_NAME.match(n))
         mapping: dict[str, str] = {}
         for name in _in_graph_order(graph, names):
             if name in taken:
                 continue
-            mapping[name] = _fresh(safe_name(name), taken)
+            mapping[name] = taken.fresh(safe_name(name))
         inputs = {i.name: mapping[i.name] for i in graph.input if i.name in mapping}
         outputs = {o.name: mapping[o.name] for o in graph.output if o.name in mapping}
         rename_everywhere(graph, mapping)
@@ -62,17 +62,10 @@ class NamesSanitize(Pass):
         notes = {"inputs": inputs, "outputs": outputs, "tensors_renamed": len(mapping), "nodes_renamed": nodes_renamed}
         ctx.log.info("[names.sanitize] %d tensor(s) and %d node(s) renamed; inputs %s, outputs %s",
                      len(mapping), nodes_renamed, inputs or "unchanged", outputs or "unchanged")
+        if not mapping and not nodes_renamed:  # every name was already safe: the input model is the result
+            return model.derive(facts={self.id: notes})
         path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         return model.derive(path=path, facts={self.id: notes, **with_renames(model.facts, inputs, outputs)})
-
-
-def _fresh(wanted: str, taken: set[str]) -> str:
-    name, i = wanted, 0
-    while name in taken:
-        i += 1
-        name = f"{wanted}_{i}"
-    taken.add(name)
-    return name
 
 
 def _in_graph_order(graph, names: list[str]) -> list[str]:
@@ -87,9 +80,9 @@ def _in_graph_order(graph, names: list[str]) -> list[str]:
 
 
 def _rename_nodes(graph, name_unnamed: bool) -> int:
-    from ..graph_edit import subgraphs
+    from ..graph_edit import NamePool, subgraphs
 
-    taken: set[str] = set()
+    taken = NamePool()
     renamed = 0
     counters: dict[str, int] = {}
 
@@ -103,7 +96,7 @@ def _rename_nodes(graph, name_unnamed: bool) -> int:
                 wanted = f"{safe_name(node.op_type)}_{counters[node.op_type]}"
             else:
                 wanted = ""
-            new = _fresh(wanted, taken) if wanted else ""
+            new = taken.fresh(wanted) if wanted else ""
             if new != node.name:
                 node.name = new
                 renamed += 1
