@@ -21,6 +21,7 @@ from typing import Any
 
 SAMPLE_SECONDS = 0.1
 _PASS_LINE = re.compile(r"^\[([^\]]+)\] (start|done)$")
+_ISOLATED = re.compile(r"^\d+-([^-]+)-")  # an isolated converter's work folder: NN-<pass id>-<variant>
 
 
 class _PassWatch(logging.Handler):
@@ -50,12 +51,41 @@ class _PassWatch(logging.Handler):
         while not self.stop.wait(SAMPLE_SECONDS):
             try:
                 rss = tree_rss(me)
+                converters = _converters(me)
             except psutil.Error:
                 continue
             with self.guard:
                 self.peak = max(self.peak, rss)
                 for name in self.open:
                     self.peaks[name] = max(self.peaks[name], rss)
+                for name, used in converters.items():
+                    self.peaks[name] = max(self.peaks.get(name, 0), used)
+
+
+def _converters(me) -> dict[str, int]:
+    """Resident memory per isolated converter pass (its child's tree), keyed by pass id.
+
+    Converters of different variants run at once and their log lines are replayed in order after
+    they end, so they are found by their command line: ``-m toolchain.isolation <work>/NN-<pass>-<variant>/...``.
+    """
+    import psutil
+
+    from ..isolation import tree_rss
+
+    found: dict[str, int] = {}
+    leaders = set()
+    for child in me.children(recursive=True):
+        try:
+            cmdline = child.cmdline()
+            if "toolchain.isolation" not in cmdline or child.ppid() in leaders:
+                continue
+            leaders.add(child.pid)
+            match = _ISOLATED.match(Path(cmdline[-1]).parent.name)
+            if match:
+                found[match[1]] = found.get(match[1], 0) + tree_rss(child)
+        except (psutil.Error, IndexError):
+            continue
+    return found
 
 
 def run(args: list[str]) -> dict[str, Any]:

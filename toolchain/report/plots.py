@@ -41,10 +41,10 @@ def output_plots(name: str, reference: np.ndarray, actual: np.ndarray) -> tuple[
         pick = np.random.default_rng(0).choice(ref.size, MAX_POINTS, replace=False)
         ref, act = ref[pick], act[pick]
     fig, ax = plt.subplots(figsize=(4.2, 3.0), dpi=90)
-    ax.scatter(ref, act, s=4, alpha=0.5, color="#3b6ea8", linewidths=0)
     if ref.size:
         low, high = float(min(ref.min(), act.min())), float(max(ref.max(), act.max()))
-        ax.plot([low, high], [low, high], color="#c62828", linewidth=0.8)
+        ax.plot([low, high], [low, high], color="#c62828", linewidth=0.8, zorder=1, label="artifact = reference")
+    ax.scatter(ref, act, s=18 if ref.size < 500 else 4, alpha=0.6, color="#3b6ea8", linewidths=0, zorder=2)
     ax.set_xlabel("reference (source, ONNX Runtime fp32)")
     ax.set_ylabel("artifact")
     ax.set_title(f"{name}: reference vs artifact", fontsize=10)

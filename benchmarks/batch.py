@@ -1,0 +1,151 @@
+"""Batch section: ``stackc batch`` wall time beside the sum of the same builds run one after another.
+
+Four rows, each from a fresh output folder: the single builds in sequence (``stackc build`` per task),
+the batch on the local pool (cold cache), the same batch again (all cache hits), and the batch on a
+Ray head started on loopback for the measurement (cold cache). Ratios are printed side by side.
+
+Default job: the fixtures x cloud (seconds each). ``--corpus`` makes the job from the real-model corpus
+(../shared/corpus, its ``cases.json`` shapes and inputs) for ``--worlds`` (default edge-mobile,edge-iot).
+
+usage: python -m benchmarks.batch [--corpus] [--worlds W,...] [--models SUBSTR,...] [--no-ray]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = ("resnet_tiny.onnx", "mobilenet_tiny.onnx", "digits_cnn.onnx", "detector_tiny.onnx")
+
+
+def _toml_list(values) -> str:
+    return "[" + ", ".join(json.dumps(v) for v in values) + "]"
+
+
+def fixture_job(folder: Path, worlds: tuple[str, ...]) -> Path:
+    lines = [f"targets = {_toml_list(worlds)}"]
+    for name in FIXTURES:
+        lines += ["[[models]]", f"path = {json.dumps(str(REPO / 'tests' / 'fixtures' / 'models' / name))}"]
+    (folder / "job.toml").write_text("\n".join(lines) + "\n")
+    return folder / "job.toml"
+
+
+def corpus_job(folder: Path, worlds: tuple[str, ...], only: list[str]) -> Path:
+    """The corpus as a job file: each model with the ``--shape`` and ``--inputs`` its case needs."""
+    from benchmarks.corpus import CORPUS, _inputs_file, fetch
+
+    cases = json.loads((CORPUS / "cases.json").read_text())
+    lines = [f"targets = {_toml_list(worlds)}"]
+    for name, path in sorted(fetch().items()):
+        if only and not any(o in name for o in only):
+            continue
+        case = cases.get(name, {})
+        lines += ["[[models]]", f"path = {json.dumps(str(path))}"]
+        shapes = [f"{k}={','.join(str(d) for d in dims)}" for k, dims in case.get("shape", {}).items()]
+        if shapes:
+            lines.append(f"shape = {_toml_list(shapes)}")
+        inputs = _inputs_file(case, folder, Path(name).stem)
+        if inputs:
+            lines.append(f"inputs = {json.dumps(str(inputs))}")
+    (folder / "job.toml").write_text("\n".join(lines) + "\n")
+    return folder / "job.toml"
+
+
+def _tasks(job: Path) -> list:
+    from toolchain.batch.job import load_job
+
+    return load_job(job, ()).tasks
+
+
+def singles(job: Path, out: Path) -> float:
+    """Every task as its own ``stackc build``, one after another: the sum a batch is measured against."""
+    from benchmarks.measure import run_measured, stackc_command
+
+    total = 0.0
+    for task in _tasks(job):
+        run = run_measured([*stackc_command(), *task.build_args(out)])
+        total += run.seconds
+    return total
+
+
+def batch(job: Path, out: Path, *extra: str) -> tuple[float, dict]:
+    from benchmarks.measure import run_measured, stackc_command
+
+    # a checkout edited during the measurement would change stackc's code digest between the runs
+    run = run_measured([*stackc_command(), "batch", str(job), "-o", str(out), "--json", "--no-report", *extra],
+                       capture=True, env={"STACKC_CACHE_CODE_ID": f"bench-{os.getpid()}"})
+    try:
+        index = json.loads(run.stdout)
+    except ValueError:
+        index = {"summary": {}, "tasks": []}
+    return run.seconds, index
+
+
+def _outcomes(index: dict) -> dict:
+    return {t["name"]: [(v["variant"], v["status"]) for v in t["variants"]] for t in index.get("tasks", [])}
+
+
+def _ray_head(temp: Path) -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run([str(Path(sys.executable).with_name("ray")), "start", "--head", "--port", str(port),
+                    "--node-ip-address", "127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
+                    f"--temp-dir={temp}"], check=True, capture_output=True, timeout=300)
+    return port
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.batch")
+    parser.add_argument("--corpus", action="store_true")
+    parser.add_argument("--worlds", default="")
+    parser.add_argument("--models", default="")
+    parser.add_argument("--no-ray", action="store_true")
+    args = parser.parse_args(argv or [])
+    worlds = tuple(w for w in args.worlds.split(",") if w) or (("edge-mobile", "edge-iot") if args.corpus else ("cloud",))
+    figures: dict = {"job": "corpus" if args.corpus else "fixtures", "worlds": list(worlds)}
+    with tempfile.TemporaryDirectory(prefix="stackc-bench-batch-") as tmp:
+        folder = Path(tmp)
+        job = (corpus_job(folder, worlds, [m for m in args.models.split(",") if m]) if args.corpus
+               else fixture_job(folder, worlds))
+        figures["tasks"] = len(_tasks(job))
+        figures["sum_of_single_builds_s"] = round(singles(job, folder / "singles"), 1)
+        seconds, local = batch(job, folder / "pool")
+        figures["pool_s"], figures["pool_summary"] = round(seconds, 1), local.get("summary")
+        seconds, again = batch(job, folder / "pool")
+        figures["pool_cached_s"], figures["cached_summary"] = round(seconds, 1), again.get("summary")
+        if not args.no_ray and shutil.which(str(Path(sys.executable).with_name("ray"))):
+            temp = Path("/tmp") / f"stackc-bench-ray-{os.getpid()}"
+            try:
+                port = _ray_head(temp)
+                seconds, on_ray = batch(job, folder / "ray", "--ray", f"127.0.0.1:{port}")
+                figures["ray_s"], figures["ray_summary"] = round(seconds, 1), on_ray.get("summary")
+                figures["ray_same_outcomes_as_pool"] = _outcomes(on_ray) == _outcomes(local)
+            finally:
+                subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
+                shutil.rmtree(temp, ignore_errors=True)
+    _print(figures)
+    return figures
+
+
+def _print(f: dict) -> None:
+    base = f["sum_of_single_builds_s"] or 1.0
+    print(f"batch: {f['tasks']} task(s) ({f['job']} x {', '.join(f['worlds'])}), {os.cpu_count()} cpus")
+    print(f"  sum of single builds     {f['sum_of_single_builds_s']:>8.1f} s   1.00x")
+    print(f"  batch, local pool        {f['pool_s']:>8.1f} s   {f['pool_s'] / base:.2f}x   {f['pool_summary']}")
+    print(f"  batch again (cache hits) {f['pool_cached_s']:>8.1f} s   {f['pool_cached_s'] / base:.3f}x   "
+          f"{f['cached_summary']}  ({100 * f['pool_cached_s'] / max(f['pool_s'], 1e-9):.1f} % of the first run)")
+    if "ray_s" in f:
+        print(f"  batch, Ray (loopback)    {f['ray_s']:>8.1f} s   {f['ray_s'] / base:.2f}x   {f['ray_summary']}  "
+              f"same outcomes as the pool: {f['ray_same_outcomes_as_pool']}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
