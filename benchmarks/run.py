@@ -4,7 +4,9 @@ Sections are modules of this package with a ``main()`` returning their figures; 
 ``large`` (a 2.5 GB model, minutes) runs only when named or with ``STACKC_BENCH_LARGE=1``;
 ``coreml_routes`` (the two Core ML routes, minutes of TensorFlow) when named or with ``STACKC_BENCH_COREML_ROUTES=1``.
 ``tflite_routes`` (14 stackc builds of the fixtures for edge-mobile and edge-iot: winning TFLite route,
-convert seconds and peak MB, where each .tflite's bytes go) runs by default.
+convert seconds and peak MB, where each .tflite's bytes go) runs by default, and so does
+``tflm`` (TFLite Micro int8 bytes and tensor arena beside the fp32 source, two edge-mcu builds), and
+``batch`` (stackc batch of four fixtures x cloud beside the sum of their single builds: pool, cache hits, Ray).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import platform
 import sys
 from pathlib import Path
 
-SECTIONS = ("startup", "builds", "precision", "int8_forms", "large", "coreml_routes", "tflite_routes")
+SECTIONS = ("startup", "builds", "precision", "int8_forms", "large", "coreml_routes", "tflite_routes", "tflm", "batch")
 OPT_IN = {"large": "STACKC_BENCH_LARGE", "coreml_routes": "STACKC_BENCH_COREML_ROUTES"}
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results" / "bench.json"
 
