@@ -16,9 +16,10 @@ from conftest import FIXTURE_MODELS, assert_user_error, fixture_model, run_stack
 
 
 def onnx_world(name: str, folder: Path) -> Path:
-    """A shipped world restricted to its plain ONNX variant: the fastest build that still runs onnxruntime."""
+    """A shipped world restricted to its first ONNX (or ORT-format) variant: the fastest build that still runs
+    onnxruntime."""
     data = shipped_target_data(name)
-    data["variants"] = [v for v in data["variants"] if v["format"] == "onnx"][:1]
+    data["variants"] = [v for v in data["variants"] if v["format"] in ("onnx", "ort")][:1]
     folder.mkdir(parents=True, exist_ok=True)
     return write_toml(folder / f"{name}.toml", data)
 
@@ -193,3 +194,70 @@ def test_edge_desktop_onnx_loads_on_linux_arm64_and_the_choice_names_its_rule(bu
     assert gpu.stdout.startswith("load: artifacts/openvino-fp32/"), gpu.stdout
     assert "why: chosen by rule 1: more of the device's accelerator APIs" in gpu.stdout
     assert "not onnx-fp32: fits, but openvino-fp32 is preferred by rule 1" in gpu.stdout
+
+
+# -- 5. several worlds at once ----------------------------------------------------------------------------
+
+
+def test_several_worlds_build_one_bundle_each_from_one_preparation_identical_to_single_builds(tmp_path):
+    desktop, mobile = onnx_world("edge-desktop", tmp_path / "w"), onnx_world("edge-mobile", tmp_path / "w")
+    both = run_stackc("build", fixture_model("resnet_tiny"), "-t", desktop, "-t", mobile, "-o", tmp_path / "out")
+    assert both.exit_code == 0, both.stderr
+    assert both.stderr.count("[load.check] start") == 1, both.stderr  # the source is checked and prepared once
+    assert "[shared] canonical model of recipe default reused" in both.stderr
+    assert [line for line in both.stdout.splitlines() if line.endswith(":")] == ["edge-desktop:", "edge-mobile:"]
+    alone = run_stackc("build", fixture_model("resnet_tiny"), "-t", mobile, "-o", tmp_path / "alone", "-q")
+    assert alone.exit_code == 0, alone.stderr
+    name = "resnet_tiny-0.1.0-edge-mobile"
+    sums = [(tmp_path / where / name / "SHA256SUMS").read_text().splitlines() for where in ("out", "alone")]
+    assert sums[0] == sums[1]
+    assert (tmp_path / "out" / "resnet_tiny-0.1.0-edge-desktop" / "manifest.json").is_file()
+
+
+def test_all_names_every_shipped_world_and_an_unknown_one_fails_before_any_work(tmp_path):
+    from toolchain.api import worlds
+    from toolchain.targets import available_targets
+
+    assert worlds("all") == available_targets() and worlds(["cloud", "all"])[0] == "cloud"
+    failed = run_stackc("build", fixture_model("resnet_tiny"), "-t", "cloud", "-t", "edge-nowhere", "-o", tmp_path / "out")
+    assert failed.exit_code in (2, 3) and "edge-nowhere" in failed.stderr
+    assert not (tmp_path / "out").exists()
+
+
+# -- 8. the Python API --------------------------------------------------------------------------------------
+
+
+def test_the_python_api_builds_and_returns_the_result_object(tmp_path, capsys):
+    import stackc
+
+    model = unnamed_sequence_model(tmp_path / "ns.onnx")
+    world = onnx_world("edge-desktop", tmp_path / "w")
+    result = stackc.build(model, target=str(world), shapes={"a": (1, 12, 8)}, out=tmp_path / "out")
+    assert isinstance(result, stackc.BuildResult) and result.bundle.is_dir() and result.archive.is_file()
+    assert result.manifest["artifacts"][0]["io"]["inputs"][0]["shape"] == [1, 12, 8]
+    assert result.as_dict()["bundle"] == str(result.bundle)
+    assert capsys.readouterr().out == ""  # an API prints nothing: the caller decides
+
+
+def test_the_python_api_raises_the_clis_errors_as_exceptions(tmp_path):
+    import stackc
+
+    model = unnamed_sequence_model(tmp_path / "ns.onnx")
+    with pytest.raises(stackc.StackcError) as raised:
+        stackc.build(model, target=str(onnx_world("edge-desktop", tmp_path / "w")), out=tmp_path / "out")
+    assert raised.value.exit_code == 2 and "--shape a=1,<S>,8" in str(raised.value)
+    with pytest.raises(stackc.StackcError) as missing:
+        stackc.build(tmp_path / "nothing.onnx", target="cloud", out=tmp_path / "out")
+    assert missing.value.exit_code == 3
+
+
+def test_import_stackc_is_cheap():
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    probe = ("import sys, stackc; heavy = [m for m in ('tensorflow', 'torch', 'openvino', 'coremltools', 'onnx2tf') "
+             "if m in sys.modules]; print(heavy)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO / "tests", timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

@@ -55,6 +55,29 @@ class BuildResult:
     parity_failed: bool
     assumed: list[str] = field(default_factory=list)  # shape decisions nobody asked for (world defaults), stated
 
+    def as_dict(self) -> dict[str, Any]:
+        """What ``stackc build --json`` prints for this world (toolchain/schema/cli-output.schema.json)."""
+        return {"target": self.manifest["target"]["name"], "bundle": str(self.bundle), "archive": str(self.archive),
+                "parity_failed": self.parity_failed, "timings": self.timings, "assumed": self.assumed,
+                "manifest": self.manifest}
+
+
+@dataclass
+class SharedPreparation:
+    """What several worlds built in one run share (``build_worlds``): the exported source, its parity
+    samples and reference outputs, and each canonical model, made once and reused by every world whose
+    shape rules (and recipe) match. The folders belong to the run, not to one world's build."""
+
+    export_dir: Path
+    new_work_dir: Any  # () -> a fresh owned work folder that lives until the run ends (build_worlds)
+    sources: dict = field(default_factory=dict)     # shape key -> (Source, its log lines)
+    references: dict = field(default_factory=dict)  # shape key -> reference outputs
+    canonical: dict = field(default_factory=dict)   # (recipe, shape key) -> (model, prepared, records, history, log lines)
+
+
+def _shape_key(target: Target) -> tuple:
+    return (target.shapes.static, target.shapes.default_dim, tuple(sorted(target.shapes.dims.items())))
+
 
 class _LogCollector(logging.Handler):
     """Keeps the build's log lines (no timestamps, no temp paths) for the bundle's build.log, each with
@@ -67,6 +90,8 @@ class _LogCollector(logging.Handler):
         self.sections: list[tuple[str, str] | None] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "console_only", False):  # about this run, not the bundle (whose log a rebuild reproduces)
+            return
         self.lines.append(record.getMessage())
         self.sections.append(getattr(record, LOG_SECTION, None))
 
@@ -120,7 +145,9 @@ def _chosen(variants: tuple, names: tuple[str, ...] | None, world: str) -> tuple
     return tuple(v for v in variants if v.name in names)
 
 
-def build(request: BuildRequest, log: logging.Logger | None = None) -> BuildResult:
+def build(request: BuildRequest, log: logging.Logger | None = None,
+          shared: SharedPreparation | None = None) -> BuildResult:
+    """One world's bundle; with ``shared`` (``build_worlds``) reusing what an earlier world prepared."""
     log = log or logging.getLogger("stackc")
     collector = _LogCollector()
     log.addHandler(collector)
@@ -128,6 +155,8 @@ def build(request: BuildRequest, log: logging.Logger | None = None) -> BuildResu
     if not log.isEnabledFor(logging.INFO):  # build.log must not depend on how the caller set up logging
         log.setLevel(logging.INFO)
     try:
+        if shared is not None:
+            return _build(request, log, collector, shared.export_dir, shared)
         with owned_tempdir("stackc-export-") as export_dir:
             return _build(request, log, collector, Path(export_dir))
     finally:
@@ -135,7 +164,8 @@ def build(request: BuildRequest, log: logging.Logger | None = None) -> BuildResu
         log.setLevel(level)
 
 
-def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector, export_dir: Path) -> BuildResult:
+def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector, export_dir: Path,
+           shared: SharedPreparation | None = None) -> BuildResult:
     plan = _resolve(request)
     target, recipe = plan.target, plan.recipe
     signing_key = _signing_key(request)
@@ -143,19 +173,32 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
     name = bundle_name(request.model, request.version, target.name)
     final, archive = Path(request.out) / name, Path(request.out) / f"{name}{ARCHIVE_SUFFIX}"
     refuse_foreign(final, archive)  # before any work: a user's folder of that name is never replaced
-    source = load_source(request.model, export_dir, target=target, shapes=request.shapes, inputs_path=request.inputs,
-                         seed=request.seed, raw_bindings=request.bindings, log=log,
-                         allow_parity_failure=request.allow_parity_failure, limits=request.limits)
+    key = _shape_key(target)
+    if shared is not None and key in shared.sources:
+        source, lines = shared.sources[key]
+        collector.lines.extend(lines)  # build.log reads as a build of this world alone
+        collector.sections.extend([None] * len(lines))
+    else:
+        first = len(collector.lines)
+        source = load_source(request.model, export_dir, target=target, shapes=request.shapes,
+                             inputs_path=request.inputs, seed=request.seed, raw_bindings=request.bindings, log=log,
+                             allow_parity_failure=request.allow_parity_failure, limits=request.limits)
+        if shared is not None:
+            shared.sources[key] = (source, collector.lines[first:])
     request.shapes = source.shapes
     if source.samples_given and target.shapes.static:
         request.shapes = _shapes_from_samples(request.shapes, source.inputs,
                                               [s for s in source.input_specs if s.name not in source.bindings])
     staging = make_staging(Path(request.out), name)
     try:
-        with owned_tempdir("stackc-work-") as work:
-            result = _convert_and_package(
-                request, plan, source, staging, Path(work), log, collector,
-            )
+        if shared is not None:
+            work = shared.new_work_dir()  # named as a single build's: ORT-format bytes depend on the path's length
+            result = _convert_and_package(request, plan, source, staging, work, log, collector, shared)
+        else:
+            with owned_tempdir("stackc-work-") as work:
+                result = _convert_and_package(
+                    request, plan, source, staging, Path(work), log, collector,
+                )
         if signing_key is not None:
             from .signing import write_signature
 
@@ -204,17 +247,27 @@ def _shapes_from_samples(shapes, inputs, input_specs):
     return result
 
 
-def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, staging: Path, work: Path, log, collector):
+def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, staging: Path, work: Path, log, collector,
+                         shared: SharedPreparation | None = None):
     target, recipe, exported, inputs = plan.target, plan.recipe, source.exported, source.inputs
     source_onnx = Path(source.path)
     borrowed = _borrowed_reference(request.reference_from, inputs, log) if request.reference_from else None
-    reference = borrowed[1] if borrowed else reference_outputs(source_onnx, inputs, request.limits)
+    key = _shape_key(target)
+    if borrowed:
+        reference = borrowed[1]
+    elif shared is not None and key in shared.references:
+        reference = shared.references[key]
+    else:
+        reference = reference_outputs(source_onnx, inputs, request.limits)
+        if shared is not None:
+            shared.references[key] = reference
     ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=source.bindings, target=target, log=log,
                       limits=request.limits,
                       extras={"calibration": str(request.calibration) if request.calibration else None,
                               "seed": request.seed, "inputs_from": "file" if request.inputs else "random",
                               "recipe": _recipe_reference(request, target)})
-    model, prepared = prepare_canonical(recipe, source_onnx, ctx, inputs, reference)
+    model, prepared = _canonical(recipe, request, source_onnx, ctx, inputs, reference, collector, shared,
+                                 (_recipe_reference(request, target), key, borrowed is not None))
     outcomes = convert_all(plan.variants, plan.convert_passes, model, ctx, inputs, reference,
                            keep_going=request.keep_going, allow_parity_failure=request.allow_parity_failure)
     started = time.perf_counter()
@@ -250,6 +303,51 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
     return manifest, ctx.records, parity_failed
 
 
+
+
+def _canonical(recipe, request, source_onnx, ctx, inputs, reference, collector, shared, cache_key):
+    """The recipe's canonical model; with ``shared``, made once per recipe and shape rules, its steps'
+    records and log lines replayed into each world's manifest and build.log."""
+    if shared is not None and cache_key in shared.canonical:
+        model, prepared, records, history, lines = shared.canonical[cache_key]
+        ctx.records.extend(dict(r) for r in records)
+        ctx.history.extend(history)
+        collector.lines.extend(lines)
+        collector.sections.extend([None] * len(lines))
+        ctx.log.info("[shared] canonical model of recipe %s reused from an earlier world of this run", recipe.name,
+                     extra={"console_only": True})
+        return model, prepared
+    first, first_record, first_history = len(collector.lines), len(ctx.records), len(ctx.history)
+    model, prepared = prepare_canonical(recipe, source_onnx, ctx, inputs, reference)
+    if shared is not None:
+        shared.canonical[cache_key] = (model, prepared, [dict(r) for r in ctx.records[first_record:]],
+                                       list(ctx.history[first_history:]), collector.lines[first:])
+    return model, prepared
+
+
+def build_worlds(request: BuildRequest, targets: list[str], log: logging.Logger | None = None,
+                 on_built=None) -> list[BuildResult]:
+    """One bundle per world from one preparation: every world's plan is checked before any work, then
+    the source, its samples, reference outputs and canonical models are made once and shared.
+    ``on_built(result)`` is called as each world's bundle is published."""
+    import dataclasses
+
+    for name in targets:
+        _resolve(dataclasses.replace(request, target=name))  # an unknown world or recipe fails before any work
+    results = []
+    from contextlib import ExitStack
+
+    with ExitStack() as folders:
+        export_dir = folders.enter_context(owned_tempdir("stackc-export-"))
+        shared = SharedPreparation(Path(export_dir),
+                                   lambda: Path(folders.enter_context(owned_tempdir("stackc-work-"))))
+        for name in targets:
+            world_request = dataclasses.replace(request, target=name, shapes=dict(request.shapes))
+            result = build(world_request, log, shared)
+            results.append(result)
+            if on_built is not None:
+                on_built(result)
+    return results
 
 
 def _borrowed_reference(path: Path, inputs, log) -> tuple[str, dict]:

@@ -53,7 +53,8 @@ def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, qu
 
 @click.command()
 @click.argument("model", type=click.Path(exists=True, path_type=Path))  # a folder: TF SavedModel
-@click.option("--target", "-t", required=True, help="Target world (see 'stackc targets').")
+@click.option("--target", "-t", required=True, multiple=True,
+              help="Target world (see 'stackc targets'); repeat for several, or 'all' for every shipped world.")
 @click.option("--recipe", "-r", default=None, help="Recipe name or .toml path (default: the target's).")
 @click.option("--out", "-o", default=Path("out"), type=click.Path(path_type=Path), show_default=True,
               help="Folder the bundle is written into.")
@@ -83,27 +84,31 @@ def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, qu
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, calibration, seed, allow_parity_failure,
           keep_going, pass_timeout, pass_memory, sign_key, variant_names, reference_from, as_json, quiet):
-    """Build MODEL for a target world into a versioned, checksummed bundle."""
-    from ..build import BuildRequest, build as run_build
-    from ..isolation import default_limits
+    """Build MODEL for one or more target worlds, each into a versioned, checksummed bundle.
 
-    limits = default_limits()
-    limits = type(limits)(pass_timeout or limits.seconds,
-                          pass_memory * 2**20 if pass_memory else limits.memory_bytes)
+    Several -t (or -t all) build one bundle per world from one preparation: the source, its samples,
+    reference outputs and canonical models are made once and shared.
+    """
+    from .. import api
 
-    request = BuildRequest(
-        model=model, target=target, recipe=recipe, out=out, version=bundle_version,
-        shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration, seed=seed,
-        allow_parity_failure=allow_parity_failure, keep_going=keep_going, sign_key=sign_key,
-        bindings=parse_bindings(binds), limits=limits,
-        variants=None if variant_names is None else tuple(n.strip() for n in variant_names.split(",") if n.strip()),
-        reference_from=reference_from,
-    )
-    result = run_build(request, setup_logging(quiet or as_json))
+    multi = len(target) > 1 or api.TARGET_ALL in target
+    printed = []
+
+    def on_built(result):  # each world's summary as soon as its bundle is published
+        printed.append(result)
+        if not as_json:
+            if multi:
+                click.echo(f"{result.manifest['target']['name']}:")
+            print_build_summary(result)
+
+    results = api.build(model, list(target) if multi else target[0], recipe=recipe, out=out, version=bundle_version,
+                        shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration,
+                        bindings=parse_bindings(binds), seed=seed, allow_parity_failure=allow_parity_failure,
+                        keep_going=keep_going, sign_key=sign_key, reference_from=reference_from,
+                        variants=None if variant_names is None else [n.strip() for n in variant_names.split(",")
+                                                                       if n.strip()],
+                        pass_timeout=pass_timeout, pass_memory_mb=pass_memory,
+                        log=setup_logging(quiet or as_json), on_built=on_built)
     if as_json:
-        click.echo(json.dumps({"bundle": str(result.bundle), "archive": str(result.archive),
-                               "parity_failed": result.parity_failed, "timings": result.timings,
-                               "assumed": result.assumed,
-                               "manifest": result.manifest}, indent=2))
-        return
-    print_build_summary(result)
+        click.echo(json.dumps({"ok": True, "bundles": [r.as_dict() for r in results]} if multi
+                              else {"ok": True, **results.as_dict()}, indent=2))
