@@ -2,9 +2,11 @@
 
 Measured here: ``TFLiteConverter``'s calibrator crashed (SIGSEGV in ``_feed_tensors``) on the
 bidirectional-LSTM fixture; forking the converter instead deadlocks. So each calibrated int8 mode
-reconverts the winning route's ONNX copy with onnx2tf in a fresh ``python -m`` process and
-quantizes there; a crash only loses that mode. The process is a child of the isolated pass, so the
-pass's time and memory limits cover it, and it dies with that pass (``process_tree``).
+quantizes in a fresh ``python -m`` process; a crash only loses that mode. The child starts from the
+winning route's SavedModel (``export.save_serving``), written once by the pass: onnx2tf runs once
+per route, never again per int8 mode (it used to reconvert the ONNX copy in every child, the bulk
+of the int8 route's time on unrolled recurrent graphs). The process is a child of the isolated pass,
+so the pass's time and memory limits cover it, and it dies with that pass (``process_tree``).
 """
 from __future__ import annotations
 
@@ -19,16 +21,13 @@ import numpy as np
 from ... import process_tree
 
 
-def run_mode(route_dir: Path, run, io: dict[str, Any], batches: list[list[np.ndarray]], mode: str, int8_io: bool,
-             seed: int) -> bytes:
+def run_mode(saved_model: Path, io: dict[str, Any], batches: list[list[np.ndarray]], mode: str, int8_io: bool) -> bytes:
     """Quantize in a child process; raises RuntimeError with the child's last words if it fails or crashes."""
-    work = route_dir / f"int8-{mode}"
+    work = saved_model.parent / f"int8-{mode}"
     work.mkdir(parents=True, exist_ok=True)
     np.savez(work / "calibration.npz", **{f"{i}_{j}": a for i, batch in enumerate(batches) for j, a in enumerate(batch)})
-    request = {"onnx": str(route_dir / "model.onnx"), "keep_inputs": run.keep_inputs, "arguments": run.arguments,
-               "as_is": list(run.as_is), "inputs": [[e["key"], e["shape"], e["dtype"]] for e in io["inputs"]],
-               "outputs": [e["key"] for e in io["outputs"]], "samples": len(batches), "mode": mode,
-               "int8_io": int8_io, "seed": seed, "work": str(work)}
+    request = {"saved_model": str(saved_model), "inputs": [[e["key"], e["shape"], e["dtype"]] for e in io["inputs"]],
+               "samples": len(batches), "mode": mode, "int8_io": int8_io, "work": str(work)}
     (work / "request.json").write_text(json.dumps(request))
     with open(work / "worker.log", "wb") as log:
         code = process_tree.call([sys.executable, "-m", __name__, str(work / "request.json")],
@@ -44,18 +43,15 @@ def run_mode(route_dir: Path, run, io: dict[str, Any], batches: list[list[np.nda
 
 
 def _main(request_path: str) -> int:
-    from .export import TensorKey, to_tflite
-    from .onnx2tf_route import Onnx2tfRun, convert
+    from .export import TensorKey, saved_to_tflite
 
     request = json.loads(Path(request_path).read_text())
     work = Path(request["work"])
-    run = Onnx2tfRun(request["keep_inputs"], request["arguments"], tuple(request["as_is"]))
-    keras = convert(Path(request["onnx"]), work / "onnx2tf", run, request["seed"])
     keys = [TensorKey(k, tuple(s), d) for k, s, d in request["inputs"]]
     with np.load(work / "calibration.npz") as data:
         batches = [[data[f"{i}_{j}"] for j in range(len(keys))] for i in range(request["samples"])]
-    tflite = to_tflite(keras, keys, request["outputs"], "int8", calibration=batches, int8_io=request["int8_io"],
-                       int8_mode=request["mode"])
+    tflite = saved_to_tflite(Path(request["saved_model"]), keys, "int8", calibration=batches,
+                             int8_io=request["int8_io"], int8_mode=request["mode"])
     (work / "model.tflite").write_bytes(tflite)
     return 0
 
