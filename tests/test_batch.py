@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -191,3 +192,20 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_batch_report_colours_the_coverage_matrix_and_links_each_cell_to_its_bundle(local):
+    from test_report import assert_painted, assert_self_contained, console_errors, render
+
+    page = local["out"] / "report.html"
+    html = page.read_text()
+    assert_self_contained(html)
+    matrix = re.search(r'<table id="coverage">.*?</table>', html, re.S)[0]
+    links = re.findall(r'href="([^"]+)"', matrix)
+    assert len(links) == 3 and all((page.parent / link).exists() for link in links)
+    assert any(link.startswith("bundles/resnet_tiny-0.1.0-cloud") for link in links)
+    assert matrix.count('class="ok"') == 2 and matrix.count('class="bad"') == 1
+    dom, log = render(page, local["tmp"] / "batch.png")
+    assert not console_errors(log), console_errors(log)
+    assert 'id="coverage"' in dom and "truncated.onnx" in dom
+    assert_painted(local["tmp"] / "batch.png")
