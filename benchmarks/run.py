@@ -3,6 +3,8 @@
 Sections are modules of this package with a ``main()`` returning their figures; add yours to SECTIONS.
 ``large`` (a 2.5 GB model, minutes) runs only when named or with ``STACKC_BENCH_LARGE=1``;
 ``coreml_routes`` (the two Core ML routes, minutes of TensorFlow) when named or with ``STACKC_BENCH_COREML_ROUTES=1``.
+``performance`` (stackc against by hand per fixture and corpus model, cloud unless ``STACKC_BENCH_WORLDS``;
+preparation share and peak memory) runs by default.
 ``tflite_routes`` (14 stackc builds of the fixtures for edge-mobile and edge-iot: winning TFLite route,
 convert seconds and peak MB, where each .tflite's bytes go) runs by default, and so does
 ``tflm`` (TFLite Micro int8 bytes and tensor arena beside the fp32 source, two edge-mcu builds), and
@@ -17,7 +19,7 @@ import platform
 import sys
 from pathlib import Path
 
-SECTIONS = ("startup", "builds", "precision", "int8_forms", "large", "coreml_routes", "tflite_routes", "tflm", "batch")
+SECTIONS = ("startup", "builds", "performance", "precision", "int8_forms", "large", "coreml_routes", "tflite_routes", "tflm", "batch")
 OPT_IN = {"large": "STACKC_BENCH_LARGE", "coreml_routes": "STACKC_BENCH_COREML_ROUTES"}
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results" / "bench.json"
 
