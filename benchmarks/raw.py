@@ -7,7 +7,7 @@ the same static-shaped, onnxslim-simplified model. No checks, no parity, no pack
 user scripting the converters by hand would run. ``--only FORMAT`` converts one format alone, so
 each converter's own peak memory can be measured in its own process.
 
-    python -m benchmarks.raw MODEL WORLD OUT_DIR [--only FORMAT]
+    python -m benchmarks.raw MODEL WORLD OUT_DIR [--only FORMAT] [--shape NAME=DIMS ...]
 
 Prints one JSON line: {"formats": [...], "seconds": {step: s}}.
 """
@@ -34,12 +34,17 @@ def world_variants(world: str) -> tuple[dict, list[dict]]:
     return data["shapes"], data["variants"]
 
 
-def slim(model_path: Path, shapes: dict, out: Path) -> Path:
-    """Fix the world's dynamic dims (static worlds), then onnxslim: the model every converter gets."""
+def slim(model_path: Path, shapes: dict, out: Path, given: dict | None = None) -> Path:
+    """Fix the dims given (``--shape``) and the world's dynamic dims (static worlds), then onnxslim:
+    the model every converter gets."""
     import onnx
     import onnxslim
 
     proto = onnx.load(str(model_path))
+    for value in proto.graph.input:
+        if value.name in (given or {}):
+            for dim, size in zip(value.type.tensor_type.shape.dim, given[value.name]):
+                dim.dim_value = size
     if shapes.get("static"):
         for value in proto.graph.input:
             for dim in value.type.tensor_type.shape.dim:
@@ -146,7 +151,7 @@ def to_coreml(onnx_path: Path, out: Path, precision: str, options: dict) -> Path
     return path
 
 
-def convert_world(model: Path, world: str, out: Path, only: str | None = None) -> dict:
+def convert_world(model: Path, world: str, out: Path, only: str | None = None, given: dict | None = None) -> dict:
     shapes, variants = world_variants(world)
     chosen = [v for v in variants if only in (None, v["format"])]
     if not chosen:
@@ -154,7 +159,7 @@ def convert_world(model: Path, world: str, out: Path, only: str | None = None) -
     out.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    onnx_path = slim(model, shapes, out)
+    onnx_path = slim(model, shapes, out, given)
     seconds["onnxslim"] = time.perf_counter() - started
     for variant in chosen:
         fmt, precision = variant["format"], variant["precision"]
@@ -178,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("world")
     parser.add_argument("out", type=Path)
     parser.add_argument("--only", help="convert only this format (onnx, ort, openvino, tflite, coreml)")
+    parser.add_argument("--shape", action="append", default=[], help="NAME=DIMS, as stackc's --shape (repeatable)")
     args = parser.parse_args(argv)
-    print(json.dumps(convert_world(args.model, args.world, args.out, args.only)))
+    given = {name: [int(d) for d in dims.split(",")] for name, _, dims in (s.partition("=") for s in args.shape)}
+    print(json.dumps(convert_world(args.model, args.world, args.out, args.only, given)))
     return 0
 
 
