@@ -9,6 +9,8 @@ preparation share and peak memory) runs by default.
 convert seconds and peak MB, where each .tflite's bytes go) runs by default, and so does
 ``tflm`` (TFLite Micro int8 bytes and tensor arena beside the fp32 source, two edge-mcu builds), and
 ``batch`` (stackc batch of four fixtures x cloud beside the sum of their single builds: pool, cache hits, Ray).
+``tflite_int8_time`` (fp32 against int8 TFLite route time for recurrent models, a 100-step bi-GRU among them:
+tens of minutes) runs when named or with ``STACKC_BENCH_INT8_TIME=1``.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ import platform
 import sys
 from pathlib import Path
 
-SECTIONS = ("startup", "builds", "performance", "precision", "int8_forms", "large", "coreml_routes", "tflite_routes", "tflm", "batch")
-OPT_IN = {"large": "STACKC_BENCH_LARGE", "coreml_routes": "STACKC_BENCH_COREML_ROUTES"}
+SECTIONS = ("startup", "builds", "performance", "precision", "int8_forms", "large", "coreml_routes", "tflite_routes", "tflm", "batch",
+            "tflite_int8_time")
+OPT_IN = {"large": "STACKC_BENCH_LARGE", "coreml_routes": "STACKC_BENCH_COREML_ROUTES",
+          "tflite_int8_time": "STACKC_BENCH_INT8_TIME"}
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results" / "bench.json"
 
 
