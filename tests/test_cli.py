@@ -129,7 +129,9 @@ def test_build_prints_each_artifact_and_where_the_bundle_is(built_bundle):
 def test_build_without_json_prints_artifacts_and_paths(tmp_path):
     shown = run_stackc("build", fixture_model("gru_audio"), "-t", "cloud", "--out", tmp_path / "out", "-q")
     assert shown.exit_code == 0, shown.stderr
-    assert shown.stdout.count("parity ok") == len(shown.stdout.splitlines()) - 2
+    artifact_lines = [line for line in shown.stdout.splitlines() if line.startswith("  ")]
+    assert artifact_lines and all("parity ok" in line for line in artifact_lines)
+    assert all(line.startswith(("  ", "assumed shape: ", "bundle: ", "archive: ")) for line in shown.stdout.splitlines())
     assert f"bundle: {tmp_path / 'out' / 'gru_audio-0.1.0-cloud'}" in shown.stdout
     assert f"archive: {tmp_path / 'out' / 'gru_audio-0.1.0-cloud.tar.gz'}" in shown.stdout
     assert shown.stderr == ""

@@ -261,3 +261,47 @@ def test_import_stackc_is_cheap():
              "if m in sys.modules]; print(heavy)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO / "tests", timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
+
+
+# -- 6. --json: one object on success and on failure, as the schema says -----------------------------------
+
+
+def _one_json_object(invocation) -> dict:
+    import jsonschema
+
+    from toolchain.schema import __path__ as schema_dir
+
+    answer = json.loads(invocation.stdout)  # exactly one JSON document: json.loads refuses trailing data
+    schema = json.loads((Path(schema_dir[0]) / "cli-output.schema.json").read_text(encoding="utf-8"))
+    jsonschema.validate(answer, schema)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def test_every_json_command_prints_one_object_on_success(built_bundle):
+    linux = ("--os", "linux", "--arch", "x86_64", "--glibc", "2.31", "--runtime", "onnxruntime=1.20.1")
+    for args in (("targets",), ("recipes",), ("ops", "coreml"), ("inspect", built_bundle.folder),
+                 ("verify", built_bundle.folder), ("verify", built_bundle.folder, *linux),
+                 ("select", built_bundle.folder, *linux), ("check", built_bundle.folder)):
+        shown = run_stackc(*args, "--json")
+        assert shown.exit_code == 0, (args, shown.stderr)
+        answer = _one_json_object(shown)
+        assert answer.get("ok", True) is True, args
+
+
+def test_every_json_failure_prints_one_object_with_the_error_and_exit_code(built_bundle, tmp_path):
+    unnamed = unnamed_sequence_model(tmp_path / "ns.onnx")
+    cases = [
+        (("build", unnamed, "-t", onnx_world("edge-desktop", tmp_path / "w"), "-o", tmp_path / "out"), 2),
+        (("build", tmp_path / "missing.onnx", "-t", "cloud"), 2),
+        (("verify", built_bundle.folder, "--os", "ios", "--os-version", "17.0", "--arch", "arm64"), 8),
+        (("select", built_bundle.folder, "--os", "linux", "--runtime", "onnxruntme=1.20"), 3),
+        (("inspect", tmp_path), 7),
+    ]
+    for args, code in cases:
+        shown = run_stackc(*args, "--json")
+        assert shown.exit_code == code, (args, shown.stdout, shown.stderr)
+        answer = _one_json_object(shown)
+        assert answer["ok"] is False and answer["exit_code"] == code and answer["error"], (args, answer)
+    device_refused = run_stackc(*cases[2][0], "--json").json()
+    assert device_refused["device"]["selected"] is None and device_refused["device"]["artifacts"]  # the verdict

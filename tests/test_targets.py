@@ -68,7 +68,7 @@ def test_stackc_targets_shows_every_world_as_nine_numbered_layers():
 
 def test_stackc_targets_json_lists_layers_and_variants():
     shown = run_stackc("targets", "--json")
-    worlds = {w["name"]: w for w in shown.json()}
+    worlds = {w["name"]: w for w in shown.json()["targets"]}
     assert sorted(worlds) == available_targets()
     for world in worlds.values():
         assert list(world["layers"]) == list(LAYERS)

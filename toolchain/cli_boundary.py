@@ -41,6 +41,7 @@ class StackcGroup(click.Group):
         import signal
 
         debug = bool(ctx.params.get("debug")) or "--debug" in sys.argv[1:]  # params: main(args) callers too
+        as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
         previous = _install_signal_handlers()
         try:
             return super().invoke(ctx)
@@ -49,6 +50,8 @@ class StackcGroup(click.Group):
                 raise
             click.echo(f"stackc: error: {e.one_line()}", err=True)
             _print_detail(e)
+            if as_json:
+                _json_failure(e.one_line(), int(e.exit_code), type(e).__name__, e.details)
             ctx.exit(int(e.exit_code))
         except BrokenPipeError:  # `stackc targets | head`
             sys.stderr.close()
@@ -59,18 +62,35 @@ class StackcGroup(click.Group):
             process_tree.reset()  # unwound: a later command in this process may start children again
             terminated = isinstance(e, Terminated)
             click.echo("stackc: terminated" if terminated else "stackc: interrupted", err=True)
-            ctx.exit(int(ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED))
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            code = ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
+            if as_json:
+                _json_failure("terminated" if terminated else "interrupted", int(code), type(e).__name__)
+            ctx.exit(int(code))
+        except click.ClickException as e:  # click's own usage errors (a missing option): exit 2
+            if as_json:
+                _json_failure(e.format_message(), e.exit_code, type(e).__name__)
+            raise
+        except (click.exceptions.Exit, click.Abort):
             raise
         except Exception as e:  # a bug: still one line unless --debug
             if debug:
                 raise
             detail = " ".join(str(e).split())[:300]
             click.echo(f"stackc: internal error: {type(e).__name__}: {detail} (rerun with --debug for the traceback)", err=True)
+            if as_json:
+                _json_failure(f"internal error: {type(e).__name__}: {detail}", 1, "InternalError")
             ctx.exit(1)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _json_failure(message: str, exit_code: int, error_type: str, details: dict | None = None) -> None:
+    """A --json command's failure: one object on stdout (toolchain/schema/cli-output.schema.json)."""
+    import json
+
+    click.echo(json.dumps({**(details or {}), "ok": False, "error": message, "exit_code": exit_code,
+                           "error_type": error_type}, indent=2))
 
 
 def _print_detail(error: StackcError) -> None:

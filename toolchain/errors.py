@@ -25,6 +25,7 @@ class StackcError(Exception):
     """Base of every error stackc reports to a user: a message and an optional hint."""
 
     exit_code = ExitCode.PASS_FAILED
+    details: dict | None = None  # set by a --json command: the facts its failure object carries besides the error
 
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)

@@ -52,14 +52,14 @@ def verify(bundle, public_key, device_profile, device_os, os_version, arch, glib
 
     device = device_from(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required=False)
     verdict = verify_bundle(bundle, public_key, device)
-    if as_json:
-        click.echo(json.dumps(verdict.as_dict(), indent=2))
     if not verdict.ok:
         if not as_json:
             for problem in verdict.problems[1:]:
                 click.echo(f"  {problem}", err=True)
-        raise BundleError(f"{bundle}: verification failed: {verdict.problems[0]}"
-                          + (f" (+{len(verdict.problems) - 1} more)" if len(verdict.problems) > 1 else ""))
+        error = BundleError(f"{bundle}: verification failed: {verdict.problems[0]}"
+                            + (f" (+{len(verdict.problems) - 1} more)" if len(verdict.problems) > 1 else ""))
+        error.details = verdict.as_dict()  # --json: one object, the verdict with the error (cli_boundary)
+        raise error
     if not as_json:
         signature = {"valid": "; signature valid",
                      "present, not checked": "; signature present, not checked (pass --key to check it)"}.get(
@@ -70,9 +70,13 @@ def verify(bundle, public_key, device_profile, device_os, os_version, arch, glib
         if not as_json:
             _print_fits(verdict.device_fits, verdict.selected)
         if verdict.selected is None:
-            raise IncompatibleError(f"no artifact of this bundle fits the device ({device.describe()}): "
-                                    + "; ".join(f"{f['variant']}: {', '.join(f['reasons'])}"
-                                                for f in verdict.device_fits))
+            error = IncompatibleError(f"no artifact of this bundle fits the device ({device.describe()}): "
+                                      + "; ".join(f"{f['variant']}: {', '.join(f['reasons'])}"
+                                                  for f in verdict.device_fits))
+            error.details = verdict.as_dict()
+            raise error
+    if as_json:
+        click.echo(json.dumps({**verdict.as_dict(), "ok": True}, indent=2))
 
 
 def _print_fits(fits: list[dict], selected: str | None) -> None:
@@ -111,7 +115,7 @@ def select(bundle, device_profile, device_os, os_version, arch, glibc, device_ru
     finally:
         opened.close()
     if as_json:
-        click.echo(json.dumps({"device": device.describe(), "selected": chosen.variant, "path": chosen.path,
+        click.echo(json.dumps({"ok": True, "device": device.describe(), "selected": chosen.variant, "path": chosen.path,
                                "artifacts": [f.as_dict() for f in fits]}, indent=2))
         return
     _print_fits([f.as_dict() for f in fits], chosen.variant)
@@ -164,7 +168,7 @@ def merge(parts, out, sign_key, public_key, as_json):
 
     merged = merge_bundles(list(parts), out, sign_key, public_key)
     if as_json:
-        click.echo(json.dumps({"bundle": str(merged.bundle), "archive": str(merged.archive), "parts": merged.parts,
+        click.echo(json.dumps({"ok": True, "bundle": str(merged.bundle), "archive": str(merged.archive), "parts": merged.parts,
                                "artifacts": [a["variant"] for a in merged.manifest["artifacts"]],
                                "missing": [m["variant"] for m in merged.manifest["missing"]]}, indent=2))
         return
@@ -186,13 +190,15 @@ def check(bundle, as_json):
     from ..parity import failure_table
 
     report = check_bundle(bundle)
-    if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
-    else:
+    if as_json and report.passed:
+        click.echo(json.dumps({**report.as_dict(), "ok": True}, indent=2))
+    elif not as_json:
         for result in report.results:
             click.echo(f"{result.artifact}: {'pass' if result.passed else 'FAIL'} ({result.measured_with})")
         for variant, reason in report.skipped.items():
             click.echo(f"{variant}: skipped ({reason})")
     if not report.passed:
         failed = [r for r in report.results if not r.passed]
-        raise ParityError(f"{len(failed)} artifact(s) no longer match the stored reference:\n" + failure_table(failed))
+        error = ParityError(f"{len(failed)} artifact(s) no longer match the stored reference:\n" + failure_table(failed))
+        error.details = report.as_dict()
+        raise error

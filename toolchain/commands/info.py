@@ -14,7 +14,7 @@ def targets(as_json: bool) -> None:
 
     worlds = [load_target(name) for name in available_targets()]
     if as_json:
-        click.echo(json.dumps([_target_dict(t) for t in worlds], indent=2))
+        click.echo(json.dumps({"ok": True, "targets": [_target_dict(t) for t in worlds]}, indent=2))
         return
     for world in worlds:
         click.echo(f"{world.name}: {world.title}")
@@ -40,11 +40,16 @@ def _target_dict(world) -> dict:
 
 
 @click.command()
-def recipes() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the recipes as JSON.")
+def recipes(as_json: bool) -> None:
     """The shipped recipes and the passes they run."""
     from ..passes import get_pass
     from ..recipes import available_recipes, load_recipe
 
+    if as_json:
+        click.echo(json.dumps({"ok": True, "recipes": [_recipe_dict(load_recipe(n)) for n in available_recipes()]},
+                              indent=2))
+        return
     for name in available_recipes():
         recipe = load_recipe(name)
         click.echo(f"{recipe.name}: {recipe.description}")
@@ -58,6 +63,14 @@ def recipes() -> None:
             options = f" {change.options}" if change.options else ""
             click.echo(f"  {verb} variant {change.name}: {change.precision or 'same precision'} from {change.base}{options}")
         click.echo()
+
+
+def _recipe_dict(recipe) -> dict:
+    return {"name": recipe.name, "description": recipe.description,
+            "steps": [{"id": step.id, "options": step.options} for step in recipe.steps],
+            "convert": recipe.convert,
+            "variants": [{"name": c.name, "from": c.base, "precision": c.precision, "replaces": c.replace,
+                          "options": c.options} for c in recipe.variants]}
 
 
 @click.command()
@@ -82,7 +95,7 @@ def ops(fmt: str, as_json: bool) -> None:
         raise InputError(f"format '{fmt}' converts with an external tool and keeps no op list of its own")
     lists = module.supported_ops()
     if as_json:
-        click.echo(json.dumps(lists, indent=2))
+        click.echo(json.dumps({"ok": True, **lists}, indent=2))
         return
     for title, names in lists.items():
         click.echo(f"{title}: {len(names)} ops")

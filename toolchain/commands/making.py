@@ -35,7 +35,7 @@ def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, qu
                              inputs=inputs, seed=seed)
     result = run_prepare(request, setup_logging(quiet or as_json))
     if as_json:
-        click.echo(json.dumps({"model": str(result.path), "steps": result.steps, "interface": result.interface,
+        click.echo(json.dumps({"ok": True, "model": str(result.path), "steps": result.steps, "interface": result.interface,
                                "parity": result.parity.as_dict()}, indent=2))
         return
     for step in result.steps:

@@ -27,7 +27,7 @@ def push(bundle, reference, insecure, as_json):
 
     pushed = push_bundle(bundle, reference, insecure)
     if as_json:
-        click.echo(json.dumps(vars(pushed), indent=2))
+        click.echo(json.dumps({"ok": True, **vars(pushed)}, indent=2))
         return
     click.echo(f"pushed: {pushed.reference} ({pushed.layers} layers, {pushed.bytes} bytes)")
     click.echo(f"digest: {pushed.digest}")
@@ -55,7 +55,7 @@ def pull(reference, out, public_key, device_profile, device_os, os_version, arch
     device = device_from(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required=False)
     pulled = pull_bundle(reference, out, device, public_key, insecure)
     if as_json:
-        click.echo(json.dumps({**vars(pulled), "bundle": str(pulled.bundle)}, indent=2))
+        click.echo(json.dumps({"ok": True, **vars(pulled), "bundle": str(pulled.bundle)}, indent=2))
         return
     kept = f"; kept {pulled.kept}, left out {', '.join(pulled.omitted) or 'nothing'}" if pulled.kept else ""
     click.echo(f"pulled: {pulled.bundle} ({pulled.blobs} blobs, {pulled.bytes} bytes; signature {pulled.signature}{kept})")
