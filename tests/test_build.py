@@ -23,7 +23,7 @@ ALL_MODELS = sorted(FIXTURES)
 FOUNDATION_BUILDS = {"edge-desktop": ALL_MODELS, "cloud": ALL_MODELS, "edge-iot": ALL_MODELS}
 # Every shipped world built whole, all its variants (tests/test_registry_coverage.py checks the keys).
 WORLD_BUILDS = {"edge-desktop": "resnet_tiny", "cloud": "resnet_tiny", "edge-iot": "resnet_tiny",
-                "edge-mobile": "mobilenet_tiny"}
+                "edge-mobile": "mobilenet_tiny", "edge-mcu": "resnet_tiny"}
 
 
 def _cases():
