@@ -96,10 +96,15 @@ def _ray_head(temp: Path) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    subprocess.run([str(Path(sys.executable).with_name("ray")), "start", "--head", "--port", str(port),
-                    "--node-ip-address", "127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
-                    f"--temp-dir={temp}"], check=True, capture_output=True, timeout=300)
-    return port
+    ray = str(Path(sys.executable).with_name("ray"))
+    for attempt in range(3):  # Ray gives its raylet 30 s to register, which a loaded machine can miss
+        started = subprocess.run([ray, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
+                                  "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+                                 capture_output=True, timeout=300)
+        if started.returncode == 0:
+            return port
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+    raise SystemExit(f"batch bench: ray start failed: {started.stderr.decode(errors='replace')[-500:]}")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -134,9 +134,13 @@ def test_ray_batch_on_a_loopback_head_gives_the_same_bundles(local):
     port = _free_port()
     temp = Path("/tmp") / f"stackc-ray-{os.getpid()}"  # Ray's socket paths must stay short
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    started = subprocess.run([str(ray_bin), "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
-                              "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats",
-                              f"--temp-dir={temp}"], capture_output=True, text=True, env=env, timeout=300)
+    for _ in range(3):  # Ray gives its raylet 30 s to register, which a loaded machine can miss
+        started = subprocess.run([str(ray_bin), "start", "--head", "--port", str(port), "--node-ip-address",
+                                  "127.0.0.1", "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats",
+                                  f"--temp-dir={temp}"], capture_output=True, text=True, env=env, timeout=300)
+        if started.returncode == 0:
+            break
+        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env, timeout=120)
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         out = local["tmp"] / "ray"

@@ -78,10 +78,13 @@ def run_ray(address: str, pending: list[tuple[Task, str]], cache: Cache, extra: 
 
             raise UsageError(f"--ray {address}: cannot connect to a Ray cluster: {' '.join(str(e).split())[:300]}") from None
     remote = ray.remote(_remote_build)
+    # a task asking more than the largest node has would wait forever: it gets that node
+    largest = max((n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0) or None
     refs = {}
     try:
         for task, key in pending:
-            ref = remote.options(num_cpus=1, memory=task.declared_memory(), max_retries=0).remote(task, extra)
+            memory = min(task.declared_memory(), int(largest)) if largest else task.declared_memory()
+            ref = remote.options(num_cpus=1, memory=memory, max_retries=0).remote(task, extra)
             refs[ref] = (task, key)
             started(task)
         while refs:

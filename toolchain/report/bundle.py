@@ -144,9 +144,12 @@ def _outputs_table(outputs: list[dict[str, Any]]) -> str:
 
 def _anatomy(breakdown: dict[str, Any], fp32: dict[str, Any] | None) -> str:
     keys = ("total", "weights", "quantization", "names", "structure")
-    rows = [(k, size(breakdown.get(k)), size((fp32 or {}).get(k)) if fp32 else "") for k in keys]
+    if fp32:
+        rows, headers = [(k, size(breakdown.get(k)), size(fp32.get(k))) for k in keys], ("part", "this file", "fp32 twin")
+    else:
+        rows, headers = [(k, size(breakdown.get(k))) for k in keys], ("part", "this file")
     note = f"<p>{esc(breakdown['explanation'])}</p>" if breakdown.get("explanation") else ""
-    return table(("part", "this file", "fp32 twin" if fp32 else ""), rows) + note
+    return table(headers, rows) + note
 
 
 def _plots(root: Path, entry: dict[str, Any], samples: dict, reference: dict) -> str:
