@@ -190,6 +190,10 @@ def test_bad_job_files_are_one_line_errors(tmp_path):
     assert result.exit_code == 3 and "unknown key 'shapes'" in result.output
     result = CliRunner().invoke(main, ["batch", str(tmp_path)])
     assert result.exit_code == 2 and "--targets" in result.output
+    shutil.copy(FIXTURES / "resnet_tiny.onnx", tmp_path / "m.onnx")
+    job.write_text('targets = ["cloud"]\n[[models]]\npath = "m.onnx"\n')
+    result = CliRunner().invoke(main, ["batch", str(job), "--targets", "nope", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 3 and "unknown target 'nope'" in result.output and not (tmp_path / "o").exists()
 
 
 def _free_port() -> int:

@@ -91,7 +91,8 @@ def _is_model(path: Path) -> bool:
 
 def _from_toml(path: Path, cli_targets: tuple[str, ...]) -> Job:
     table = Table(read_toml(path), path.name)
-    default_targets = cli_targets or table.strings("targets", ())
+    default_targets = table.strings("targets", ())  # read even when --targets overrides it (known key)
+    default_targets = cli_targets or default_targets
     entries = table.get("models", list)
     table.done()
     if not entries:
@@ -101,7 +102,8 @@ def _from_toml(path: Path, cli_targets: tuple[str, ...]) -> Job:
     for index, entry in enumerate(entries):
         model = Table(entry, f"{path.name}: models[{index}]")
         source = _file(base, model.get("path", str), model.where, "path")
-        worlds = cli_targets or model.strings("targets", ()) or default_targets
+        own_targets = model.strings("targets", ())
+        worlds = cli_targets or own_targets or default_targets
         if not worlds:
             raise InputError(f"{model.where}: no targets (set 'targets' in the job or pass --targets)")
         options = dict(

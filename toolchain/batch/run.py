@@ -49,10 +49,10 @@ class Progress:
 
 def run_batch(job: Job, options: BatchOptions, progress: Progress | None = None) -> dict[str, Any]:
     progress = progress or Progress()
+    keys = [task_key(task) for task in job.tasks]  # an unknown world or recipe fails here, before any folder is made
     out = Path(options.out)
     (out / "bundles").mkdir(parents=True, exist_ok=True)
     cache = Cache(options.cache or out / "cache")
-    keys = [task_key(task) for task in job.tasks]
     entries: dict[int, dict[str, Any]] = {}
     pending = []
     for index, (task, key) in enumerate(zip(job.tasks, keys)):
