@@ -159,6 +159,8 @@ def test_a_tflite_int8_artifact_says_nhwc_and_its_scale_and_zero_point(tmp_path)
     io = json.loads((bundle / "manifest.json").read_text())["artifacts"][0]["io"]["inputs"][0]
     assert (io["scale"], io["zero_point"]) == (float(detail["quantization"][0]), int(detail["quantization"][1]))
     assert f"zero point {io['zero_point']}" in shown.stdout
+    # point 7: LiteRT's own "INFO: Created TensorFlow Lite XNNPACK delegate" went to a file, not the console
+    assert "XNNPACK" in (tmp_path / "out" / "third-party.log").read_text()
 
 
 # -- 4. device profiles: known runtime names, ONNX on Linux arm64, stated preferences ----------------------
@@ -305,3 +307,21 @@ def test_every_json_failure_prints_one_object_with_the_error_and_exit_code(built
         assert answer["ok"] is False and answer["exit_code"] == code and answer["error"], (args, answer)
     device_refused = run_stackc(*cases[2][0], "--json").json()
     assert device_refused["device"]["selected"] is None and device_refused["device"]["artifacts"]  # the verdict
+
+
+# -- 7. progress: one line per pass with its time ---------------------------------------------------------------
+
+
+def test_the_console_shows_one_timed_line_per_pass_and_build_log_keeps_every_line(tmp_path):
+    shown = run_stackc("build", fixture_model("resnet_tiny"), "-t", onnx_world("edge-desktop", tmp_path / "w"),
+                       "-o", tmp_path / "out")
+    assert shown.exit_code == 0, shown.stderr
+    import re
+
+    timed = re.findall(r"^stackc: \[([a-z0-9_.]+)\]( [a-z0-9-]+)? \d+\.\d\d s$", shown.stderr, re.M)
+    assert [p for p, _ in timed][:3] == ["load.check", "upgrade.ir", "bind.inputs"] and ("convert.onnx", " onnx-fp32") in timed
+    assert len(timed) == len({t for t in timed})  # one line per pass
+    assert "] start" not in shown.stderr and "] done" not in shown.stderr, shown.stderr
+    log = (tmp_path / "out" / "resnet_tiny-0.1.0-edge-desktop" / "build.log").read_text()
+    assert "[load.check] start" in log and "[convert.onnx] done" in log and " s\n" not in log
+    assert not (tmp_path / "out" / "third-party.log").exists()  # nothing printed: no file left behind

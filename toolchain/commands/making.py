@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -92,23 +93,49 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, cal
     from .. import api
 
     multi = len(target) > 1 or api.TARGET_ALL in target
-    printed = []
 
     def on_built(result):  # each world's summary as soon as its bundle is published
-        printed.append(result)
         if not as_json:
             if multi:
                 click.echo(f"{result.manifest['target']['name']}:")
             print_build_summary(result)
 
-    results = api.build(model, list(target) if multi else target[0], recipe=recipe, out=out, version=bundle_version,
-                        shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration,
-                        bindings=parse_bindings(binds), seed=seed, allow_parity_failure=allow_parity_failure,
-                        keep_going=keep_going, sign_key=sign_key, reference_from=reference_from,
-                        variants=None if variant_names is None else [n.strip() for n in variant_names.split(",")
-                                                                       if n.strip()],
-                        pass_timeout=pass_timeout, pass_memory_mb=pass_memory,
-                        log=setup_logging(quiet or as_json), on_built=on_built)
+    import tempfile
+
+    from ..progress import console_progress
+
+    log = setup_logging(quiet or as_json)
+    handle, chatter = tempfile.mkstemp(prefix="stackc-third-party-", suffix=".log")
+    os.close(handle)
+    try:
+        with console_progress(click.get_text_stream("stderr"), log, Path(chatter), show=not (quiet or as_json)):
+            results = api.build(
+                model, list(target) if multi else target[0], recipe=recipe, out=out, version=bundle_version,
+                shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration,
+                bindings=parse_bindings(binds), seed=seed, allow_parity_failure=allow_parity_failure,
+                keep_going=keep_going, sign_key=sign_key, reference_from=reference_from,
+                variants=None if variant_names is None else [n.strip() for n in variant_names.split(",") if n.strip()],
+                pass_timeout=pass_timeout, pass_memory_mb=pass_memory, log=log, on_built=on_built)
+    finally:
+        _keep_chatter(Path(chatter), Path(out), as_json)
     if as_json:
         click.echo(json.dumps({"ok": True, "bundles": [r.as_dict() for r in results]} if multi
                               else {"ok": True, **results.as_dict()}, indent=2))
+
+
+def _keep_chatter(path: Path, out: Path, as_json: bool) -> None:
+    """What runtimes and converters printed goes to OUT/third-party.log (said on stderr), never to the
+    console; nothing is left behind when they printed nothing."""
+    import shutil
+
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if not lines:
+            path.unlink()
+            return
+        if out.is_dir():
+            path = Path(shutil.move(str(path), str(out / "third-party.log")))
+    except OSError:
+        return
+    if not as_json:
+        click.echo(f"note: {len(lines)} line(s) that runtimes and converters printed are in {path}", err=True)

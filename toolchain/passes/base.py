@@ -115,7 +115,12 @@ class Pass:
         out_dir = ctx.work_dir / f"{len(ctx.history):02d}-{self.id}{suffix}"
         out_dir.mkdir(parents=True, exist_ok=True)
         ctx.log.info("[%s] start", self.id)
+        from .. import progress
+
+        variant_name = ctx.variant.name if ctx.variant is not None else None
+        progress.reporter.started(self.id, variant_name)
         started = time.perf_counter()
+        finished = False
         try:
             if self.isolate and ctx.isolate:
                 from ..isolation import run_isolated
@@ -131,6 +136,10 @@ class Pass:
             before = " -> ".join(ctx.history) or "nothing"
             detail = " ".join(str(e).split())[:400] or type(e).__name__
             raise PassError(f"pass '{self.id}' failed (after {before}): {type(e).__name__}: {detail}") from e
+        else:
+            finished = True
+        finally:
+            progress.reporter.finished(self.id, variant_name, time.perf_counter() - started, finished)
         seconds = time.perf_counter() - started
         missing = [p for p in result.all_files() if not p.exists()]
         if missing:
