@@ -413,6 +413,20 @@ def test_recurrent_models_get_full_integer_int8_with_int8_float_io_on_edge_iot(b
         assert row["cosine"] >= policy["min_cosine"] and row["snr_db"] >= policy["min_snr_db"], row
 
 
+@pytest.mark.parametrize("case", ["bilstm_int8", "gru_int8"])
+def test_recurrent_int8_route_runs_onnx2tf_once_per_route_and_its_shipped_artifact_still_matches(bundle_of, case):
+    """Issues 21 / 23: each calibrated int8 mode quantizes the winning route's SavedModel; onnx2tf is not rerun
+    for it (it was, in every calibration worker: twice the route's time on unrolled recurrent graphs)."""
+    bundle, manifest = bundle_of(case)
+    entry = next(a for a in manifest["artifacts"] if a["variant"] == "tflite-int8")
+    conversion = entry["conversion"]
+    tried = [r["route"] for r in conversion["routes"] if r["outcome"] != "skipped"]
+    assert any(m["mode"] != "dynamic-range" for m in conversion["int8_modes"])  # a calibration worker ran
+    assert conversion["onnx2tf_runs"] == len(tried), (conversion["onnx2tf_runs"], tried)
+    samples = read_npz(bundle / "parity" / "samples.npz")
+    actual = run_bundle_artifact(bundle, entry, samples)  # the shipped int8 file, run here in LiteRT
+    assert_close_by_policy(read_npz(bundle / "parity" / "reference.npz"), actual, entry["parity"]["policy"], case)
+
 # -- the int8 route's ONNX rewrites keep the numbers (onnxruntime, no converter) ----------------------
 
 
