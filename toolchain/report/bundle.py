@@ -63,8 +63,10 @@ def _warnings(manifest: dict[str, Any]) -> list[str]:
         if not parity["passed"]:
             notes.append(f"<div class=\"fail\"><b>{esc(entry['variant'])}: parity FAILED</b> (shipped because "
                          "--allow-parity-failure was given)</div>")
-        warning = (entry.get("conversion", {}).get("precision") or {}).get("calibration", {}).get("warning") \
-            if isinstance(entry.get("conversion", {}).get("precision"), dict) else None
+        conversion = entry.get("conversion", {})
+        precision = conversion.get("precision") if isinstance(conversion.get("precision"), dict) else {}
+        calibration = conversion.get("calibration") or precision.get("calibration") or {}
+        warning = calibration.get("warning") if isinstance(calibration, dict) else None
         if warning:
             notes.append(f"<div class=\"warn\"><b>{esc(entry['variant'])}:</b> {esc(warning)}</div>")
     for missing in manifest.get("missing", []):
