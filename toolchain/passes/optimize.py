@@ -59,7 +59,7 @@ class Optimize(Pass):
             kwargs["skip_fusion_patterns"] = skip_fusions
         if self.options.skip_optimizations:
             kwargs["skip_optimizations"] = list(self.options.skip_optimizations)
-        slimmed, shape_inference = slim_to_fixed_point(proto, **kwargs)
+        slimmed, settled = slim_to_fixed_point(proto, **kwargs)
         restored = restore_unused_inputs(proto, slimmed)
         _keep_signature(proto, slimmed)
         moved = constants_to_initializers(slimmed.graph)
@@ -70,8 +70,8 @@ class Optimize(Pass):
         path = save_onnx(slimmed, out_dir / "model.onnx")
         notes = {"nodes_before": before, "nodes_after": after, "constants_to_initializers": moved,
                  "constant_nodes_left": left}
-        if shape_inference:
-            notes["shape_inference"] = shape_inference
+        if not settled:
+            notes["unsettled_after_rounds"] = MAX_ROUNDS
         if restored:
             notes["unused_inputs_kept"] = restored
         if deduplicated:
@@ -95,19 +95,16 @@ class Optimize(Pass):
 
 
 MAX_ROUNDS = 10  # onnxslim's own limit (ONNXSLIM_MAX_ITER)
-SYMBOLIC_ROUNDS = 3  # rounds shaped by onnxslim's symbolic inference before onnx's data-propagating one takes over
 
 
 def slim_to_fixed_point(proto, skip_fusion_patterns=None, skip_optimizations=None):
-    """``onnxslim.slim``'s rounds (fold, fuse, infer shapes) until the graph stops changing; returns
-    the model and, if it differs from onnxslim's own, the shape inference the last rounds used.
+    """``onnxslim.slim``'s rounds (fold, fuse, infer shapes), stopped once a round changes nothing;
+    returns the model and whether it settled within MAX_ROUNDS.
 
-    Two departures, both for transformers whose shape arithmetic spans many layers: "nothing changed"
-    means the same nodes, shapes and initializers (onnxslim compares whole graphs and on such models
-    never sees two rounds alike, so it ran all ten, seconds each at 85 MB); and onnxslim's symbolic
-    inference resolves one layer's Reshape targets per round, so a graph still changing after
-    SYMBOLIC_ROUNDS rounds gets onnx's inference with data propagation, which resolves them all at once.
-    Every fixture settles sooner and comes out byte-identical to ``onnxslim.slim``.
+    Only the stopping test differs from onnxslim's: "nothing changed" means the same nodes, shapes
+    and initializers. onnxslim compares whole graphs and on some transformers never sees two rounds
+    alike, so it ran all ten (seconds each at 85 MB). Every fixture and corpus model comes out
+    byte-identical to ``onnxslim.slim``.
     """
     from onnxslim.core import OptimizationSettings, freeze, optimize, shape_infer
     from onnxslim.utils import TensorInfo, init_logging, update_outputs_dims
@@ -116,32 +113,16 @@ def slim_to_fixed_point(proto, skip_fusion_patterns=None, skip_optimizations=Non
     freeze(proto)
     output_dims = {TensorInfo(o).name: TensorInfo(o).shape for o in proto.graph.output}
     OptimizationSettings.reset(skip_optimizations)
-    model, switched = proto, None
     if not OptimizationSettings.enabled():
-        return update_outputs_dims(shape_infer(model), output_dims=output_dims), None
-    seen = _structure(model.graph)
-    for round_ in range(MAX_ROUNDS):
-        model = optimize(model, skip_fusion_patterns, None)
-        if round_ < SYMBOLIC_ROUNDS:
-            model = shape_infer(model)
-        else:
-            switched = switched or f"onnx data propagation after {SYMBOLIC_ROUNDS} onnxslim rounds"
-            model = _propagated_shapes(model, shape_infer)
+        return update_outputs_dims(shape_infer(proto), output_dims=output_dims), True
+    model, seen = proto, _structure(proto.graph)
+    for _ in range(MAX_ROUNDS):
+        model = shape_infer(optimize(model, skip_fusion_patterns, None))
         now = _structure(model.graph)
         if now == seen:
-            return update_outputs_dims(model, output_dims=output_dims), switched
+            return update_outputs_dims(model, output_dims=output_dims), True
         seen = now
-    return update_outputs_dims(model, output_dims=output_dims), f"{switched}; unsettled after {MAX_ROUNDS} rounds"
-
-
-def _propagated_shapes(model, fallback):
-    import onnx
-
-    del model.graph.value_info[:]  # from scratch: no stale shape of a folded tensor survives
-    try:
-        return onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except Exception:  # onnx's inference refuses what onnxslim's symbolic one tolerates
-        return fallback(model)
+    return update_outputs_dims(model, output_dims=output_dims), False
 
 
 def _structure(graph) -> tuple:
