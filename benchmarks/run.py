@@ -11,6 +11,8 @@ convert seconds and peak MB, where each .tflite's bytes go) runs by default, and
 ``batch`` (stackc batch of four fixtures x cloud beside the sum of their single builds: pool, cache hits, Ray).
 ``tflite_int8_time`` (fp32 against int8 TFLite route time for recurrent models, a 100-step bi-GRU among them:
 tens of minutes) runs when named or with ``STACKC_BENCH_INT8_TIME=1``.
+``conformance`` (every ONNX backend node test through every stackc route, benchmarks/conformance.py; the
+TFLite route runs onnx2tf per case: hours) runs when named or with ``STACKC_BENCH_CONFORMANCE=1``.
 """
 from __future__ import annotations
 
@@ -22,9 +24,9 @@ import sys
 from pathlib import Path
 
 SECTIONS = ("startup", "builds", "performance", "precision", "int8_forms", "large", "coreml_routes", "tflite_routes", "tflm", "batch",
-            "tflite_int8_time")
+            "tflite_int8_time", "conformance")
 OPT_IN = {"large": "STACKC_BENCH_LARGE", "coreml_routes": "STACKC_BENCH_COREML_ROUTES",
-          "tflite_int8_time": "STACKC_BENCH_INT8_TIME"}
+          "tflite_int8_time": "STACKC_BENCH_INT8_TIME", "conformance": "STACKC_BENCH_CONFORMANCE"}
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results" / "bench.json"
 
 

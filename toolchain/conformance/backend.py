@@ -15,7 +15,7 @@ import numpy as np
 from onnx.backend.base import Backend, BackendRep
 from onnx.backend.test.runner import BackendIsNotSupposedToImplementIt
 
-from .cases import exotic_io, frozen_inputs, input_names, non_tensor_io
+from .cases import exotic_io, frozen_inputs, input_names, non_tensor_io, random_outputs
 from .routes import Route, route as route_named
 
 _QUIET = logging.getLogger("stackc.conformance")
@@ -26,10 +26,11 @@ _QUIET.propagate = False
 class Refused(BackendIsNotSupposedToImplementIt):
     """The route declines the model cleanly; the message says why (an op, an attribute, a dtype)."""
 
-    def __init__(self, reason: str, unsupported_ops: list[str] | None = None):
+    def __init__(self, reason: str, unsupported_ops: list[str] | None = None, claimed: bool = True):
         super().__init__(reason)
         self.reason = reason
         self.unsupported_ops = unsupported_ops or []
+        self.claimed = claimed and not self.unsupported_ops  # False: outside what the route claims to convert
 
 
 class Crashed(RuntimeError):
@@ -54,6 +55,10 @@ class StackcRep(BackendRep):
         else:
             feeds = {name: np.asarray(value) for name, value in zip(self.names, inputs)}
         frozen = frozen_inputs(self.model, feeds)
+        random = random_outputs(self.model, frozen)
+        if random:
+            raise Refused(f"{random}: its outputs are random draws and the suite's expected values are numpy's "
+                          "draws, which no runtime reproduces", claimed=False)
         artifact = self._artifact(frozen)
         from ..backends import execute
         from ..errors import StackcError
@@ -123,10 +128,12 @@ class StackcBackend(Backend):
         route = cls.route()
         odd = non_tensor_io(model)
         if odd:
-            raise Refused(f"inputs/outputs {', '.join(odd)} are sequences, maps or optionals; stackc routes take tensors")
+            raise Refused(f"inputs/outputs {', '.join(odd)} are sequences, maps or optionals; stackc routes take tensors",
+                          claimed=False)
         exotic = exotic_io(model)
         if exotic:
-            raise Refused(f"inputs/outputs {', '.join(exotic)} have element types no stackc route feeds or returns")
+            raise Refused(f"inputs/outputs {', '.join(exotic)} have element types no stackc route feeds or returns",
+                          claimed=False)
         if route.missing_ops is not None:
             missing = route.missing_ops(model)
             if missing:

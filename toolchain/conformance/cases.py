@@ -93,28 +93,64 @@ def frozen_inputs(model, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return frozen if len(frozen) < len(feeds) else {}
 
 
-def compare(expected: list[np.ndarray], actual: list[np.ndarray], rtol: float, atol: float) -> str | None:
+RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+                        "Bernoulli"})
+
+
+def random_outputs(model, frozen: dict[str, np.ndarray]) -> str | None:
+    """The op that makes the case's outputs random: a Random* op, or Dropout in training mode with ratio > 0."""
+    for node in model.graph.node:
+        if node.op_type in RANDOM_OPS:
+            return node.op_type
+        if node.op_type == "Dropout" and len(node.input) > 2 and node.input[2]:
+            training = frozen.get(node.input[2])
+            ratio = frozen.get(node.input[1]) if node.input[1] else np.float32(0.5)
+            if training is None or (bool(np.asarray(training)) and (ratio is None or float(np.asarray(ratio)) > 0)):
+                return "Dropout (training_mode true)"
+    return None
+
+
+# Ops whose expected values the suite computes in float64 with exact zeros (imaginary parts of real
+# signals): an fp32 FFT leaves rounding of the size of the output's scale times fp32 epsilon there,
+# which the suite's atol of 1e-7 cannot hold. Their atol follows the output's scale (onnxruntime's own
+# backend-test overrides do the same for these ops).
+SCALE_ATOL_OPS = {"DFT": 1e-6, "STFT": 1e-6}
+FP16_RTOL = 2 ** -9  # two fp16 ULPs, as the suite's runner allows two ULPs for bfloat16
+
+
+def tolerances(ops: list[str], expected: np.ndarray, rtol: float, atol: float) -> tuple[float, float]:
+    """The suite's rtol/atol, widened only where the suite itself cannot be met in the output's own precision."""
+    if expected.dtype == np.float16:
+        rtol = max(rtol, FP16_RTOL)
+    scale = max((SCALE_ATOL_OPS[op] for op in ops if op in SCALE_ATOL_OPS), default=0.0)
+    if scale and expected.size and expected.dtype.kind == "f":
+        atol = max(atol, scale * float(np.max(np.abs(expected.astype(np.float64)))))
+    return rtol, atol
+
+
+def compare(expected: list[np.ndarray], actual: list[np.ndarray], rtol: float, atol: float,
+            ops: list[str] = ()) -> str | None:
     """None when every output matches as the suite's own runner judges it, else what differs.
 
     A route may return a wider or narrower type of the same kind (Core ML has int32 and fp32 I/O
-    only); those values are cast to the expected dtype first, a different kind is a mismatch.
+    only, and no bool features: comparisons come back as 0/1 numbers); those values are cast to the
+    expected dtype first, a different kind is a mismatch.
     """
     from onnx.backend.test.runner import Runner
 
     if len(actual) != len(expected):
         return f"{len(actual)} outputs, expected {len(expected)}"
-    cast = []
     for i, (want, got) in enumerate(zip(expected, actual)):
         got = np.asarray(got)
-        if want.dtype == bool and got.dtype != bool and np.isin(got, (0, 1)).all():
-            got = got.astype(bool)  # Core ML has no bool features: comparisons come back as 0/1 numbers
+        if want.dtype == bool and got.dtype != bool and got.size and np.isin(got, (0, 1)).all():
+            got = got.astype(bool)
         if want.dtype != object and got.dtype != want.dtype:
             if got.dtype.kind != want.dtype.kind and not {got.dtype.kind, want.dtype.kind} <= {"i", "u"}:
                 return f"output {i}: dtype {got.dtype}, expected {want.dtype}"
             got = got.astype(want.dtype)
-        cast.append(got)
-    try:
-        Runner.assert_similar_outputs(expected, cast, rtol=rtol, atol=atol)
-    except AssertionError as e:
-        return " ".join(str(e).split())[:300]
+        out_rtol, out_atol = tolerances(list(ops), want, rtol, atol) if want.dtype != object else (rtol, atol)
+        try:
+            Runner.assert_similar_outputs([want], [got], rtol=out_rtol, atol=out_atol)
+        except AssertionError as e:
+            return f"output {i}: " + " ".join(str(e).split())[:300]
     return None
