@@ -1,4 +1,5 @@
-"""Real models' graph traits that onnx2tf crashed on, as tiny models (issue 14: silero VAD, PP-OCRv6).
+"""Real models' graph traits that onnx2tf crashed on, as tiny models (issue 14: silero VAD, PP-OCRv6,
+the already-int8 ResNet-50).
 
 Each model carries one trait of a corpus model and must ship a TFLite artifact that passes parity
 in LiteRT; the rewrites that make it convert keep onnxruntime's outputs unchanged.
@@ -93,7 +94,42 @@ def make_conv1d_neck(path: Path) -> Path:
                  [helper.make_tensor_value_info("sequence_out", TensorProto.FLOAT, [1, 8, ch])], inits, path)
 
 
-CASES = {"stft_halves": make_stft_halves, "conv1d_neck": make_conv1d_neck}
+def make_qdq_cnn(path: Path) -> Path:
+    """An already-int8 (QDQ) CNN as ORT's static quantizer writes it: int8 weights behind DequantizeLinear,
+    activations through QuantizeLinear -> DequantizeLinear, an L2-normalised embedding clipped away from 0.
+    onnx2tf wrote QuantizeLinear as tf.saturate_cast, whose ClipByValue is a Flex op (the int8 ResNet-50)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(5)
+    scalar = lambda name, value, dtype: numpy_helper.from_array(np.array(value, dtype), name)  # noqa: E731
+    weights = rng.integers(-127, 128, (8, 3, 3, 3)).astype(np.int8)
+    inits = [
+        numpy_helper.from_array(weights, "w_q"), scalar("w_scale", 0.004, np.float32), scalar("zero", 0, np.int8),
+        scalar("x_scale", 2 / 255, np.float32), scalar("a_scale", 0.05, np.float32), scalar("a_zero", -20, np.int8),
+        numpy_helper.from_array(rng.integers(-500, 500, 8).astype(np.int32), "b_q"),
+        scalar("b_scale", 0.004 * 2 / 255, np.float32), scalar("b_zero", 0, np.int32),
+        scalar("eps", 1e-12, np.float32),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["image", "x_scale", "zero"], ["image_q"]),
+        helper.make_node("DequantizeLinear", ["image_q", "x_scale", "zero"], ["image_dq"]),
+        helper.make_node("DequantizeLinear", ["w_q", "w_scale", "zero"], ["w"]),
+        helper.make_node("DequantizeLinear", ["b_q", "b_scale", "b_zero"], ["b"]),
+        helper.make_node("Conv", ["image_dq", "w", "b"], ["conv"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("QuantizeLinear", ["relu", "a_scale", "a_zero"], ["relu_q"]),
+        helper.make_node("DequantizeLinear", ["relu_q", "a_scale", "a_zero"], ["relu_dq"]),
+        helper.make_node("GlobalAveragePool", ["relu_dq"], ["pooled_4d"]),
+        helper.make_node("Flatten", ["pooled_4d"], ["pooled"]),
+        helper.make_node("ReduceL2", ["pooled"], ["norm"], axes=[1], keepdims=1),
+        helper.make_node("Clip", ["norm", "eps", ""], ["safe_norm"]),
+        helper.make_node("Div", ["pooled", "safe_norm"], ["embedding"]),
+    ]
+    return _save(nodes, [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+                 [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, 8])], inits, path, opset=17)
+
+
+CASES = {"stft_halves": make_stft_halves, "conv1d_neck": make_conv1d_neck, "qdq_cnn": make_qdq_cnn}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -109,7 +145,9 @@ def test_rewrites_keep_onnxruntime_outputs(tmp_path, case):
     assert set(changed) - {"fold-static-shapes"}, changed  # the trait is there and the default route rewrites it
     rewritten = tmp_path / "rewritten.onnx"
     onnx.save(model, str(rewritten))
-    before, after = ort.InferenceSession(str(path)), ort.InferenceSession(str(rewritten))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the graphs' own semantics
+    before, after = (ort.InferenceSession(str(p), options) for p in (path, rewritten))
     spec = before.get_inputs()[0]
     feed = {spec.name: np.random.default_rng(0).standard_normal(spec.shape).astype(np.float32)}
     for expected, got in zip(before.run(None, feed), after.run(None, feed)):

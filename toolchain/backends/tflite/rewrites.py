@@ -264,6 +264,8 @@ def fold_static_shapes(model) -> int:
     return before - len(model.graph.node)
 
 
+from .qdq import qdq_to_float  # noqa: E402 (it reads this module's _constants)
+
 REWRITES: dict[str, Callable] = {
     "fold-static-shapes": fold_static_shapes,
     "split-multi-axis-slices": split_multi_axis_slices,
@@ -271,6 +273,7 @@ REWRITES: dict[str, Callable] = {
     "layer-norm-to-primitives": layer_norm_to_primitives,
     "squeeze-unsqueeze-pairs": squeeze_unsqueeze_pairs,
     "unsqueeze-3d-to-reshape": unsqueeze_3d_to_reshape,
+    "qdq-to-float": qdq_to_float,
 }
 
 
