@@ -166,6 +166,26 @@ CASES = {
 }
 
 
+IDX = np.array([[[[0, 3, 1, 2, 4]] * 4] * 3] * 2, np.int32)  # along axis 3 of X
+SCATTER = np.array([[1, 0, 2], [2, 2, 0]], np.int32)
+CASES.update({
+    "gather_along_axis": (dict(x=X, indices=IDX, axis=3), ort("GatherElements", [X, IDX.astype(np.int64)], axis=3)),
+    "scatter_along_axis": (dict(data=rand(3, 3), indices=SCATTER, updates=np.ones((2, 3), np.float32), axis=0,
+                                mode="add"), None),
+    "scatter_nd": (dict(data=rand(4, 3), indices=np.array([[3], [0]], np.int32), updates=rand(2, 3), mode="update"),
+                   None),
+    "one_hot": (dict(indices=np.array([0, 2, 5], np.int32), one_hot_vector_size=4, axis=0, on_value=np.float32(2),
+                     off_value=np.float32(-1)),
+                ort("OneHot", [np.array([0, 2, 5]), np.array(4), np.array([-1, 2], np.float32)], axis=0)),
+    "topk": (dict(x=X, k=2, axis=1, ascending=False), ort("TopK", [X, np.array([2])], n_out=2, axis=1)),
+    "cumsum": (dict(x=X, axis=2, exclusive=True, reverse=True),
+               ort("CumSum", [X, np.array(2)], exclusive=1, reverse=1)),
+    "depth_to_space": (dict(x=rand(1, 8, 2, 3), block_size=2), None),
+    "pixel_shuffle": (dict(x=rand(1, 8, 2, 3), upscale_factor=2), None),
+    "space_to_depth": (dict(x=rand(1, 2, 4, 6), block_size=2), None),
+})
+
+
 def _independent_linear_algebra(op: str, kw: dict):
     if op == "linear":
         return ort("Gemm", [kw["x"], kw["weight"], kw["bias"]], transB=1)
@@ -187,6 +207,14 @@ def _independent_linear_algebra(op: str, kw: dict):
     if op == "avg_pool":
         return ort("AveragePool", [kw["x"]], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER",
                    count_include_pad=0)
+    if op in ("scatter_along_axis", "scatter_nd"):
+        onnx_op, attrs = ("ScatterElements", {"axis": 0, "reduction": "add"}) if op == "scatter_along_axis" else \
+            ("ScatterND", {})
+        return ort(onnx_op, [kw["data"], kw["indices"].astype(np.int64), kw["updates"]], opset=18, **attrs)
+    if op in ("depth_to_space", "pixel_shuffle"):
+        return ort("DepthToSpace", [kw["x"]], blocksize=2, mode="DCR" if op == "depth_to_space" else "CRD")
+    if op == "space_to_depth":
+        return ort("SpaceToDepth", [kw["x"]], blocksize=2)
     raise KeyError(op)
 
 

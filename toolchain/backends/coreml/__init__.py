@@ -122,6 +122,7 @@ class ConvertCoreML(Pass):
             else f"palettize {o.palettize_bits}-bit",
             "inputs": names.inputs,
             "outputs": names.outputs,
+            "output_dtypes": names.output_dtypes,
             "image_inputs": {name: info for name, (_, info) in images.items()},
             "mil_ops": mil_ops,
         }
@@ -199,6 +200,8 @@ def _feeds(facts: dict, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     feeds = {}
     for onnx_name, coreml_name in facts.get("inputs", {}).items():
         value = np.asarray(inputs[onnx_name])
+        if value.ndim == 0:  # the program declares scalars as shape [1] (Core ML has no rank-0 inputs)
+            value = value.reshape(1)
         image = facts.get("image_inputs", {}).get(onnx_name)
         if image:
             bias = np.asarray(image["bias"], dtype=np.float32).reshape(1, -1, 1, 1)
@@ -237,19 +240,36 @@ def make_runner(artifact: ModelArtifact):
         raise PassError(f"{artifact.path.name}: the Core ML artifact has no recorded input/output names")
     if ON_MACOS:
         return lambda inputs: _outputs(facts, _predict_on_macos(artifact, facts, _feeds(facts, inputs)))
+    def unsupported(e):
+        return ParityError(f"{artifact.path.name}: the MIL reference interpreter does not implement {e}; "
+                           "parity cannot be measured")
+
     try:
         program = Program(artifact.path)
     except UnsupportedMILOp as e:
-        raise ParityError(f"{artifact.path.name}: the MIL reference interpreter does not implement {e}; "
-                          "parity cannot be measured") from None
-    return lambda inputs: _outputs(facts, program.run(_feeds(facts, inputs)))
+        raise unsupported(e) from None
+
+    def run_program(inputs):
+        try:
+            return _outputs(facts, program.run(_feeds(facts, inputs)))
+        except UnsupportedMILOp as e:
+            raise unsupported(e) from None
+
+    return run_program
 
 
 def _outputs(facts: dict, results: dict) -> dict[str, np.ndarray]:
     outputs = {}
     for onnx_name, coreml_name in facts.get("outputs", {}).items():
         value = np.asarray(results[coreml_name])
-        outputs[onnx_name] = value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
+        declared = facts.get("output_dtypes", {}).get(onnx_name)
+        if declared == "bool":  # Core ML has no bool outputs: coremltools declares them fp32
+            value = value.astype(bool)
+        elif declared == "int32" or np.issubdtype(value.dtype, np.integer):
+            value = value.astype(np.int32)
+        elif np.issubdtype(value.dtype, np.floating):
+            value = value.astype(np.float32)
+        outputs[onnx_name] = value
     return outputs
 
 

@@ -17,8 +17,8 @@ import numpy as np
 CONVERTERS: dict[str, Callable[..., list]] = {}
 
 # The op families, one module each; importing them fills CONVERTERS.
-FAMILIES = ("activations", "conv_pool", "elementwise", "matmul", "normalization", "recurrent", "reductions",
-            "resize", "shape_ops")
+FAMILIES = ("activations", "conv_pool", "elementwise", "indexing", "matmul", "normalization", "quantize", "recurrent",
+            "reductions", "resize", "shape_ops")
 
 
 def converts(*op_types: str):
@@ -102,6 +102,14 @@ def const_input(ctx: Context, value: Any, what: str) -> np.ndarray:
     if not is_const(value):
         raise ctx.fail(f"{what} must be a constant in the canonical model, found a computed tensor")
     return value
+
+
+def const_scalar(ctx: Context, value: Any, what: str) -> float:
+    """A constant ONNX defines as a scalar, which exporters also write as a one-element tensor."""
+    value = np.asarray(const_input(ctx, value, what))
+    if value.size != 1:
+        raise ctx.fail(f"{what} must hold one value, found shape {list(value.shape)}")
+    return float(value.ravel()[0])
 
 
 def attributes(node) -> dict[str, Any]:

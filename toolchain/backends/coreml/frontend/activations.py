@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import const_input, converts, np_dtype, rank_of
+from . import const_input, const_scalar, converts, np_dtype, rank_of
 
 
 def _mb():
@@ -69,8 +69,8 @@ def clip(ctx, inputs, *, min=None, max=None):  # noqa: A002  (ONNX attribute nam
     if ctx.opset >= 11:
         low = inputs[1] if len(inputs) > 1 else None
         high = inputs[2] if len(inputs) > 2 else None
-        low = None if low is None else float(const_input(ctx, low, "Clip min"))
-        high = None if high is None else float(const_input(ctx, high, "Clip max"))
+        low = None if low is None else const_scalar(ctx, low, "Clip min")
+        high = None if high is None else const_scalar(ctx, high, "Clip max")
     else:
         low, high = min, max
     dtype = np_dtype(x)
@@ -102,3 +102,20 @@ def softmax(ctx, inputs, *, axis=None):
 def log_softmax(ctx, inputs, *, axis=None):
     mb = _mb()
     return [mb.log(x=mb.softmax(x=inputs[0], axis=_softmax_axis(ctx, inputs[0], axis)))]
+
+
+@converts("Selu")
+def selu(ctx, inputs, *, alpha=1.67326319217681884765625, gamma=1.05070102214813232421875):
+    mb = _mb()
+    x = inputs[0]
+    return [mb.mul(x=mb.elu(x=x, alpha=float(alpha)), y=np.array(gamma, dtype=np_dtype(x)))]
+
+
+@converts("Celu")
+def celu(ctx, inputs, *, alpha=1.0):
+    """x if x > 0 else alpha * (exp(x / alpha) - 1), which is alpha * elu(x / alpha)."""
+    mb = _mb()
+    x = inputs[0]
+    dtype = np_dtype(x)
+    scaled = mb.real_div(x=x, y=np.array(alpha, dtype=dtype))
+    return [mb.mul(x=mb.elu(x=scaled, alpha=1.0), y=np.array(alpha, dtype=dtype))]

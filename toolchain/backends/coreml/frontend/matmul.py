@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import aligned, converts, is_const, np_dtype, rank_of
+from . import aligned, converts, is_const, np_dtype, rank_of, shape_of
 
 
 def _mb():
@@ -16,11 +16,32 @@ def _mb():
 def matmul(ctx, inputs):
     a, b = inputs[0], inputs[1]
     mb = _mb()
+    if rank_of(a) == 1 or rank_of(b) == 1:
+        return [_matmul_vector(a, b)]
     if is_const(b) and b.ndim == 2 and not is_const(a) and rank_of(a) >= 1:
         weight = np.ascontiguousarray(b.T).astype(np_dtype(a))
         return [mb.linear(x=a, weight=weight)]
     a, b = aligned(a, b)
     return [mb.matmul(x=a, y=b)]
+
+
+def _matmul_vector(a, b):
+    """numpy/ONNX 1-D operands: a vector is a [1, K] row on the left, a [K, 1] column on the right, and that
+    dim is dropped from the result (MIL matmul wants rank >= 2)."""
+    mb = _mb()
+    a_vec, b_vec = rank_of(a) == 1, rank_of(b) == 1
+    a, b = aligned(a, b)
+    if a_vec:
+        a = a.reshape(1, -1) if is_const(a) else mb.expand_dims(x=a, axes=[0])
+    if b_vec:
+        b = b.reshape(-1, 1) if is_const(b) else mb.expand_dims(x=b, axes=[-1])
+    result = mb.matmul(x=a, y=b)
+    shape = list(shape_of(result))
+    if b_vec:
+        shape.pop(-1)
+    if a_vec:
+        shape.pop(-1 if b_vec else -2)
+    return mb.reshape(x=result, shape=np.array(shape, dtype=np.int32)) if shape else mb.squeeze(x=result)
 
 
 @converts("Gemm")

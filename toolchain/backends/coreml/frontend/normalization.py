@@ -54,3 +54,28 @@ def local_response_norm(ctx, inputs, *, size, alpha=1e-4, beta=0.75, bias=1.0):
     dtype = np_dtype(x)
     return [_mb().local_response_norm(x=x, size=int(size), alpha=np.array(alpha, dtype=dtype),
                                       beta=np.array(beta, dtype=dtype), k=np.array(bias, dtype=dtype))]
+
+
+@converts("LpNormalization")
+def lp_normalization(ctx, inputs, *, axis=-1, p=2):
+    if p not in (1, 2):
+        raise ctx.fail(f"LpNormalization p={p} (only 1 or 2) is not supported")
+    mb = _mb()
+    x = inputs[0]
+    axes = [int(axis) % rank_of(x)]
+    norm = (mb.reduce_l2_norm if p == 2 else mb.reduce_l1_norm)(x=x, axes=axes, keep_dims=True)
+    return [mb.real_div(x=x, y=norm)]
+
+
+@converts("RMSNormalization")
+def rms_normalization(ctx, inputs, *, axis=-1, epsilon=1e-5, stash_type=1):
+    """x / sqrt(mean(x^2 over axis..last) + epsilon) * scale."""
+    mb = _mb()
+    x = inputs[0]
+    rank = rank_of(x)
+    axes = list(range(int(axis) % rank, rank))
+    dtype = np_dtype(x)
+    mean_square = mb.reduce_mean(x=mb.mul(x=x, y=x), axes=axes, keep_dims=True)
+    y = mb.mul(x=x, y=mb.rsqrt(x=mean_square, epsilon=np.array(epsilon, dtype=dtype)))
+    scale = inputs[1]
+    return [mb.mul(x=y, y=scale.astype(dtype) if isinstance(scale, np.ndarray) else scale)]

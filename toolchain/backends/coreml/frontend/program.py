@@ -10,7 +10,9 @@ from . import CONVERTERS, Context, UnsupportedModel, _load_families, as_mil, att
 
 # Ops never folded at conversion time even when every input is known.
 _NEVER_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"})
-_ONNX_TO_MIL_DTYPE = {1: "fp32", 10: "fp32", 6: "int32", 7: "int32", 9: "bool"}  # fp16 I/O promoted to fp32
+# fp16 / double I/O become fp32, narrower and wider integers int32 (Core ML's I/O types)
+_ONNX_TO_MIL_DTYPE = {1: "fp32", 10: "fp32", 11: "fp32", 2: "int32", 3: "int32", 4: "int32", 5: "int32", 6: "int32",
+                      7: "int32", 9: "bool"}
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class ProgramIO:
     inputs: dict[str, str]   # ONNX name -> Core ML name
     outputs: dict[str, str]  # ONNX name -> Core ML name
     input_dtypes: dict[str, str]
+    output_dtypes: dict[str, str]  # ONNX name -> "fp32" | "int32" | "bool" (Core ML outputs bool as fp32)
 
     def as_declared(self, description) -> "ProgramIO":
         """The names the converted model really declares, matched by position.
@@ -33,7 +36,7 @@ class ProgramIO:
             raise UnsupportedModel(f"the converted model declares inputs {declared_in} and outputs {declared_out}, "
                                    f"expected {len(self.inputs)} and {len(self.outputs)}")
         return ProgramIO(dict(zip(self.inputs, declared_in)), dict(zip(self.outputs, declared_out)),
-                         self.input_dtypes)
+                         self.input_dtypes, self.output_dtypes)
 
 
 def _unique_names(*groups: list[str]) -> list[dict[str, str]]:
@@ -81,6 +84,19 @@ def _fold(node, inputs: list[Any], opset: int) -> list[np.ndarray]:
     return [np.asarray(r) for r in results]
 
 
+def _convert(ctx: Context, inputs: list[Any], attrs: dict[str, Any]) -> list:
+    """One node through its converter. MIL's builder validates types and shapes as ops are added; a case
+    it rejects becomes a refusal naming the node, the op and its attributes, not a traceback."""
+    try:
+        return list(CONVERTERS[ctx.op_type](ctx, inputs, **attrs))
+    except UnsupportedModel:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, AssertionError, NotImplementedError) as e:
+        shown = {k: v for k, v in attrs.items() if not isinstance(v, np.ndarray) and len(repr(v)) < 80}
+        raise ctx.fail(f"{ctx.op_type}{' ' + str(shown) if shown else ''} is not supported by Core ML's MIL builder "
+                       f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
+
+
 def build_program(model, deployment_target):
     """The MIL program for ``model`` (static shapes expected) and its I/O name mapping."""
     from coremltools.converters.mil import Builder as mb
@@ -93,7 +109,7 @@ def build_program(model, deployment_target):
     graph = model.graph
     opset = default_opset(model)
     constants: dict[str, Any] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    placeholders, io_inputs, dtypes = {}, {}, {}
+    placeholders, io_inputs, dtypes, scalars = {}, {}, {}, set()
     input_names, output_names = _unique_names([v.name for v in graph.input if v.name not in constants],
                                               [v.name for v in graph.output])
     for value in graph.input:
@@ -101,19 +117,26 @@ def build_program(model, deployment_target):
             continue
         tensor_type = value.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
-        if any(d is None or d < 1 for d in dims):
+        if any(d is None for d in dims):
             raise UnsupportedModel(f"input '{value.name}' has dynamic dims {dims}; Core ML conversion needs static shapes")
+        if any(d < 1 for d in dims):
+            raise UnsupportedModel(f"input '{value.name}' has a zero-size dim {dims}; Core ML tensors cannot be empty")
         dtype = _ONNX_TO_MIL_DTYPE.get(tensor_type.elem_type)
         if dtype is None:
             raise UnsupportedModel(f"input '{value.name}' has ONNX element type {tensor_type.elem_type}, not supported")
         name = input_names[value.name]
-        placeholders[name] = mb.placeholder(shape=tuple(dims), dtype=getattr(types, dtype))
+        # Core ML has no rank-0 inputs: a scalar is fed as shape [1] and squeezed back inside the program.
+        placeholders[name] = mb.placeholder(shape=tuple(dims) or (1,), dtype=getattr(types, dtype))
         io_inputs[value.name], dtypes[value.name] = name, dtype
+        if not dims:
+            scalars.add(name)
     outputs: dict[str, str] = {}
     with Function(placeholders, opset_version=deployment_target) as function:
         env: dict[str, Any] = dict(constants)
         for onnx_name, name in io_inputs.items():
             env[onnx_name] = function.inputs[name]
+            if name in scalars:
+                env[onnx_name] = mb.squeeze(x=env[onnx_name])
         for index, node in enumerate(graph.node):
             inputs = [env[i] if i else None for i in node.input]
             known = [v for v in inputs if v is not None]
@@ -122,19 +145,27 @@ def build_program(model, deployment_target):
             else:
                 ctx = Context(opset=opset, op_type=node.op_type, node_name=node.name or f"{node.op_type}_{index}",
                               output_count=len(node.output))
-                results = CONVERTERS[node.op_type](ctx, inputs, **attributes(node))
-            for name, result in zip(node.output, results):
-                if name:
-                    env[name] = result
-        final = []
+                results = _convert(ctx, inputs, attributes(node))
+            for position, name in enumerate(node.output):
+                if not name:
+                    continue
+                if position >= len(results) or results[position] is None:
+                    raise UnsupportedModel(f"node '{node.name or node.op_type}': {node.op_type} output {position} "
+                                           f"('{name}') is not supported, only its first {len(results)}")
+                env[name] = results[position]
+        final, output_dtypes = [], {}
         for value in graph.output:
             result = env[value.name]
             name = output_names[value.name]
             if is_const(result):
                 result = mb.const(val=as_mil(result))
+            output_dtypes[value.name] = _ONNX_TO_MIL_DTYPE.get(value.type.tensor_type.elem_type) or \
+                {types.bool: "bool", types.int32: "int32"}.get(result.dtype, "fp32")  # untyped: the result's
+            if output_dtypes[value.name] == "int32" and result.dtype != types.int32:
+                result = mb.cast(x=result, dtype="int32")  # e.g. QuantizeLinear's integer values held as floats
             final.append(mb.identity(x=result, name=name))
             outputs[value.name] = name
         function.set_outputs(final)
     program = Program()
     program.add_function("main", function)
-    return program, ProgramIO(io_inputs, outputs, dtypes)
+    return program, ProgramIO(io_inputs, outputs, dtypes, output_dtypes)

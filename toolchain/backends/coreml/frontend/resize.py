@@ -23,18 +23,22 @@ def _mb():
     return mb
 
 
-def _output_size(ctx, x, scales, sizes) -> tuple[int, int]:
+def _output_size(ctx, x, scales, sizes) -> tuple[int, int, bool]:
+    """Output height and width, and whether ONNX's sampling grid is MIL's (scale == out / in on both dims:
+    ONNX maps coordinates with the given scale, MIL with the size ratio)."""
     current = shape_of(x)
+    exact = True
     if sizes is not None and np.size(sizes):
         out = [int(s) for s in const_input(ctx, sizes, "Resize sizes")]
     elif scales is not None and np.size(scales):
         factors = [float(s) for s in const_input(ctx, scales, "Resize scales")]
         out = [int(np.floor(d * f)) for d, f in zip(current, factors)]
+        exact = all(np.float32(o) == np.float32(d * f) for o, d, f in zip(out, current, factors))
     else:
         raise ctx.fail("Resize needs scales or sizes")
     if list(out[:-2]) != list(current[:-2]):
         raise ctx.fail("Resize may change only the last two dims")
-    return out[-2], out[-1]
+    return out[-2], out[-1], exact
 
 
 def _resize(ctx, x, height, width, mode, coordinate_transformation_mode, nearest_mode):
@@ -66,7 +70,10 @@ def resize(ctx, inputs, *, antialias=0, axes=None, coordinate_transformation_mod
     else:
         scales = inputs[2] if len(inputs) > 2 else None
         sizes = inputs[3] if len(inputs) > 3 else None
-    height, width = _output_size(ctx, x, scales, sizes)
+    height, width, exact = _output_size(ctx, x, scales, sizes)
+    if not exact and mode == "linear" and coordinate_transformation_mode != "align_corners":
+        raise ctx.fail(f"linear Resize with {coordinate_transformation_mode} and scales {list(scales)} whose output "
+                       "size is not a whole number is not supported (Core ML samples by the size ratio)")
     return [_resize(ctx, x, height, width, mode, coordinate_transformation_mode, nearest_mode)]
 
 
@@ -74,5 +81,7 @@ def resize(ctx, inputs, *, antialias=0, axes=None, coordinate_transformation_mod
 def upsample(ctx, inputs, *, mode="nearest", scales=None):
     x = inputs[0]
     scales = np.array(scales, dtype=np.float32) if scales is not None else inputs[1]
-    height, width = _output_size(ctx, x, scales, None)
+    height, width, exact = _output_size(ctx, x, scales, None)
+    if not exact:
+        raise ctx.fail(f"Upsample with scales {list(scales)} whose output size is not a whole number is not supported")
     return [_resize(ctx, x, height, width, mode, "asymmetric", "floor")]

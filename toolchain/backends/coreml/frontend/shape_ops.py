@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import aligned, as_mil, const_input, converts, is_const, rank_of, shape_of
+from . import aligned, as_mil, const_input, const_scalar, converts, is_const, rank_of, shape_of
 
 
 def _mb():
@@ -208,7 +208,7 @@ def pad(ctx, inputs, *, mode="constant", pads=None, value=0.0):
     if ctx.opset >= 11:
         pads = [int(p) for p in const_input(ctx, inputs[1], "Pad pads")]
         given = inputs[2] if len(inputs) > 2 else None
-        value = 0.0 if given is None else float(const_input(ctx, given, "Pad value"))
+        value = 0.0 if given is None else const_scalar(ctx, given, "Pad value")
         if len(inputs) > 3 and inputs[3] is not None:
             raise ctx.fail("Pad with axes is not supported")
     interleaved = [p for i in range(rank) for p in (pads[i], pads[i + rank])]
@@ -224,3 +224,19 @@ def pad(ctx, inputs, *, mode="constant", pads=None, value=0.0):
 def known_at_conversion(ctx, inputs, **_):
     """Folded whenever their inputs are known (always so in a static-shape canonical model)."""
     raise ctx.fail(f"{ctx.op_type} depends on a runtime value; Core ML conversion needs it computable from shapes")
+
+
+@converts("DepthToSpace")
+def depth_to_space(ctx, inputs, *, blocksize, mode="DCR"):
+    """DCR is MIL ``depth_to_space``; CRD is PyTorch's PixelShuffle, MIL ``pixel_shuffle``."""
+    mb = _mb()
+    if mode == "CRD":
+        return [mb.pixel_shuffle(x=inputs[0], upscale_factor=int(blocksize))]
+    return [mb.depth_to_space(x=inputs[0], block_size=int(blocksize))]
+
+
+@converts("SpaceToDepth")
+def space_to_depth(ctx, inputs, *, blocksize, mode="DCR"):
+    if mode != "DCR":
+        raise ctx.fail(f"SpaceToDepth mode '{mode}' is not supported (MIL space_to_depth is DCR)")
+    return [_mb().space_to_depth(x=inputs[0], block_size=int(blocksize))]

@@ -17,7 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 MIL_OPS: dict[str, Callable[..., Any]] = {}
-FAMILIES = ("activation", "constexpr", "conv_pool", "elementwise", "linear_norm", "resize", "tensor")
+FAMILIES = ("activation", "constexpr", "conv_pool", "elementwise", "indexing", "linear_norm", "resize", "tensor")
 
 _NUMPY_DTYPES = {
     "BOOL": np.bool_, "FLOAT16": np.float16, "FLOAT32": np.float32, "FLOAT64": np.float64, "INT8": np.int8,
@@ -156,7 +156,10 @@ class Program:
             dtype = _NUMPY_DTYPES[MIL_pb2.DataType.Name(value_type.tensorType.dataType)]
             env[name] = np.asarray(feeds[name]).astype(dtype)
         for op in self.block.operations:
-            result = MIL_OPS[op.type](**self._arguments(op, env))
+            try:
+                result = MIL_OPS[op.type](**self._arguments(op, env))
+            except NotImplementedError as e:  # a form of the op this interpreter does not cover
+                raise UnsupportedMILOp(f"{op.type} ({e})") from None
             results = result if isinstance(result, tuple) else (result,)
             for declared, value in zip(op.outputs, results):
                 env[declared.name] = _as_declared(value, declared.type)

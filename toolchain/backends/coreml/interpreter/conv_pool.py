@@ -32,7 +32,7 @@ def _as_2d(x):
         return x[:, :, None, :], lambda y: y[:, :, 0, :]
     if x.ndim == 4:
         return x, lambda y: y
-    raise ValueError(f"rank-{x.ndim} convolution/pooling")
+    raise NotImplementedError(f"rank-{x.ndim} input: only 1-D and 2-D spatial dims")
 
 
 def _spatial(values, default, rank2):
@@ -78,7 +78,7 @@ def conv_transpose(x, weight, bias=None, strides=None, pad_type="valid", pad=Non
                    output_shape=None):
     x, w = compute(np.asarray(x), np.asarray(weight))
     if x.ndim != 4 or pad_type not in ("valid", "custom"):
-        raise ValueError("conv_transpose supports 2-D with valid/custom padding only")
+        raise NotImplementedError("conv_transpose supports 2-D with valid/custom padding only")
     strides, dilations = _spatial(strides, 1, True), _spatial(dilations, 1, True)
     g = int(groups)
     n, c, h, wdt = x.shape

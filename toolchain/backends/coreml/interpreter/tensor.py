@@ -47,7 +47,7 @@ def squeeze(x, axes=None):
 def concat(values, axis, interleave=False):
     arrays = [np.asarray(v) for v in values]
     if interleave:
-        raise ValueError("interleaved concat")
+        raise NotImplementedError("interleaved concat")
     return np.concatenate(arrays, axis=int(axis))
 
 
@@ -88,7 +88,7 @@ def slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, s
 def gather(x, indices, axis=0, batch_dims=0, validate_indices=False):
     x, indices = np.asarray(x), np.asarray(indices).astype(np.int64)
     if int(batch_dims):
-        raise ValueError("gather with batch_dims")
+        raise NotImplementedError("gather with batch_dims")
     axis = int(axis) % x.ndim
     if np.any(indices >= x.shape[axis]) or np.any(indices < -x.shape[axis]):
         raise ValueError(f"gather index out of range for axis {axis} of size {x.shape[axis]}")
