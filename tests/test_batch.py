@@ -125,6 +125,7 @@ def test_second_run_is_all_cache_hits_with_identical_bundles(local):
     assert again.returncode == 3
     index = json.loads(again.stdout)
     assert index["summary"] == {"built": 0, "cached": 2, "failed": 1}
+    assert index["ok"] is False and index["exit_code"] == 3 and "truncated.onnx" in index["error"]
     assert _archives(local["out"]) == before and len(before) == 2
 
 

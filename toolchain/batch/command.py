@@ -101,7 +101,7 @@ def describe(entry) -> str:
 @click.option("--pass-timeout", type=click.FloatRange(min=0.01), metavar="SECONDS", help="As for 'stackc build'.")
 @click.option("--pass-memory", type=click.IntRange(min=1), metavar="MB", help="As for 'stackc build'.")
 @click.option("--no-report", is_flag=True, help="Do not write OUT/report.html.")
-@click.option("--json", "as_json", is_flag=True, help="Print index.json on stdout.")
+@click.option("--json", "as_json", is_flag=True, help="Print index.json on stdout (with ok, and on failure the error).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def batch(job, targets, out, cache, ray_address, workers, pass_timeout, pass_memory, no_report, as_json, quiet):
     """Build every model of JOB (a .toml job file, or a folder of models with --targets) for its worlds.
@@ -133,10 +133,10 @@ def batch(job, targets, out, cache, ray_address, workers, pass_timeout, pass_mem
         from ..report.batch import write_batch_report
 
         write_batch_report(out, out / "report.html")
-    if as_json:
-        click.echo(json.dumps(index, indent=2))
-    elif not quiet:
+    if not as_json and not quiet:
         summary = index["summary"]
         click.echo(f"{summary['built']} built, {summary['cached']} cached, {summary['failed']} failed; "
                    f"index: {out / 'index.json'}" + ("" if no_report else f"; report: {out / 'report.html'}"))
-    check_passed(index)
+    check_passed(index)  # --json: a failure prints the index with ok false, the error and its exit code
+    if as_json:
+        click.echo(json.dumps({"ok": True, **index}, indent=2))

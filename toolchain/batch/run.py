@@ -34,9 +34,10 @@ class BatchOptions:
 class BatchFailed(StackcError):
     """Some task did not ship every variant; the exit code is that of the first such task in job order."""
 
-    def __init__(self, message: str, exit_code: int):
+    def __init__(self, message: str, exit_code: int, index: dict[str, Any]):
         super().__init__(message)
         self.exit_code = exit_code
+        self.details = index  # --json: the failure object carries the whole index
 
 
 class Progress:
@@ -96,12 +97,12 @@ def check_passed(index: dict[str, Any]) -> None:
     """Raise ``BatchFailed`` unless every task built and shipped every variant of its world."""
     for entry in index["tasks"]:
         if entry["status"] == "failed":
-            raise BatchFailed(f"{entry['label']}: {entry['error']}", entry["exit_code"] or 1)
+            raise BatchFailed(f"{entry['label']}: {entry['error']}", entry["exit_code"] or 1, index)
         dropped = [v for v in entry["variants"] if v["status"] != "shipped"]
         if dropped:
             code = 6 if dropped[0]["reason"].startswith("parity failed") else 5
             raise BatchFailed(f"{entry['label']}: variant {dropped[0]['variant']} {dropped[0]['status']}: "
-                              f"{dropped[0]['reason']}", code)
+                              f"{dropped[0]['reason']}", code, index)
 
 
 def _finish(task: Task, key: str, result: dict, staging: Path, cache: Cache, out: Path) -> dict[str, Any]:

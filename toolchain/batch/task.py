@@ -3,14 +3,14 @@
 The child runs the CLI's own ``build`` command (same checks, isolation, limits, signals and exit
 codes as a build typed by hand). Beside it a thread samples the resident memory of the child's
 whole process tree (converters included) every 0.1 s and charges each sample to the passes running
-then (their ``[pass] start`` / ``done`` log lines): a pass's peak is the tree's peak while it ran.
+then (``progress.reporter``): a pass's peak is the tree's peak while it ran, an isolated converter's
+the peak of its own process tree.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import json
-import logging
 import os
 import re
 import sys
@@ -20,27 +20,28 @@ from pathlib import Path
 from typing import Any
 
 SAMPLE_SECONDS = 0.1
-_PASS_LINE = re.compile(r"^\[([^\]]+)\] (start|done)$")
 _ISOLATED = re.compile(r"^\d+-([^-]+)-")  # an isolated converter's work folder: NN-<pass id>-<variant>
 
 
-class _PassWatch(logging.Handler):
-    """Follows ``[pass] start`` / ``[pass] done`` lines; a sampler thread charges memory to the open ones."""
+class _PassWatch:
+    """A ``progress.Reporter``: passes report start and finish as they run (converters of several
+    variants at once); a sampler thread charges the process tree's memory to the passes running."""
 
     def __init__(self):
-        super().__init__(logging.INFO)
         self.open: set[str] = set()
         self.peaks: dict[str, int] = {}
         self.peak = 0
         self.guard = threading.Lock()
         self.stop = threading.Event()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        match = _PASS_LINE.match(record.getMessage())
-        if match:
-            with self.guard:
-                (self.open.add if match[2] == "start" else self.open.discard)(match[1])
-                self.peaks.setdefault(match[1], 0)
+    def started(self, pass_id: str, variant: str | None) -> None:
+        with self.guard:
+            self.open.add(pass_id)
+            self.peaks.setdefault(pass_id, 0)
+
+    def finished(self, pass_id: str, variant: str | None, seconds: float, ok: bool) -> None:
+        with self.guard:
+            self.open.discard(pass_id)
 
     def sample(self) -> None:
         import psutil
@@ -57,16 +58,14 @@ class _PassWatch(logging.Handler):
             with self.guard:
                 self.peak = max(self.peak, rss)
                 for name in self.open:
-                    self.peaks[name] = max(self.peaks[name], rss)
-                for name, used in converters.items():
-                    self.peaks[name] = max(self.peaks.get(name, 0), used)
+                    self.peaks[name] = max(self.peaks[name], converters.get(name, rss))
 
 
 def _converters(me) -> dict[str, int]:
     """Resident memory per isolated converter pass (its child's tree), keyed by pass id.
 
-    Converters of different variants run at once and their log lines are replayed in order after
-    they end, so they are found by their command line: ``-m toolchain.isolation <work>/NN-<pass>-<variant>/...``.
+    Converters of different variants run at once, so each is found by its command line
+    (``-m toolchain.isolation <work>/NN-<pass>-<variant>/...``) and measured alone.
     """
     import psutil
 
@@ -92,9 +91,10 @@ def run(args: list[str]) -> dict[str, Any]:
     """Run ``stackc ARGS`` in this process; the exit code, the build's JSON and the memory it took."""
     from ..cli import main
 
+    from .. import progress
+
     watch = _PassWatch()
-    log = logging.getLogger("stackc")
-    log.addHandler(watch)
+    previous, progress.reporter = progress.reporter, watch  # --json/-q builds keep the reporter they find
     sampler = threading.Thread(target=watch.sample, name="stackc-batch-memory", daemon=True)
     sampler.start()
     stdout = io.StringIO()
@@ -108,7 +108,7 @@ def run(args: list[str]) -> dict[str, Any]:
     finally:
         watch.stop.set()
         sampler.join()
-        log.removeHandler(watch)
+        progress.reporter = previous
     seconds = time.perf_counter() - started
     try:
         build = json.loads(stdout.getvalue()) if code == 0 else None
