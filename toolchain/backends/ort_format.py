@@ -48,6 +48,13 @@ class ConvertOrt(Pass):
         }
         if self.options.optimization_level not in levels:
             raise ValueError(f"optimization_level must be one of {', '.join(levels)}")
+        from ..errors import PassError
+        from ..onnx_model import load_onnx
+        from .ort_known_wrong import known_wrong
+
+        wrong = known_wrong(load_onnx(model.path, load_external_data=False))
+        if wrong:
+            raise PassError(f"convert.ort: onnxruntime computes {wrong[0]}", "ship another format for this model")
         path = out_dir / "model.ort"
         so = ort.SessionOptions()
         so.graph_optimization_level = levels[self.options.optimization_level]

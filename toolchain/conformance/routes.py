@@ -63,7 +63,7 @@ ROUTES: dict[str, Route] = {r.name: r for r in (
           slow=True),
     Route("ort", "ort", {},
           "ORT format written by onnxruntime (basic optimisations), run by onnxruntime CPU", _ort_missing,
-          refusals=(r"NOT_IMPLEMENTED", r"Could not find an implementation"), slow=True),
+          refusals=(r"NOT_IMPLEMENTED", r"Could not find an implementation", r"are not supported"), slow=True),
 )}
 
 
