@@ -52,6 +52,7 @@ class Options:
     weight_compression: str = "none"           # "none" | "linear8" (int8 linear) | "palettize" (k-means LUT)
     palettize_bits: int = 6                    # 1, 2, 4, 6 or 8
     compression_min_weight_size: int = 2048    # smaller weights stay uncompressed (coremltools' default)
+    fp32_values: tuple[str, ...] = ()          # MIL values whose producing/consuming ops stay fp32 in an fp16 program
 
 
 @register
@@ -95,9 +96,10 @@ class ConvertCoreML(Pass):
         except UnsupportedModel as e:
             raise PassError(f"pass '{self.id}': {e}") from None
         images = self._image_inputs(ct, program, names)
+        kept_fp32: list[str] = []
         mlmodel = ct.convert(
             program, convert_to="mlprogram", minimum_deployment_target=target, skip_model_load=True,
-            compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+            compute_precision=_compute_precision(ct, precision, set(o.fp32_values), kept_fp32),
             inputs=[spec for spec, _ in images.values()] or None,
         )
         try:
@@ -126,6 +128,9 @@ class ConvertCoreML(Pass):
             "image_inputs": {name: info for name, (_, info) in images.items()},
             "mil_ops": mil_ops,
         }
+        if o.fp32_values and precision == "fp16":
+            facts["ops_kept_fp32"] = sorted(set(kept_fp32))
+            facts["ops_kept_fp32_reason"] = "their values leave the fp16 range on the parity samples"
         return model.derive(path=path, format="coreml", files=(path,), facts={self.id: facts})
 
     def _image_inputs(self, ct, program, names) -> dict:
@@ -162,6 +167,25 @@ class ConvertCoreML(Pass):
         op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=o.palettize_bits,
                                            weight_threshold=o.compression_min_weight_size)
         return cto.palettize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
+
+
+def _compute_precision(ct, precision: str, fp32_values: set[str], kept_fp32: list[str]):
+    """fp16 or fp32 for the whole program; with ``fp32_values``, fp16 except the ops reading or writing them."""
+    if precision != "fp16":
+        return ct.precision.FLOAT32
+    if not fp32_values:
+        return ct.precision.FLOAT16
+
+    def fp16_op(op) -> bool:
+        names = {v.name for v in op.outputs}
+        for value in op.inputs.values():
+            names.update(v.name for v in (value if isinstance(value, (list, tuple)) else [value]))
+        if names & fp32_values:
+            kept_fp32.append(op.name)
+            return False
+        return True
+
+    return ct.transform.FP16ComputePrecision(op_selector=fp16_op)
 
 
 def _make_deterministic(package: Path) -> None:
@@ -287,3 +311,10 @@ def supported_ops() -> dict[str, list[str]]:
     from .interpreter import supported_mil_ops
 
     return {"onnx (frontend)": supported_onnx_ops(), "mil (reference interpreter)": supported_mil_ops()}
+
+
+def retry_after_parity_failure(artifact, convert_pass, model, ctx, inputs, parity):
+    """An fp16 artifact that overflowed, rebuilt with the overflowing ops in fp32 (``fp16_fallback``)."""
+    from .fp16_fallback import retry_after_parity_failure as retry
+
+    return retry(artifact, convert_pass, model, ctx, inputs, parity)

@@ -148,7 +148,8 @@ class Program:
             args[key] = bound if (len(bound) != 1 or key == "values") else bound[0]
         return args
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(self, feeds: dict[str, np.ndarray], magnitudes: dict[str, float] | None = None) -> dict[str, np.ndarray]:
+        """The program's outputs; ``magnitudes`` (if given) collects each float value's largest |element|."""
         from coremltools.proto import MIL_pb2
 
         env: dict[str, Any] = {}
@@ -163,7 +164,17 @@ class Program:
             results = result if isinstance(result, tuple) else (result,)
             for declared, value in zip(op.outputs, results):
                 env[declared.name] = _as_declared(value, declared.type)
+                if magnitudes is not None:
+                    _record_magnitude(magnitudes, declared.name, env[declared.name])
         return {name: env[name] for name in self.block.outputs}
+
+
+def _record_magnitude(magnitudes: dict[str, float], name: str, value: Any) -> None:
+    value = np.asarray(value)
+    if value.size and np.issubdtype(value.dtype, np.floating):
+        with np.errstate(invalid="ignore"):
+            largest = float(np.max(np.abs(value.astype(np.float64))))
+        magnitudes[name] = max(magnitudes.get(name, 0.0), largest if np.isfinite(largest) else np.inf)
 
 
 def _as_declared(value: Any, value_type) -> Any:
