@@ -95,8 +95,9 @@ def test_an_out_path_that_is_a_regular_file_fails_with_exit_7(tmp_path):
 
 @pytest.mark.parametrize("version", ["1.0", "v1.2.3", "1.2.3/../../escape", "latest"])
 def test_a_bad_version_is_a_usage_error_exit_2(tmp_path, version):
-    failed = run_stackc("build", RESNET, "-t", "edge-desktop", "--out", tmp_path / "out", "--version", version)
-    assert_user_error(failed, 2, "--version", "semantic version")
+    for flag in ("--bundle-version", "--version"):  # --version: the old name, kept as an alias
+        failed = run_stackc("build", RESNET, "-t", "edge-desktop", "--out", tmp_path / "out", flag, version)
+        assert_user_error(failed, 2, "--bundle-version", "semantic version")
     assert_nothing_published(tmp_path / "out")
 
 

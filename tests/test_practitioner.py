@@ -325,3 +325,47 @@ def test_the_console_shows_one_timed_line_per_pass_and_build_log_keeps_every_lin
     log = (tmp_path / "out" / "resnet_tiny-0.1.0-edge-desktop" / "build.log").read_text()
     assert "[load.check] start" in log and "[convert.onnx] done" in log and " s\n" not in log
     assert not (tmp_path / "out" / "third-party.log").exists()  # nothing printed: no file left behind
+
+
+# -- 9. the smaller frictions ---------------------------------------------------------------------------------
+
+
+def test_bundle_version_is_the_flag_and_help_has_no_doubled_percent():
+    shown = run_stackc("build", "--help")
+    assert "--bundle-version, --version" in shown.stdout and "80% of RAM" in shown.stdout and "%%" not in shown.stdout
+
+
+def test_keygen_says_the_public_key_name_it_writes_and_creates_its_folders(tmp_path):
+    made = run_stackc("keygen", tmp_path / "keys" / "new" / "release.key")
+    assert made.exit_code == 0, made.stderr
+    assert (tmp_path / "keys" / "new" / "release.pub").is_file()
+    assert "release.key -> release.pub" in run_stackc("keygen", "--help").stdout
+
+
+def test_a_custom_recipe_names_its_file_and_the_nearest_pass_and_needs_no_description(tmp_path):
+    recipe = tmp_path / "mine.toml"
+    recipe.write_text('name = "mine"\n[[steps]]\nid = "optimise"\n', encoding="utf-8")
+    failed = run_stackc("build", fixture_model("resnet_tiny"), "-t", "cloud", "-r", recipe, "-o", tmp_path / "out")
+    assert_user_error(failed, 3, "mine.toml", "steps[0]", "unknown pass 'optimise'", "did you mean 'optimize'")
+
+
+def test_check_verifies_first_so_a_changed_build_log_fails(built_bundle, tmp_path):
+    copy = built_bundle.copy_to(tmp_path)
+    with open(copy / "build.log", "a", encoding="utf-8") as log:
+        log.write("[parity] everything: pass\n")
+    assert_user_error(run_stackc("check", copy), 7, "build.log")
+
+
+def test_targets_takes_world_names_and_recipes_has_json():
+    one = run_stackc("targets", "edge-iot")
+    assert one.exit_code == 0 and one.stdout.startswith("edge-iot:") and "cloud:" not in one.stdout
+    assert_user_error(run_stackc("targets", "edge-nowhere"), 3, "edge-nowhere")
+    recipes = run_stackc("recipes", "--json").json()
+    assert recipes["ok"] and "default" in [r["name"] for r in recipes["recipes"]]
+
+
+def test_prepare_out_may_be_a_folder_as_in_build(tmp_path):
+    (tmp_path / "prepared").mkdir()
+    done = run_stackc("prepare", fixture_model("resnet_tiny"), "-o", tmp_path / "prepared", "-q")
+    assert done.exit_code == 0, done.stderr
+    assert (tmp_path / "prepared" / "resnet_tiny.canonical.onnx").is_file()

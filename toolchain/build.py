@@ -119,7 +119,7 @@ class _Plan:
 def _resolve(request: BuildRequest) -> _Plan:
     """Load and validate everything a build needs before any work starts."""
     if not VERSION_PATTERN.match(request.version):
-        raise UsageError(f"--version '{request.version}' is not a semantic version like 1.2.0")
+        raise UsageError(f"--bundle-version '{request.version}' is not a semantic version like 1.2.0")
     target = load_target(request.target)
     recipe = load_recipe(request.recipe or target.default_recipe)
     variants = recipe.variants_for(target)

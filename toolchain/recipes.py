@@ -23,7 +23,11 @@ class Step:
     def make_pass(self, where: str):
         from .passes import get_pass
 
-        return get_pass(self.id)(self.options, where)
+        try:
+            cls = get_pass(self.id)
+        except InputError as e:  # name the recipe file and step the unknown id is in
+            raise InputError(f"{where}: {e.message}") from None
+        return cls(self.options, where)
 
 
 @dataclass(frozen=True)
@@ -139,7 +143,8 @@ def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
     if base:
         convert = {**base.convert, **{fmt: {**base.convert.get(fmt, {}), **opts} for fmt, opts in convert.items()}}
         variants = [*base.variants, *variants]
-    recipe = Recipe(table.get("name", str), table.get("description", str), tuple(steps), dict(convert), tuple(variants))
+    description = table.get("description", str, "")  # optional: a missing one must not hide the real errors
+    recipe = Recipe(table.get("name", str, Path(where).stem), description, tuple(steps), dict(convert), tuple(variants))
     table.done()
     return recipe
 

@@ -124,12 +124,15 @@ def select(bundle, device_profile, device_os, os_version, arch, glibc, device_ru
 @click.command()
 @click.argument("key", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--public", "public_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where the public key goes (default: KEY with .pub as suffix).")
+              help="Where the public key goes (default: KEY with its suffix replaced by .pub: release.key -> release.pub).")
 def keygen(key, public_path):
-    """Create a signing key pair offline: KEY (private, mode 0600) and KEY.pub (give it to verifiers)."""
+    """Create a signing key pair offline: KEY (private, mode 0600) and its public key, KEY with the
+    suffix .pub (release.key -> release.pub; give it to verifiers). Missing folders are created."""
     from ..signing import generate_key
 
     public_path = public_path or key.with_suffix(".pub")
+    for folder in {key.parent, public_path.parent}:
+        folder.mkdir(parents=True, exist_ok=True)
     hint = generate_key(key, public_path)
     click.echo(f"private key: {key}")
     click.echo(f"public key: {public_path} (key hint {hint[:16]}…)")

@@ -7,12 +7,13 @@ import click
 
 
 @click.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.option("--json", "as_json", is_flag=True, help="Print the worlds as JSON.")
-def targets(as_json: bool) -> None:
-    """The target worlds: their nine-layer stacks and the artifacts they produce."""
+def targets(names: tuple[str, ...], as_json: bool) -> None:
+    """The target worlds (all, or those NAMEd): their nine-layer stacks and the artifacts they produce."""
     from ..targets import LAYERS, available_targets, load_target
 
-    worlds = [load_target(name) for name in available_targets()]
+    worlds = [load_target(name) for name in (names or available_targets())]
     if as_json:
         click.echo(json.dumps({"ok": True, "targets": [_target_dict(t) for t in worlds]}, indent=2))
         return

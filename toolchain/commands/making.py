@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -10,12 +11,14 @@ import click
 from ..cli_boundary import setup_logging
 from .options import BIND_HELP, parse_bindings, parse_shape
 from .summary import print_build_summary
+from ..errors import StackcError
 
 
 @click.command()
 @click.argument("model", type=click.Path(exists=True, path_type=Path))  # a folder: TF SavedModel
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the canonical .onnx model.")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path),
+              help="Where to write the canonical .onnx model: a file, or a folder (as build's -o) that gets "
+                   "MODEL's name with .canonical.onnx.")
 @click.option("--recipe", "-r", default="default", show_default=True, help="Recipe name or .toml path.")
 @click.option("--target", "-t", default=None, help="Fill dynamic dims with this world's defaults (else only --shape).")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMS",
@@ -30,6 +33,9 @@ from .summary import print_build_summary
 def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, quiet):
     """Run the preparation pipeline alone: MODEL -> canonical ONNX, proved against MODEL in onnxruntime."""
     from ..prepare import PrepareRequest, prepare as run_prepare
+
+    if out.is_dir() or str(out).endswith(("/", "\\")):
+        out = out / f"{Path(model).stem}.canonical.onnx"
 
     request = PrepareRequest(model=model, out=out, recipe=recipe, target=target,
                              shapes=dict(parse_shape(s) for s in shapes), bindings=parse_bindings(binds),
@@ -59,7 +65,8 @@ def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, qu
 @click.option("--recipe", "-r", default=None, help="Recipe name or .toml path (default: the target's).")
 @click.option("--out", "-o", default=Path("out"), type=click.Path(path_type=Path), show_default=True,
               help="Folder the bundle is written into.")
-@click.option("--version", "bundle_version", default="0.1.0", show_default=True, help="Bundle version (semver).")
+@click.option("--bundle-version", "--version", "bundle_version", default="0.1.0", show_default=True,
+              help="The bundle's version (semver); --version is its old name. 'stackc --version' is the tool's.")
 @click.option("--shape", "shapes", multiple=True, metavar="NAME=DIMS",
               help="Concrete dims for an input, e.g. input=1,3,224,224 (repeatable).")
 @click.option("--inputs", type=click.Path(exists=True, path_type=Path),
@@ -74,7 +81,7 @@ def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, qu
 @click.option("--pass-timeout", type=click.FloatRange(min=0.01), metavar="SECONDS",
               help="Stop a converter that runs longer (default 1800, or $STACKC_PASS_TIMEOUT).")
 @click.option("--pass-memory", type=click.IntRange(min=1), metavar="MB",
-              help="Stop a converter whose processes use more memory (default 80%% of RAM, or $STACKC_PASS_MEMORY_MB).")
+              help="Stop a converter whose processes use more memory (default 80% of RAM, or $STACKC_PASS_MEMORY_MB).")
 @click.option("--sign", "sign_key", type=click.Path(dir_okay=False, path_type=Path), metavar="KEY",
               help="Sign the bundle with this private key (see 'stackc keygen'): writes bundle.sig.")
 @click.option("--variants", "variant_names", metavar="NAME[,NAME...]",
@@ -100,42 +107,54 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, cal
                 click.echo(f"{result.manifest['target']['name']}:")
             print_build_summary(result)
 
-    import tempfile
-
     from ..progress import console_progress
+    from ..workdirs import owned_tempdir
 
     log = setup_logging(quiet or as_json)
-    handle, chatter = tempfile.mkstemp(prefix="stackc-third-party-", suffix=".log")
-    os.close(handle)
-    try:
-        with console_progress(click.get_text_stream("stderr"), log, Path(chatter), show=not (quiet or as_json)):
-            results = api.build(
-                model, list(target) if multi else target[0], recipe=recipe, out=out, version=bundle_version,
-                shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration,
-                bindings=parse_bindings(binds), seed=seed, allow_parity_failure=allow_parity_failure,
-                keep_going=keep_going, sign_key=sign_key, reference_from=reference_from,
-                variants=None if variant_names is None else [n.strip() for n in variant_names.split(",") if n.strip()],
-                pass_timeout=pass_timeout, pass_memory_mb=pass_memory, log=log, on_built=on_built)
-    finally:
-        _keep_chatter(Path(chatter), Path(out), as_json)
+    with owned_tempdir("stackc-work-console-") as folder:  # swept like any build folder if stackc is killed
+        chatter, built = Path(folder) / "third-party.log", False
+        try:
+            with console_progress(sys.stderr, log, chatter, show=not (quiet or as_json)):
+                results = api.build(
+                    model, list(target) if multi else target[0], recipe=recipe, out=out, version=bundle_version,
+                    shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration,
+                    bindings=parse_bindings(binds), seed=seed, allow_parity_failure=allow_parity_failure,
+                    keep_going=keep_going, sign_key=sign_key, reference_from=reference_from,
+                    variants=None if variant_names is None else [n.strip() for n in variant_names.split(",")
+                                                                   if n.strip()],
+                    pass_timeout=pass_timeout, pass_memory_mb=pass_memory, log=log, on_built=on_built)
+            built = True
+        except StackcError:
+            _show_chatter_of_failure(chatter)
+            raise
+        finally:
+            if built:
+                _keep_chatter(chatter, Path(out), as_json)
     if as_json:
         click.echo(json.dumps({"ok": True, "bundles": [r.as_dict() for r in results]} if multi
                               else {"ok": True, **results.as_dict()}, indent=2))
 
 
 def _keep_chatter(path: Path, out: Path, as_json: bool) -> None:
-    """What runtimes and converters printed goes to OUT/third-party.log (said on stderr), never to the
-    console; nothing is left behind when they printed nothing."""
+    """What runtimes and converters printed goes to OUT/third-party.log (said on stderr), never to the console."""
     import shutil
 
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-        if not lines:
-            path.unlink()
-            return
-        if out.is_dir():
-            path = Path(shutil.move(str(path), str(out / "third-party.log")))
+        if lines:
+            shutil.copyfile(path, out / "third-party.log")
     except OSError:
         return
-    if not as_json:
-        click.echo(f"note: {len(lines)} line(s) that runtimes and converters printed are in {path}", err=True)
+    if lines and not as_json:
+        click.echo(f"note: {len(lines)} line(s) that runtimes and converters printed are in "
+                   f"{out / 'third-party.log'}", err=True)
+
+
+def _show_chatter_of_failure(path: Path) -> None:
+    """A failed build shows the last lines third-party code printed: they may say why."""
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return
+    for line in lines[-10:]:
+        click.echo(f"stackc: (runtime output) {line[:300]}", err=True)

@@ -42,8 +42,12 @@ def get_pass(pass_id: str) -> type[Pass]:
     try:
         return _REGISTRY[pass_id]
     except KeyError:
+        import difflib
+
         known = ", ".join(sorted(_REGISTRY))
-        raise InputError(f"unknown pass '{pass_id}' (known passes: {known})") from None
+        near = difflib.get_close_matches(str(pass_id), sorted(_REGISTRY), n=1, cutoff=0.6)
+        hint = f"; did you mean '{near[0]}'?" if near else ""
+        raise InputError(f"unknown pass '{pass_id}'{hint} (known passes: {known})") from None
 
 
 __all__ = ["Pass", "PassContext", "register", "registered", "get_pass"]
