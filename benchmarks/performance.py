@@ -94,29 +94,29 @@ def _cell(value, fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def print_table(results: dict) -> None:
-    print("performance: stackc build against the same conversions by hand (medians; goals in brackets)")
-    print(f"  {'model':<34} {'world':<12} {'hand s':>7} {'stackc s':>8} {'ratio':>6} [1.2] {'prep s':>7} "
+HEADER = (f"  {'model':<34} {'world':<12} {'hand s':>7} {'stackc s':>8} {'ratio':>6} [1.2] {'prep s':>7} "
           f"{'share':>6} {'prep/conv':>9} [0.3] {'peak MB':>7} {'conv MB':>7} {'peak/conv':>9} [1.5]")
-    for name, worlds in results.items():
-        for world, r in worlds.items():
-            print(f"  {name[:34]:<34} {world:<12} {_cell(r['by_hand_seconds']):>7} {_cell(r['stackc_seconds']):>8} "
-                  f"{_cell(r['stackc_over_by_hand']):>6}       {_cell(r['seconds_by_kind'].get('prepare')):>7} "
-                  f"{_cell(r['preparation_share']):>6} {_cell(r['preparation_over_slowest_convert']):>9}       "
-                  f"{r['peak_mb']:>7} {r['largest_converter_peak_mb']:>7} {_cell(r['peak_over_converter']):>9}"
-                  + (f"  FAILED: {', '.join(r['failed'])}" if r["failed"] else ""))
+
+
+def row(name: str, world: str, r: dict) -> str:
+    return (f"  {name[:34]:<34} {world:<12} {_cell(r['by_hand_seconds']):>7} {_cell(r['stackc_seconds']):>8} "
+            f"{_cell(r['stackc_over_by_hand']):>6}       {_cell(r['seconds_by_kind'].get('prepare')):>7} "
+            f"{_cell(r['preparation_share']):>6} {_cell(r['preparation_over_slowest_convert']):>9}       "
+            f"{r['peak_mb']:>7} {r['largest_converter_peak_mb']:>7} {_cell(r['peak_over_converter']):>9}"
+            + (f"  FAILED: {', '.join(r['failed'])}" if r["failed"] else ""))
 
 
 def main() -> dict:
     repeat = max(1, int(os.environ.get("STACKC_BENCH_REPEAT", "1")))
     worlds = _selected("STACKC_BENCH_WORLDS", ("cloud",))
     results: dict = {}
+    print("performance: stackc build against the same conversions by hand (medians; goals in brackets)")
+    print(HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="stackc-bench-perf-") as tmp:
         for name, (path, case) in models().items():
             for world in worlds:
-                print(f"  {name} for {world} ...", file=sys.stderr, flush=True)
-                results.setdefault(name, {})[world] = bench_one(path, case, world, Path(tmp), repeat)
-    print_table(results)
+                results.setdefault(name, {})[world] = figures = bench_one(path, case, world, Path(tmp), repeat)
+                print(row(name, world, figures), flush=True)  # row by row: a corpus run takes a while
     return results
 
 
