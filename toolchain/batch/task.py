@@ -116,7 +116,7 @@ def run(args: list[str]) -> dict[str, Any]:
         build = None
     timings = build.pop("timings", []) if build else []
     for record in timings:
-        if record["id"] in watch.peaks:
+        if watch.peaks.get(record["id"]):  # a pass shorter than one sample has no figure, not a zero
             record["peak_memory_bytes"] = watch.peaks[record["id"]]
     return {"exit_code": code, "build": build, "timings": timings, "seconds": round(seconds, 3),
             "peak_memory_bytes": watch.peak}
