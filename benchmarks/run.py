@@ -23,7 +23,7 @@ import platform
 import sys
 from pathlib import Path
 
-SECTIONS = ("startup", "builds", "performance", "precision", "int8_forms", "large", "coreml_routes", "tflite_routes", "tflm", "batch",
+SECTIONS = ("startup", "builds", "performance", "precision", "int8_forms", "large", "coreml_routes", "tflite_routes", "tflm", "batch", "worlds",
             "tflite_int8_time", "conformance")
 OPT_IN = {"large": "STACKC_BENCH_LARGE", "coreml_routes": "STACKC_BENCH_COREML_ROUTES",
           "tflite_int8_time": "STACKC_BENCH_INT8_TIME", "conformance": "STACKC_BENCH_CONFORMANCE"}

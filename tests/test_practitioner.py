@@ -53,6 +53,18 @@ def test_one_shape_fixes_the_dims_it_shares_by_name_and_nothing_is_assumed(tmp_p
     assert built.json()["manifest"]["artifacts"][0]["parity"]["passed"]
 
 
+def test_inputs_samples_answer_the_shape_question(tmp_path):
+    import numpy as np
+
+    model = unnamed_sequence_model(tmp_path / "ns.onnx")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "samples.npz", a=rng.random((1, 5, 8), dtype=np.float32), b=rng.random((1, 5, 8), dtype=np.float32))
+    built = run_stackc("build", model, "-t", onnx_world("edge-desktop", tmp_path / "w"), "-o", tmp_path / "out",
+                       "--inputs", tmp_path / "samples.npz", "--json")
+    assert built.exit_code == 0, built.stderr
+    assert built.json()["manifest"]["artifacts"][0]["io"]["inputs"][0]["shape"] == [1, 5, 8]
+
+
 def test_the_worlds_own_shape_choices_are_said_on_the_summary_lines(tmp_path):
     shown = run_stackc("build", fixture_model("lstm_tagger"), "-t", onnx_world("edge-desktop", tmp_path / "w"),
                        "-o", tmp_path / "out", "-q")
@@ -205,7 +217,7 @@ def test_several_worlds_build_one_bundle_each_from_one_preparation_identical_to_
     desktop, mobile = onnx_world("edge-desktop", tmp_path / "w"), onnx_world("edge-mobile", tmp_path / "w")
     both = run_stackc("build", fixture_model("resnet_tiny"), "-t", desktop, "-t", mobile, "-o", tmp_path / "out")
     assert both.exit_code == 0, both.stderr
-    assert both.stderr.count("[load.check] start") == 1, both.stderr  # the source is checked and prepared once
+    assert both.stderr.count("stackc: [load.check] ") == 1, both.stderr  # the source is checked and prepared once
     assert "[shared] canonical model of recipe default reused" in both.stderr
     assert [line for line in both.stdout.splitlines() if line.endswith(":")] == ["edge-desktop:", "edge-mobile:"]
     alone = run_stackc("build", fixture_model("resnet_tiny"), "-t", mobile, "-o", tmp_path / "alone", "-q")
