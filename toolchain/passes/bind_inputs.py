@@ -59,6 +59,8 @@ class BindInputs(Pass):
         notes = {"bound": bound, "if_inlined": inlined, "if_left": undecided, "dead_nodes_removed": removed}
         ctx.log.info("[bind.inputs] bound %s; %d If node(s) replaced by their taken branch, %d left",
                      sorted(bound) or "nothing", len(inlined), undecided)
+        if not bound:  # nothing to freeze: the input model is the result (no rewrite of a large file)
+            return model.derive(facts={self.id: notes, **with_bound(model.facts, bound)})
         path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         return model.derive(path=path, facts={self.id: notes, **with_bound(model.facts, bound)})
 

@@ -48,5 +48,7 @@ class UpgradeIR(Pass):
         notes = {"ir_before": ir_before, "ir_after": int(proto.ir_version), "initializer_inputs_dropped": len(dropped)}
         ctx.log.info("[upgrade.ir] IR %d -> %d; %d initializer(s) no longer graph inputs",
                      ir_before, proto.ir_version, len(dropped))
+        if proto.ir_version == ir_before and not dropped:  # already current: the input model is the result
+            return model.derive(facts={self.id: notes})
         path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         return model.derive(path=path, facts={self.id: notes})
