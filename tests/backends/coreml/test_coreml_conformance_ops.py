@@ -142,6 +142,8 @@ OPS = {
     "qdq_per_channel": ([node("QuantizeLinear", ["x", "s", "z"], ["q"], axis=1),
                          node("DequantizeLinear", ["q", "s", "z"], axis=1)], {"x": f32(2, 3, 4) * 3},
                         {"s": np.array([0.02, 0.05, 0.1], np.float32), "z": np.array([0, 10, -5], np.int8)}),
+    "layer_norm_mean_inv_std_dev": ([node("LayerNormalization", ["x", "s", "b"], ["y", "mean", "inv_std"], axis=1)],
+                                    {"x": f32(2, 3, 4)}, {"s": f32(3, 4), "b": f32(3, 4)}),
     "quantize_output_uint8": ([node("QuantizeLinear", ["x", "s"])], {"x": f32(2, 5)}, {"s": np.array(0.01, np.float32)}),
 }
 

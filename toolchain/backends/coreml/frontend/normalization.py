@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import const_input, converts, np_dtype, rank_of
+from . import const_input, converts, is_const, np_dtype, rank_of
 
 
 def _mb():
@@ -18,12 +18,28 @@ def layer_norm(ctx, inputs, *, axis=-1, epsilon=1e-5, stash_type=1):
     rank = rank_of(x)
     axes = list(range(axis % rank, rank))
     dtype = np_dtype(x)
+    bias = inputs[2] if len(inputs) > 2 else None
+    if ctx.output_count > 1 or not is_const(inputs[1]) or (bias is not None and not is_const(bias)):
+        return _layer_norm_steps(x, inputs[1], bias, axes, np.array(epsilon, dtype=dtype))
     kwargs = {"gamma": const_input(ctx, inputs[1], "LayerNormalization scale").astype(dtype)}
     if len(inputs) > 2 and inputs[2] is not None:
         kwargs["beta"] = const_input(ctx, inputs[2], "LayerNormalization bias").astype(dtype)
     if len(axes) != 1 or kwargs["gamma"].ndim != 1:
         kwargs = {k: np.broadcast_to(v, tuple(x.shape[a] for a in axes)).copy() for k, v in kwargs.items()}
     return [_mb().layer_norm(x=x, axes=axes, epsilon=np.array(epsilon, dtype=dtype), **kwargs)]
+
+
+def _layer_norm_steps(x, scale, bias, axes, epsilon):
+    """LayerNormalization op by op, for computed scale/bias and for its Mean and InvStdDev outputs."""
+    mb = _mb()
+    dtype = np_dtype(x)
+    mean = mb.reduce_mean(x=x, axes=axes, keep_dims=True)
+    centred = mb.sub(x=x, y=mean)
+    inv_std = mb.rsqrt(x=mb.reduce_mean(x=mb.mul(x=centred, y=centred), axes=axes, keep_dims=True), epsilon=epsilon)
+    y = mb.mul(x=mb.mul(x=centred, y=inv_std), y=scale.astype(dtype) if is_const(scale) else scale)
+    if bias is not None:
+        y = mb.add(x=y, y=bias.astype(dtype) if is_const(bias) else bias)
+    return [y, mean, inv_std]
 
 
 @converts("BatchNormalization")
