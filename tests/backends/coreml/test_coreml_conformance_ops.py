@@ -144,6 +144,10 @@ OPS = {
                         {"s": np.array([0.02, 0.05, 0.1], np.float32), "z": np.array([0, 10, -5], np.int8)}),
     "layer_norm_mean_inv_std_dev": ([node("LayerNormalization", ["x", "s", "b"], ["y", "mean", "inv_std"], axis=1)],
                                     {"x": f32(2, 3, 4)}, {"s": f32(3, 4), "b": f32(3, 4)}),
+    "pad_edge_int": ([node("Pad", ["a", "p"], mode="edge")], {"a": np.arange(12, dtype=np.int32).reshape(3, 4)},
+                     {"p": np.array([1, 0, 0, 2], np.int64)}),
+    "pad_axes": ([node("Pad", ["x", "p", "v", "ax"])], {"x": f32(2, 3, 4)},
+                 {"p": np.array([1, 2, 0, 1], np.int64), "v": np.array(1.5, np.float32), "ax": np.array([-1, 1], np.int64)}),
     "quantize_output_uint8": ([node("QuantizeLinear", ["x", "s"])], {"x": f32(2, 5)}, {"s": np.array(0.01, np.float32)}),
 }
 

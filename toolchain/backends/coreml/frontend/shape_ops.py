@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import aligned, as_mil, const_input, const_scalar, converts, is_const, rank_of, shape_of
+from . import (_MIL_DTYPE_NAMES, aligned, as_mil, const_input, const_scalar, converts, is_const, np_dtype, rank_of,
+               shape_of)
 
 
 def _mb():
@@ -209,15 +210,25 @@ def pad(ctx, inputs, *, mode="constant", pads=None, value=0.0):
         pads = [int(p) for p in const_input(ctx, inputs[1], "Pad pads")]
         given = inputs[2] if len(inputs) > 2 else None
         value = 0.0 if given is None else const_scalar(ctx, given, "Pad value")
-        if len(inputs) > 3 and inputs[3] is not None:
-            raise ctx.fail("Pad with axes is not supported")
+        if len(inputs) > 3 and inputs[3] is not None:  # pads for these axes only: spread over every axis
+            axes = [int(a) % rank for a in const_input(ctx, inputs[3], "Pad axes")]
+            full = [0] * (2 * rank)
+            for i, axis in enumerate(axes):
+                full[axis], full[axis + rank] = pads[i], pads[i + len(axes)]
+            pads = full
     interleaved = [p for i in range(rank) for p in (pads[i], pads[i + rank])]
     if any(p < 0 for p in interleaved):
         raise ctx.fail("Pad with negative pads is not supported")
     mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}.get(mode)
     if mode is None:
         raise ctx.fail("Pad mode must be constant, reflect or edge")
-    return [_mb().pad(x=x, pad=_ints(interleaved), mode=mode, constant_val=float(value))]
+    mb = _mb()
+    source = np_dtype(x)
+    if source != np.float32:  # MIL pad is float-only: integers pass through fp32 (exact below 2**24)
+        x = mb.cast(x=x, dtype="fp32")
+    kwargs = {"constant_val": np.float32(value)} if mode == "constant" else {}  # edge/reflect do not read it
+    padded = mb.pad(x=x, pad=_ints(interleaved), mode=mode, **kwargs)
+    return [padded if source == np.float32 else mb.cast(x=padded, dtype=_MIL_DTYPE_NAMES[source.name])]
 
 
 @converts("Constant", "ConstantOfShape", "Range", "NonZero", "EyeLike")
