@@ -51,12 +51,20 @@ def run_local(pending: list[tuple[Task, str]], cache: Cache, extra: list[str], w
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _remote_build(task: Task, extra: list[str]) -> tuple[dict, dict[str, bytes]]:
-    """On a Ray worker: the same child build in a temp folder; the result and the bundle's files."""
+def _remote_build(task: Task, extra: list[str], threads: str | None) -> tuple[dict, dict[str, bytes]]:
+    """On a Ray worker: the same child build in a temp folder; the result and the bundle's files.
+
+    Ray sets ``OMP_NUM_THREADS`` to the task's CPUs in its workers; the build gets the driver's value
+    instead (``threads``, None: unset), as a local build would: thread counts change float reductions,
+    so the ORT-format bytes and the parity figures."""
     from ..workdirs import owned_tempdir
 
+    env = dict(os.environ)
+    env.pop("OMP_NUM_THREADS", None)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = threads
     with owned_tempdir("stackc-work-") as work:
-        result = run_task(task, Path(work), extra, jobs=1)
+        result = run_task(task, Path(work), extra, jobs=1, env=env)
         files = read_files(Path(work) / BUILD_DIR) if result["exit_code"] == 0 else {}
         files.update({f"logs/{n}": (Path(work) / n).read_bytes() for n in ("stderr.log", "stdout.log")
                       if (Path(work) / n).is_file()})
@@ -84,7 +92,8 @@ def run_ray(address: str, pending: list[tuple[Task, str]], cache: Cache, extra: 
     try:
         for task, key in pending:
             memory = min(task.declared_memory(), int(largest)) if largest else task.declared_memory()
-            ref = remote.options(num_cpus=1, memory=memory, max_retries=0).remote(task, extra)
+            ref = remote.options(num_cpus=1, memory=memory, max_retries=0).remote(
+                task, extra, os.environ.get("OMP_NUM_THREADS"))
             refs[ref] = (task, key)
             started(task)
         while refs:

@@ -13,7 +13,7 @@ from .job import Task
 BUILD_DIR = "build"
 
 
-def run_task(task: Task, work: Path, extra_args: list[str], jobs: int) -> dict[str, Any]:
+def run_task(task: Task, work: Path, extra_args: list[str], jobs: int, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Build ``task`` into ``work/build``; the child's result with the one-line error of a failed build."""
     from .. import process_tree
 
@@ -21,7 +21,7 @@ def run_task(task: Task, work: Path, extra_args: list[str], jobs: int) -> dict[s
     request = work / "request.json"
     result_path = work / "task-result.json"
     request.write_text(json.dumps({"args": task.build_args(work / BUILD_DIR) + extra_args, "result": str(result_path)}))
-    env = {**os.environ, "STACKC_JOBS": str(jobs)}
+    env = {**(os.environ if env is None else env), "STACKC_JOBS": str(jobs)}
     with open(work / "stdout.log", "wb") as out, open(work / "stderr.log", "wb") as err:
         with process_tree.running([sys.executable, "-m", "toolchain.batch.task", str(request)],
                                   stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env) as child:
