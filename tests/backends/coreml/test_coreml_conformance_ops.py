@@ -136,6 +136,8 @@ OPS = {
     "selu_celu": ([node("Selu", ["x"], ["s"], alpha=1.5), node("Celu", ["s"], alpha=0.7)], {"x": f32(3, 4)}, {}),
     "cast_like": ([node("CastLike", ["x", "like"])], {"x": f32(3, 4) * 4}, {"like": np.zeros(1, np.int32)}),
     "lp_normalization_l1": ([node("LpNormalization", ["x"], axis=0, p=1)], {"x": f32(3, 4)}, {}),
+    "lp_normalization_zero_norm": ([node("LpNormalization", ["x"], axis=0)],
+                                   {"x": np.array([[1, 0, 3], [2, 0, -1]], np.float32)}, {}),
     "depth_to_space_crd": ([node("DepthToSpace", ["x"], blocksize=2, mode="CRD")], {"x": f32(1, 8, 2, 3)}, {}),
     "depth_space_round_trip": ([node("SpaceToDepth", ["x"], ["s"], blocksize=2),
                                 node("DepthToSpace", ["s"], blocksize=2)], {"x": f32(1, 2, 4, 6)}, {}),

@@ -80,6 +80,8 @@ def lp_normalization(ctx, inputs, *, axis=-1, p=2):
     x = inputs[0]
     axes = [int(axis) % rank_of(x)]
     norm = (mb.reduce_l2_norm if p == 2 else mb.reduce_l1_norm)(x=x, axes=axes, keep_dims=True)
+    zero = np.zeros((), dtype=np_dtype(x))
+    norm = mb.select(cond=mb.equal(x=norm, y=zero), a=np.ones((), dtype=np_dtype(x)), b=norm)  # 0 / 0 is 0 in ONNX
     return [mb.real_div(x=x, y=norm)]
 
 
