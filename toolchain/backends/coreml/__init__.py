@@ -97,11 +97,14 @@ class ConvertCoreML(Pass):
             raise PassError(f"pass '{self.id}': {e}") from None
         images = self._image_inputs(ct, program, names)
         kept_fp32: list[str] = []
-        mlmodel = ct.convert(
-            program, convert_to="mlprogram", minimum_deployment_target=target, skip_model_load=True,
-            compute_precision=_compute_precision(ct, precision, set(o.fp32_values), kept_fp32),
-            inputs=[spec for spec, _ in images.values()] or None,
-        )
+        try:
+            mlmodel = ct.convert(
+                program, convert_to="mlprogram", minimum_deployment_target=target, skip_model_load=True,
+                compute_precision=_compute_precision(ct, precision, set(o.fp32_values), kept_fp32),
+                inputs=[spec for spec, _ in images.values()] or None,
+            )
+        except ValueError as e:  # what the MIL program cannot be in Core ML (e.g. a rank-6 tensor), by layer
+            raise PassError(f"pass '{self.id}': Core ML rejects the program: {' '.join(str(e).split())[:300]}") from None
         try:
             names = names.as_declared(mlmodel.get_spec().description)
         except UnsupportedModel as e:

@@ -158,6 +158,9 @@ def build_program(model, deployment_target):
             result = env[value.name]
             name = output_names[value.name]
             if is_const(result):
+                if result.size == 0:
+                    raise UnsupportedModel(f"output '{value.name}' is empty (shape {list(result.shape)}); "
+                                           "Core ML tensors cannot be empty")
                 result = mb.const(val=as_mil(result))
             output_dtypes[value.name] = _ONNX_TO_MIL_DTYPE.get(value.type.tensor_type.elem_type) or \
                 {types.bool: "bool", types.int32: "int32"}.get(result.dtype, "fp32")  # untyped: the result's
