@@ -71,7 +71,7 @@ def resize(ctx, inputs, *, antialias=0, axes=None, coordinate_transformation_mod
         scales = inputs[2] if len(inputs) > 2 else None
         sizes = inputs[3] if len(inputs) > 3 else None
     height, width, exact = _output_size(ctx, x, scales, sizes)
-    if not exact and mode == "linear" and coordinate_transformation_mode != "align_corners":
+    if not exact and mode == "linear":  # ONNX maps coordinates with in * scale, even for align_corners
         raise ctx.fail(f"linear Resize with {coordinate_transformation_mode} and scales {list(scales)} whose output "
                        "size is not a whole number is not supported (Core ML samples by the size ratio)")
     return [_resize(ctx, x, height, width, mode, coordinate_transformation_mode, nearest_mode)]
