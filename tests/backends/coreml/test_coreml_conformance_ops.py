@@ -150,6 +150,8 @@ OPS = {
                      {"p": np.array([1, 0, 0, 2], np.int64)}),
     "pad_axes": ([node("Pad", ["x", "p", "v", "ax"])], {"x": f32(2, 3, 4)},
                  {"p": np.array([1, 2, 0, 1], np.int64), "v": np.array(1.5, np.float32), "ax": np.array([-1, 1], np.int64)}),
+    "where_constant_branches": ([node("Less", ["x", "t"], ["c"]), node("Where", ["c", "a", "b"])], {"x": f32(3, 4)},
+                                {"t": np.array(0, np.float32), "a": np.ones(1, np.float32), "b": np.full(1, -2, np.float32)}),
     "quantize_output_uint8": ([node("QuantizeLinear", ["x", "s"])], {"x": f32(2, 5)}, {"s": np.array(0.01, np.float32)}),
 }
 

@@ -70,6 +70,9 @@ def unary(ctx, inputs):
 def where(ctx, inputs):
     cond = as_mil(inputs[0])
     a, b = aligned(inputs[1], inputs[2])
+    # coremltools infers select's shape from a and b alone: constants get the full broadcast shape
+    full = np.broadcast_shapes(shape_of(cond), shape_of(a), shape_of(b))
+    a, b = (np.ascontiguousarray(np.broadcast_to(v, full)) if is_const(v) else v for v in (a, b))
     return [_mb().select(cond=cond, a=a, b=b)]
 
 
