@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..bundle import sha256_file
 from ..workdirs import sweep_stale, write_marker
 from .job import Task, task_dict
 
@@ -48,9 +49,9 @@ def task_key(task: Task) -> str:
         "options": options,
         "inputs": digest_path(task.inputs) if task.inputs else None,
         "calibration": digest_path(task.calibration) if task.calibration else None,
-        "recipe": [recipe if not recipe.endswith(".toml") else "file", _file_digest(recipe_file)],
+        "recipe": [recipe if not recipe.endswith(".toml") else "file", sha256_file(recipe_file)],
         "recipes": _folder_digest(recipe_dir()),  # a recipe may extend another
-        "world": [task.world, _file_digest(world_file)],
+        "world": [task.world, sha256_file(world_file)],
         "stackc": [__version__, stackc_code_digest()],
         "converters": converter_versions(),
     }
@@ -81,22 +82,14 @@ def stackc_code_digest() -> str:
 
 
 def digest_path(path: Path) -> str:
-    return _folder_digest(path) if Path(path).is_dir() else _file_digest(Path(path))
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return _folder_digest(path) if Path(path).is_dir() else sha256_file(Path(path))
 
 
 def _folder_digest(folder: Path, suffixes: tuple[str, ...] | None = None) -> str:
     digest = hashlib.sha256()
     for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         if suffixes is None or path.suffix in suffixes:
-            digest.update(f"{path.relative_to(folder).as_posix()}\0{_file_digest(path)}\n".encode())
+            digest.update(f"{path.relative_to(folder).as_posix()}\0{sha256_file(path)}\n".encode())
     return digest.hexdigest()
 
 

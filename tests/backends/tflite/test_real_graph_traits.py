@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import build_bundle
+from fixtures.trap_models import save_graph
 
 pytest.importorskip("onnx2tf")
 pytest.importorskip("ai_edge_litert")
@@ -20,15 +21,9 @@ _END = np.iinfo(np.int64).max  # exporters' "to the end"
 
 
 def _save(nodes, inputs, outputs, initializers, path: Path, opset: int = 17) -> Path:
-    import onnx
     from onnx import helper
 
-    graph = helper.make_graph(nodes, path.stem, inputs, outputs, initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="stackc-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    onnx.save(model, str(path))
-    return path
+    return save_graph(helper.make_graph(nodes, path.stem, inputs, outputs, initializers), path, opset)
 
 
 def make_stft_halves(path: Path) -> Path:
