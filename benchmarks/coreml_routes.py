@@ -289,7 +289,8 @@ def _print_details(rows: list[dict[str, Any]]) -> None:
 def _convert_ours(canonical: Path, work: Path) -> dict[str, Any]:
     from toolchain.artifact import ModelArtifact
     from toolchain.onnx_model import graph_inputs, load_onnx
-    from toolchain.passes import PassContext, get_pass
+    from toolchain.engine.context import PassContext
+    from toolchain.plugins import get_pass
 
     artifact = get_pass("convert.coreml")({}).run(ModelArtifact(canonical, "onnx"),
                                                    PassContext(work_dir=work / "pass", isolate=False))
@@ -309,7 +310,8 @@ def _convert_savedmodel(canonical: Path, work: Path, tf_route: str) -> dict[str,
     from toolchain.backends.tflite import onnx2tf_route, rewrites
     from toolchain.backends.tflite.routes import arguments_for, selected
     from toolchain.onnx_model import graph_inputs, graph_outputs, load_onnx
-    from toolchain.passes import PassContext, get_pass
+    from toolchain.engine.context import PassContext
+    from toolchain.plugins import get_pass
 
     route = selected((tf_route,))[0]
     proto = load_onnx(canonical)

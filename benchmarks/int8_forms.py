@@ -61,7 +61,7 @@ def _exact(path: Path, mode: str):
 def _quantize(src: Path, dst: Path, mode: str, weight: str, reduce_range: bool, feeds) -> None:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
-    from toolchain.passes.quantize_static import preprocess
+    from toolchain.precision.onnx_int8_static import preprocess
     from toolchain.precision.quantization import ort_reader, quiet_quantizer
 
     with quiet_quantizer():

@@ -11,7 +11,7 @@ from typing import Callable
 
 import psutil
 
-from toolchain.isolation import tree_rss
+from toolchain.process_tree import tree_rss
 
 
 @dataclass

@@ -9,9 +9,9 @@ own JSON: the winning route and the routes that lost, the ``convert.tflite`` pas
 timing record), the int8 mode, the artifact's size, its size against the same route's fp32 flatbuffer
 (``size_vs_fp32``), the size breakdown (toolchain/backends/tflite/anatomy.py) and the parity figures.
 
-Peak MB is the convert pass's isolated child (``python -m toolchain.isolation`` for that variant) and
+Peak MB is the convert pass's isolated child (``python -m toolchain.engine.runner`` for that variant) and
 everything it started (onnx2tf, the int8 calibration worker), sampled here every 0.2 s with the same
-measure the pass's memory limit uses (``toolchain.isolation.tree_rss``); the build's JSON has no
+measure the pass's memory limit uses (``toolchain.process_tree.tree_rss``); the build's JSON has no
 memory figures.
 
 Not part of the test suite: minutes of TensorFlow conversions.
@@ -41,7 +41,7 @@ MB = 2**20
 
 def build_watched(model: Path, world: str, out: Path) -> dict[str, Any]:
     """``stackc build --json`` with each TFLite convert child's peak tree RSS; the parsed JSON, or why there is none."""
-    from toolchain.isolation import tree_rss
+    from toolchain.process_tree import tree_rss
 
     from .measure import run_measured, stackc_command
 
@@ -61,7 +61,7 @@ def build_watched(model: Path, world: str, out: Path) -> dict[str, Any]:
 
 
 def _convert_children(build) -> list[tuple[str, Any]]:
-    """(variant, process) for each running ``python -m toolchain.isolation .../NN-convert.tflite-VARIANT/...``."""
+    """(variant, process) for each running ``python -m toolchain.engine.runner .../NN-convert.tflite-VARIANT/...``."""
     import psutil
 
     found = []
@@ -74,7 +74,7 @@ def _convert_children(build) -> list[tuple[str, Any]]:
             argv = proc.cmdline()
         except psutil.Error:
             continue
-        if len(argv) >= 4 and argv[1:3] == ["-m", "toolchain.isolation"]:
+        if len(argv) >= 4 and argv[1:3] == ["-m", "toolchain.engine.runner"]:
             match = CONVERT_DIR.match(Path(argv[3]).parent.name)
             if match:
                 found.append((match["variant"], proc))

@@ -244,7 +244,8 @@ def write_toml(path: Path, data: dict) -> Path:
 def run_pass(pass_id: str, model_path: Path, work: Path, options: dict | None = None, **context):
     """Run one registered pass on an .onnx file as a recipe step would; returns (artifact, context)."""
     from toolchain.artifact import ModelArtifact
-    from toolchain.passes import PassContext, get_pass
+    from toolchain.engine.context import PassContext
+    from toolchain.plugins import get_pass
 
     ctx = PassContext(work_dir=work, **context)
     return get_pass(pass_id)(options or {}).run(ModelArtifact(Path(model_path), "onnx"), ctx), ctx

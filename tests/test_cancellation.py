@@ -129,7 +129,7 @@ def build(tmp_path, request):
 @pytest.mark.parametrize("world, variant, pass_dir", PASS_KINDS)
 def test_sigkill_of_stackc_leaves_no_process_of_the_build_alive_one_second_later(build, world, variant, pass_dir):
     b = build(world, variant)
-    b.wait_for("toolchain.isolation", pass_dir)
+    b.wait_for("toolchain.engine.runner", pass_dir)
     if variant == "tflite-int8":  # the grandchild: the worker calibrating one int8 mode
         b.wait_for("int8_worker", pass_dir)
     b.process.send_signal(signal.SIGKILL)
@@ -144,7 +144,7 @@ def test_sigkill_of_stackc_leaves_no_process_of_the_build_alive_one_second_later
 @pytest.mark.parametrize("world, variant, pass_dir", PASS_KINDS)
 def test_sigterm_during_a_converter_exits_143_within_5_s_and_publishes_nothing(build, world, variant, pass_dir):
     b = build(world, variant)
-    b.wait_for("toolchain.isolation", pass_dir)
+    b.wait_for("toolchain.engine.runner", pass_dir)
     signalled = time.monotonic()
     b.process.send_signal(signal.SIGTERM)
     try:
@@ -165,7 +165,7 @@ def test_sigterm_during_a_converter_exits_143_within_5_s_and_publishes_nothing(b
 
 def test_sigint_during_a_converter_exits_130_and_stops_the_converter(build):
     b = build("edge-desktop", "openvino-fp32")
-    b.wait_for("toolchain.isolation", "convert.openvino")
+    b.wait_for("toolchain.engine.runner", "convert.openvino")
     b.process.send_signal(signal.SIGINT)
     b.process.wait(timeout=5)
     assert b.process.returncode == 130, b.process.stderr.read().decode(errors="replace")

@@ -7,7 +7,7 @@ import pytest
 from toolchain.errors import InputError, UsageError
 from toolchain.onnx_model import TensorSpec
 from toolchain.parity import INT_SAMPLE_HIGH, compare, compare_output, failure_table, load_inputs, make_inputs
-from toolchain.targets import ParityPolicy
+from toolchain.policy import ParityPolicy
 
 POLICY = ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.9999)
 SPECS = [

@@ -28,11 +28,11 @@ def test_stackc_recipes_lists_each_recipe_and_its_steps():
 
 
 def test_stackc_passes_lists_every_registered_pass():
-    from toolchain.passes import registered
+    from toolchain.plugins import registered_passes
 
     shown = run_stackc("passes")
     assert shown.exit_code == 0, shown.stderr
-    assert [line.split()[0] for line in shown.stdout.splitlines()] == list(registered())
+    assert [line.split()[0] for line in shown.stdout.splitlines()] == list(registered_passes())
 
 
 def test_unknown_recipe_fails_with_exit_3_listing_the_known_ones(tmp_path):

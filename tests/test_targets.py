@@ -5,7 +5,9 @@ import pytest
 
 from conftest import assert_user_error, fixture_model, run_stackc, shipped_target_data, write_toml
 from toolchain.errors import InputError
-from toolchain.targets import FORMATS, LAYERS, PRECISIONS, available_targets, load_target
+from toolchain.plugins import formats
+from toolchain.policy import PRECISIONS
+from toolchain.targets import LAYERS, available_targets, load_target
 
 WORLDS = ("cloud", "edge-desktop", "edge-mobile", "edge-iot")
 
@@ -22,7 +24,7 @@ def test_every_world_loads_with_nine_layers_and_complete_variants(name):
     assert all(value.strip() for value in world.layers.values())
     assert world.variants
     for variant in world.variants:
-        assert variant.format in FORMATS and variant.precision in PRECISIONS
+        assert variant.format in formats() and variant.precision in PRECISIONS
         assert variant.runtime.name and variant.runtime.min_version[0].isdigit()
         assert variant.accelerator_apis and variant.os
         assert variant.parity.min_cosine <= 1.0

@@ -63,7 +63,7 @@ def build(model: str | Path, target: str | Iterable[str], *, recipe: str | None 
     Raises ``toolchain.errors.StackcError`` subclasses (their ``exit_code`` is the CLI's).
     """
     from .build import BuildRequest, build as build_one, build_worlds
-    from .isolation import default_limits
+    from .engine.limits import default_limits
 
     model_path = Path(model)
     if not model_path.exists():

@@ -9,14 +9,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backends import backend, convert_pass_id
 from .bundle import ARCHIVE_SUFFIX, make_staging, publish, refuse_foreign, sha256_file
 from .errors import BundleError, InputError, UsageError
 from .host_measure import measure_outcomes, write_sidecar
 from .manifest import write_contents
 from .merge_log import partial_record
 from .onnx_model import opsets
-from .passes import PassContext, get_pass
+from .engine.context import BuildSettings, PassContext
+from .engine.limits import Limits
+from .plugins import backend
 from .prepare import Source, check_recipe_binds, load_source, prepare_canonical, reference_outputs
 from .recipes import Recipe, load_recipe
 from .targets import Target, load_target
@@ -41,7 +42,7 @@ class BuildRequest:
     keep_going: bool = False
     calibration: Path | None = None  # .npz, folder of .npy or images; None: seeded random (accuracy unproven)
     bindings: dict[str, str | None] = field(default_factory=dict)  # --bind NAME=VALUE (None: value from --inputs)
-    limits: Any = None  # isolation.Limits for converters in child processes; None: the environment's defaults
+    limits: Limits | None = None  # of converters in child processes; None: the environment's defaults
     variants: tuple[str, ...] | None = None  # --variants: a partial build of only these (``stackc merge`` joins parts)
     reference_from: Path | None = None  # --reference-from: another part's reference outputs, not this host's run
 
@@ -128,7 +129,7 @@ def _resolve(request: BuildRequest) -> _Plan:
         backend(variant.format)
         options = {**variant.options, **recipe.convert.get(variant.format, {})}
         where = f"target {target.name}: variant {variant.name}"
-        convert_passes[variant.name] = get_pass(convert_pass_id(variant.format))(options, where)
+        convert_passes[variant.name] = backend(variant.format).convert(options, where)
     return _Plan(target, recipe, _chosen(variants, request.variants, target.name), convert_passes, variants)
 
 
@@ -219,7 +220,7 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
 
 
 def _recipe_reference(request: BuildRequest, target: Target) -> str:
-    """The recipe as an isolated converter's child process can load it again (it adds variants)."""
+    """The recipe's identity (its name, or its file's resolved path): what shared preparation is keyed by."""
     name = request.recipe or target.default_recipe
     return str(Path(name).resolve()) if name.endswith(".toml") else name
 
@@ -261,11 +262,10 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
         reference = reference_outputs(source_onnx, inputs, request.limits)
         if shared is not None:
             shared.references[key] = reference
-    ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=source.bindings, target=target, log=log,
-                      limits=request.limits,
-                      extras={"calibration": str(request.calibration) if request.calibration else None,
-                              "seed": request.seed, "inputs_from": "file" if request.inputs else "random",
-                              "recipe": _recipe_reference(request, target)})
+    settings = BuildSettings(seed=request.seed, calibration=str(request.calibration) if request.calibration else None,
+                             inputs_from="file" if request.inputs else "random")
+    ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=source.bindings, shape_rule=target.shapes,
+                      settings=settings, log=log, limits=request.limits)
     model, prepared = _canonical(recipe, request, source_onnx, ctx, inputs, reference, collector, shared,
                                  (_recipe_reference(request, target), key, borrowed is not None))
     outcomes = convert_all(plan.variants, plan.convert_passes, model, ctx, inputs, reference,

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from .artifact import ModelArtifact
-from .backends import backend, convert_pass_id, execute
+from .plugins import backend, execute
 from .bundle import read_npz
 from .bundle_read import open_bundle
 from .interface import FACT
 from .parity import ParityResult, compare
 from .safe_io import inside
-from .targets import ParityPolicy
+from .policy import ParityPolicy
 
 
 @dataclass
@@ -54,7 +54,7 @@ def check_bundle(path: Path) -> CheckReport:
             # a policy without max_abs (int8: judged as a whole) was stored without it: absent means None
             policy = ParityPolicy(**{"max_abs": None, **entry["parity"]["policy"]})
             actual = execute(artifact, samples)
-            report.results.append(compare(entry["variant"], reference, actual, policy, module.MEASURED_WITH))
+            report.results.append(compare(entry["variant"], reference, actual, policy, module.measured_with))
         return report
     finally:
         opened.close()
@@ -65,5 +65,5 @@ def entry_artifact(root: Path, entry: dict[str, Any]) -> ModelArtifact:
     return ModelArtifact(
         path=inside(root, entry["path"], f"artifact {entry['variant']}"), format=entry["format"],
         precision=entry["precision"],
-        facts={convert_pass_id(entry["format"]): entry.get("conversion", {}), FACT: entry.get("interface", {})},
+        facts={backend(entry["format"]).convert.id: entry.get("conversion", {}), FACT: entry.get("interface", {})},
     )

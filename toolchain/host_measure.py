@@ -31,7 +31,7 @@ def artifact_size(artifact) -> int:
 
 def _runner(artifact, inputs):
     """A callable running the artifact once, loaded once when the backend offers ``make_runner``."""
-    from .backends import backend, execute
+    from .plugins import backend, execute
     from .interface import to_artifact_inputs
 
     module = backend(artifact.format)
@@ -44,7 +44,7 @@ def _runner(artifact, inputs):
 
 def measure(artifact, inputs: dict, warmup: int = WARMUP_RUNS, runs: int = TIMED_RUNS) -> dict[str, Any]:
     """Size and median latency (ms) of ``artifact`` on ``inputs``, after ``warmup`` untimed runs."""
-    from .backends import backend
+    from .plugins import backend
 
     run, how = _runner(artifact, inputs)
     for _ in range(warmup):
@@ -55,7 +55,7 @@ def measure(artifact, inputs: dict, warmup: int = WARMUP_RUNS, runs: int = TIMED
         run()
         times.append((time.perf_counter() - started) * 1000.0)
     return {"size_bytes": artifact_size(artifact), "median_latency_ms": round(statistics.median(times), 4),
-            "runs": runs, "warmup_runs": warmup, "timing": how, "measured_with": backend(artifact.format).MEASURED_WITH}
+            "runs": runs, "warmup_runs": warmup, "timing": how, "measured_with": backend(artifact.format).measured_with}
 
 
 def measure_outcomes(outcomes, inputs: dict, records: list[dict], log) -> None:
@@ -63,16 +63,16 @@ def measure_outcomes(outcomes, inputs: dict, records: list[dict], log) -> None:
 
     Latency is measured only in an artifact's real runtime (not Core ML's reference interpreter).
     """
-    from .backends import backend
+    from .plugins import backend
 
     for outcome in outcomes:
         if not outcome.shipped:
             continue
         started = time.perf_counter()
         try:
-            if not getattr(backend(outcome.artifact.format), "REAL_RUNTIME", True):
+            if not backend(outcome.artifact.format).real_runtime:
                 host = {"size_bytes": artifact_size(outcome.artifact),
-                        "latency": f"not measured: {backend(outcome.artifact.format).MEASURED_WITH}"}
+                        "latency": f"not measured: {backend(outcome.artifact.format).measured_with}"}
             else:
                 host = measure(outcome.artifact, inputs)
         except Exception as e:  # a measurement must never fail a build whose artifacts passed parity

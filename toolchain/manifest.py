@@ -9,8 +9,8 @@ from typing import Any
 
 from . import __version__
 from .artifact import ModelArtifact
-from .backends import backend, convert_pass_id
-from .backends._versions import package_versions
+from .plugins import backend
+from .package_versions import package_versions
 from .bundle import SCHEMA_VERSION, sha256_file, write_checksums, write_json, write_npz
 from .interface import interface_of
 
@@ -54,7 +54,7 @@ def artifact_entry(outcome, staging: Path) -> dict[str, Any]:
         "accelerator_apis": list(variant.accelerator_apis),
         "os": list(variant.os),
         "platforms": platforms_of(variant, artifact),
-        "conversion": artifact.facts.get(convert_pass_id(variant.format), {}),
+        "conversion": artifact.facts.get(backend(variant.format).convert.id, {}),
         "interface": interface_of(artifact.facts),
         **_io_of(variant.format, staging / main, artifact, files),
         "parity": outcome.parity.as_dict(),
@@ -67,7 +67,7 @@ def _io_of(fmt: str, path: Path, artifact: ModelArtifact, files: list[dict[str, 
     from .artifact_io import describe
 
     try:
-        io = describe(fmt, path, artifact.facts.get(convert_pass_id(fmt), {}), [f["path"] for f in files])
+        io = describe(fmt, path, artifact.facts.get(backend(fmt).convert.id, {}), [f["path"] for f in files])
     except Exception:  # a reader that cannot read an artifact its runtime just ran must not fail the build
         io = None
     return {"io": io} if io is not None else {}
@@ -75,8 +75,8 @@ def _io_of(fmt: str, path: Path, artifact: ModelArtifact, files: list[dict[str, 
 
 def platforms_of(variant, artifact: ModelArtifact) -> list[dict[str, Any]]:
     """The variant's platform floors, plus those its backend measured (TFLM: flash and RAM bytes)."""
-    measure = getattr(backend(variant.format), "measured_floors", None)
-    measured = measure(artifact.facts.get(convert_pass_id(variant.format), {})) if measure else {}
+    measure = backend(variant.format).measured_floors
+    measured = measure(artifact.facts.get(backend(variant.format).convert.id, {})) if measure else {}
     return [{**p.as_dict(), **measured} for p in variant.platforms]
 
 
@@ -146,7 +146,7 @@ def write_contents(staging: Path, *, name: str, request, target, recipe, records
             "allowed_failure": request.allow_parity_failure and any(not o.parity.passed for o in shipped),
         },
         "recipe": {**recipe.as_dict(),
-                   "conversions": {v.name: convert_pass_id(v.format) for v in (world or [o.variant for o in outcomes])}},
+                   "conversions": {v.name: backend(v.format).convert.id for v in (world or [o.variant for o in outcomes])}},
         "tools": dict(sorted(versions.items())),
         **({"partial": partial} if partial is not None else {}),
     }

@@ -1,6 +1,6 @@
 """In-process work on a user's model, with the process's memory growth capped at the pass memory limit.
 
-Converters run in watched child processes (``isolation``). The parity samples, the source's reference
+Converters run in watched child processes (``engine/runner.py``). The parity samples, the source's reference
 run and the canonical preparation (constant folding included) run in stackc's own process, where a
 100-byte ONNX whose Expand makes 2^28 floats once took 13 GB under ``--pass-memory 300``. While one of
 them runs, the process may grow its private data (Linux ``RLIMIT_DATA``: heap and anonymous maps) by
@@ -16,7 +16,7 @@ import re
 import sys
 
 from .errors import PassError
-from .isolation import Limits, default_limits
+from .engine.limits import Limits, default_limits
 
 _OUT_OF_MEMORY = re.compile(r"MemoryError|bad_alloc|failed to allocate|unable to allocate|out of memory|"
                             r"not enough memory|cannot allocate", re.IGNORECASE)

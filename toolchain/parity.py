@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import InputError, UsageError
 from .onnx_model import TensorSpec
-from .targets import ParityPolicy
+from .policy import ParityPolicy
 
 INT_SAMPLE_HIGH = 16  # random integer inputs are drawn from [0, 16): valid ids for any vocabulary
 

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 
 from .artifact import ModelArtifact
+from .bind_values import parse_bind_value
 from .errors import InputError, ParityError, UsageError
 from .memory_bound import memory_bound
 from .onnx_model import TensorSpec, check_model, graph_inputs, graph_outputs, index_bounds, load_graph
 from .parity import ParityResult, compare, failure_table, load_inputs, make_inputs
-from .targets import ParityPolicy
+from .policy import ParityPolicy
 from .workdirs import owned_tempdir
 
 PREPARATION_POLICY = ParityPolicy(max_abs=1e-5, max_rel=1e-4, min_cosine=0.99999)
@@ -54,7 +55,7 @@ def resolve_bindings(raw: dict[str, str | None], specs: list[TensorSpec],
                                  f"give --inputs with '{name}' or write --bind {name}=VALUE")
             bound[name] = np.asarray(samples[name])
             continue
-        value = _parse_value(text, dtype, name)
+        value = parse_bind_value(text, dtype, name)
         shape = spec.shape if spec.shape is not None and all(isinstance(d, int) for d in spec.shape) else None
         if shape is not None:
             count = int(np.prod(shape)) if shape else 1
@@ -67,19 +68,6 @@ def resolve_bindings(raw: dict[str, str | None], specs: list[TensorSpec],
         if samples is not None and name in samples and not np.array_equal(samples[name], value):
             raise UsageError(f"--bind {name}={text} disagrees with --inputs, whose '{name}' is {samples[name].tolist()}")
     return bound
-
-
-def _parse_value(text: str, dtype: np.dtype, name: str) -> np.ndarray:
-    words = [w.strip() for w in text.split(",")]
-    try:
-        if dtype == np.bool_:
-            truth = {"true": True, "1": True, "false": False, "0": False}
-            return np.array([truth[w.lower()] for w in words], dtype=bool)
-        if np.issubdtype(dtype, np.integer):
-            return np.array([int(w) for w in words], dtype=dtype)
-        return np.array([float(w) for w in words], dtype=dtype)
-    except (ValueError, KeyError):
-        raise UsageError(f"--bind {name}={text}: not a valid {dtype.name} value (or comma-separated list)") from None
 
 
 def sample_inputs(specs: list[TensorSpec], sample_shapes: dict[str, tuple[int, ...]], inputs_path: Path | None,
@@ -144,7 +132,7 @@ def check_recipe_binds(recipe, bindings: dict[str, Any]) -> None:
 def prepare_canonical(recipe, source_path: Path, ctx, inputs: dict[str, np.ndarray],
                       reference: dict[str, np.ndarray]) -> tuple[ModelArtifact, ParityResult]:
     """Run the recipe's steps on the source, then prove the canonical model against the reference."""
-    from .backends import execute
+    from .plugins import execute
 
     check_recipe_binds(recipe, ctx.bindings)
     model = ModelArtifact(Path(source_path), "onnx")
@@ -183,7 +171,7 @@ def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> Prepa
     """``stackc prepare``: write the canonical ONNX model and say what each step changed."""
     from .interface import describe
     from .onnx_model import save_onnx
-    from .passes import PassContext
+    from .engine.context import PassContext
     from .recipes import load_recipe
     from .targets import load_target
 
@@ -195,7 +183,8 @@ def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> Prepa
         source = load_source(request.model, Path(work) / "export", target=target, shapes=request.shapes,
                              inputs_path=request.inputs, seed=request.seed, raw_bindings=request.bindings, log=log)
         reference = reference_outputs(source.path, source.inputs)
-        ctx = PassContext(work_dir=Path(work), shapes=source.shapes, bindings=source.bindings, target=target, log=log)
+        ctx = PassContext(work_dir=Path(work), shapes=source.shapes, bindings=source.bindings,
+                          shape_rule=target.shapes if target else None, log=log)
         model, parity = prepare_canonical(recipe, source.path, ctx, source.inputs, reference)
         out = Path(request.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -227,7 +216,7 @@ def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: P
     """What ``prepare`` and ``build`` both start from: export a framework source, check the ONNX
     model, and make its parity samples."""
     from .exporters import export_source
-    from .passes.fix_shapes import concrete_shapes, shape_assumptions
+    from .shapes import concrete_shapes, shape_assumptions
 
     exported = export_source(model, export_dir, shapes=shapes, inputs=inputs_path, target=target, seed=seed,
                              allow_parity_failure=allow_parity_failure, bindings=raw_bindings, log=log)
@@ -240,8 +229,9 @@ def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: P
     shapes = name_unnamed_shape(shapes, specs)
     samples_path = exported.samples_path if exported else inputs_path  # an export's samples are its proof
     assumed = []
+    rule = target.shapes if target else None
     if not samples_path:  # samples fix their own dims (build: _shapes_from_samples)
-        assumed, unasked = shape_assumptions(specs, shapes, target, skip=raw_bindings)
+        assumed, unasked = shape_assumptions(specs, shapes, rule, target.name if target else "", skip=raw_bindings)
         if unasked and target.shapes.static:
             raise UsageError(f"target {target.name} makes every dim static and the model has dynamic dims nobody named: "
                              f"give {' '.join(unasked)} with the sizes you want, or --inputs samples of that shape")
@@ -250,7 +240,7 @@ def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: P
         if assumed:
             log.info("[shapes] assumed: %s", "; ".join(assumed))
     with memory_bound("making the parity samples (the model's input shapes)", limits):
-        inputs, bindings = sample_inputs(specs, concrete_shapes(specs, shapes, target, fix_all=True), samples_path,
+        inputs, bindings = sample_inputs(specs, concrete_shapes(specs, shapes, rule, fix_all=True), samples_path,
                                          seed, raw_bindings, index_bounds(proto))
     return Source(path, proto, specs, graph_outputs(proto), shapes, inputs, bindings, exported, bool(samples_path),
                   assumed)

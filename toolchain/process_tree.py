@@ -203,3 +203,19 @@ def _die() -> None:
     if os.name == "posix" and os.getpgrp() == os.getpid():
         os.killpg(0, signal.SIGKILL)
     os._exit(1)
+
+
+def tree_rss(proc) -> int:
+    """Resident memory of a process and all its descendants, in bytes (what limits and benchmarks watch)."""
+    import psutil
+
+    total = 0
+    try:
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                total += p.memory_info().rss
+            except psutil.Error:
+                continue
+    except psutil.Error:
+        pass
+    return total

@@ -82,11 +82,9 @@ class HidePassChatter(logging.Filter):
     """On the console, a pass's own log lines (start, notes, done) give way to its one progress line;
     build.log keeps them all."""
 
-    def __init__(self):
+    def __init__(self, pass_ids):
         super().__init__()
-        from .passes import registered
-
-        self.pass_ids = set(registered())
+        self.pass_ids = set(pass_ids)
 
     def filter(self, record: logging.LogRecord) -> bool:
         match = _PASS_LINE.match(record.getMessage())
@@ -94,7 +92,7 @@ class HidePassChatter(logging.Filter):
 
 
 @contextlib.contextmanager
-def console_progress(stream, log: logging.Logger, chatter_path: Path | None, show: bool = True):
+def console_progress(stream, log: logging.Logger, chatter_path: Path | None, pass_ids, show: bool = True):
     """Install the console reporter (``show``), hide pass chatter from the console handlers, and send
     what third-party code writes to file descriptor 2 into ``chatter_path`` (not the console)."""
     global reporter
@@ -106,7 +104,7 @@ def console_progress(stream, log: logging.Logger, chatter_path: Path | None, sho
         sys.stderr.flush()
         saved = _redirect_fd2(chatter_path, stream, handlers)
     console = ConsoleReporter(saved[1] if saved and saved[1] is not None else stream, live)
-    hide = HidePassChatter()
+    hide = HidePassChatter(pass_ids)
     for handler in handlers:
         handler.addFilter(hide)
     previous, reporter = reporter, (console if show else reporter)

@@ -12,7 +12,9 @@ from typing import Any
 
 from ._toml import Table, read_toml
 from .errors import InputError
-from .targets import PRECISIONS, Target, Variant, _parse_policy, policy_for, target_dir
+from .plugins import backend, get_pass
+from .policy import PRECISIONS, parse_policy, policy_for
+from .targets import Target, Variant, target_dir
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,6 @@ class Step:
     options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def make_pass(self, where: str):
-        from .passes import get_pass
-
         try:
             cls = get_pass(self.id)
         except InputError as e:  # name the recipe file and step the unknown id is in
@@ -66,7 +66,7 @@ class Recipe:
             if change.parity is not None:
                 from ._toml import Table
 
-                policy = _parse_policy(Table(change.parity, f"recipe {self.name}: variants.{change.name}.parity"), policy)
+                policy = parse_policy(Table(change.parity, f"recipe {self.name}: variants.{change.name}.parity"), policy)
             variant = replace(base, name=change.name, precision=precision, parity=policy,
                               options={**base.options, **change.options})
             if change.replace:
@@ -138,7 +138,7 @@ def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
         if change.parity is not None:
             from ._toml import Table as _T
 
-            _parse_policy(_T(change.parity, f"{where}: variants[{i}].parity"))
+            parse_policy(_T(change.parity, f"{where}: variants[{i}].parity"))
         variants.append(change)
     if base:
         convert = {**base.convert, **{fmt: {**base.convert.get(fmt, {}), **opts} for fmt, opts in convert.items()}}
@@ -151,14 +151,10 @@ def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
 
 def validate(recipe: Recipe, where: str) -> None:
     """Construct every pass once so an unknown id or option fails before the first step runs."""
-    from .backends import backend, convert_pass_id
-    from .passes import get_pass
-
     for i, step in enumerate(recipe.steps):
         if step.id.startswith("convert."):
             raise InputError(f"{where}: steps[{i}] '{step.id}': conversions come from the target's variants; "
                              f"put their options in a [convert.<format>] table")
         step.make_pass(f"{where}: steps[{i}] '{step.id}'")
     for fmt, options in recipe.convert.items():
-        backend(fmt)
-        get_pass(convert_pass_id(fmt))(options, f"{where}: convert.{fmt}")
+        backend(fmt).convert(options, f"{where}: convert.{fmt}")

@@ -8,7 +8,6 @@ missing; otherwise the first failure ends the build.
 """
 from __future__ import annotations
 
-import copy
 import os
 import threading
 import time
@@ -19,12 +18,13 @@ from typing import Any
 import numpy as np
 
 from .artifact import ModelArtifact
-from .backends import backend, execute
+from .plugins import backend, execute
 from .errors import MissingDependencyError, ParityError, PassError, StackcError
 from .parity import ParityResult, compare, failure_summary, failure_table
-from .passes import PassContext
+from .engine.context import PassContext
 from .process_tree import refuse_if_stopping
-from .targets import for_int8_source
+from .policy import for_int8_source
+from .precision.int8_parity import judge_int8
 
 LOG_SECTION = "stackc_section"  # a log record's ("variant" | "dropped" | "parity-dropped", variant name)
 MIN_FREE_MEMORY = 2 * 2**30  # do not start another converter with less free memory than this
@@ -68,8 +68,8 @@ def default_jobs() -> int:
 def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContext,
                     inputs: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> VariantOutcome:
     log = BufferedLog()
-    ctx = copy.copy(ctx)
-    ctx.variant, ctx.log, ctx.history = variant, log, list(ctx.history)
+    ctx = ctx.for_variant(variant.spec(), log)
+    format_backend = backend(variant.format)
     outcome = VariantOutcome(variant, log_lines=log.lines)
     artifact = convert_pass.run(model, ctx).derive(precision=variant.precision)
     started = time.perf_counter()
@@ -78,20 +78,18 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
     policy = variant.parity
     if model.facts.get("load.check", {}).get("quantized_nodes"):
         policy = for_int8_source(policy)
-    outcome.parity = compare(variant.name, reference, actual, policy, backend(variant.format).MEASURED_WITH)
-    retry = getattr(backend(variant.format), "retry_after_parity_failure", None)
+    outcome.parity = compare(variant.name, reference, actual, policy, format_backend.measured_with)
+    retry = format_backend.retry_after_parity_failure
     rebuilt = None if outcome.parity.passed or retry is None else retry(artifact, convert_pass, model, ctx, inputs,
                                                                       outcome.parity)
     if rebuilt is not None:  # e.g. Core ML fp16 that overflowed, rebuilt with those ops in fp32
         artifact = rebuilt.derive(precision=variant.precision)
         outcome.parity = compare(variant.name, reference, execute(artifact, inputs), policy,
-                                 backend(variant.format).MEASURED_WITH)
+                                 format_backend.measured_with)
     if policy is not variant.parity:
         outcome.parity.policy_basis = "the source is int8: tolerances of its own quantization steps"
     if variant.precision == "int8":  # judged on many samples; a failure names the damaged layers
-        from .precision.int8_parity import judge_int8
-
-        outcome.parity = judge_int8(variant, artifact, model, ctx, outcome.parity)
+        outcome.parity = judge_int8(variant, artifact, model, ctx, outcome.parity, format_backend, backend("onnx"))
     outcome.artifact = artifact
     log.info("[parity] %s: %s", variant.name, "pass" if outcome.parity.passed else "FAIL")
     return outcome

@@ -104,7 +104,7 @@ def _policy_problems(manifest: dict[str, Any]) -> list[str]:
     """Every parity policy names only ``ParityPolicy`` fields (``check`` builds one from it); the schema says numbers."""
     from dataclasses import fields
 
-    from .targets import ParityPolicy
+    from .policy import ParityPolicy
 
     known = {f.name for f in fields(ParityPolicy)}
     rows = [(f"artifacts/{i}/parity", a["parity"]) for i, a in enumerate(manifest["artifacts"])]

@@ -184,7 +184,7 @@ def test_weight_compression_emits_compressed_weights_the_interpreter_decodes(tmp
 
 
 def test_unknown_option_values_fail_before_conversion_with_exit_3():
-    from toolchain.passes import get_pass
+    from toolchain.plugins import get_pass
 
     with pytest.raises(InputError) as caught:
         get_pass("convert.coreml")({"compute_units": "GPU_ONLY"}, "recipe x: convert.coreml")

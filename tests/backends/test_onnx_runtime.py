@@ -5,8 +5,9 @@ import numpy as np
 
 from conftest import fixture_model, run_in_onnxruntime
 from toolchain.artifact import ModelArtifact
-from toolchain.backends import backend, execute
-from toolchain.passes import PassContext, get_pass
+from toolchain.plugins import backend, execute
+from toolchain.engine.context import PassContext
+from toolchain.plugins import get_pass
 from toolchain.targets import load_target
 
 
@@ -16,7 +17,7 @@ def _onnx_variant(world: str):
 
 def test_fp32_variant_ships_the_prepared_model_unchanged(tmp_path):
     source = fixture_model("mobilenet_tiny")
-    ctx = PassContext(work_dir=tmp_path, variant=_onnx_variant("edge-desktop"))
+    ctx = PassContext(work_dir=tmp_path, variant=_onnx_variant("edge-desktop").spec())
     artifact = get_pass("convert.onnx")().run(ModelArtifact(source, "onnx"), ctx)
     assert artifact.format == "onnx" and artifact.path.suffix == ".onnx"
     assert artifact.path.read_bytes() == source.read_bytes()
@@ -33,7 +34,7 @@ def test_run_gives_every_output_by_its_original_name_equal_to_onnxruntime(tmp_pa
 
 
 def test_the_runtime_is_available_here_and_reports_its_versions():
-    module = backend("onnx")
+    module = backend("onnx")  # its Backend record
     assert module.runtime_available() is None
     assert {"onnx", "onnxruntime"} <= set(module.versions())
-    assert "onnxruntime" in module.MEASURED_WITH
+    assert "onnxruntime" in module.measured_with

@@ -6,9 +6,10 @@ import pytest
 
 from conftest import fixture_model, make_named_model, run_in_onnxruntime, run_in_openvino
 from toolchain.artifact import ModelArtifact
-from toolchain.backends import backend, execute
+from toolchain.plugins import backend, execute
 from toolchain.errors import InputError
-from toolchain.passes import PassContext, get_pass
+from toolchain.engine.context import PassContext
+from toolchain.plugins import get_pass
 from toolchain.targets import load_target
 
 OPENVINO_VARIANT = next(v for v in load_target("edge-desktop").variants if v.format == "openvino")
@@ -16,7 +17,7 @@ RESNET_SAMPLES = {"input": np.random.default_rng(0).standard_normal((2, 3, 32, 3
 
 
 def convert(tmp_path, model_path, **options):
-    ctx = PassContext(work_dir=tmp_path, variant=OPENVINO_VARIANT)
+    ctx = PassContext(work_dir=tmp_path, variant=OPENVINO_VARIANT.spec())
     return get_pass("convert.openvino")(options).run(ModelArtifact(model_path, "onnx"), ctx)
 
 

@@ -6,17 +6,18 @@ import pytest
 
 from conftest import fixture_model, run_in_onnxruntime
 from toolchain.artifact import ModelArtifact
-from toolchain.backends import backend, execute
+from toolchain.plugins import backend, execute
 from toolchain.errors import InputError
 from toolchain.parity import make_inputs
-from toolchain.passes import PassContext, get_pass
+from toolchain.engine.context import PassContext
+from toolchain.plugins import get_pass
 from toolchain.targets import load_target
 
 ORT_VARIANT = next(v for v in load_target("edge-mobile").variants if v.format == "ort")
 
 
 def convert(tmp_path, model: str, **options):
-    ctx = PassContext(work_dir=tmp_path, variant=ORT_VARIANT)
+    ctx = PassContext(work_dir=tmp_path, variant=ORT_VARIANT.spec())
     return get_pass("convert.ort")(options).run(ModelArtifact(fixture_model(model), "onnx"), ctx)
 
 

@@ -8,7 +8,8 @@ from onnx import TensorProto, helper, numpy_helper
 from toolchain.artifact import ModelArtifact
 from toolchain.errors import PassError
 from toolchain.onnx_model import save_onnx
-from toolchain.passes import PassContext, get_pass
+from toolchain.engine.context import PassContext
+from toolchain.plugins import get_pass
 
 
 def _resize(tmp_path, scales: list[float]):

@@ -8,31 +8,32 @@ from toolchain.artifact import ModelArtifact
 from toolchain.errors import UsageError
 from toolchain.onnx_model import TensorSpec, graph_inputs, graph_outputs, load_onnx
 from toolchain.parity import make_inputs
-from toolchain.passes import PassContext, get_pass
-from toolchain.passes.fix_shapes import concrete_shapes
+from toolchain.engine.context import PassContext
+from toolchain.plugins import get_pass
+from toolchain.shapes import concrete_shapes
 from toolchain.targets import load_target
 
 TOKENS = [TensorSpec("input_ids", "int64", ("batch", "seq")), TensorSpec("attention_mask", "int64", ("batch", "seq"))]
 
 
 def fix(model_path, tmp_path, world, shapes=None, **options):
-    ctx = PassContext(work_dir=tmp_path / "work", shapes=dict(shapes or {}), target=load_target(world))
+    ctx = PassContext(work_dir=tmp_path / "work", shapes=dict(shapes or {}), shape_rule=load_target(world).shapes)
     return get_pass("fix.shapes")(options).run(ModelArtifact(model_path, "onnx"), ctx)
 
 
 def test_a_dim_given_for_one_input_fixes_every_input_sharing_its_name():
-    shapes = concrete_shapes(TOKENS, {"input_ids": (2, 9)}, load_target("cloud"), fix_all=False)
+    shapes = concrete_shapes(TOKENS, {"input_ids": (2, 9)}, load_target("cloud").shapes, fix_all=False)
     assert shapes == {"input_ids": (2, 9), "attention_mask": (2, 9)}
 
 
 def test_unnamed_dims_take_the_worlds_defaults_when_everything_is_fixed():
     world = load_target("edge-desktop")
-    shapes = concrete_shapes(TOKENS, {}, world, fix_all=True)
+    shapes = concrete_shapes(TOKENS, {}, world.shapes, fix_all=True)
     assert shapes["input_ids"] == (world.shapes.value_for("batch"), world.shapes.value_for("seq"))
 
 
 def test_without_fix_all_dims_nobody_named_stay_dynamic():
-    assert concrete_shapes(TOKENS, {}, load_target("cloud"), fix_all=False) == {}
+    assert concrete_shapes(TOKENS, {}, load_target("cloud").shapes, fix_all=False) == {}
 
 
 @pytest.mark.parametrize("shapes, words", [
@@ -41,7 +42,7 @@ def test_without_fix_all_dims_nobody_named_stay_dynamic():
 ])
 def test_shapes_that_do_not_fit_the_model_are_usage_errors(shapes, words):
     with pytest.raises(UsageError) as error:
-        concrete_shapes(TOKENS, shapes, load_target("cloud"), fix_all=False)
+        concrete_shapes(TOKENS, shapes, load_target("cloud").shapes, fix_all=False)
     assert words in error.value.message
 
 

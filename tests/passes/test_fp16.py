@@ -6,7 +6,8 @@ import onnx
 
 from tests.conftest import fixture_model, run_in_onnxruntime
 from toolchain.artifact import ModelArtifact
-from toolchain.passes import PassContext, get_pass
+from toolchain.engine.context import PassContext
+from toolchain.plugins import get_pass
 
 
 def convert(tmp_path, name: str, **options) -> ModelArtifact:

@@ -6,7 +6,8 @@ import pytest
 from conftest import FIXTURES, assert_user_error, fixture_model, run_stackc
 from toolchain.artifact import ModelArtifact
 from toolchain.errors import InputError
-from toolchain.passes import PassContext, get_pass
+from toolchain.engine.context import PassContext
+from toolchain.plugins import get_pass
 
 
 def run_load_check(model_path, tmp_path, **options):

@@ -7,7 +7,7 @@ import pytest
 from conftest import run_in_onnxruntime, run_pass
 from fixtures.trap_models import INPUT_WITH_COLON, OUTPUT_WITH_COLON, odd_names
 
-from toolchain.backends import execute
+from toolchain.plugins import execute
 from toolchain.passes.names_sanitize import SAFE_NAME, safe_name
 
 
@@ -44,7 +44,7 @@ def test_odd_names_become_safe_and_runners_still_speak_the_original_names(tmp_pa
 
 
 def test_a_second_sanitize_changes_nothing_and_keeps_the_mapping(tmp_path):
-    from toolchain.passes import get_pass
+    from toolchain.plugins import get_pass
 
     first, ctx = run_pass("names.sanitize", odd_names(tmp_path / "odd.onnx"), tmp_path / "work")
 
@@ -72,7 +72,7 @@ def test_duplicate_and_empty_node_names_become_unique(tmp_path):
 
 def test_a_model_whose_names_are_all_safe_is_passed_on_as_it_is(tmp_path):
     """Nothing to rename: no 85 MB rewrite, the step's result is its input file."""
-    from toolchain.passes import get_pass
+    from toolchain.plugins import get_pass
 
     first, ctx = run_pass("names.sanitize", odd_names(tmp_path / "odd.onnx"), tmp_path / "work")
     again = get_pass("names.sanitize")().run(first, ctx)

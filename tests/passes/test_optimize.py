@@ -9,8 +9,9 @@ from toolchain.artifact import ModelArtifact
 from toolchain.errors import InputError
 from toolchain.onnx_model import graph_inputs, graph_outputs, load_onnx
 from toolchain.parity import make_inputs
-from toolchain.passes import PassContext, get_pass
-from toolchain.passes.fix_shapes import concrete_shapes
+from toolchain.engine.context import PassContext
+from toolchain.plugins import get_pass
+from toolchain.shapes import concrete_shapes
 from toolchain.targets import load_target
 
 
@@ -29,7 +30,7 @@ def test_simplified_model_keeps_signature_and_outputs(tmp_path, name):
     assert [s.name for s in graph_inputs(slimmed)] == [s.name for s in graph_inputs(original)]
     assert [s.name for s in graph_outputs(slimmed)] == [s.name for s in graph_outputs(original)]
     specs = graph_inputs(original)
-    samples = make_inputs(specs, concrete_shapes(specs, {}, load_target("edge-desktop"), fix_all=True), seed=3)
+    samples = make_inputs(specs, concrete_shapes(specs, {}, load_target("edge-desktop").shapes, fix_all=True), seed=3)
     want, got = run_in_onnxruntime(source, samples), run_in_onnxruntime(result.path, samples)
     for output in want:
         np.testing.assert_allclose(got[output], want[output], rtol=1e-5, atol=1e-5)

@@ -9,7 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 from tests.conftest import fixture_model, run_in_onnxruntime
 from toolchain.artifact import ModelArtifact
 from toolchain.errors import PassError
-from toolchain.passes import PassContext, get_pass
+from toolchain.engine.context import PassContext
+from toolchain.plugins import get_pass
 
 
 def test_transformer_weights_become_int8_smaller_and_close_to_fp32(tmp_path):

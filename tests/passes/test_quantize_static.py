@@ -11,11 +11,12 @@ from tests.conftest import run_in_onnxruntime
 from tests.precision_helpers import DIGITS_CNN, agreement_and_accuracy, digits_split, write_calibration
 from toolchain.artifact import ModelArtifact
 from toolchain.errors import InputError
-from toolchain.passes import PassContext, get_pass
+from toolchain.engine.context import BuildSettings, PassContext
+from toolchain.plugins import get_pass
 
 
 def quantize(tmp: Path, **options) -> ModelArtifact:
-    ctx = PassContext(work_dir=tmp, extras={"calibration": str(write_calibration(tmp / "calibration.npz")), "seed": 0})
+    ctx = PassContext(work_dir=tmp, settings=BuildSettings(calibration=str(write_calibration(tmp / "calibration.npz"))))
     return get_pass("quantize.static")(options).run(ModelArtifact(DIGITS_CNN, "onnx"), ctx)
 
 
@@ -75,7 +76,7 @@ def test_an_unknown_calibration_method_is_a_config_error_naming_the_known_ones()
 
 
 def test_without_calibration_data_the_facts_say_accuracy_is_unproven(tmp_path):
-    ctx = PassContext(work_dir=tmp_path, extras={"calibration": None, "seed": 0})
+    ctx = PassContext(work_dir=tmp_path)
     artifact = get_pass("quantize.static")({"calibration_samples": 8}).run(ModelArtifact(DIGITS_CNN, "onnx"), ctx)
     calibration = artifact.facts["quantize.static"]["calibration"]
     assert calibration["proven"] is False and "unproven" in calibration["warning"]

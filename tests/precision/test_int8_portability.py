@@ -18,7 +18,8 @@ from tests.conftest import fixture_model, run_in_onnxruntime
 from toolchain.artifact import ModelArtifact
 from toolchain.errors import PassError
 from toolchain.host_cpu import cpu_record, u8s8_kernel
-from toolchain.passes import PassContext, get_pass
+from toolchain.engine.context import PassContext
+from toolchain.plugins import get_pass
 from toolchain.precision.int8_portability import SAFE_INT8_WEIGHT, describe, require_portable, weight_risks
 
 TRANSFORMER_FEEDS = {"input_ids": np.random.default_rng(0).integers(0, 128, (2, 16)).astype(np.int64),
@@ -41,7 +42,7 @@ def stackc_dynamic(tmp_path) -> ModelArtifact:
 
 
 def stackc_static(tmp_path, name: str) -> ModelArtifact:
-    ctx = PassContext(work_dir=tmp_path / name, extras={"seed": 0})
+    ctx = PassContext(work_dir=tmp_path / name)
     return get_pass("quantize.static")().run(ModelArtifact(fixture_model(name), "onnx"), ctx)
 
 

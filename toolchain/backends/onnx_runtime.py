@@ -10,9 +10,10 @@ from ..artifact import ModelArtifact
 from ..errors import MissingDependencyError
 from ..onnx_model import onnx_files
 from ..precision.onnx import PrecisionOptions, apply_precision, precision_of
-from ..passes import register
-from ..passes.base import Pass, PassContext
-from ._versions import package_versions
+from ..engine.backend import Backend, register_backend
+from ..engine.context import PassContext
+from ..engine.contract import Pass
+from ..package_versions import package_versions
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,6 @@ class Options(PrecisionOptions):
     """How fp16 and int8 variants are made (see toolchain/precision/onnx.py); fp32 ships the model as is."""
 
 
-@register
 class ConvertOnnx(Pass):
     id = "convert.onnx"
     summary = "Ship the prepared ONNX model for ONNX Runtime, in the variant's precision (fp32, fp16, int8)."
@@ -67,3 +67,40 @@ def runtime_available() -> str | None:
 
 def versions() -> dict[str, str]:
     return package_versions("onnx", "onnxruntime")
+
+
+
+def layer_taps(fp32: Path, int8: Path, samples):
+    """Every float tensor computed by the fp32 model, exposed as an output of both models."""
+    import onnx
+    import onnxruntime as ort
+
+    reference = onnx.shape_inference.infer_shapes(onnx.load(str(fp32)))
+    quantized = onnx.load(str(int8))
+    float_types = {vi.name for vi in [*reference.graph.value_info, *reference.graph.output]
+                   if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    produced_in_int8 = {o for n in quantized.graph.node for o in n.output}
+    taps = sorted(t for n in reference.graph.node for t in n.output if t in float_types and t in produced_in_int8)
+    layers = [(n.name or n.output[0], n.op_type, list(n.input), list(n.output)) for n in reference.graph.node]
+    values = []
+    for proto in (reference, quantized):
+        existing = {o.name for o in proto.graph.output}
+        proto.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
+                                  for t in taps if t not in existing)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        feed_names = [i.name for i in session.get_inputs()]
+        collected = {t: [] for t in taps}
+        for sample in samples:
+            for name, value in zip(taps, session.run(taps, {n: sample[n] for n in feed_names})):
+                collected[name].append(value)
+        values.append(collected)
+    return layers, values[0], values[1]
+
+BACKEND = register_backend(Backend(
+    format="onnx", convert=ConvertOnnx, make_runner=make_runner, runtime_available=runtime_available,
+    versions=versions, measured_with=MEASURED_WITH,
+    layer_taps=layer_taps,
+))

@@ -13,10 +13,11 @@ import numpy as np
 
 from ..artifact import ModelArtifact
 from ..errors import MissingDependencyError
-from ..passes import register
-from ..passes.base import Pass, PassContext
+from ..engine.backend import Backend, register_backend
+from ..engine.context import PassContext
+from ..engine.contract import Pass
 from ..precision.calibration import CALIBRATION_SAMPLES
-from ._versions import package_versions
+from ..package_versions import package_versions
 
 _DEFAULT_WEIGHTS = {"fp32": "fp32", "fp16": "fp16", "int8": "fp32"}
 _DEFAULT_INFERENCE = {"fp32": "f32", "fp16": "f16", "int8": "f32"}
@@ -44,7 +45,6 @@ class Options:
             raise ValueError(f"option 'inference_precision' is '{self.inference_precision}'; known values: f32, f16, bf16")
 
 
-@register
 class ConvertOpenVINO(Pass):
     id = "convert.openvino"
     summary = "Convert to OpenVINO IR with chosen weight storage and inference precision; int8 via NNCF."
@@ -129,3 +129,49 @@ def runtime_available() -> str | None:
 
 def versions() -> dict[str, str]:
     return package_versions("openvino")
+
+
+
+def layer_taps(fp32: Path, int8: Path, samples):
+    """Every named f32 output of the fp32 IR's operations, added as outputs of both IRs."""
+    import openvino as ov
+
+    core = ov.Core()
+    models = [core.read_model(str(fp32)), core.read_model(str(int8))]
+    named = {}
+    layers = []
+    for op in models[0].get_ordered_ops():
+        if op.get_type_name() in ("Parameter", "Result", "Constant"):
+            continue
+        outs = [next(iter(sorted(o.get_names())), None) for o in op.outputs()]
+        ins = [next(iter(sorted(i.get_source_output().get_names())), None) for i in op.inputs()]
+        outs = [o for o in outs if o]
+        for o in outs:
+            named[o] = op
+        layers.append((op.get_friendly_name(), op.get_type_name(), [i for i in ins if i], outs))
+    int8_names = {n for op in models[1].get_ordered_ops() for o in op.outputs() for n in o.get_names()}
+    taps = sorted(n for n in named if n in int8_names)
+    values = []
+    for model in models:
+        model.add_outputs(taps)
+        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        request = compiled.create_infer_request()
+        port_of = {}
+        for port in compiled.outputs:
+            for name in port.get_names():
+                if name in taps:
+                    port_of[name] = port
+        collected = {t: [] for t in port_of}
+        for sample in samples:
+            feed = {p: sample[next(iter(p.get_names() & sample.keys()), p.get_any_name())] for p in compiled.inputs}
+            result = request.infer(feed)
+            for name, port in port_of.items():
+                collected[name].append(np.array(result[port]))
+        values.append(collected)
+    return layers, values[0], values[1]
+
+BACKEND = register_backend(Backend(
+    format="openvino", convert=ConvertOpenVINO, make_runner=make_runner, runtime_available=runtime_available,
+    versions=versions, measured_with=MEASURED_WITH,
+    layer_taps=layer_taps,
+))

@@ -13,10 +13,11 @@ import numpy as np
 
 from ..artifact import ModelArtifact
 from ..precision.onnx import PrecisionOptions, apply_precision, precision_of
-from ..passes import register
-from ..passes.base import Pass, PassContext
+from ..engine.backend import Backend, register_backend
+from ..engine.context import PassContext
+from ..engine.contract import Pass
 from . import onnx_runtime
-from ._versions import package_versions
+from ..package_versions import package_versions
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,6 @@ class Options(PrecisionOptions):
                              "known values: disable, basic, extended")
 
 
-@register
 class ConvertOrt(Pass):
     id = "convert.ort"
     summary = "Convert to ORT format for ONNX Runtime Mobile (basic, portable optimisations)."
@@ -103,3 +103,10 @@ def runtime_available() -> str | None:
 
 def versions() -> dict[str, str]:
     return package_versions("onnxruntime")
+
+
+BACKEND = register_backend(Backend(
+    format="ort", convert=ConvertOrt, make_runner=make_runner, runtime_available=runtime_available,
+    versions=versions, measured_with=MEASURED_WITH,
+    layer_taps=onnx_runtime.layer_taps,
+))

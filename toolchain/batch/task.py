@@ -46,7 +46,7 @@ class _PassWatch:
     def sample(self) -> None:
         import psutil
 
-        from ..isolation import tree_rss
+        from ..process_tree import tree_rss
 
         me = psutil.Process()
         while not self.stop.wait(SAMPLE_SECONDS):
@@ -65,18 +65,18 @@ def _converters(me) -> dict[str, int]:
     """Resident memory per isolated converter pass (its child's tree), keyed by pass id.
 
     Converters of different variants run at once, so each is found by its command line
-    (``-m toolchain.isolation <work>/NN-<pass>-<variant>/...``) and measured alone.
+    (``-m toolchain.engine.runner <work>/NN-<pass>-<variant>/...``) and measured alone.
     """
     import psutil
 
-    from ..isolation import tree_rss
+    from ..process_tree import tree_rss
 
     found: dict[str, int] = {}
     leaders = set()
     for child in me.children(recursive=True):
         try:
             cmdline = child.cmdline()
-            if "toolchain.isolation" not in cmdline or child.ppid() in leaders:
+            if "toolchain.engine.runner" not in cmdline or child.ppid() in leaders:
                 continue
             leaders.add(child.pid)
             match = _ISOLATED.match(Path(cmdline[-1]).parent.name)

@@ -44,7 +44,7 @@ def _target_dict(world) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="Print the recipes as JSON.")
 def recipes(as_json: bool) -> None:
     """The shipped recipes and the passes they run."""
-    from ..passes import get_pass
+    from ..plugins import get_pass
     from ..recipes import available_recipes, load_recipe
 
     if as_json:
@@ -77,9 +77,9 @@ def _recipe_dict(recipe) -> dict:
 @click.command()
 def passes() -> None:
     """Every registered pass id and what it does."""
-    from ..passes import registered
+    from ..plugins import registered_passes
 
-    for pass_id, cls in registered().items():
+    for pass_id, cls in registered_passes().items():
         click.echo(f"{pass_id:<20} {cls.summary}")
 
 
@@ -88,13 +88,13 @@ def passes() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the lists as JSON.")
 def ops(fmt: str, as_json: bool) -> None:
     """The ops a backend with its own converter supports (e.g. 'stackc ops coreml')."""
-    from ..backends import backend
+    from ..plugins import backend
     from ..errors import InputError
 
-    module = backend(fmt)
-    if not hasattr(module, "supported_ops"):
+    supported_ops = backend(fmt).supported_ops
+    if supported_ops is None:
         raise InputError(f"format '{fmt}' converts with an external tool and keeps no op list of its own")
-    lists = module.supported_ops()
+    lists = supported_ops()
     if as_json:
         click.echo(json.dumps({"ok": True, **lists}, indent=2))
         return

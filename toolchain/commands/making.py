@@ -107,6 +107,7 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, cal
                 click.echo(f"{result.manifest['target']['name']}:")
             print_build_summary(result)
 
+    from ..plugins import registered_passes
     from ..progress import console_progress
     from ..workdirs import owned_tempdir
 
@@ -114,7 +115,7 @@ def build(model, target, recipe, out, bundle_version, shapes, inputs, binds, cal
     with owned_tempdir("stackc-work-console-") as folder:  # swept like any build folder if stackc is killed
         chatter, built = Path(folder) / "third-party.log", False
         try:
-            with console_progress(sys.stderr, log, chatter, show=not (quiet or as_json)):
+            with console_progress(sys.stderr, log, chatter, registered_passes(), show=not (quiet or as_json)):
                 results = api.build(
                     model, list(target) if multi else target[0], recipe=recipe, out=out, version=bundle_version,
                     shapes=dict(parse_shape(s) for s in shapes), inputs=inputs, calibration=calibration,

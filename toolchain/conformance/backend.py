@@ -81,13 +81,14 @@ class StackcRep(BackendRep):
         from ..artifact import ModelArtifact
         from ..errors import StackcError
         from ..onnx_model import save_onnx
-        from ..passes import PassContext, get_pass
+        from ..engine.context import PassContext
+        from ..plugins import get_pass
 
         self._work.append(tempfile.TemporaryDirectory(prefix=f"stackc-conformance-{self.route.name}-",
                                                       ignore_cleanup_errors=True))
         work = Path(self._work[-1].name)
         source = save_onnx(self.model, work / "model.onnx")
-        ctx = PassContext(work_dir=work, bindings=frozen, log=_QUIET, isolate=False, extras={"seed": 0})
+        ctx = PassContext(work_dir=work, bindings=frozen, log=_QUIET, isolate=False)
         model = ModelArtifact(Path(source), "onnx")
         try:
             if frozen:

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import InputError, UsageError
 from ..onnx_model import TensorSpec
 from ..parity import ParityResult, compare, make_inputs
-from ..targets import ParityPolicy
+from ..policy import ParityPolicy
 
 # Framework kernels and onnxruntime's differ by float rounding only; a real export bug is far larger.
 EXPORT_POLICY = ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.99999)
@@ -136,7 +136,7 @@ def example_inputs(label: str, declared: list[SourceInput], shapes: dict[str, tu
 def _bound_values(declared: list[SourceInput], bindings: dict[str, str | None],
                   given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``--bind`` values as the examples hold them: a 0-d array for a Python number, else the given shape."""
-    from ..prepare import _parse_value
+    from ..bind_values import parse_bind_value
 
     bound = {}
     for d in declared:
@@ -150,7 +150,7 @@ def _bound_values(declared: list[SourceInput], bindings: dict[str, str | None],
             bound[d.name] = np.asarray(given[d.name])
             continue
         dtype = {"float": "float64", "int": "int64", "bool": "bool"}.get(d.kind, d.dtype or "float32")
-        value = _parse_value(text, np.dtype(dtype), d.name)
+        value = parse_bind_value(text, np.dtype(dtype), d.name)
         shape = given[d.name].shape if d.name in given else d.shape
         if d.kind in SCALAR_KINDS or (shape is not None and None not in shape and value.size == int(np.prod(shape))):
             value = value.reshape(() if d.kind in SCALAR_KINDS else shape)

@@ -15,8 +15,8 @@ from ..artifact import ModelArtifact
 from ..errors import UsageError
 from ..interface import with_bound
 from ..onnx_model import load_graph, save_onnx
-from . import register
-from .base import Pass, PassContext
+from ..engine.context import PassContext
+from ..engine.contract import Pass, register_pass
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Options:
     inline_if: bool = True  # replace decided If nodes by their taken branch
 
 
-@register
+@register_pass
 class BindInputs(Pass):
     id = "bind.inputs"
     summary = "Freeze --bind inputs to constants; replace If nodes they decide by the taken branch."

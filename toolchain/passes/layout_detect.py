@@ -14,8 +14,8 @@ from typing import Any
 
 from ..artifact import ModelArtifact
 from ..onnx_model import graph_inputs, load_onnx
-from . import register
-from .base import Pass, PassContext
+from ..engine.context import PassContext
+from ..engine.contract import Pass, register_pass
 
 LAST = {3: "NWC", 4: "NHWC", 5: "NDHWC"}
 FIRST = {3: "NCW", 4: "NCHW", 5: "NCDHW"}
@@ -32,7 +32,7 @@ class Options:
     use_shape_hint: bool = True  # with no Transpose/Conv evidence, [N, H, W, 1..4] counts as channel-last
 
 
-@register
+@register_pass
 class LayoutDetect(Pass):
     id = "layout.detect"
     summary = "Record which 3-D to 5-D inputs are channel-last (NHWC...) so converters that assume NCHW can be told."

@@ -14,8 +14,8 @@ from ..artifact import ModelArtifact
 from ..onnx_model import check_model, load_graph, opsets, save_onnx
 from ..precision import int8_portability
 from ..precision.quantization import count_quantized
-from . import register
-from .base import Pass, PassContext
+from ..engine.context import PassContext
+from ..engine.contract import Pass, register_pass
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class Options:
     infer_shapes: bool = True
 
 
-@register
+@register_pass
 class LoadCheck(Pass):
     id = "load.check"
     summary = "Run the ONNX checker and shape inference; report IR version, opsets and op types."

@@ -15,8 +15,8 @@ from pathlib import Path
 from ..artifact import ModelArtifact
 from ..interface import with_renames
 from ..onnx_model import load_graph, save_onnx
-from . import register
-from .base import Pass, PassContext
+from ..engine.context import PassContext
+from ..engine.contract import Pass, register_pass
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.]*(/[A-Za-z0-9_.]+)*$")
 
@@ -36,7 +36,7 @@ class Options:
     name_unnamed_nodes: bool = True  # give empty node names `<OpType>_<n>` (TensorFlow needs op names)
 
 
-@register
+@register_pass
 class NamesSanitize(Pass):
     id = "names.sanitize"
     summary = "Rename tensors/nodes with ':', '@', odd '/' or duplicates to safe names; keep the original I/O names."

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ..artifact import ModelArtifact
 from ..onnx_model import external_bytes, load_graph, load_onnx, save_onnx
-from . import register
-from .base import Pass, PassContext
+from ..engine.context import PassContext
+from ..engine.contract import Pass, register_pass
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Options:
     max_external_bytes: int = 2**30  # onnxslim holds every weight in memory: past this, only the graph is tidied
 
 
-@register
+@register_pass
 class Optimize(Pass):
     id = "optimize"
     summary = "Fold constants, remove dead and redundant nodes with onnxslim (portable ONNX only)."

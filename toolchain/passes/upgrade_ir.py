@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..artifact import ModelArtifact
 from ..onnx_model import load_graph, save_onnx
-from . import register
-from .base import Pass, PassContext
+from ..engine.context import PassContext
+from ..engine.contract import Pass, register_pass
 
 FIRST_IR_WITHOUT_INITIALIZER_INPUTS = 4
 
@@ -23,7 +23,7 @@ class Options:
     drop_initializer_inputs: bool = True  # also for IR >= 4 files that list weights as (overridable) inputs
 
 
-@register
+@register_pass
 class UpgradeIR(Pass):
     id = "upgrade.ir"
     summary = "Raise IR < 4 to the oldest IR that fits the opsets; stop listing initializers as graph inputs."

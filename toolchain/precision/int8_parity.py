@@ -11,34 +11,34 @@ relative to their inputs are named, so the user knows what to exclude.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from ..backends import backend
+from ..engine.backend import Backend
 from ..interface import to_original_outputs
 from ..parity import ParityResult, compare
 from .calibration import CALIBRATION_SAMPLES
+from .quantization import calibration_samples
 
 EVALUATION_SAMPLES = CALIBRATION_SAMPLES
 DIAGNOSIS_SAMPLES = 8
 REPORTED_LAYERS = 3
 
 
-def judge_int8(variant, artifact, model, ctx, parity: ParityResult) -> ParityResult:
-    """The int8 verdict: ``parity`` itself with user samples, else a verdict over the calibration samples."""
-    if ctx.extras.get("inputs_from") == "file":
+def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Backend,
+               reference_backend: Backend) -> ParityResult:
+    """The int8 verdict: ``parity`` itself with user samples, else a verdict over the calibration samples.
+    ``backend`` runs the artifact, ``reference_backend`` the prepared fp32 ONNX model."""
+    if ctx.settings.inputs_from == "file":
         result = parity
         result.evaluated_on = "parity samples (--inputs)"
         samples = None
     else:
-        from ..backends import onnx_runtime
-        from .quantization import calibration_samples
-
         calibration = calibration_samples(model.path, model.facts, ctx, EVALUATION_SAMPLES, judging=True)
         samples = calibration.samples
-        reference_run = onnx_runtime.make_runner(model)
-        artifact_run = _runner(artifact)
+        reference_run = reference_backend.make_runner(model)
+        artifact_run = backend.make_runner(artifact)
         reference = _stack([to_original_outputs(model.facts, reference_run(s)) for s in samples])
         actual = _stack([to_original_outputs(artifact.facts, artifact_run(s)) for s in samples])
         result = compare(variant.name, reference, actual, variant.parity, parity.measured_with)
@@ -47,23 +47,14 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult) -> ParityRes
         result.evaluated_on = f"{len(samples)} {which} ({calibration.origin}); reference: the prepared fp32 model in onnxruntime"
     if not result.passed:
         try:
-            result.damaged_layers = damaged_layers(artifact, samples or _fallback_samples(model, ctx))
+            result.damaged_layers = damaged_layers(artifact, samples or _fallback_samples(model, ctx), backend.layer_taps)
         except Exception as e:  # the diagnosis must not hide the verdict
             ctx.log.info("[parity] %s: no layer diagnosis (%s: %s)", variant.name, type(e).__name__, str(e)[:120])
     return result
 
 
 def _fallback_samples(model, ctx):
-    from .quantization import calibration_samples
-
     return calibration_samples(model.path, model.facts, ctx, DIAGNOSIS_SAMPLES).samples
-
-
-def _runner(artifact) -> Callable[[dict], dict]:
-    module = backend(artifact.format)
-    if hasattr(module, "make_runner"):
-        return module.make_runner(artifact)
-    return lambda feed: module.run(artifact, feed)
 
 
 def _stack(per_sample: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -72,17 +63,14 @@ def _stack(per_sample: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
             for name in per_sample[0]}
 
 
-def damaged_layers(artifact, samples: list[dict]) -> list[dict[str, Any]]:
-    """The layers whose output cosine drops most below their inputs' (fp32 vs quantized)."""
+def damaged_layers(artifact, samples: list[dict], layer_taps) -> list[dict[str, Any]]:
+    """The layers whose output cosine drops most below their inputs' (fp32 vs quantized), measured by
+    the backend's ``layer_taps`` on the fp32 and int8 models its conversion kept."""
     work = artifact.facts.get("precision_work") or {}
-    if not work:
+    if not work or layer_taps is None:
         return []
     samples = samples[:DIAGNOSIS_SAMPLES]
-    fp32, int8 = Path(work["fp32"]), Path(work["int8"])
-    if artifact.format == "openvino":
-        layers, fp32_values, int8_values = _openvino_taps(fp32, int8, samples)
-    else:
-        layers, fp32_values, int8_values = _onnx_taps(fp32, int8, samples)
+    layers, fp32_values, int8_values = layer_taps(Path(work["fp32"]), Path(work["int8"]), samples)
     cosine = {name: _cosine(fp32_values[name], int8_values[name]) for name in fp32_values if name in int8_values}
     ranked = []
     for node, op_type, inputs, outputs in layers:
@@ -103,72 +91,3 @@ def _cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:
         return float("nan")
     norm = np.linalg.norm(x) * np.linalg.norm(y)
     return float(np.dot(x, y) / norm) if norm > 0 else (1.0 if np.allclose(x, y) else 0.0)
-
-
-def _onnx_taps(fp32: Path, int8: Path, samples):
-    """Every float tensor computed by the fp32 model, exposed as an output of both models."""
-    import onnx
-    import onnxruntime as ort
-
-    reference = onnx.shape_inference.infer_shapes(onnx.load(str(fp32)))
-    quantized = onnx.load(str(int8))
-    float_types = {vi.name for vi in [*reference.graph.value_info, *reference.graph.output]
-                   if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
-    produced_in_int8 = {o for n in quantized.graph.node for o in n.output}
-    taps = sorted(t for n in reference.graph.node for t in n.output if t in float_types and t in produced_in_int8)
-    layers = [(n.name or n.output[0], n.op_type, list(n.input), list(n.output)) for n in reference.graph.node]
-    values = []
-    for proto in (reference, quantized):
-        existing = {o.name for o in proto.graph.output}
-        proto.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
-                                  for t in taps if t not in existing)
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        feed_names = [i.name for i in session.get_inputs()]
-        collected = {t: [] for t in taps}
-        for sample in samples:
-            for name, value in zip(taps, session.run(taps, {n: sample[n] for n in feed_names})):
-                collected[name].append(value)
-        values.append(collected)
-    return layers, values[0], values[1]
-
-
-def _openvino_taps(fp32: Path, int8: Path, samples):
-    """Every named f32 output of the fp32 IR's operations, added as outputs of both IRs."""
-    import openvino as ov
-
-    core = ov.Core()
-    models = [core.read_model(str(fp32)), core.read_model(str(int8))]
-    named = {}
-    layers = []
-    for op in models[0].get_ordered_ops():
-        if op.get_type_name() in ("Parameter", "Result", "Constant"):
-            continue
-        outs = [next(iter(sorted(o.get_names())), None) for o in op.outputs()]
-        ins = [next(iter(sorted(i.get_source_output().get_names())), None) for i in op.inputs()]
-        outs = [o for o in outs if o]
-        for o in outs:
-            named[o] = op
-        layers.append((op.get_friendly_name(), op.get_type_name(), [i for i in ins if i], outs))
-    int8_names = {n for op in models[1].get_ordered_ops() for o in op.outputs() for n in o.get_names()}
-    taps = sorted(n for n in named if n in int8_names)
-    values = []
-    for model in models:
-        model.add_outputs(taps)
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        request = compiled.create_infer_request()
-        port_of = {}
-        for port in compiled.outputs:
-            for name in port.get_names():
-                if name in taps:
-                    port_of[name] = port
-        collected = {t: [] for t in port_of}
-        for sample in samples:
-            feed = {p: sample[next(iter(p.get_names() & sample.keys()), p.get_any_name())] for p in compiled.inputs}
-            result = request.infer(feed)
-            for name, port in port_of.items():
-                collected[name].append(np.array(result[port]))
-        values.append(collected)
-    return layers, values[0], values[1]

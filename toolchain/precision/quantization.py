@@ -144,15 +144,15 @@ def calibration_samples(model_path: Path, facts: dict[str, Any], ctx, count: int
     from .calibration import load_calibration
     from ..interface import interface_of, to_artifact_inputs
     from ..onnx_model import TensorSpec, graph_inputs, index_bounds, load_onnx
-    from ..passes.fix_shapes import concrete_shapes
+    from ..shapes import concrete_shapes
 
     proto = load_onnx(model_path, load_external_data=False)
     renamed = {now: original for original, now in interface_of(facts)["inputs"].items()}
     specs = [TensorSpec(renamed.get(s.name, s.name), s.dtype, s.shape) for s in graph_inputs(proto)]
     known = {s.name for s in specs}
-    shapes = concrete_shapes(specs, {k: v for k, v in ctx.shapes.items() if k in known}, ctx.target, fix_all=True)
+    shapes = concrete_shapes(specs, {k: v for k, v in ctx.shapes.items() if k in known}, ctx.shape_rule, fix_all=True)
     bounds = {renamed.get(name, name): high for name, high in index_bounds(proto).items()}
-    source, seed = ctx.extras.get("calibration"), int(ctx.extras.get("seed") or 0)
+    source, seed = ctx.settings.calibration, ctx.settings.seed
     calibration = load_calibration(source, specs, shapes, count=count, bounds=bounds,
                                    seed=seed + HELD_OUT_SEED if judging and source is None else seed)
     if source is None:

@@ -34,7 +34,8 @@ def _variant(precision: str):
 
 def _judge(tmp_path, precision):
     from toolchain.artifact import ModelArtifact
-    from toolchain.passes import PassContext, get_pass
+    from toolchain.engine.context import PassContext
+    from toolchain.plugins import get_pass
     from toolchain.variants import convert_variant
 
     from conftest import run_in_onnxruntime

@@ -43,13 +43,14 @@ def int8_conversion(tmp_path_factory):
     pytest.importorskip("onnx2tf")
     pytest.importorskip("ai_edge_litert")
     from toolchain.artifact import ModelArtifact
-    from toolchain.passes import PassContext, get_pass
+    from toolchain.engine.context import PassContext
+    from toolchain.plugins import get_pass
     from toolchain.targets import load_target
 
     folder = tmp_path_factory.mktemp("anatomy")
     target = load_target("edge-iot")
     variant = next(v for v in target.variants if v.format == "tflite")
-    ctx = PassContext(work_dir=folder / "work", target=target, variant=variant)
+    ctx = PassContext(work_dir=folder / "work", shape_rule=target.shapes, variant=variant.spec())
     artifact = get_pass("convert.tflite")({}).run(ModelArtifact(make_one_conv(folder / "one_conv.onnx"), "onnx"), ctx)
     return artifact, artifact.facts["convert.tflite"]
 

@@ -21,9 +21,10 @@ import numpy as np
 
 from ...artifact import ModelArtifact
 from ...errors import InputError, ParityError, PassError
-from ...passes import register
-from ...passes.base import Pass, PassContext
-from .._versions import package_versions
+from ...engine.backend import Backend, register_backend
+from ...engine.context import PassContext
+from ...engine.contract import Pass
+from ...package_versions import package_versions
 from ._ct import coremltools as _coremltools
 from ._ct import hide_progress_bars
 
@@ -55,7 +56,6 @@ class Options:
     fp32_values: tuple[str, ...] = ()          # MIL values whose producing/consuming ops stay fp32 in an fp16 program
 
 
-@register
 class ConvertCoreML(Pass):
     id = "convert.coreml"
     summary = "Convert to a Core ML mlprogram (.mlpackage) with stackc's ONNX -> MIL frontend (fp16 compute by default)."
@@ -321,3 +321,12 @@ def retry_after_parity_failure(artifact, convert_pass, model, ctx, inputs, parit
     from .fp16_fallback import retry_after_parity_failure as retry
 
     return retry(artifact, convert_pass, model, ctx, inputs, parity)
+
+
+BACKEND = register_backend(Backend(
+    format="coreml", convert=ConvertCoreML, make_runner=make_runner, runtime_available=runtime_available,
+    versions=versions, measured_with=MEASURED_WITH,
+    real_runtime=REAL_RUNTIME,
+    supported_ops=supported_ops,
+    retry_after_parity_failure=retry_after_parity_failure,
+))

@@ -16,13 +16,14 @@ import numpy as np
 
 from ...artifact import ModelArtifact
 from ...errors import InputError, PassError
-from ...passes import register
-from ...passes.base import Pass, PassContext
+from ...engine.backend import Backend, register_backend
+from ...engine.context import PassContext
+from ...engine.contract import Pass
 from ...precision.calibration import CALIBRATION_SAMPLES
-from ...targets import ParityPolicy
-from .._versions import package_versions
+from ...policy import ParityPolicy
+from ...package_versions import package_versions
 from . import routes as routes_module
-from .runner import SIGNATURE_KEY, quantization_of, run_model
+from .runner import run_model
 from .runner import make_runner as runner_for
 
 # Routes are judged at fp32 with this policy unless the variant itself is fp32 (then its own policy).
@@ -37,7 +38,6 @@ class Options:
     calibration_samples: int = CALIBRATION_SAMPLES  # as many as int8 is judged on
 
 
-@register
 class ConvertTflite(Pass):
     id = "convert.tflite"
     summary = "Convert to TFLite via competing onnx2tf routes, judged by parity in LiteRT (fp32 / fp16 / int8)."
@@ -87,4 +87,9 @@ def versions() -> dict[str, str]:
     return package_versions("onnx2tf", "tensorflow", "tf_keras", "ai-edge-litert")
 
 
-__all__ = ["ConvertTflite", "run", "runtime_available", "versions", "MEASURED_WITH", "SIGNATURE_KEY", "quantization_of"]
+
+
+BACKEND = register_backend(Backend(
+    format="tflite", convert=ConvertTflite, make_runner=make_runner, runtime_available=runtime_available,
+    versions=versions, measured_with=MEASURED_WITH,
+))

@@ -27,7 +27,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
     if dynamic:
         raise PassError(f"TFLite needs static input shapes; still dynamic: {', '.join(dynamic)} "
                         f"(give --shape NAME=D0,D1,... or use a world with static shapes)")
-    seed = int(ctx.extras.get("seed", 0) or 0)
+    seed = ctx.settings.seed
     shapes = {s.name: tuple(s.shape) for s in in_specs}
     bounds = index_bounds(proto)
     samples = make_inputs(in_specs, shapes, seed, bounds)
@@ -111,7 +111,7 @@ def _int8_judging_samples(onnx_path: Path, facts, ctx, samples) -> list[dict[str
     """
     from ...precision.int8_parity import EVALUATION_SAMPLES
 
-    if ctx.extras.get("inputs_from") == "file":
+    if ctx.settings.inputs_from == "file":
         return [samples]
     return calibration_samples(onnx_path, facts, ctx, EVALUATION_SAMPLES, judging=True).samples
 

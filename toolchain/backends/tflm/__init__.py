@@ -25,9 +25,10 @@ import numpy as np
 
 from ...artifact import ModelArtifact
 from ...errors import InputError, PassError
-from ...passes import register
-from ...passes.base import Pass, PassContext
-from .._versions import package_versions
+from ...engine.backend import Backend, register_backend
+from ...engine.context import PassContext
+from ...engine.contract import Pass
+from ...package_versions import package_versions
 from ..tflite import ROUTE_POLICY, ConvertTflite
 from ..tflite import Options as TfliteOptions
 
@@ -61,7 +62,6 @@ def arena_with_margin(measured: int, options: Options) -> tuple[int, int]:
     return margin, measured + margin
 
 
-@register
 class ConvertTflm(Pass):
     id = "convert.tflm"
     summary = "Full-integer int8 TFLite for TFLite Micro: op check, measured arena, C array and op resolver."
@@ -154,4 +154,10 @@ def versions() -> dict[str, str]:
     return package_versions("onnx2tf", "tensorflow", "tf_keras", "ai-edge-litert", "tflite-micro")
 
 
-__all__ = ["ConvertTflm", "run", "make_runner", "runtime_available", "versions", "measured_floors", "MEASURED_WITH"]
+
+
+BACKEND = register_backend(Backend(
+    format="tflm", convert=ConvertTflm, make_runner=make_runner, runtime_available=runtime_available,
+    versions=versions, measured_with=MEASURED_WITH,
+    measured_floors=measured_floors,
+))

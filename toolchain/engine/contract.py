@@ -1,4 +1,4 @@
-"""The pass contract: a public ``run`` around a private ``_run``.
+"""The pass contract: a public ``run`` around a private ``_run``, and the registry of passes.
 
 A pass takes a ModelArtifact and returns a new one written under its own work folder; it never
 changes its input. ``run`` checks what the pass needs and accepts, times it, logs it, checks the
@@ -8,45 +8,23 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import logging
 import time
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .. import progress
 from ..artifact import ModelArtifact
 from ..errors import InputError, MissingDependencyError, PassError, StackcError
+from .context import PassContext
+from .registry import Registry
+from .runner import run_isolated
 
 
 @dataclass(frozen=True)
 class NoOptions:
     """For passes that take no options."""
-
-
-@dataclass
-class PassContext:
-    """What a pass may know about the build beyond its input model."""
-
-    work_dir: Path
-    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    bindings: dict[str, Any] = field(default_factory=dict)  # input name -> numpy value frozen by --bind
-    target: Any = None          # targets.Target
-    variant: Any = None         # targets.Variant, for conversion passes
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("stackc"))
-    history: list[str] = field(default_factory=list)
-    records: list[dict[str, Any]] = field(default_factory=list)
-    extras: dict[str, Any] = field(default_factory=dict)  # JSON-serialisable settings passes share (e.g. calibration source)
-    isolate: bool = True  # run passes that declare ``isolate`` in a child process (off: in-process, for debugging)
-    limits: Any = None    # isolation.Limits of those child processes; None: the environment's defaults
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    id: str
-    options: dict[str, Any]
-    seconds: float
-    notes: dict[str, Any]
 
 
 def _coerce(value: Any, hint: Any, where: str, key: str) -> Any:
@@ -115,16 +93,12 @@ class Pass:
         out_dir = ctx.work_dir / f"{len(ctx.history):02d}-{self.id}{suffix}"
         out_dir.mkdir(parents=True, exist_ok=True)
         ctx.log.info("[%s] start", self.id)
-        from .. import progress
-
         variant_name = ctx.variant.name if ctx.variant is not None else None
         progress.reporter.started(self.id, variant_name)
         started = time.perf_counter()
         finished = False
         try:
             if self.isolate and ctx.isolate:
-                from ..isolation import run_isolated
-
                 result = run_isolated(self, model, ctx, out_dir, ctx.limits)
             else:
                 result = self._run(model, ctx, out_dir)
@@ -161,3 +135,11 @@ class Pass:
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         raise NotImplementedError
+
+
+PASSES: Registry[type[Pass]] = Registry("pass", "passes")
+
+
+def register_pass(cls: type[Pass]) -> type[Pass]:
+    """Class decorator: the pass becomes nameable in recipes by its ``id``."""
+    return PASSES.add(cls.id, cls)

@@ -1,46 +1,29 @@
 """Running a pass in a child process, with a time limit and a memory limit.
 
 Converters crash, abort, hang and balloon (onnx2tf has taken 12 GB for a 19 MB model). A pass
-with ``isolate = True`` runs in ``python -m toolchain.isolation REQUEST``; the parent watches the
+with ``isolate = True`` runs in ``python -m toolchain.engine.runner REQUEST``; the parent watches the
 child's process tree, kills it past its limits, and turns any failure into a PassError carrying the
 tail of the child's log. A stackc error raised in the child comes back as the same error type.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import errors, process_tree
-from .artifact import ModelArtifact
+from .. import errors, process_tree
+from ..artifact import ModelArtifact
+from .context import PassContext
+from .limits import Limits, default_limits
 
+WORKER_MODULE = "toolchain.engine.runner"  # the child: ``python -m WORKER_MODULE REQUEST``
 LOG_TAIL_LINES = 20
 POLL_SECONDS = 0.1
-
-
-@dataclass(frozen=True)
-class Limits:
-    seconds: float = 1800.0
-    memory_bytes: int | None = None  # None: 80 % of this machine's memory
-
-    def memory(self) -> int:
-        if self.memory_bytes:
-            return self.memory_bytes
-        import psutil
-
-        return int(psutil.virtual_memory().total * 0.8)
-
-
-def default_limits() -> Limits:
-    """Limits from the environment (STACKC_PASS_TIMEOUT seconds, STACKC_PASS_MEMORY_MB), else defaults."""
-    seconds = float(os.environ.get("STACKC_PASS_TIMEOUT", Limits.seconds))
-    memory_mb = os.environ.get("STACKC_PASS_MEMORY_MB")
-    return Limits(seconds, int(memory_mb) * 2**20 if memory_mb else None)
 
 
 def artifact_to_json(model: ModelArtifact) -> dict[str, Any]:
@@ -53,7 +36,7 @@ def artifact_from_json(data: dict[str, Any]) -> ModelArtifact:
                          tuple(Path(f) for f in data["files"]), data["facts"])
 
 
-def run_isolated(pass_obj, model: ModelArtifact, ctx, out_dir: Path, limits: Limits | None = None) -> ModelArtifact:
+def run_isolated(pass_obj, model: ModelArtifact, ctx: PassContext, out_dir: Path, limits: Limits | None = None) -> ModelArtifact:
     """Run ``pass_obj._run`` in a child process and return its artifact, or raise what it raised."""
     limits = limits or default_limits()
     request = out_dir / "isolated-request.json"
@@ -61,21 +44,15 @@ def run_isolated(pass_obj, model: ModelArtifact, ctx, out_dir: Path, limits: Lim
     log_path = out_dir / "pass.log"
     request.write_text(json.dumps({
         "pass_id": pass_obj.id,
+        "pass_class": [type(pass_obj).__module__, type(pass_obj).__qualname__],
         "options": pass_obj.raw_options,
         "model": artifact_to_json(model),
         "out_dir": str(out_dir),
         "result": str(result),
-        "context": {
-            "work_dir": str(ctx.work_dir),
-            "shapes": {k: list(v) for k, v in ctx.shapes.items()},
-            "target": getattr(ctx.target, "origin", None) or None,
-            "variant": getattr(ctx.variant, "name", None),
-            "history": list(ctx.history),
-            "extras": ctx.extras,
-        },
+        "context": ctx.to_json(),
     }))
     with open(log_path, "wb") as log, process_tree.running(
-        [sys.executable, "-m", "toolchain.isolation", str(request)],
+        [sys.executable, "-m", WORKER_MODULE, str(request)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     ) as child:  # its own process group, dying with stackc (process_tree)
         _watch(child, pass_obj.id, limits, log_path)
@@ -102,7 +79,7 @@ def _watch(child: subprocess.Popen, pass_id: str, limits: Limits, log_path: Path
             process_tree.kill(child)
             raise errors.PassError(f"pass '{pass_id}' ran past its time limit of {limits.seconds:g} s and was stopped"
                                    + _tail(log_path))
-        rss = tree_rss(proc)
+        rss = process_tree.tree_rss(proc)
         if rss > memory_limit:
             process_tree.kill(child)
             raise errors.PassError(f"pass '{pass_id}' used {rss / 2**30:.1f} GiB, over its memory limit of "
@@ -111,22 +88,6 @@ def _watch(child: subprocess.Popen, pass_id: str, limits: Limits, log_path: Path
             child.wait(timeout=POLL_SECONDS)
         except subprocess.TimeoutExpired:
             pass
-
-
-def tree_rss(proc) -> int:
-    """Resident memory of a process and all its descendants, in bytes (what limits and benchmarks watch)."""
-    import psutil
-
-    total = 0
-    try:
-        for p in [proc, *proc.children(recursive=True)]:
-            try:
-                total += p.memory_info().rss
-            except psutil.Error:
-                continue
-    except psutil.Error:
-        pass
-    return total
 
 
 def _tail(log_path: Path) -> str:
@@ -158,27 +119,12 @@ def _without_address_randomization() -> None:
     except (OSError, AttributeError):
         return
     os.environ["STACKC_NO_ASLR_DONE"] = "1"
-    os.execv(sys.executable, [sys.executable, "-m", "toolchain.isolation", *sys.argv[1:]])
-
-
-def _find_variant(target, name: str | None, recipe: str | None):
-    """The parent's variant: one of the world's, or one the build's recipe added (``[[variants]]``)."""
-    if target is None or name is None:
-        return None
-    variants = target.variants
-    if recipe:
-        from .recipes import load_recipe
-
-        variants = load_recipe(recipe).variants_for(target)
-    return next((v for v in variants if v.name == name), None)
+    os.execv(sys.executable, [sys.executable, "-m", WORKER_MODULE, *sys.argv[1:]])
 
 
 def _child(request_path: str) -> int:
     """The worker side: rebuild the pass and its context, run ``_run``, write the outcome as JSON."""
     import logging
-
-    from .passes import PassContext, get_pass
-    from .targets import load_target
 
     request = json.loads(Path(request_path).read_text())
     lines: list[str] = []
@@ -193,12 +139,9 @@ def _child(request_path: str) -> int:
     log.addHandler(logging.StreamHandler(sys.stderr))
     result_path = Path(request["result"])
     try:
-        c = request["context"]
-        target = load_target(c["target"]) if c["target"] else None
-        variant = _find_variant(target, c["variant"], c["extras"].get("recipe"))
-        ctx = PassContext(work_dir=Path(c["work_dir"]), shapes={k: tuple(v) for k, v in c["shapes"].items()},
-                          target=target, variant=variant, log=log, history=c["history"], extras=c["extras"])
-        pass_obj = get_pass(request["pass_id"])(request["options"])
+        ctx = PassContext.from_json(request["context"], log)
+        module, qualname = request["pass_class"]
+        pass_obj = getattr(importlib.import_module(module), qualname)(request["options"])
         model = pass_obj._run(artifact_from_json(request["model"]), ctx, Path(request["out_dir"]))
         outcome = {"model": artifact_to_json(model), "log": lines}
     except errors.StackcError as e:

@@ -1,0 +1,55 @@
+"""The backend contract: what stackc needs of an output format, as one record per format.
+
+A backend module builds its ``Backend`` and calls ``register_backend`` (which also makes its
+conversion pass nameable in recipes). The formats a target may name are this registry's keys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..artifact import ModelArtifact
+from ..errors import PassError, StackcError
+from ..interface import to_artifact_inputs, to_original_outputs
+from .contract import PASSES, Pass
+from .registry import Registry
+
+Feed = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Backend:
+    format: str
+    convert: type[Pass]                                          # its ``convert.<format>`` pass
+    make_runner: Callable[[ModelArtifact], Callable[[Feed], Feed]]  # load once, run many samples
+    runtime_available: Callable[[], str | None]                  # None when it runs here, else why not
+    versions: Callable[[], dict[str, str]]                       # converter and runtime packages
+    measured_with: str                                           # what parity and latency ran in
+    real_runtime: bool = True           # False: a reference interpreter stands in (no latency worth reporting)
+    supported_ops: Callable[[], dict[str, list[str]]] | None = None   # ONNX op -> notes (``stackc ops``)
+    retry_after_parity_failure: Callable[..., Any] | None = None      # a rebuilt artifact to judge instead
+    layer_taps: Callable[..., Any] | None = None   # intermediate tensors of fp32 and int8 models (damage report)
+    measured_floors: Callable[[dict], dict[str, int]] | None = None   # device floors its conversion measured
+
+    def execute(self, artifact: ModelArtifact, inputs: Feed) -> Feed:
+        """Run ``artifact`` in its real runtime, fed and read in the source model's names (the artifact's
+        interface, see ``interface.py``); a runtime failure is a PassError naming the artifact."""
+        try:
+            outputs = self.make_runner(artifact)(to_artifact_inputs(artifact.facts, inputs))
+            return to_original_outputs(artifact.facts, outputs)
+        except StackcError:
+            raise
+        except Exception as e:
+            detail = " ".join(str(e).split())[:300]
+            raise PassError(f"{artifact.path.name} ({artifact.format}) does not run in its runtime: "
+                            f"{type(e).__name__}: {detail}") from e
+
+
+BACKENDS: Registry[Backend] = Registry("format")
+
+
+def register_backend(backend: Backend) -> Backend:
+    PASSES.add(backend.convert.id, backend.convert)
+    return BACKENDS.add(backend.format, backend)
