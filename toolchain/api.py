@@ -39,7 +39,7 @@ def worlds(target: str | Iterable[str]) -> list[str]:
 
 
 def _shapes(shapes: Mapping[str, Any] | None) -> dict[str, tuple[int, ...]]:
-    from .commands.options import parse_shape
+    from .shapes import parse_shape
 
     result = {}
     for name, dims in (shapes or {}).items():

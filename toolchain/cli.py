@@ -14,7 +14,6 @@ from . import __version__
 from .cli_boundary import StackcGroup
 from .batch.command import batch
 from .commands import bundles, info, making, registry
-from .commands.options import parse_shape  # noqa: F401  (stable import path for callers and tests)
 from .report.command import report
 
 EXIT_CODES_HELP = (

@@ -96,3 +96,17 @@ def shape_assumptions(inputs, user_shapes, rule: ShapeDefaults | None, world: st
         if unknown:
             unasked.append(f"--shape {spec.name}={','.join(suggestion)}")
     return list(dict.fromkeys(assumed)), unasked
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``NAME=D0,D1`` split at the last ``=`` (input names may hold ``:``, ``/``, ``.`` and ``=``)."""
+    name, sep, dims_text = text.rpartition("=")
+    if not sep:
+        name, dims_text = "", text
+    try:
+        dims = tuple(int(d) for d in dims_text.replace("x", ",").split(","))
+    except ValueError:
+        raise UsageError(f"--shape '{text}': dims must be integers like input=1,3,224,224") from None
+    if not dims or any(d < 1 for d in dims):
+        raise UsageError(f"--shape '{text}': dims must be positive integers")
+    return name, dims

@@ -17,6 +17,7 @@ from .bundle_read import OpenedBundle, open_bundle, read_checksums
 from .errors import BundleError
 from .pulled import PULLED, omitted_files, omitted_variants, without_omitted
 from .safe_io import MiB, parse_json, path_problem, read_regular, sha256_regular
+from .signing import load_public_key, signature_problems, signature_shape_problems
 
 PACKAGE_MANIFEST = "Manifest.json"  # a Core ML .mlpackage's own index: item id -> path under Data/
 
@@ -169,8 +170,6 @@ def _package_problems(root: Path, package: str, files: set[str]) -> list[str]:
 
 def verify_bundle(path: Path, public_key_path: Path | None = None, device=None) -> Verdict:
     """Open a bundle (folder or .tar.gz), verify it (see ``verify_opened``) and close it."""
-    from .signing import load_public_key
-
     public_key = load_public_key(public_key_path) if public_key_path is not None else None
     opened = open_bundle(path)
     try:
@@ -187,8 +186,6 @@ def verify_opened(opened: OpenedBundle, label: str, public_key=None, device=None
     checked, and a malformed one is a problem. With a ``compat.Device``, every artifact is assessed
     for it and the one to load is named.
     """
-    from .signing import signature_problems, signature_shape_problems
-
     root = opened.root
     verdict = Verdict(label)
     present = set(bundle_files(root))

@@ -89,9 +89,11 @@ def _converters(me) -> dict[str, int]:
 
 def run(args: list[str]) -> dict[str, Any]:
     """Run ``stackc ARGS`` in this process; the exit code, the build's JSON and the memory it took."""
-    from ..cli import main
-
     from .. import progress
+    from ..cli_boundary import StackcGroup
+    from ..commands.making import build
+
+    main = StackcGroup("stackc", commands=[build])  # 'stackc build' behind the command's own error boundary
 
     watch = _PassWatch()
     previous, progress.reporter = progress.reporter, watch  # --json/-q builds keep the reporter they find

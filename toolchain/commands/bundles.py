@@ -147,7 +147,7 @@ def sign(bundle, private_key):
 
     Signing a folder also rebuilds its sibling .tar.gz, so both hold the same signed content.
     """
-    from ..signing import sign_bundle
+    from ..sign_bundle import sign_bundle
 
     for path in sign_bundle(bundle, private_key):
         click.echo(f"signed: {path}")

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
 
 from ..cli_boundary import setup_logging
-from .options import BIND_HELP, parse_bindings, parse_shape
+from ..shapes import parse_shape
+from .options import BIND_HELP, parse_bindings
 from .summary import print_build_summary
 from ..errors import StackcError
 

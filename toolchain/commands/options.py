@@ -6,21 +6,6 @@ from pathlib import Path
 import click
 
 from ..compat import RUNTIME_NAMES
-from ..errors import UsageError
-
-
-def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
-    """``NAME=D0,D1`` split at the last ``=`` (input names may hold ``:``, ``/``, ``.`` and ``=``)."""
-    name, sep, dims_text = text.rpartition("=")
-    if not sep:
-        name, dims_text = "", text
-    try:
-        dims = tuple(int(d) for d in dims_text.replace("x", ",").split(","))
-    except ValueError:
-        raise UsageError(f"--shape '{text}': dims must be integers like input=1,3,224,224") from None
-    if not dims or any(d < 1 for d in dims):
-        raise UsageError(f"--shape '{text}': dims must be positive integers")
-    return name, dims
 
 
 BIND_HELP = ("Freeze an input, e.g. sr=16000 (repeatable): If nodes it decides keep only the taken branch and it "

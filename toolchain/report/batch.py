@@ -1,7 +1,6 @@
 """The report of a ``stackc batch`` folder: the model x variant coverage matrix and each task's numbers."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
