@@ -124,8 +124,8 @@ def _outputs_in_onnx_order(outputs, raw, reference_shapes, probe_raw, probe_refe
 
 def samples_for(canonical: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The parity samples (seed 0) and the probe samples (seed 1) that decide ambiguous output layouts."""
-    from toolchain.onnx_model import graph_inputs, load_onnx
-    from toolchain.parity import make_inputs
+    from toolchain.onnxlib.model import graph_inputs, load_onnx
+    from toolchain.parity.samples import make_inputs
 
     specs = graph_inputs(load_onnx(canonical))
     shapes = {s.name: tuple(s.shape) for s in specs}
@@ -138,7 +138,7 @@ def _parity(result, canonical: Path, policy, runtime: str = "package") -> tuple[
     from toolchain.artifact import ModelArtifact
     from toolchain.backends.coreml.interpreter import UnsupportedMILOp
     from toolchain.backends.onnx_runtime import run as run_onnx
-    from toolchain.parity import compare
+    from toolchain.parity.compare import compare
 
     samples, probe = samples_for(canonical)
     prepared = ModelArtifact(canonical, "onnx")
@@ -169,7 +169,7 @@ def _parity(result, canonical: Path, policy, runtime: str = "package") -> tuple[
 def _savedmodel_route(canonical: Path, work: Path, timeout: float, policy) -> dict[str, Any]:
     """The TFLite backend's onnx2tf routes in its order; the first whose package passes parity wins."""
     from toolchain.backends.tflite.routes import ROUTES
-    from toolchain.onnx_model import load_onnx
+    from toolchain.onnxlib.model import load_onnx
 
     proto = load_onnx(canonical)
     tried, seconds, peak, best = [], 0.0, 0.0, None
@@ -288,7 +288,7 @@ def _print_details(rows: list[dict[str, Any]]) -> None:
 
 def _convert_ours(canonical: Path, work: Path) -> dict[str, Any]:
     from toolchain.artifact import ModelArtifact
-    from toolchain.onnx_model import graph_inputs, load_onnx
+    from toolchain.onnxlib.model import graph_inputs, load_onnx
     from toolchain.engine.context import PassContext
     from toolchain.plugins import get_pass
 
@@ -309,7 +309,7 @@ def _convert_savedmodel(canonical: Path, work: Path, tf_route: str) -> dict[str,
     from toolchain.backends.coreml._ct import coremltools
     from toolchain.backends.tflite import onnx2tf_route, rewrites
     from toolchain.backends.tflite.routes import arguments_for, selected
-    from toolchain.onnx_model import graph_inputs, graph_outputs, load_onnx
+    from toolchain.onnxlib.model import graph_inputs, graph_outputs, load_onnx
     from toolchain.engine.context import PassContext
     from toolchain.plugins import get_pass
 

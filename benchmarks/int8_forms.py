@@ -25,8 +25,8 @@ SAMPLES = 8
 
 
 def _feeds(path: Path) -> list[dict[str, np.ndarray]]:
-    from toolchain.onnx_model import graph_inputs, load_onnx
-    from toolchain.parity import make_inputs
+    from toolchain.onnxlib.model import graph_inputs, load_onnx
+    from toolchain.parity.samples import make_inputs
 
     specs = graph_inputs(load_onnx(path, load_external_data=False))
     shapes = {s.name: tuple(d if isinstance(d, int) and d > 0 else (16 if i else 2) for i, d in enumerate(s.shape))
@@ -108,7 +108,7 @@ def measure(folder: Path) -> dict:
 
 
 def print_forms(results: dict) -> None:
-    from toolchain.host_cpu import describe
+    from toolchain.parity.host_cpu import describe
 
     print(f"int8 forms: worst cosine vs fp32 over {SAMPLES} samples, here and in exact integer arithmetic")
     print(f"  host: {describe()}")
@@ -122,7 +122,7 @@ def print_forms(results: dict) -> None:
 def main(out: Path = REPO / "out" / "bench") -> dict:
     with tempfile.TemporaryDirectory(prefix="stackc-int8-forms-") as tmp:
         results = measure(Path(tmp))
-    from toolchain.host_cpu import cpu_record
+    from toolchain.parity.host_cpu import cpu_record
 
     results = {"host": cpu_record(), "models": results}
     print_forms(results["models"])

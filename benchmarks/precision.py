@@ -69,7 +69,7 @@ def _calibration(folder: Path, name: str) -> Path | None:
 
 def bench_precision() -> dict:
     """{architecture: {backend: {precision: {size, latency_ms, ratios}}}} from real builds."""
-    from toolchain.build import BuildRequest, build
+    from toolchain.app.build import BuildRequest, build
 
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="stackc-bench-") as tmp:

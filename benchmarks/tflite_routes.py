@@ -32,7 +32,7 @@ FIXTURES = REPO / "tests" / "fixtures" / "models"
 MODELS = ("resnet_tiny", "mobilenet_tiny", "detector_tiny", "lstm_tagger", "gru_audio", "transformer_tiny", "digits_cnn")
 WORLDS = ("edge-mobile", "edge-iot")
 POLL_SECONDS = 0.2
-CONVERT_DIR = re.compile(r"^\d+-convert\.tflite-(?P<variant>.+)$")  # passes/base.py: NN-<pass id>-<variant>
+CONVERT_DIR = re.compile(r"^\d+-convert\.tflite-(?P<variant>.+)$")  # engine/contract.py: NN-<pass id>-<variant>
 MB = 2**20
 
 

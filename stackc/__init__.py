@@ -9,7 +9,7 @@ CLI maps to an exit code derives from it; ``error.exit_code``), ``ExitCode``, ``
 """
 from toolchain import __version__
 from toolchain.api import TARGET_ALL, build, worlds
-from toolchain.build import BuildResult
+from toolchain.app.build import BuildResult
 from toolchain.errors import ExitCode, StackcError
 
 __all__ = ["build", "worlds", "TARGET_ALL", "BuildResult", "StackcError", "ExitCode", "__version__"]

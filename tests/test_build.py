@@ -187,7 +187,7 @@ def test_shape_names_with_colon_slash_and_dot_split_at_the_last_equals_and_fix_s
 
 
 def test_an_input_name_containing_equals_is_split_at_the_last_one():
-    from toolchain.shapes import parse_shape
+    from toolchain.onnxlib.shapes import parse_shape
 
     assert parse_shape("serving_default_input_2:0=1,4") == ("serving_default_input_2:0", (1, 4))
     assert parse_shape("gpu_0/data_0=2x4") == ("gpu_0/data_0", (2, 4))

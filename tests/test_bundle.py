@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, REPO, build_bundle, fixture_model, foundation_world, read_npz
-from toolchain.bundle import publish, write_archive, write_npz
-from toolchain.bundle_read import open_bundle
+from toolchain.bundle.store import publish, write_archive, write_npz
+from toolchain.bundle.read import open_bundle
 from toolchain.errors import BundleError
 from toolchain.targets import LAYERS, load_target
 
@@ -173,7 +173,7 @@ def test_write_npz_is_byte_identical_for_equal_arrays_and_readable_by_numpy(tmp_
 
 def _staging(root: Path, text: str) -> Path:
     """A staging folder as a build leaves it: stackc's partial name, a manifest naming its bundle."""
-    from toolchain.safe_io import partial_path
+    from toolchain.bundle.safe_io import partial_path
 
     staging = partial_path(root, "demo-1.0.0-x")
     (staging / "sub").mkdir(parents=True)

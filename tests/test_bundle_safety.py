@@ -14,8 +14,8 @@ import pytest
 
 from tests.conftest import assert_user_error, run_stackc
 from tests.test_hostile_inputs import desktop_onnx_openvino, tiny_model
-from toolchain.bundle import publish, remove_stale_partials
-from toolchain.bundle_read import ArchiveLimits, extract_archive
+from toolchain.bundle.store import publish, remove_stale_partials
+from toolchain.bundle.read import ArchiveLimits, extract_archive
 from toolchain.errors import BundleError
 
 
@@ -70,7 +70,7 @@ def test_archive_size_and_member_limits_refuse_bombs(tmp_path):
 
 def _staging(out: Path, name: str, text: str) -> Path:
     """A staging folder as a build leaves it: stackc's partial name, a manifest naming the bundle."""
-    from toolchain.safe_io import partial_path
+    from toolchain.bundle.safe_io import partial_path
 
     staging = partial_path(out, name)
     (staging / "sub").mkdir(parents=True)
@@ -100,7 +100,7 @@ def _dead_pid() -> int:
 
 
 def test_stale_partials_of_dead_builds_are_removed_and_live_ones_and_look_alikes_kept(tmp_path):
-    from toolchain.safe_io import partial_path
+    from toolchain.bundle.safe_io import partial_path
 
     dead = _dead_pid()
     stale = partial_path(tmp_path, "m", pid=dead)
@@ -197,7 +197,7 @@ def test_a_build_refuses_to_replace_what_is_not_a_stackc_bundle_and_leaves_it_un
 
 
 def test_a_rebuild_replaces_its_own_bundle_and_sweeps_only_its_own_partials(model, tmp_path):
-    from toolchain.safe_io import partial_path
+    from toolchain.bundle.safe_io import partial_path
 
     out = tmp_path / "out"
     previous = _build(model, out, "--seed", "1")

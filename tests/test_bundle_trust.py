@@ -264,7 +264,7 @@ def test_a_deep_manifest_is_refused_even_where_a_library_raised_the_recursion_li
     import sys
 
     script = ("import sys; sys.setrecursionlimit(10**6)\n"
-              "from toolchain.safe_io import parse_json\nfrom toolchain.errors import BundleError\n"
+              "from toolchain.bundle.safe_io import parse_json\nfrom toolchain.errors import BundleError\n"
               "try:\n    parse_json(b'[' * 200000 + b']' * 200000, 'manifest.json')\n"
               "except BundleError as e:\n    print(e)\n")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

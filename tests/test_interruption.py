@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_hostile_inputs import desktop_onnx_openvino, tiny_model
-from toolchain.verify import verify_bundle
+from toolchain.bundle.verify import verify_bundle
 
 KILLS = 18
 NAME = "tiny-0.1.0-edge-desktop"

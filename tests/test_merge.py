@@ -183,7 +183,7 @@ def test_merge_refuses_a_different_stackc_version(built, tmp_path):
 
 def _other_host_part(part: Path, dest: Path) -> Path:
     """A part as a runner on another CPU makes it: the same samples, a reference that differs in its last bits."""
-    from toolchain.bundle import read_npz, write_npz
+    from toolchain.bundle.store import read_npz, write_npz
 
     copy = copy_bundle(part, dest)
     reference = read_npz(copy / "parity" / "reference.npz")

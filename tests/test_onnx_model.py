@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.conftest import build_bundle, foundation_world, run_stackc
 from toolchain.errors import InputError
-from toolchain.onnx_model import external_locations, load_graph, onnx_files, save_onnx
+from toolchain.onnxlib.model import external_locations, load_graph, onnx_files, save_onnx
 
 
 def external_weights_model(folder: Path, width: int = 256) -> Path:
@@ -33,7 +33,7 @@ def external_weights_model(folder: Path, width: int = 256) -> Path:
 
 
 def test_graph_only_save_keeps_weights_on_disk_and_links_large_weight_files(tmp_path, monkeypatch):
-    import toolchain.onnx_model as onnx_model
+    import toolchain.onnxlib.model as onnx_model
 
     source = external_weights_model(tmp_path / "src")
     proto = load_graph(source)

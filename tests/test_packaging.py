@@ -52,7 +52,7 @@ def test_an_installed_copy_finds_its_worlds_recipes_and_schema_without_the_repo(
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     probe = (
-        "import toolchain.targets as t, toolchain.recipes as r, toolchain.verify as v;"
+        "import toolchain.targets as t, toolchain.recipes as r, toolchain.bundle.verify as v;"
         "assert t.target_dir().parts[-2:] == ('_data', 'targets'), t.target_dir();"
         "print(','.join(t.available_targets()));"
         "[r.load_recipe(n) for n in r.available_recipes()];"

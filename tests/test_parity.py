@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from toolchain.errors import InputError, UsageError
-from toolchain.onnx_model import TensorSpec
-from toolchain.parity import INT_SAMPLE_HIGH, compare, compare_output, failure_table, load_inputs, make_inputs
-from toolchain.policy import ParityPolicy
+from toolchain.onnxlib.model import TensorSpec
+from toolchain.parity.samples import INT_SAMPLE_HIGH, load_inputs, make_inputs
+from toolchain.parity.compare import compare, compare_output, failure_table
+from toolchain.parity.policy import ParityPolicy
 
 POLICY = ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.9999)
 SPECS = [

@@ -13,9 +13,9 @@ import pytest
 from onnx import numpy_helper
 
 from tests.conftest import fixture_model, run_in_onnxruntime
-from toolchain.parity import compare, compare_output
-from toolchain.prepare import PREPARATION_POLICY
-from toolchain.policy import PRECISION_POLICIES
+from toolchain.parity.compare import compare, compare_output
+from toolchain.app.prepare import PREPARATION_POLICY
+from toolchain.parity.policy import PRECISION_POLICIES
 
 FP32, FP16, INT8 = (PRECISION_POLICIES[p] for p in ("fp32", "fp16", "int8"))
 
@@ -154,7 +154,7 @@ def test_a_structurally_wrong_artifact_fails_the_int8_policy_too(tmp_path, wrong
 # --- an already-int8 source ------------------------------------------------------------------------
 
 def test_an_int8_source_widens_float_policies_to_its_own_steps_and_never_tightens():
-    from toolchain.policy import for_int8_source
+    from toolchain.parity.policy import for_int8_source
 
     widened = for_int8_source(FP32)
     assert widened.scale_rel > FP32.scale_rel and widened.min_cosine < FP32.min_cosine
@@ -166,7 +166,7 @@ def test_an_int8_source_widens_float_policies_to_its_own_steps_and_never_tighten
 
 @pytest.mark.parametrize("wrong", ["perturbed weight", "dropped op", "wrong GRU route"])
 def test_a_known_wrong_artifact_fails_even_at_an_int8_sources_tolerance(tmp_path, wrong):
-    from toolchain.policy import for_int8_source
+    from toolchain.parity.policy import for_int8_source
 
     result = judge_wrong(tmp_path, wrong, for_int8_source(FP32))
     assert not result.passed, result.as_dict()["outputs"]

@@ -6,7 +6,6 @@ import json
 import platform
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.conftest import assert_user_error, build_bundle, fixture_model, run_stackc, shipped_target_data, write_toml

@@ -7,9 +7,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.conftest import fixture_model, run_stackc
-from toolchain.onnx_model import TensorSpec
-from toolchain.parity import make_inputs
-from toolchain.sample_images import image_layout
+from toolchain.onnxlib.model import TensorSpec
+from toolchain.parity.samples import make_inputs
+from toolchain.parity.sample_images import image_layout
 
 
 @pytest.mark.parametrize("shape, layout", [((1, 3, 64, 64), "NCHW"), ((2, 32, 48, 3), "NHWC"), ((1, 1, 28, 28), "NCHW"),
@@ -78,7 +78,7 @@ def _embedding_model(path):
 
 
 def test_random_ids_stay_inside_the_tables_they_index(tmp_path):
-    from toolchain.onnx_model import graph_inputs, index_bounds, load_onnx
+    from toolchain.onnxlib.model import graph_inputs, index_bounds, load_onnx
 
     proto = load_onnx(_embedding_model(tmp_path / "embeddings.onnx"))
     bounds = index_bounds(proto)

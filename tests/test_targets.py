@@ -6,7 +6,7 @@ import pytest
 from conftest import assert_user_error, fixture_model, run_stackc, shipped_target_data, write_toml
 from toolchain.errors import InputError
 from toolchain.plugins import formats
-from toolchain.policy import PRECISIONS
+from toolchain.parity.policy import PRECISIONS
 from toolchain.targets import LAYERS, available_targets, load_target
 
 WORLDS = ("cloud", "edge-desktop", "edge-mobile", "edge-iot")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_user_error, run_stackc
-from toolchain.bundle import write_archive
-from toolchain.verify import verify_bundle
+from toolchain.bundle.store import write_archive
+from toolchain.bundle.verify import verify_bundle
 
 
 def flip(path: Path, offset: int) -> bytes:
@@ -100,7 +100,7 @@ def test_a_missing_file_fails_with_exit_7_naming_it(bundle, built_bundle, rel_of
 
 
 def test_a_manifest_edited_with_checksums_rewritten_still_fails_when_it_disagrees_with_the_files(bundle):
-    from toolchain.bundle import write_checksums
+    from toolchain.bundle.store import write_checksums
 
     manifest = json.loads((bundle / "manifest.json").read_text())
     artifact = manifest["artifacts"][0]
@@ -111,7 +111,7 @@ def test_a_manifest_edited_with_checksums_rewritten_still_fails_when_it_disagree
 
 
 def test_a_manifest_that_breaks_its_schema_fails_even_with_checksums_rewritten(bundle):
-    from toolchain.bundle import write_checksums
+    from toolchain.bundle.store import write_checksums
 
     manifest = json.loads((bundle / "manifest.json").read_text())
     del manifest["source"]["sha256"]

@@ -39,7 +39,7 @@ def worlds(target: str | Iterable[str]) -> list[str]:
 
 
 def _shapes(shapes: Mapping[str, Any] | None) -> dict[str, tuple[int, ...]]:
-    from .shapes import parse_shape
+    from .onnxlib.shapes import parse_shape
 
     result = {}
     for name, dims in (shapes or {}).items():
@@ -62,7 +62,7 @@ def build(model: str | Path, target: str | Iterable[str], *, recipe: str | None 
     ``"1,3,224,224"``); ``bindings`` an input name to the value it is frozen at (None: from ``inputs``).
     Raises ``toolchain.errors.StackcError`` subclasses (their ``exit_code`` is the CLI's).
     """
-    from .build import BuildRequest, build as build_one, build_worlds
+    from .app.build import BuildRequest, build as build_one, build_worlds
     from .engine.limits import default_limits
 
     model_path = Path(model)

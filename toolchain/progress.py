@@ -1,7 +1,7 @@
 """Console progress of a build: one line per pass with its time, a live line while a pass runs on a TTY,
 and third-party output (a runtime's ``INFO: Created TensorFlow Lite XNNPACK delegate``) kept off the console.
 
-Passes report to ``reporter`` (``passes/base.py``); the default does nothing, so the API and tests
+Passes report to ``reporter`` (``engine/contract.py``); the default does nothing, so the API and tests
 see no output unless a caller installs one (``stackc build`` does, unless --quiet or --json).
 build.log is untouched: it keeps its own deterministic lines.
 """

@@ -13,7 +13,7 @@ from typing import Any
 from ._toml import Table, read_toml
 from .errors import InputError
 from .plugins import backend, get_pass
-from .policy import PRECISIONS, parse_policy, policy_for
+from .parity.policy import PRECISIONS, parse_policy, policy_for
 from .targets import Target, Variant, target_dir
 
 

@@ -15,8 +15,8 @@ from .compat import Platform, parse_platforms
 from .engine.context import VariantSpec
 from .errors import InputError
 from .plugins import formats
-from .policy import PRECISIONS, ParityPolicy, parse_policy, policy_for
-from .shapes import ShapeDefaults
+from .parity.policy import PRECISIONS, ParityPolicy, parse_policy, policy_for
+from .onnxlib.shapes import ShapeDefaults
 
 LAYERS = (
     "application",

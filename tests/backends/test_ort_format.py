@@ -8,7 +8,6 @@ from conftest import fixture_model, run_in_onnxruntime
 from toolchain.artifact import ModelArtifact
 from toolchain.plugins import backend, execute
 from toolchain.errors import InputError
-from toolchain.parity import make_inputs
 from toolchain.engine.context import PassContext
 from toolchain.plugins import get_pass
 from toolchain.targets import load_target

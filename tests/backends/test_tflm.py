@@ -203,7 +203,7 @@ def test_stackc_check_reproves_tflm_parity_from_the_bundle_alone(digits_bundle):
 def test_a_known_wrong_tflm_model_fails_the_int8_policy(digits_bundle):
     """Negated weights of the largest layer, run in TFLM: parity must fail (the gate is not blind)."""
     from toolchain.backends.tflm.ops import read_model
-    from toolchain.parity import compare
+    from toolchain.parity.compare import compare
     from toolchain.targets import load_target
 
     bundle, manifest = digits_bundle

@@ -7,7 +7,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from toolchain.artifact import ModelArtifact
 from toolchain.errors import PassError
-from toolchain.onnx_model import save_onnx
+from toolchain.onnxlib.model import save_onnx
 from toolchain.engine.context import PassContext
 from toolchain.plugins import get_pass
 

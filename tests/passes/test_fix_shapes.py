@@ -6,11 +6,11 @@ import pytest
 from conftest import fixture_model, run_in_onnxruntime
 from toolchain.artifact import ModelArtifact
 from toolchain.errors import UsageError
-from toolchain.onnx_model import TensorSpec, graph_inputs, graph_outputs, load_onnx
-from toolchain.parity import make_inputs
+from toolchain.onnxlib.model import TensorSpec, graph_inputs, graph_outputs, load_onnx
+from toolchain.parity.samples import make_inputs
 from toolchain.engine.context import PassContext
 from toolchain.plugins import get_pass
-from toolchain.shapes import concrete_shapes
+from toolchain.onnxlib.shapes import concrete_shapes
 from toolchain.targets import load_target
 
 TOKENS = [TensorSpec("input_ids", "int64", ("batch", "seq")), TensorSpec("attention_mask", "int64", ("batch", "seq"))]

@@ -81,7 +81,7 @@ def test_a_model_whose_names_are_all_safe_is_passed_on_as_it_is(tmp_path):
 
 
 def test_many_nodes_wanting_one_name_get_the_same_suffixes_as_one_by_one():
-    from toolchain.graph_edit import NamePool, fresh_name
+    from toolchain.onnxlib.edit import NamePool, fresh_name
 
     pool, plain = NamePool({"block_3"}), {"block_3"}
     wanted = ["block"] * 2000 + ["block_1", "other", "block"]

@@ -7,11 +7,11 @@ import pytest
 from conftest import FIXTURES, fixture_model, run_in_onnxruntime
 from toolchain.artifact import ModelArtifact
 from toolchain.errors import InputError
-from toolchain.onnx_model import graph_inputs, graph_outputs, load_onnx
-from toolchain.parity import make_inputs
+from toolchain.onnxlib.model import graph_inputs, graph_outputs, load_onnx
+from toolchain.parity.samples import make_inputs
 from toolchain.engine.context import PassContext
 from toolchain.plugins import get_pass
-from toolchain.shapes import concrete_shapes
+from toolchain.onnxlib.shapes import concrete_shapes
 from toolchain.targets import load_target
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from toolchain.errors import InputError
-from toolchain.onnx_model import TensorSpec
+from toolchain.onnxlib.model import TensorSpec
 from toolchain.precision.calibration import UNPROVEN, Preprocessing, load_calibration
 
 IMAGE = [TensorSpec("image", "float32", ("batch", 3, 8, 8))]

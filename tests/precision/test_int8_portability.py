@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import fixture_model, run_in_onnxruntime
 from toolchain.artifact import ModelArtifact
 from toolchain.errors import PassError
-from toolchain.host_cpu import cpu_record, u8s8_kernel
+from toolchain.parity.host_cpu import cpu_record, u8s8_kernel
 from toolchain.engine.context import PassContext
 from toolchain.plugins import get_pass
 from toolchain.precision.int8_portability import SAFE_INT8_WEIGHT, describe, require_portable, weight_risks

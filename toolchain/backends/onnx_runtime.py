@@ -8,7 +8,7 @@ import numpy as np
 
 from ..artifact import ModelArtifact
 from ..errors import MissingDependencyError
-from ..onnx_model import onnx_files
+from ..onnxlib.model import onnx_files
 from ..precision.onnx import PrecisionOptions, apply_precision, precision_of
 from ..engine.backend import Backend, register_backend
 from ..engine.context import PassContext

@@ -49,7 +49,7 @@ class ConvertOrt(Pass):
         if self.options.optimization_level not in levels:
             raise ValueError(f"optimization_level must be one of {', '.join(levels)}")
         from ..errors import PassError
-        from ..onnx_model import load_onnx
+        from ..onnxlib.model import load_onnx
         from .ort_known_wrong import known_wrong
 
         wrong = known_wrong(load_onnx(model.path, load_external_data=False))

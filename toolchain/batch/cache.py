@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..bundle import sha256_file
+from ..bundle.store import sha256_file
 from ..workdirs import sweep_stale, write_marker
 from .job import Task, task_dict
 

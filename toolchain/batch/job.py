@@ -135,7 +135,7 @@ def _optional_file(base: Path, value: str | None, where: str, key: str) -> Path 
 
 def _refuse_clashes(job: Job) -> None:
     """Two tasks that would write the same bundle name (same stem, version and world) cannot share a folder."""
-    from ..build import bundle_name
+    from ..app.build import bundle_name
 
     seen: dict[str, Task] = {}
     for task in job.tasks:

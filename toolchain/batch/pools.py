@@ -102,7 +102,7 @@ def run_ray(address: str, pending: list[tuple[Task, str]], cache: Cache, extra: 
             try:
                 result, files = ray.get(ready[0])
             except Exception as e:  # the worker died (node lost, OOM-killed): this task failed, not the batch
-                from ..build import bundle_name
+                from ..app.build import bundle_name
 
                 result = {"exit_code": 1, "build": None, "timings": [], "seconds": None, "peak_memory_bytes": None,
                           "error": f"Ray task failed: {type(e).__name__}: {' '.join(str(e).split())[:300]}",

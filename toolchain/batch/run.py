@@ -109,7 +109,7 @@ def _finish(task: Task, key: str, result: dict, staging: Path, cache: Cache, out
     name = result["bundle_name"]
     built = staging / BUILD_DIR
     if result["exit_code"] == 0 and (built / name / "manifest.json").is_file():
-        from ..verify import verify_bundle
+        from ..bundle.verify import verify_bundle
 
         report = verify_bundle(built / name)
         if report.ok:

@@ -32,7 +32,7 @@ def run_task(task: Task, work: Path, extra_args: list[str], jobs: int, env: dict
         result = {"exit_code": -code if code < 0 else code or 1, "build": None, "timings": [], "seconds": None,
                   "peak_memory_bytes": None}
     result["error"] = None if result["exit_code"] == 0 else _error_line(work / "stderr.log", code)
-    from ..build import bundle_name
+    from ..app.build import bundle_name
 
     result["bundle_name"] = bundle_name(task.model, task.version, task.world)
     return result

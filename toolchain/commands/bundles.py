@@ -19,8 +19,8 @@ def inspect(bundle, as_json):
     Reads only the manifest (from an archive: without extracting anything), after checking it
     against its schema; 'stackc verify' checks the files.
     """
-    from ..bundle_read import read_manifest
-    from ..verify import require_valid_manifest
+    from ..bundle.read import read_manifest
+    from ..bundle.verify import require_valid_manifest
 
     m = require_valid_manifest(read_manifest(bundle), bundle)
     if as_json:
@@ -48,7 +48,7 @@ def verify(bundle, public_key, device_profile, device_os, os_version, arch, glib
     With a device (--device or --os ...) also say which artifact it should load; exit 8 if none fits.
     """
     from ..errors import BundleError, IncompatibleError
-    from ..verify import verify_bundle
+    from ..bundle.verify import verify_bundle
 
     device = device_from(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required=False)
     verdict = verify_bundle(bundle, public_key, device)
@@ -103,9 +103,9 @@ def select(bundle, device_profile, device_os, os_version, arch, glibc, device_ru
     Verifies the bundle first (exit 7, as 'stackc verify'): the path it prints is inside the bundle
     and matches its checksum.
     """
-    from ..bundle_read import open_bundle
+    from ..bundle.read import open_bundle
     from ..compat import select as select_artifact
-    from ..verify import loadable_manifest, require_verified
+    from ..bundle.verify import loadable_manifest, require_verified
 
     device = device_from(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required=True)
     opened = open_bundle(bundle)
@@ -128,7 +128,7 @@ def select(bundle, device_profile, device_os, os_version, arch, glibc, device_ru
 def keygen(key, public_path):
     """Create a signing key pair offline: KEY (private, mode 0600) and its public key, KEY with the
     suffix .pub (release.key -> release.pub; give it to verifiers). Missing folders are created."""
-    from ..signing import generate_key
+    from ..bundle.signature import generate_key
 
     public_path = public_path or key.with_suffix(".pub")
     for folder in {key.parent, public_path.parent}:
@@ -147,7 +147,7 @@ def sign(bundle, private_key):
 
     Signing a folder also rebuilds its sibling .tar.gz, so both hold the same signed content.
     """
-    from ..sign_bundle import sign_bundle
+    from ..bundle.sign import sign_bundle
 
     for path in sign_bundle(bundle, private_key):
         click.echo(f"signed: {path}")
@@ -167,7 +167,7 @@ def merge(parts, out, sign_key, public_key, as_json):
 
     Every part must verify and agree with the others; exit 7 naming the field otherwise.
     """
-    from ..merge import merge_bundles
+    from ..bundle.merge import merge_bundles
 
     merged = merge_bundles(list(parts), out, sign_key, public_key)
     if as_json:
@@ -188,9 +188,9 @@ def merge(parts, out, sign_key, public_key, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the parity results as JSON.")
 def check(bundle, as_json):
     """Re-run the bundle's stored samples through every artifact whose runtime is here; exit 6 on failure."""
-    from ..check_bundle import check_bundle
+    from ..app.check import check_bundle
     from ..errors import ParityError
-    from ..parity import failure_table
+    from ..parity.compare import failure_table
 
     report = check_bundle(bundle)
     if as_json and report.passed:

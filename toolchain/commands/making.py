@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..cli_boundary import setup_logging
-from ..shapes import parse_shape
+from ..onnxlib.shapes import parse_shape
 from .options import BIND_HELP, parse_bindings
 from .summary import print_build_summary
 from ..errors import StackcError
@@ -32,7 +32,7 @@ from ..errors import StackcError
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines on stderr.")
 def prepare(model, out, recipe, target, shapes, binds, inputs, seed, as_json, quiet):
     """Run the preparation pipeline alone: MODEL -> canonical ONNX, proved against MODEL in onnxruntime."""
-    from ..prepare import PrepareRequest, prepare as run_prepare
+    from ..app.prepare import PrepareRequest, prepare as run_prepare
 
     if out.is_dir() or str(out).endswith(("/", "\\")):
         out = out / f"{Path(model).stem}.canonical.onnx"

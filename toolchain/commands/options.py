@@ -13,7 +13,7 @@ BIND_HELP = ("Freeze an input, e.g. sr=16000 (repeatable): If nodes it decides k
 
 
 def parse_bindings(binds) -> dict:
-    from ..prepare import parse_binding
+    from ..app.prepare import parse_binding
 
     return dict(parse_binding(b) for b in binds)
 

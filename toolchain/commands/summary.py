@@ -60,7 +60,7 @@ def print_build_summary(result) -> None:
 
         click.echo(f"warning: int8 {UNPROVEN}")
     if weak:
-        from ..parity import WEAK_EVIDENCE_HINT
+        from ..parity.compare import WEAK_EVIDENCE_HINT
 
         click.echo(f"note: {WEAK_EVIDENCE_HINT}")
     click.echo(f"bundle: {result.bundle}")

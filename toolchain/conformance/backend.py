@@ -80,7 +80,7 @@ class StackcRep(BackendRep):
     def _convert(self, frozen: dict[str, np.ndarray]):
         from ..artifact import ModelArtifact
         from ..errors import StackcError
-        from ..onnx_model import save_onnx
+        from ..onnxlib.model import save_onnx
         from ..engine.context import PassContext
         from ..plugins import get_pass
 

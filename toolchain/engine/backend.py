@@ -12,7 +12,7 @@ import numpy as np
 
 from ..artifact import ModelArtifact
 from ..errors import PassError, StackcError
-from ..interface import to_artifact_inputs, to_original_outputs
+from ..onnxlib.interface import to_artifact_inputs, to_original_outputs
 from .contract import PASSES, Pass
 from .registry import Registry
 
@@ -35,7 +35,7 @@ class Backend:
 
     def execute(self, artifact: ModelArtifact, inputs: Feed) -> Feed:
         """Run ``artifact`` in its real runtime, fed and read in the source model's names (the artifact's
-        interface, see ``interface.py``); a runtime failure is a PassError naming the artifact."""
+        interface, see ``onnxlib/interface.py``); a runtime failure is a PassError naming the artifact."""
         try:
             outputs = self.make_runner(artifact)(to_artifact_inputs(artifact.facts, inputs))
             return to_original_outputs(artifact.facts, outputs)

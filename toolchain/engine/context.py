@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..policy import ParityPolicy
-from ..shapes import ShapeDefaults
+from ..parity.policy import ParityPolicy
+from ..onnxlib.shapes import ShapeDefaults
 from .limits import Limits
 
 

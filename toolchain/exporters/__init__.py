@@ -127,7 +127,7 @@ def to_onnx(path: Path, work_dir: Path, *, shapes: dict[str, tuple[int, ...]] | 
         extra = {}  # a TensorFlow source's bound inputs are bound on the exported ONNX (bind.inputs)
     exported = exporter.export(kind, path, work_dir, shapes=dict(shapes or {}), inputs_path=inputs,
                                target=target, seed=seed, **extra)
-    from ..bundle import sha256_file
+    from ..bundle.store import sha256_file
     from ._common import source_digest
 
     digest, size = source_digest(path)
@@ -147,8 +147,8 @@ def export_source(model: Path, work_dir: Path, *, shapes=None, inputs: Path | No
     The samples the export was proven on are written to ``work_dir/samples.npz`` keyed by the
     exported model's input names, so the rest of the pipeline reads them like a ``--inputs`` file.
     """
-    from ..bundle import write_npz
-    from ..parity import failure_table
+    from ..bundle.store import write_npz
+    from ..parity.compare import failure_table
 
     exported = to_onnx(model, work_dir, shapes=shapes, inputs=inputs, target=target, seed=seed, bindings=bindings,
                        log=log)

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, UsageError
-from ..onnx_model import TensorSpec
-from ..parity import ParityResult, compare, make_inputs
-from ..policy import ParityPolicy
+from ..onnxlib.model import TensorSpec
+from ..parity.compare import ParityResult, compare
+from ..parity.samples import make_inputs
+from ..parity.policy import ParityPolicy
 
 # Framework kernels and onnxruntime's differ by float rounding only; a real export bug is far larger.
 EXPORT_POLICY = ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.99999)
@@ -136,7 +137,7 @@ def example_inputs(label: str, declared: list[SourceInput], shapes: dict[str, tu
 def _bound_values(declared: list[SourceInput], bindings: dict[str, str | None],
                   given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``--bind`` values as the examples hold them: a 0-d array for a Python number, else the given shape."""
-    from ..bind_values import parse_bind_value
+    from ..onnxlib.bind_values import parse_bind_value
 
     bound = {}
     for d in declared:
@@ -194,7 +195,7 @@ def as_python_number(value: np.ndarray, kind: str) -> Any:
 
 def onnx_feeds(model, samples: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
     """The samples the exported graph takes as inputs (cast to its dtypes), and those it baked in."""
-    from ..onnx_model import graph_inputs
+    from ..onnxlib.model import graph_inputs
 
     feeds = {}
     for spec in graph_inputs(model):
@@ -229,7 +230,7 @@ def export_parity(exported_onnx: Path, framework_outputs: list[np.ndarray], feed
 def finish_export(model, onnx_path: Path, framework_outputs: list[np.ndarray], examples: ExampleInputs,
                   framework_label: str, opset: int, facts: dict[str, Any]) -> ExportedSource:
     """Save a tidied exported model, prove it against the framework's outputs, and describe it."""
-    from ..onnx_model import opsets, save_onnx
+    from ..onnxlib.model import opsets, save_onnx
 
     save_onnx(model, onnx_path)
     feeds, baked = onnx_feeds(model, examples.values)
@@ -288,7 +289,7 @@ def quiet_exporter():
 
 def source_digest(path: Path) -> tuple[str, int]:
     """sha256 and size of a file, or of a folder (SavedModel) as its sorted ``relpath  sha256`` lines."""
-    from ..bundle import sha256_file
+    from ..bundle.store import sha256_file
 
     if path.is_file():
         return sha256_file(path), path.stat().st_size

@@ -12,19 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError, PassError
-from ..onnx_model import load_onnx, save_onnx
+from ..onnxlib.model import load_onnx, save_onnx
 from .allowlist import check_pt2
-from ._common import (
-    SCALAR_KINDS,
-    ExportedSource,
-    SourceInput,
-    as_python_number,
-    example_inputs,
-    finish_export,
-    first_line,
-    quiet_exporter,
-    tidy_onnx,
-)
+from ._common import SCALAR_KINDS, ExportedSource, SourceInput, as_python_number, example_inputs, finish_export, first_line, quiet_exporter, tidy_onnx
 
 OPSET = 18  # the dynamo exporter's lowest well-trodden opset; every stackc backend reads it
 METHODS = ("dynamo", "torchscript")

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..artifact import ModelArtifact
 from ..errors import UsageError
-from ..interface import with_bound
-from ..onnx_model import load_graph, save_onnx
+from ..onnxlib.interface import with_bound
+from ..onnxlib.model import load_graph, save_onnx
 from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
 
@@ -34,7 +34,7 @@ class BindInputs(Pass):
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         from onnx import numpy_helper
 
-        from ..graph_edit import remove_dead_nodes
+        from ..onnxlib.edit import remove_dead_nodes
 
         proto = load_graph(model.path)
         graph = proto.graph
@@ -66,7 +66,7 @@ class BindInputs(Pass):
 
 
 def _current_names(facts: dict[str, Any]) -> dict[str, str]:
-    from ..interface import interface_of
+    from ..onnxlib.interface import interface_of
 
     return interface_of(facts)["inputs"]
 
@@ -98,7 +98,7 @@ def _constant_condition(graph, cond: str, opset_import) -> bool | None:
     import onnx
     from onnx.reference import ReferenceEvaluator
 
-    from ..graph_edit import subgraphs
+    from ..onnxlib.edit import subgraphs
 
     producers = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
     initializers = {t.name: t for t in graph.initializer}
@@ -135,7 +135,7 @@ def _inline(graph, index: int, branch_name: str) -> None:
     """Put the nodes of one branch of ``graph.node[index]`` in its place, with fresh local names."""
     import onnx
 
-    from ..graph_edit import all_tensor_names, defined_names, fresh_name, rename_uses, subgraphs
+    from ..onnxlib.edit import all_tensor_names, defined_names, fresh_name, rename_uses, subgraphs
 
     node = graph.node[index]
     branch = next(a.g for a in node.attribute if a.name == branch_name)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..onnx_model import graph_inputs, load_graph, save_onnx
+from ..onnxlib.model import graph_inputs, load_graph, save_onnx
 from ..engine.context import PassContext
-from ..shapes import concrete_shapes
+from ..onnxlib.shapes import concrete_shapes
 from ..engine.contract import Pass, register_pass
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..artifact import ModelArtifact
-from ..onnx_model import graph_inputs, load_onnx
+from ..onnxlib.model import graph_inputs, load_onnx
 from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..onnx_model import check_model, load_graph, opsets, save_onnx
+from ..onnxlib.model import check_model, load_graph, opsets, save_onnx
 from ..precision import int8_portability
 from ..precision.quantization import count_quantized
 from ..engine.context import PassContext

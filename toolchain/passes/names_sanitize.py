@@ -4,7 +4,7 @@ tf2onnx names (``serving_default_input_2:0``) make onnx2tf drop shape overrides 
 ``@`` is rejected by TensorFlow as a scope name; leading, trailing or doubled ``/`` and duplicate
 or empty node names trip other tools (shared notes). Safe names are kept as they are; the others
 get the nearest safe name. The graph's input/output renames go to the artifact's interface, so
-runners are fed and answer with the names users know (toolchain/interface.py).
+runners are fed and answer with the names users know (toolchain/onnxlib/interface.py).
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..interface import with_renames
-from ..onnx_model import load_graph, save_onnx
+from ..onnxlib.interface import with_renames
+from ..onnxlib.model import load_graph, save_onnx
 from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
 
@@ -44,7 +44,7 @@ class NamesSanitize(Pass):
     Options = Options
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
-        from ..graph_edit import NamePool, all_tensor_names, rename_everywhere
+        from ..onnxlib.edit import NamePool, all_tensor_names, rename_everywhere
 
         proto = load_graph(model.path)
         graph = proto.graph
@@ -80,7 +80,7 @@ def _in_graph_order(graph, names: list[str]) -> list[str]:
 
 
 def _rename_nodes(graph, name_unnamed: bool) -> int:
-    from ..graph_edit import NamePool, subgraphs
+    from ..onnxlib.edit import NamePool, subgraphs
 
     taken = NamePool()
     renamed = 0

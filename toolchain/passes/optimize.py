@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..onnx_model import external_bytes, load_graph, load_onnx, save_onnx
+from ..onnxlib.model import external_bytes, load_graph, load_onnx, save_onnx
 from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
 
@@ -41,7 +41,7 @@ class Optimize(Pass):
         weights_on_disk = external_bytes(model.path)
         if weights_on_disk > self.options.max_external_bytes:
             return self._graph_only(model, ctx, out_dir, weights_on_disk)
-        from ..graph_edit import bypass_shared_identities, shared_matmul_weights
+        from ..onnxlib.edit import bypass_shared_identities, shared_matmul_weights
 
         proto = load_onnx(model.path)
         before = len(proto.graph.node)
@@ -212,7 +212,7 @@ def share_identical_initializers(graph) -> dict[str, int]:
 
 
 def _names_used_in_subgraphs(graph) -> set[str]:
-    from ..graph_edit import graphs_within, subgraphs
+    from ..onnxlib.edit import graphs_within, subgraphs
 
     return {name for node in graph.node for sub in subgraphs(node)
             for inner in graphs_within(sub) for n in inner.node for name in n.input}

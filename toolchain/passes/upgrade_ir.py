@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..onnx_model import load_graph, save_onnx
+from ..onnxlib.model import load_graph, save_onnx
 from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
 

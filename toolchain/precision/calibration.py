@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError
-from ..onnx_model import TensorSpec
-from ..parity import make_inputs
+from ..onnxlib.model import TensorSpec
+from ..parity.samples import make_inputs
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".webp"}
 CALIBRATION_SAMPLES = 64  # one count: int8 is calibrated on as many samples as it is judged on (int8_parity)

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..engine.backend import Backend
-from ..interface import to_original_outputs
-from ..parity import ParityResult, compare
+from ..onnxlib.interface import to_original_outputs
+from ..parity.compare import ParityResult, compare
 from .calibration import CALIBRATION_SAMPLES
 from .quantization import calibration_samples
 

@@ -88,7 +88,7 @@ def _integer_weights(graph):
 
 def weight_risks(proto) -> tuple[list[WeightRisk], int]:
     """(int8 weights an x86 non-VNNI kernel can saturate on, number of integer-kernel weights checked)."""
-    from ..graph_edit import graphs_within
+    from ..onnxlib.edit import graphs_within
 
     risks, checked = [], 0
     for graph in graphs_within(proto.graph):

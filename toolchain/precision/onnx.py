@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MissingDependencyError
-from ..onnx_model import load_graph, save_onnx
+from ..onnxlib.model import load_graph, save_onnx
 from . import onnx_fp16, onnx_int8_dynamic, onnx_int8_static
 from .calibration import CALIBRATION_SAMPLES
 from .quantization import calibration_samples

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PassError
-from ..onnx_model import load_onnx, save_onnx
+from ..onnxlib.model import load_onnx, save_onnx
 
 # Exponentials and sums of squares leave float16's range (65504) long before float32's.
 OVERFLOW_PRONE = ("Exp", "Pow", "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp", "Softplus")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..onnx_model import load_onnx, save_onnx
+from ..onnxlib.model import load_onnx, save_onnx
 from .quantization import check_int8, ensure_node_names, quiet_quantizer, resolve_exclusions
 
 DEFAULT_OP_TYPES = ("MatMul", "Gemm", "Attention", "LSTM", "Gather")

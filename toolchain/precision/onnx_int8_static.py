@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..onnx_model import load_onnx, save_onnx
+from ..onnxlib.model import load_onnx, save_onnx
 from .calibration import CALIBRATION_SAMPLES
 from .quantization import (CALIBRATION_METHODS, check_int8, ensure_node_names, ort_reader,
                             quiet_quantizer, resolve_exclusions)

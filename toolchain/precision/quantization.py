@@ -49,7 +49,7 @@ def _tensor_bytes(tensor) -> int:
 
 
 def count_quantized(proto) -> QuantCount:
-    from ..graph_edit import graphs_within
+    from ..onnxlib.edit import graphs_within
 
     nodes = int8 = int8_bytes = float_bytes = 0
     for graph in graphs_within(proto.graph):
@@ -75,7 +75,7 @@ def check_int8(fp32_path: Path, int8_path: Path, what: str) -> dict[str, Any]:
     Acceptable: something is 8-bit, it is smaller than fp32, and its integer results are the same on
     every CPU (``int8_portability``: no weight an AVX2 kernel saturates on).
     """
-    from ..onnx_model import load_onnx
+    from ..onnxlib.model import load_onnx
     from .int8_portability import require_portable
 
     quantized = load_onnx(int8_path, load_external_data=False)
@@ -142,9 +142,9 @@ def calibration_samples(model_path: Path, facts: dict[str, Any], ctx, count: int
     them to the prepared model's names, as ``backends.execute`` does for parity samples.
     """
     from .calibration import load_calibration
-    from ..interface import interface_of, to_artifact_inputs
-    from ..onnx_model import TensorSpec, graph_inputs, index_bounds, load_onnx
-    from ..shapes import concrete_shapes
+    from ..onnxlib.interface import interface_of, to_artifact_inputs
+    from ..onnxlib.model import TensorSpec, graph_inputs, index_bounds, load_onnx
+    from ..onnxlib.shapes import concrete_shapes
 
     proto = load_onnx(model_path, load_external_data=False)
     renamed = {now: original for original, now in interface_of(facts)["inputs"].items()}

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..bundle import CHECKSUMS, MANIFEST, SIGNATURE
+from ..bundle.store import CHECKSUMS, MANIFEST, SIGNATURE
 from ..errors import BundleError
-from ..safe_io import MANIFEST_CAP, MiB, parse_json, path_problem
+from ..bundle.safe_io import MANIFEST_CAP, MiB, parse_json, path_problem
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.stackc.bundle.v1"

@@ -16,10 +16,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..bundle import CHECKSUMS, MANIFEST, SIGNATURE, is_stackc_bundle, make_staging, publish_folder
-from ..bundle_read import OpenedBundle, parse_manifest, read_checksums
+from ..bundle.store import CHECKSUMS, MANIFEST, SIGNATURE, is_stackc_bundle, make_staging, publish_folder
+from ..bundle.read import OpenedBundle, parse_manifest, read_checksums
 from ..errors import BundleError, StackcError
-from ..safe_io import CHECKSUMS_CAP, MANIFEST_CAP, SIGNATURE_CAP, create_new, path_problem
+from ..bundle.safe_io import CHECKSUMS_CAP, MANIFEST_CAP, SIGNATURE_CAP, create_new, path_problem
 from . import oci_layout
 from .reference import check_status, connect, parse_reference, registry_error
 
@@ -40,7 +40,7 @@ class Pulled:
 
 def pull_bundle(reference: str, out_dir: Path, device=None, public_key_path: Path | None = None,
                 insecure: bool = False) -> Pulled:
-    from ..signing import load_public_key
+    from ..bundle.signature import load_public_key
 
     ref = parse_reference(reference)
     public_key = load_public_key(public_key_path) if public_key_path is not None else None
@@ -67,7 +67,7 @@ def pull_bundle(reference: str, out_dir: Path, device=None, public_key_path: Pat
             pulled.blobs += 1
             pulled.bytes += layer.size
         if pulled.omitted:
-            from ..pulled import PULLED, note
+            from ..bundle.pulled import PULLED, note
 
             text = json.dumps(note(str(ref), digest, pulled.kept, pulled.omitted, device.describe()), indent=2)
             (staging / PULLED).write_text(text + "\n", encoding="utf-8")
@@ -81,7 +81,7 @@ def pull_bundle(reference: str, out_dir: Path, device=None, public_key_path: Pat
 
 
 def _valid_manifest(config: bytes) -> dict:
-    from ..verify import manifest_problems
+    from ..bundle.verify import manifest_problems
 
     manifest = parse_manifest(config)
     problems = manifest_problems(manifest)
@@ -93,7 +93,7 @@ def _valid_manifest(config: bytes) -> dict:
 def _plan(fetch, staging: Path, layers: list[oci_layout.Layer], config_digest: str, manifest: dict, device,
           pulled: Pulled) -> list[oci_layout.Layer]:
     """The layers to fetch, after SHA256SUMS (fetched first) vouches for every one of them."""
-    from ..pulled import omitted_files
+    from ..bundle.pulled import omitted_files
 
     by_path = {layer.path: layer for layer in layers}
     if CHECKSUMS not in by_path:
@@ -126,7 +126,7 @@ def _plan(fetch, staging: Path, layers: list[oci_layout.Layer], config_digest: s
 
 
 def _require_verified(staging: Path, manifest: dict, label: str, public_key, pulled: Pulled) -> None:
-    from ..verify import verify_opened
+    from ..bundle.verify import verify_opened
 
     verdict = verify_opened(OpenedBundle(staging, manifest), label, public_key)
     pulled.signature = verdict.signature

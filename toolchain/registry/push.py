@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import MANIFEST, bundle_files
-from ..bundle_read import open_bundle
+from ..bundle.store import MANIFEST, bundle_files
+from ..bundle.read import open_bundle
 from ..errors import StackcError
-from ..safe_io import MiB, sha256_regular
+from ..bundle.safe_io import MiB, sha256_regular
 from . import oci_layout
 from .reference import check_status, connect, parse_reference, registry_error
 
@@ -28,7 +28,7 @@ class Pushed:
 
 
 def push_bundle(bundle: Path, reference: str, insecure: bool = False) -> Pushed:
-    from ..verify import require_verified
+    from ..bundle.verify import require_verified
 
     ref = parse_reference(reference)
     opened = open_bundle(Path(bundle))
@@ -62,7 +62,7 @@ def push_bundle(bundle: Path, reference: str, insecure: bool = False) -> Pushed:
 
 def _ordered(files: list[str]) -> list[str]:
     """Every file but the manifest (the config blob), control files first."""
-    from ..bundle import CHECKSUMS, SIGNATURE
+    from ..bundle.store import CHECKSUMS, SIGNATURE
 
     rest = [f for f in files if f not in (MANIFEST, CHECKSUMS, SIGNATURE)]
     return [f for f in (CHECKSUMS, SIGNATURE) if f in files] + rest

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..safe_io import MiB, parse_json, read_regular
+from ..bundle.safe_io import MiB, parse_json, read_regular
 from .page import Raw, esc, page, size, table
 
 INDEX_MAX = 64 * MiB

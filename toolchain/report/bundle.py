@@ -19,8 +19,8 @@ OUTPUT_COLUMNS = ("output", "verdict", "shape", "max_abs", "max_rel", "mean_abs"
 
 def bundle_report(path: Path, timings: list[dict[str, Any]] | None = None) -> str:
     """The whole HTML page for the bundle at ``path`` (folder or ``.tar.gz``)."""
-    from ..bundle_read import open_bundle
-    from ..verify import require_verified
+    from ..bundle.read import open_bundle
+    from ..bundle.verify import require_verified
 
     opened = open_bundle(path)
     try:
@@ -32,7 +32,7 @@ def bundle_report(path: Path, timings: list[dict[str, Any]] | None = None) -> st
 
 
 def bundle_body(root: Path, manifest: dict[str, Any], host: dict | None, timings: list | None) -> str:
-    from ..bundle import read_npz
+    from ..bundle.store import read_npz
 
     samples = read_npz(root / manifest["parity"]["samples"])
     reference = read_npz(root / manifest["parity"]["reference"])
@@ -156,7 +156,7 @@ def _anatomy(breakdown: dict[str, Any], fp32: dict[str, Any] | None) -> str:
 
 def _plots(root: Path, entry: dict[str, Any], samples: dict, reference: dict) -> str:
     from ..backends import backend, execute
-    from ..check_bundle import entry_artifact
+    from ..app.check import entry_artifact
     from .plots import output_plots
 
     reason = backend(entry["format"]).runtime_available()

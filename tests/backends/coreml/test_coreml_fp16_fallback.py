@@ -36,7 +36,7 @@ def _judge(tmp_path, precision):
     from toolchain.artifact import ModelArtifact
     from toolchain.engine.context import PassContext
     from toolchain.plugins import get_pass
-    from toolchain.variants import convert_variant
+    from toolchain.app.variants import convert_variant
 
     from conftest import run_in_onnxruntime
 

@@ -81,7 +81,7 @@ class ConvertCoreML(Pass):
                                  f"got {getattr(o, key)!r}")
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
-        from ...onnx_model import load_onnx
+        from ...onnxlib.model import load_onnx
         from .frontend import UnsupportedModel
         from .frontend.program import build_program
 

@@ -20,7 +20,7 @@ from ...engine.backend import Backend, register_backend
 from ...engine.context import PassContext
 from ...engine.contract import Pass
 from ...precision.calibration import CALIBRATION_SAMPLES
-from ...policy import ParityPolicy
+from ...parity.policy import ParityPolicy
 from ...package_versions import package_versions
 from . import routes as routes_module
 from .runner import run_model

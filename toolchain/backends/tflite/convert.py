@@ -8,8 +8,9 @@ import numpy as np
 
 from ...artifact import ModelArtifact
 from ...errors import PassError
-from ...onnx_model import graph_inputs, graph_outputs, index_bounds, load_onnx
-from ...parity import compare, make_inputs
+from ...onnxlib.model import graph_inputs, graph_outputs, index_bounds, load_onnx
+from ...parity.compare import compare
+from ...parity.samples import make_inputs
 from ...precision.quantization import calibration_samples
 from .. import onnx_runtime
 from . import anatomy, export, int8_worker, onnx2tf_route, rewrites

@@ -20,7 +20,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .errors import BundleError
+from ..errors import BundleError
 
 MiB = 2**20
 MANIFEST_CAP = 32 * MiB  # a real manifest is kilobytes; one per artifact file, conversion facts included

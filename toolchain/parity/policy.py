@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from ._toml import Table
+from .._toml import Table
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -2,7 +2,7 @@
 
 A bundle is a folder ``<model>-<version>-<target>/`` plus ``<same>.tar.gz`` beside it with the same
 content. ``SHA256SUMS`` covers every other file, ``manifest.json`` included, so changing any byte
-of any file is caught by ``verify`` (reading a bundle: ``bundle_read.py``). The output folder is
+of any file is caught by ``verify`` (reading a bundle: ``read.py``). The output folder is
 shared with a user: publishing replaces only a bundle stackc made, and sweeps only its own partials.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BundleError
+from ..errors import BundleError
 from .safe_io import MANIFEST_CAP, create_new, parse_json, partial_owner, partial_path, read_regular, sha256_regular
 
 SCHEMA_VERSION = 1

@@ -31,8 +31,8 @@ def artifact_size(artifact) -> int:
 
 def _runner(artifact, inputs):
     """A callable running the artifact once, loaded once when the backend offers ``make_runner``."""
-    from .plugins import backend, execute
-    from .interface import to_artifact_inputs
+    from ..plugins import backend, execute
+    from ..onnxlib.interface import to_artifact_inputs
 
     module = backend(artifact.format)
     if hasattr(module, "make_runner"):
@@ -44,7 +44,7 @@ def _runner(artifact, inputs):
 
 def measure(artifact, inputs: dict, warmup: int = WARMUP_RUNS, runs: int = TIMED_RUNS) -> dict[str, Any]:
     """Size and median latency (ms) of ``artifact`` on ``inputs``, after ``warmup`` untimed runs."""
-    from .plugins import backend
+    from ..plugins import backend
 
     run, how = _runner(artifact, inputs)
     for _ in range(warmup):
@@ -63,7 +63,7 @@ def measure_outcomes(outcomes, inputs: dict, records: list[dict], log) -> None:
 
     Latency is measured only in an artifact's real runtime (not Core ML's reference interpreter).
     """
-    from .plugins import backend
+    from ..plugins import backend
 
     for outcome in outcomes:
         if not outcome.shipped:
@@ -95,7 +95,7 @@ def write_sidecar(path: Path, bundle_name: str, records: list[dict], log=None) -
     It replaces only a regular file of that name (by a rename, never writing through a link); a link,
     folder or anything else a user put there is left alone (the figures are in ``build --json`` too).
     """
-    from .safe_io import replace_file
+    from ..bundle.safe_io import replace_file
 
     entries = host_entries(records)
     if not entries:

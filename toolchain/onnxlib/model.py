@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, MissingDependencyError
+from ..errors import InputError, MissingDependencyError
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def _tensor(name: str, dtype: str, shape, **extra) -> dict[str, Any]:
 
 
 def _onnx(path: Path, facts) -> tuple[list, list]:
-    from .onnx_model import graph_inputs, graph_outputs, load_onnx
+    from ..onnxlib.model import graph_inputs, graph_outputs, load_onnx
 
     proto = load_onnx(path, load_external_data=False)
     return ([_tensor(s.name, s.dtype, s.shape) for s in graph_inputs(proto)],
@@ -67,7 +67,7 @@ def _openvino(path: Path, facts) -> tuple[list, list]:
 
 
 def _tflite(path: Path, facts) -> tuple[list, list]:
-    from .backends.tflite.runner import quantization_of
+    from ..backends.tflite.runner import quantization_of
 
     io = facts.get("io") or {}
     details = quantization_of(path)

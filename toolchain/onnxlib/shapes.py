@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 @dataclass(frozen=True)

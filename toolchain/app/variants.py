@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import ModelArtifact
-from .plugins import backend, execute
-from .errors import MissingDependencyError, ParityError, PassError, StackcError
-from .parity import ParityResult, compare, failure_summary, failure_table
-from .engine.context import PassContext
-from .process_tree import refuse_if_stopping
-from .policy import for_int8_source
-from .precision.int8_parity import judge_int8
+from ..artifact import ModelArtifact
+from ..plugins import backend, execute
+from ..errors import MissingDependencyError, ParityError, PassError, StackcError
+from ..parity.compare import ParityResult, compare, failure_summary, failure_table
+from ..engine.context import PassContext
+from ..process_tree import refuse_if_stopping
+from ..parity.policy import for_int8_source
+from ..precision.int8_parity import judge_int8
 
 LOG_SECTION = "stackc_section"  # a log record's ("variant" | "dropped" | "parity-dropped", variant name)
 MIN_FREE_MEMORY = 2 * 2**30  # do not start another converter with less free memory than this
@@ -32,7 +32,7 @@ SEQUENTIAL_AT_BYTES = 2**30  # models whose external weights pass this convert o
 
 
 def _weights_on_disk(model: ModelArtifact) -> int:
-    from .onnx_model import external_bytes
+    from ..onnxlib.model import external_bytes
 
     return external_bytes(model.path) if model.format == "onnx" else 0
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .bundle import ARCHIVE_SUFFIX, write_archive
-from .bundle_read import open_bundle
-from .errors import BundleError
+from .store import ARCHIVE_SUFFIX, write_archive
+from .read import open_bundle
+from ..errors import BundleError
 from .safe_io import partial_path
-from .signing import load_private_key, write_signature
+from .signature import load_private_key, write_signature
 from .verify import verify_opened
 
 

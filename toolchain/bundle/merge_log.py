@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import BundleError
+from ..errors import BundleError
 
 SECTION_ORDER = ("variant", "dropped", "parity-dropped")  # the order convert_all logs them in
 

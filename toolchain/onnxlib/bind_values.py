@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 
 def parse_bind_value(text: str, dtype: np.dtype, name: str) -> np.ndarray:

@@ -9,14 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifact import ModelArtifact
-from .plugins import backend, execute
-from .bundle import read_npz
-from .bundle_read import open_bundle
-from .interface import FACT
-from .parity import ParityResult, compare
-from .safe_io import inside
-from .policy import ParityPolicy
+from ..artifact import ModelArtifact
+from ..plugins import backend, execute
+from ..bundle.store import read_npz
+from ..bundle.read import open_bundle
+from ..onnxlib.interface import FACT
+from ..parity.compare import ParityResult, compare
+from ..bundle.safe_io import inside
+from ..parity.policy import ParityPolicy
 
 
 @dataclass
@@ -33,7 +33,7 @@ class CheckReport:
 
 
 def check_bundle(path: Path) -> CheckReport:
-    from .verify import require_verified
+    from ..bundle.verify import require_verified
 
     opened = open_bundle(path)
     try:
@@ -42,7 +42,7 @@ def check_bundle(path: Path) -> CheckReport:
         samples = read_npz(inside(root, manifest["parity"]["samples"], "parity samples"))
         reference = read_npz(inside(root, manifest["parity"]["reference"], "parity reference"))
         report = CheckReport()
-        from .verify import loadable_manifest
+        from ..bundle.verify import loadable_manifest
 
         for entry in loadable_manifest(opened)["artifacts"]:  # a partial pull holds only its device's artifact
             module = backend(entry["format"])

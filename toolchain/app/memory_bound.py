@@ -15,8 +15,8 @@ import os
 import re
 import sys
 
-from .errors import PassError
-from .engine.limits import Limits, default_limits
+from ..errors import PassError
+from ..engine.limits import Limits, default_limits
 
 _OUT_OF_MEMORY = re.compile(r"MemoryError|bad_alloc|failed to allocate|unable to allocate|out of memory|"
                             r"not enough memory|cannot allocate", re.IGNORECASE)

@@ -22,8 +22,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .bundle import SIGNATURE, bundle_files
-from .errors import BundleError, InputError, UsageError
+from .store import SIGNATURE, bundle_files
+from ..errors import BundleError, InputError, UsageError
 from .safe_io import SIGNATURE_CAP, create_new, parse_json, partial_path, read_regular, sha256_regular
 
 KEY_CAP = 64 * 1024

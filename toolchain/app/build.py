@@ -9,20 +9,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bundle import ARCHIVE_SUFFIX, make_staging, publish, refuse_foreign, sha256_file
-from .errors import BundleError, InputError, UsageError
+from ..bundle.store import ARCHIVE_SUFFIX, make_staging, publish, refuse_foreign, sha256_file
+from ..errors import BundleError, InputError, UsageError
 from .host_measure import measure_outcomes, write_sidecar
 from .manifest import write_contents
-from .merge_log import partial_record
-from .onnx_model import opsets
-from .engine.context import BuildSettings, PassContext
-from .engine.limits import Limits
-from .plugins import backend
+from ..bundle.merge_log import partial_record
+from ..onnxlib.model import opsets
+from ..engine.context import BuildSettings, PassContext
+from ..engine.limits import Limits
+from ..plugins import backend
 from .prepare import Source, check_recipe_binds, load_source, prepare_canonical, reference_outputs
-from .recipes import Recipe, load_recipe
-from .targets import Target, load_target
+from ..recipes import Recipe, load_recipe
+from ..targets import Target, load_target
 from .variants import LOG_SECTION, convert_all
-from .workdirs import owned_tempdir
+from ..workdirs import owned_tempdir
 
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+([-+][0-9A-Za-z.-]+)?$")
 
@@ -201,7 +201,7 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
                     request, plan, source, staging, Path(work), log, collector,
                 )
         if signing_key is not None:
-            from .signing import write_signature
+            from ..bundle.signature import write_signature
 
             write_signature(staging, signing_key, name)
         try:
@@ -229,7 +229,7 @@ def _signing_key(request: BuildRequest):
     """Load the --sign key before any work, so a wrong key fails in a second, not after the converters."""
     if request.sign_key is None:
         return None
-    from .signing import load_private_key
+    from ..bundle.signature import load_private_key
 
     return load_private_key(request.sign_key)
 
@@ -358,9 +358,9 @@ def _borrowed_reference(path: Path, inputs, log) -> tuple[str, dict]:
     ``--reference-from`` is judged against the reference of the part it names, bit for bit."""
     import numpy as np
 
-    from .bundle import read_npz
-    from .bundle_read import open_bundle
-    from .verify import require_verified
+    from ..bundle.store import read_npz
+    from ..bundle.read import open_bundle
+    from ..bundle.verify import require_verified
 
     opened = open_bundle(path)
     try:

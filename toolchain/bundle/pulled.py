@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import BundleError
+from ..errors import BundleError
 from .safe_io import MiB, parse_json, read_regular
 
 PULLED = "pulled.json"

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundle import ARCHIVE_SUFFIX, MANIFEST, make_staging, publish, refuse_foreign, write_checksums, write_json
-from .bundle_read import OpenedBundle, open_bundle, read_checksums
-from .errors import BundleError
+from .store import ARCHIVE_SUFFIX, MANIFEST, make_staging, publish, refuse_foreign, write_checksums, write_json
+from .read import OpenedBundle, open_bundle, read_checksums
+from ..errors import BundleError
 from .merge_log import merged_log
 from .safe_io import read_regular
 
@@ -233,7 +233,7 @@ def merge_bundles(paths: list[Path], out: Path, sign_key: Path | None = None,
                   public_key_path: Path | None = None) -> MergeResult:
     """Verify every part (with ``public_key_path``, its signature too), check they agree, and publish
     the merged bundle into ``out`` (exit 7 otherwise)."""
-    from .signing import load_private_key, load_public_key
+    from .signature import load_private_key, load_public_key
 
     signing_key = load_private_key(sign_key) if sign_key is not None else None
     public_key = load_public_key(public_key_path) if public_key_path is not None else None
@@ -262,7 +262,7 @@ def _publish(parts, providers, manifest, out: Path, signing_key) -> MergeResult:
     try:
         _assemble(parts, providers, manifest, staging)
         if signing_key is not None:
-            from .signing import write_signature
+            from .signature import write_signature
 
             write_signature(staging, signing_key, name)
         verdict = verify_opened(OpenedBundle(staging, manifest), name)

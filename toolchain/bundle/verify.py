@@ -12,12 +12,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator
 
-from .bundle import CHECKSUMS, MANIFEST, SCHEMA_VERSION, SIGNATURE, bundle_files
-from .bundle_read import OpenedBundle, open_bundle, read_checksums
-from .errors import BundleError
+from .store import CHECKSUMS, MANIFEST, SCHEMA_VERSION, SIGNATURE, bundle_files
+from .read import OpenedBundle, open_bundle, read_checksums
+from ..errors import BundleError
 from .pulled import PULLED, omitted_files, omitted_variants, without_omitted
 from .safe_io import MiB, parse_json, path_problem, read_regular, sha256_regular
-from .signing import load_public_key, signature_problems, signature_shape_problems
+from .signature import load_public_key, signature_problems, signature_shape_problems
 
 PACKAGE_MANIFEST = "Manifest.json"  # a Core ML .mlpackage's own index: item id -> path under Data/
 
@@ -105,7 +105,7 @@ def _policy_problems(manifest: dict[str, Any]) -> list[str]:
     """Every parity policy names only ``ParityPolicy`` fields (``check`` builds one from it); the schema says numbers."""
     from dataclasses import fields
 
-    from .policy import ParityPolicy
+    from ..parity.policy import ParityPolicy
 
     known = {f.name for f in fields(ParityPolicy)}
     rows = [(f"artifacts/{i}/parity", a["parity"]) for i, a in enumerate(manifest["artifacts"])]
@@ -182,7 +182,7 @@ def verify_opened(opened: OpenedBundle, label: str, public_key=None, device=None
     """Check every file against SHA256SUMS, then the manifest against its schema and the files.
 
     With a public key, ``bundle.sig`` must also be a valid signature by that key over every other
-    file (see ``signing.py``); without one, a well-formed signature is reported present but not
+    file (see ``signature.py``); without one, a well-formed signature is reported present but not
     checked, and a malformed one is a problem. With a ``compat.Device``, every artifact is assessed
     for it and the one to load is named.
     """
@@ -226,7 +226,7 @@ def verify_opened(opened: OpenedBundle, label: str, public_key=None, device=None
     problems = manifest_problems(opened.manifest)
     verdict.problems.extend(problems or _listed_problems(loadable_manifest(opened, verdict.omitted), listed, root))
     if device is not None and verdict.ok:
-        from .compat import assess, choose
+        from ..compat import assess, choose
 
         fits = assess(loadable_manifest(opened, verdict.omitted), device)
         chosen = choose(fits)  # before as_dict: it records each fit's preference rule

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .bundle import ARCHIVE_SUFFIX, CHECKSUMS, MANIFEST, SIGNATURE
-from .errors import BundleError
+from .store import ARCHIVE_SUFFIX, CHECKSUMS, MANIFEST, SIGNATURE
+from ..errors import BundleError
 from .safe_io import (CHECKSUMS_CAP, MANIFEST_CAP, SIGNATURE_CAP, MiB, create_new, parse_json, path_problem,
                       read_regular)
 

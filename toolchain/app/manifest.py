@@ -7,12 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .artifact import ModelArtifact
-from .plugins import backend
-from .package_versions import package_versions
-from .bundle import SCHEMA_VERSION, sha256_file, write_checksums, write_json, write_npz
-from .interface import interface_of
+from .. import __version__
+from ..artifact import ModelArtifact
+from ..plugins import backend
+from ..package_versions import package_versions
+from ..bundle.store import SCHEMA_VERSION, sha256_file, write_checksums, write_json, write_npz
+from ..onnxlib.interface import interface_of
 
 
 def copy_artifact(artifact: ModelArtifact, dest: Path, root: Path) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@
 The recipe's steps turn the source into the canonical model every backend converts; then the
 canonical model is proved against the source in onnxruntime (parity row "prepared-onnx") before
 any backend sees it. Bound inputs (``--bind sr=16000``) are fed to the source at their value and
-are absent from the canonical model (``toolchain/interface.py`` keeps runners in step).
+are absent from the canonical model (``toolchain/onnxlib/interface.py`` keeps runners in step).
 """
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from .artifact import ModelArtifact
-from .bind_values import parse_bind_value
-from .errors import InputError, ParityError, UsageError
+from ..artifact import ModelArtifact
+from ..onnxlib.bind_values import parse_bind_value
+from ..errors import InputError, ParityError, UsageError
 from .memory_bound import memory_bound
-from .onnx_model import TensorSpec, check_model, graph_inputs, graph_outputs, index_bounds, load_graph
-from .parity import ParityResult, compare, failure_table, load_inputs, make_inputs
-from .policy import ParityPolicy
-from .workdirs import owned_tempdir
+from ..onnxlib.model import TensorSpec, check_model, graph_inputs, graph_outputs, index_bounds, load_graph
+from ..parity.compare import ParityResult, compare, failure_table
+from ..parity.samples import load_inputs, make_inputs
+from ..parity.policy import ParityPolicy
+from ..workdirs import owned_tempdir
 
 PREPARATION_POLICY = ParityPolicy(max_abs=1e-5, max_rel=1e-4, min_cosine=0.99999)
 MEASURED_WITH = "onnxruntime CPU (source -> prepared ONNX)"
@@ -93,7 +94,7 @@ def sample_inputs(specs: list[TensorSpec], sample_shapes: dict[str, tuple[int, .
 def _samples_from_folder(folder: Path, specs: list[TensorSpec], shapes) -> dict[str, np.ndarray]:
     """One parity sample from a folder of images or .npy files (read as ``--calibration`` reads them):
     the first files in name order, as many as the input's batch dim holds."""
-    from .precision.calibration import load_calibration
+    from ..precision.calibration import load_calibration
 
     missing = [s.name for s in specs if s.name not in shapes]
     if missing:
@@ -114,7 +115,7 @@ def reference_outputs(source_path: Path, inputs: dict[str, np.ndarray], limits=N
     The first run of the user's graph, so it is held to the pass memory limit (``memory_bound``); the
     later in-process runs of the same graph on the same samples are bounded by what it used.
     """
-    from .backends import onnx_runtime
+    from ..backends import onnx_runtime
 
     with memory_bound("the source model's reference run (onnxruntime)", limits):
         try:
@@ -132,7 +133,7 @@ def check_recipe_binds(recipe, bindings: dict[str, Any]) -> None:
 def prepare_canonical(recipe, source_path: Path, ctx, inputs: dict[str, np.ndarray],
                       reference: dict[str, np.ndarray]) -> tuple[ModelArtifact, ParityResult]:
     """Run the recipe's steps on the source, then prove the canonical model against the reference."""
-    from .plugins import execute
+    from ..plugins import execute
 
     check_recipe_binds(recipe, ctx.bindings)
     model = ModelArtifact(Path(source_path), "onnx")
@@ -169,11 +170,11 @@ class PrepareResult:
 
 def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> PrepareResult:
     """``stackc prepare``: write the canonical ONNX model and say what each step changed."""
-    from .interface import describe
-    from .onnx_model import save_onnx
-    from .engine.context import PassContext
-    from .recipes import load_recipe
-    from .targets import load_target
+    from ..onnxlib.interface import describe
+    from ..onnxlib.model import save_onnx
+    from ..engine.context import PassContext
+    from ..recipes import load_recipe
+    from ..targets import load_target
 
     log = log or logging.getLogger("stackc")
     target = load_target(request.target) if request.target else None
@@ -208,15 +209,15 @@ class Source:
     bindings: dict[str, np.ndarray]
     exported: Any = None        # exporters.ExportedSource for a PyTorch/TensorFlow source
     samples_given: bool = False  # samples came from --inputs or an export, not from the seed
-    assumed: list[str] = field(default_factory=list)  # dims the world filled on purpose (fix_shapes.shape_assumptions)
+    assumed: list[str] = field(default_factory=list)  # dims the world filled on purpose (onnxlib.shapes.shape_assumptions)
 
 
 def load_source(model: Path, export_dir: Path, *, target, shapes, inputs_path: Path | None, seed: int,
                 raw_bindings: dict[str, str | None], log, allow_parity_failure: bool = False, limits=None) -> Source:
     """What ``prepare`` and ``build`` both start from: export a framework source, check the ONNX
     model, and make its parity samples."""
-    from .exporters import export_source
-    from .shapes import concrete_shapes, shape_assumptions
+    from ..exporters import export_source
+    from ..onnxlib.shapes import concrete_shapes, shape_assumptions
 
     exported = export_source(model, export_dir, shapes=shapes, inputs=inputs_path, target=target, seed=seed,
                              allow_parity_failure=allow_parity_failure, bindings=raw_bindings, log=log)
