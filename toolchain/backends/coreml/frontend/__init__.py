@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-CONVERTERS: dict[str, Callable[..., list]] = {}
+from ....engine.registry import Registry
+
+CONVERTERS: Registry[Callable[..., list]] = Registry("ONNX op converter")
 
 # The op families, one module each; importing them fills CONVERTERS.
 FAMILIES = ("activations", "conv_pool", "elementwise", "indexing", "matmul", "normalization", "quantize", "recurrent",
@@ -23,15 +25,7 @@ FAMILIES = ("activations", "conv_pool", "elementwise", "indexing", "matmul", "no
 
 def converts(*op_types: str):
     """Register a converter for ONNX op types: ``fn(ctx, inputs, **attributes) -> [outputs]``."""
-
-    def register(fn):
-        for op_type in op_types:
-            if op_type in CONVERTERS:
-                raise RuntimeError(f"ONNX op {op_type} has two converters")
-            CONVERTERS[op_type] = fn
-        return fn
-
-    return register
+    return CONVERTERS.under(*op_types)
 
 
 def _load_families() -> None:
@@ -43,7 +37,7 @@ def _load_families() -> None:
 
 def supported_onnx_ops() -> list[str]:
     _load_families()
-    return sorted(CONVERTERS)
+    return CONVERTERS.names()
 
 
 class UnsupportedModel(ValueError):

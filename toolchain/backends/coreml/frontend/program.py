@@ -88,7 +88,7 @@ def _convert(ctx: Context, inputs: list[Any], attrs: dict[str, Any]) -> list:
     """One node through its converter. MIL's builder validates types and shapes as ops are added; a case
     it rejects becomes a refusal naming the node, the op and its attributes, not a traceback."""
     try:
-        return list(CONVERTERS[ctx.op_type](ctx, inputs, **attrs))
+        return list(CONVERTERS.get(ctx.op_type)(ctx, inputs, **attrs))
     except UnsupportedModel:
         raise
     except (ValueError, TypeError, IndexError, KeyError, AssertionError, NotImplementedError) as e:

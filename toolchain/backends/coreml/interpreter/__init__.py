@@ -16,7 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-MIL_OPS: dict[str, Callable[..., Any]] = {}
+from ....engine.registry import Registry
+
+MIL_OPS: Registry[Callable[..., Any]] = Registry("MIL op")
 FAMILIES = ("activation", "constexpr", "conv_pool", "elementwise", "indexing", "linear_norm", "resize", "tensor")
 
 _NUMPY_DTYPES = {
@@ -32,15 +34,7 @@ class UnsupportedMILOp(RuntimeError):
 
 def mil_op(*names: str):
     """Register the implementation of MIL ops: ``fn(**inputs) -> array | tuple of arrays``."""
-
-    def register(fn):
-        for name in names:
-            if name in MIL_OPS:
-                raise RuntimeError(f"MIL op {name} implemented twice")
-            MIL_OPS[name] = fn
-        return fn
-
-    return register
+    return MIL_OPS.under(*names)
 
 
 def _load_families() -> None:
@@ -50,7 +44,7 @@ def _load_families() -> None:
 
 def supported_mil_ops() -> list[str]:
     _load_families()
-    return sorted(MIL_OPS)
+    return MIL_OPS.names()
 
 
 def weights_path(package: Path) -> Path:
@@ -158,7 +152,7 @@ class Program:
             env[name] = np.asarray(feeds[name]).astype(dtype)
         for op in self.block.operations:
             try:
-                result = MIL_OPS[op.type](**self._arguments(op, env))
+                result = MIL_OPS.get(op.type)(**self._arguments(op, env))
             except NotImplementedError as e:  # a form of the op this interpreter does not cover
                 raise UnsupportedMILOp(f"{op.type} ({e})") from None
             results = result if isinstance(result, tuple) else (result,)
