@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import UsageError
+from .errors import InputError, UsageError
 
 TARGET_ALL = "all"  # every shipped world
 
@@ -67,8 +67,6 @@ def build(model: str | Path, target: str | Iterable[str], *, recipe: str | None 
 
     model_path = Path(model)
     if not model_path.exists():
-        from .errors import InputError
-
         raise InputError(f"{model_path}: no such model file or folder")
     limits = default_limits()
     limits = type(limits)(pass_timeout or limits.seconds,

@@ -26,7 +26,7 @@ class Step:
         try:
             cls = get_pass(self.id)
         except InputError as e:  # name the recipe file and step the unknown id is in
-            raise InputError(f"{where}: {e.message}") from None
+            raise InputError(f"{where}: {e.message}") from e
         return cls(self.options, where)
 
 
@@ -64,8 +64,6 @@ class Recipe:
             precision = change.precision or base.precision
             policy = base.parity if precision == base.precision else policy_for(precision)
             if change.parity is not None:
-                from ._toml import Table
-
                 policy = parse_policy(Table(change.parity, f"recipe {self.name}: variants.{change.name}.parity"), policy)
             variant = replace(base, name=change.name, precision=precision, parity=policy,
                               options={**base.options, **change.options})
@@ -136,9 +134,7 @@ def parse_recipe(data: dict[str, Any], where: str) -> Recipe:
         if change.precision is not None and change.precision not in PRECISIONS:
             raise InputError(f"{where}: variants[{i}]: precision '{change.precision}' is not one of {', '.join(PRECISIONS)}")
         if change.parity is not None:
-            from ._toml import Table as _T
-
-            parse_policy(_T(change.parity, f"{where}: variants[{i}].parity"))
+            parse_policy(Table(change.parity, f"{where}: variants[{i}].parity"))
         variants.append(change)
     if base:
         convert = {**base.convert, **{fmt: {**base.convert.get(fmt, {}), **opts} for fmt, opts in convert.items()}}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bundle.store import ARCHIVE_SUFFIX, make_staging, publish, refuse_foreign, sha256_file
+from ..bundle.store import ARCHIVE_SUFFIX, make_staging, publish, read_npz, refuse_foreign, sha256_file
 from ..errors import BundleError, InputError, UsageError
 from .host_measure import measure_outcomes, write_sidecar
 from .manifest import write_contents
@@ -207,13 +207,13 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
         try:
             publish(staging, final, archive)
         except OSError as e:
-            raise BundleError(f"cannot publish the bundle at {final}: {e.strerror or e}") from None
+            raise BundleError(f"cannot publish the bundle at {final}: {e.strerror or e}") from e
         manifest, timings, failed = result
         write_sidecar(Path(request.out) / f"{name}.host.json", name, timings, log)
         return BuildResult(final, archive, manifest, timings, failed, source.assumed)
     except OSError as e:  # passes wrap their own; what is left is writing the bundle (disk full, read-only)
         raise BundleError(f"cannot write the bundle into {request.out}: {e.strerror or e}; "
-                          "nothing was published and any previous bundle there is untouched") from None
+                          "nothing was published and any previous bundle there is untouched") from e
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -358,7 +358,6 @@ def _borrowed_reference(path: Path, inputs, log) -> tuple[str, dict]:
     ``--reference-from`` is judged against the reference of the part it names, bit for bit."""
     import numpy as np
 
-    from ..bundle.store import read_npz
     from ..bundle.read import open_bundle
     from ..bundle.verify import require_verified
 

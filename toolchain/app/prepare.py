@@ -18,7 +18,7 @@ from ..artifact import ModelArtifact
 from ..onnxlib.bind_values import parse_bind_value
 from ..errors import InputError, ParityError, UsageError
 from .memory_bound import memory_bound
-from ..onnxlib.model import TensorSpec, check_model, graph_inputs, graph_outputs, index_bounds, load_graph
+from ..onnxlib.model import TensorSpec, check_model, graph_inputs, graph_outputs, index_bounds, load_graph, save_onnx
 from ..parity.compare import ParityResult, compare, failure_table
 from ..parity.samples import load_inputs, make_inputs
 from ..parity.policy import ParityPolicy
@@ -122,7 +122,7 @@ def reference_outputs(source_path: Path, inputs: dict[str, np.ndarray], limits=N
             return onnx_runtime.run(ModelArtifact(source_path, "onnx"), inputs)
         except Exception as e:
             detail = " ".join(str(e).split())[:300]
-            raise InputError(f"the source model does not run in onnxruntime: {detail}") from None
+            raise InputError(f"the source model does not run in onnxruntime: {detail}") from e
 
 
 def check_recipe_binds(recipe, bindings: dict[str, Any]) -> None:
@@ -171,7 +171,6 @@ class PrepareResult:
 def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> PrepareResult:
     """``stackc prepare``: write the canonical ONNX model and say what each step changed."""
     from ..onnxlib.interface import describe
-    from ..onnxlib.model import save_onnx
     from ..engine.context import PassContext
     from ..recipes import load_recipe
     from ..targets import load_target

@@ -140,11 +140,18 @@ def convert_all(variants, convert_passes, model, ctx, inputs, reference, *, keep
     for outcome in outcomes:
         for line in outcome.log_lines:
             ctx.log.info("%s", line, extra={LOG_SECTION: ("variant", outcome.variant.name)})
+    _drop_or_raise(outcomes, ctx.log, keep_going=keep_going, allow_parity_failure=allow_parity_failure)
+    return outcomes
+
+
+def _drop_or_raise(outcomes: list[VariantOutcome], log, *, keep_going: bool, allow_parity_failure: bool) -> None:
+    """Without --keep-going the first failure fails the build; with it, failed variants are dropped and
+    logged with their reason, unless nothing at all could be built."""
     errors = [o for o in outcomes if o.error is not None]
     if errors and not keep_going:
         raise errors[0].error
     for outcome in errors:
-        ctx.log.info("[keep-going] %s dropped: %s", outcome.variant.name, outcome.error.one_line().split("\n")[0],
+        log.info("[keep-going] %s dropped: %s", outcome.variant.name, outcome.error.one_line().split("\n")[0],
                      extra={LOG_SECTION: ("dropped", outcome.variant.name)})
     failed = [o for o in outcomes if o.parity is not None and not o.parity.passed]
     if failed and not allow_parity_failure:
@@ -156,9 +163,8 @@ def convert_all(variants, convert_passes, model, ctx, inputs, reference, *, keep
             )
         for outcome in failed:
             outcome.error = ParityError(f"parity failed: {failure_summary(outcome.parity)}")
-            ctx.log.info("[keep-going] %s dropped: parity failed\n%s", outcome.variant.name,
+            log.info("[keep-going] %s dropped: parity failed\n%s", outcome.variant.name,
                          failure_table([outcome.parity]), extra={LOG_SECTION: ("parity-dropped", outcome.variant.name)})
     if not any(o.shipped for o in outcomes):
         first = next(o.error for o in outcomes if o.error is not None)
         raise type(first)(f"no variant could be built; first failure: {first.message}", hint=first.hint)
-    return outcomes

@@ -12,7 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Callable, Iterator
 
-from ..errors import MissingDependencyError
+from ..errors import MissingDependencyError, UsageError
 from .cache import Cache
 from .job import Task
 from .runner import BUILD_DIR, read_files, run_task, write_files
@@ -82,9 +82,7 @@ def run_ray(address: str, pending: list[tuple[Task, str]], cache: Cache, extra: 
         try:
             ray.init(address=address, logging_level="warning", log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            from ..errors import UsageError
-
-            raise UsageError(f"--ray {address}: cannot connect to a Ray cluster: {' '.join(str(e).split())[:300]}") from None
+            raise UsageError(f"--ray {address}: cannot connect to a Ray cluster: {' '.join(str(e).split())[:300]}") from e
     remote = ray.remote(_remote_build)
     # a task asking more than the largest node has would wait forever: it gets that node
     largest = max((n["Resources"].get("memory", 0) for n in ray.nodes() if n.get("Alive")), default=0) or None

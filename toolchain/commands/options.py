@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..compat import RUNTIME_NAMES
+from ..compat import RUNTIME_NAMES, load_device
 
 
 BIND_HELP = ("Freeze an input, e.g. sr=16000 (repeatable): If nodes it decides keep only the taken branch and it "
@@ -40,8 +40,6 @@ def device_options(command):
 
 
 def device_from(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis, required: bool):
-    from ..compat import load_device
-
     if not required and device_profile is None and not device_os:
         return None
     return load_device(device_profile, device_os, os_version, arch, glibc, device_runtimes, device_apis)

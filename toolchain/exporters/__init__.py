@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, ParityError
-from ._common import ExportedSource
+from ._common import ExportedSource, source_digest
 
 __all__ = ["ExportedSource", "SOURCE_FORMATS", "detect_source", "export_source", "to_onnx"]
 
@@ -90,7 +90,7 @@ def _zip_kind(path: Path) -> str:
             if format_file is not None and archive.read(format_file).strip() == b"pt2":
                 return "torch-export"
     except (zipfile.BadZipFile, OSError) as e:
-        raise InputError(f"{path.name}: a damaged zip archive ({e})") from None
+        raise InputError(f"{path.name}: a damaged zip archive ({e})") from e
     if any("/code/" in n for n in names) and any(n.endswith("/constants.pkl") for n in names):
         return "torchscript"
     if any(n.endswith("data.pkl") for n in names):
@@ -128,7 +128,6 @@ def to_onnx(path: Path, work_dir: Path, *, shapes: dict[str, tuple[int, ...]] | 
     exported = exporter.export(kind, path, work_dir, shapes=dict(shapes or {}), inputs_path=inputs,
                                target=target, seed=seed, **extra)
     from ..bundle.store import sha256_file
-    from ._common import source_digest
 
     digest, size = source_digest(path)
     exported.source = path

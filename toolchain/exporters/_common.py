@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, UsageError
-from ..onnxlib.model import TensorSpec
+from ..onnxlib.model import TensorSpec, graph_inputs, opsets, save_onnx
 from ..parity.compare import ParityResult, compare
 from ..parity.samples import make_inputs
 from ..parity.policy import ParityPolicy
@@ -85,25 +85,47 @@ def example_inputs(label: str, declared: list[SourceInput], shapes: dict[str, tu
     if unknown:
         raise UsageError(f"--bind names input '{unknown[0]}', which {label} does not have (inputs: {', '.join(names)})")
     if inputs_path is not None:
-        loaded = _load_npz(inputs_path)
-        given = {n for n, text in bindings.items() if text is not None}
-        missing = [n for n in names if n not in loaded and n not in given and _default_of(declared, n) is None]
-        extra = [k for k in loaded if k not in names]
-        if missing or extra:
-            raise InputError(f"{inputs_path}: keys must be the source model's inputs {names}; "
-                             f"missing {missing}, unexpected {extra}")
-        values = {d.name: loaded[d.name] if d.name in loaded else np.asarray(d.default) for d in declared
-                  if d.name in loaded or d.name not in given}
-        bound = _bound_values(declared, bindings, values)
-        return ExampleInputs({n: bound.get(n, values.get(n)) for n in names}, "file", bound)
+        return _examples_from_file(declared, inputs_path, bindings)
     bound = _bound_values(declared, bindings, {})
     declared = [d for d in declared if d.name not in bound]
     shapes = _name_unnamed(shapes, names, label)
     unknown = [n for n in shapes if n not in names]
     if unknown:
         raise UsageError(f"--shape names input '{unknown[0]}', which {label} does not have (inputs: {', '.join(names)})")
-    specs, concrete, missing = [], {}, []
     fill = target.shapes.default_dim if target is not None else 1
+    specs, concrete = _example_specs(label, names, declared, shapes, recorded, fill)
+    values = make_inputs(specs, concrete, seed)
+    for d in declared:
+        if d.kind in SCALAR_KINDS:
+            values[d.name] = np.asarray(d.default)
+        elif d.name not in values and recorded is not None:
+            values[d.name] = recorded[d.name]
+    origin = "shapes" if shapes else ("recorded" if recorded else f"random (seed {seed})")
+    values.update(bound)
+    return ExampleInputs({n: values[n] for n in names}, origin, bound)
+
+
+def _examples_from_file(declared: list[SourceInput], inputs_path: Path, bindings: dict[str, str | None]) -> ExampleInputs:
+    """--inputs samples: every input not bound and without a default must be in the file, nothing else."""
+    names = [d.name for d in declared]
+    loaded = _load_npz(inputs_path)
+    given = {n for n, text in bindings.items() if text is not None}
+    missing = [n for n in names if n not in loaded and n not in given and _default_of(declared, n) is None]
+    extra = [k for k in loaded if k not in names]
+    if missing or extra:
+        raise InputError(f"{inputs_path}: keys must be the source model's inputs {names}; "
+                         f"missing {missing}, unexpected {extra}")
+    values = {d.name: loaded[d.name] if d.name in loaded else np.asarray(d.default) for d in declared
+              if d.name in loaded or d.name not in given}
+    bound = _bound_values(declared, bindings, values)
+    return ExampleInputs({n: bound.get(n, values.get(n)) for n in names}, "file", bound)
+
+
+def _example_specs(label: str, names: list[str], declared: list[SourceInput], shapes: dict[str, tuple[int, ...]],
+                   recorded: dict[str, np.ndarray] | None, fill: int) -> tuple[list[TensorSpec], dict[str, tuple[int, ...]]]:
+    """The tensor inputs to draw random examples for and their shapes (--shape, else declared with ``fill``
+    for unknown dims); a recorded example stands in for a shape; what nobody can tell is one UsageError."""
+    specs, concrete, missing = [], {}, []
     for d in declared:
         if d.kind in SCALAR_KINDS:
             if d.default is None:
@@ -120,18 +142,9 @@ def example_inputs(label: str, declared: list[SourceInput], shapes: dict[str, tu
             continue
         specs.append(TensorSpec(d.name, d.dtype or "float32", concrete[d.name]))
     if missing:
-        keys = ", ".join(names)
         raise UsageError(f"{label} does not record what its inputs look like; missing example inputs for: "
-                         f"{'; '.join(missing)} (or give --inputs samples.npz with keys {keys})")
-    values = make_inputs(specs, concrete, seed)
-    for d in declared:
-        if d.kind in SCALAR_KINDS:
-            values[d.name] = np.asarray(d.default)
-        elif d.name not in values and recorded is not None:
-            values[d.name] = recorded[d.name]
-    origin = "shapes" if shapes else ("recorded" if recorded else f"random (seed {seed})")
-    values.update(bound)
-    return ExampleInputs({n: values[n] for n in names}, origin, bound)
+                         f"{'; '.join(missing)} (or give --inputs samples.npz with keys {', '.join(names)})")
+    return specs, concrete
 
 
 def _bound_values(declared: list[SourceInput], bindings: dict[str, str | None],
@@ -185,7 +198,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except Exception as e:
-        raise InputError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
+        raise InputError(f"{path}: not a readable .npz file ({type(e).__name__})") from e
 
 
 def as_python_number(value: np.ndarray, kind: str) -> Any:
@@ -195,8 +208,6 @@ def as_python_number(value: np.ndarray, kind: str) -> Any:
 
 def onnx_feeds(model, samples: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
     """The samples the exported graph takes as inputs (cast to its dtypes), and those it baked in."""
-    from ..onnxlib.model import graph_inputs
-
     feeds = {}
     for spec in graph_inputs(model):
         if spec.name not in samples:
@@ -218,7 +229,7 @@ def export_parity(exported_onnx: Path, framework_outputs: list[np.ndarray], feed
         got = onnx_runtime.run(ModelArtifact(exported_onnx, "onnx"), feeds)
     except Exception as e:
         detail = " ".join(str(e).split())[:300]
-        raise InputError(f"the exported ONNX model does not run in onnxruntime: {detail}") from None
+        raise InputError(f"the exported ONNX model does not run in onnxruntime: {detail}") from e
     names = list(got)
     if len(names) != len(framework_outputs):
         raise InputError(f"the exported ONNX model has {len(names)} outputs, the source model gave "
@@ -230,8 +241,6 @@ def export_parity(exported_onnx: Path, framework_outputs: list[np.ndarray], feed
 def finish_export(model, onnx_path: Path, framework_outputs: list[np.ndarray], examples: ExampleInputs,
                   framework_label: str, opset: int, facts: dict[str, Any]) -> ExportedSource:
     """Save a tidied exported model, prove it against the framework's outputs, and describe it."""
-    from ..onnxlib.model import opsets, save_onnx
-
     save_onnx(model, onnx_path)
     feeds, baked = onnx_feeds(model, examples.values)
     parity = export_parity(onnx_path, framework_outputs, feeds,

@@ -128,6 +128,21 @@ def _judge_whole(result: OutputResult, r: np.ndarray, g: np.ndarray, floor: floa
     return True
 
 
+def _elementwise_problems(result: OutputResult, r: np.ndarray, g: np.ndarray, diff: np.ndarray, floor: float,
+                          policy: ParityPolicy) -> list[str]:
+    """Values outside ``floor + max_rel x |r|``: none, a counted share of outliers the policy allows, or a problem."""
+    bad = diff > floor + policy.max_rel * np.abs(r)
+    allowed = int(policy.max_outliers * diff.size) if diff.size >= MIN_VALUES_FOR_OUTLIERS else 0
+    if 0 < bad.sum() <= allowed:
+        result.outliers = int(bad.sum())
+    if bad.sum() <= allowed:
+        return []
+    worst = int(np.argmax(diff - policy.max_rel * np.abs(r)))
+    return [f"{int(bad.sum())} of {diff.size} values outside max_abs {policy.max_abs:g} + max_rel "
+            f"{policy.max_rel:g} + scale_rel {policy.scale_rel:g} x scale {result.scale:.3g} (worst: "
+            f"{g[worst]:.6g} for {r[worst]:.6g})"]
+
+
 def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPolicy) -> OutputResult:
     if tuple(ref.shape) != tuple(got.shape):
         if ref.size == got.size and got.size > 0:
@@ -161,17 +176,7 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
         result.top1 = top_k_agreement(ref, got, 1)
         if ref.shape[-1] > 5:
             result.top5 = top_k_agreement(ref, got, 5)
-    problems = []
-    if policy.max_abs is not None:
-        bad = diff > floor + policy.max_rel * np.abs(r)
-        allowed = int(policy.max_outliers * diff.size) if diff.size >= MIN_VALUES_FOR_OUTLIERS else 0
-        if 0 < bad.sum() <= allowed:
-            result.outliers = int(bad.sum())
-        elif bad.any():
-            worst = int(np.argmax(diff - policy.max_rel * np.abs(r)))
-            problems.append(f"{int(bad.sum())} of {diff.size} values outside max_abs {policy.max_abs:g} + max_rel "
-                            f"{policy.max_rel:g} + scale_rel {policy.scale_rel:g} x scale {scale:.3g} (worst: "
-                            f"{g[worst]:.6g} for {r[worst]:.6g})")
+    problems = _elementwise_problems(result, r, g, diff, floor, policy) if policy.max_abs is not None else []
     if whole and result.cosine < policy.min_cosine:
         problems.append(f"cosine {result.cosine:.6f} < {policy.min_cosine}")
     if whole and policy.min_snr_db is not None and result.snr_db is not None and result.snr_db < policy.min_snr_db:

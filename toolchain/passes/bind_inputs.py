@@ -13,7 +13,7 @@ from typing import Any
 
 from ..artifact import ModelArtifact
 from ..errors import UsageError
-from ..onnxlib.interface import with_bound
+from ..onnxlib.interface import interface_of, with_bound
 from ..onnxlib.model import load_graph, save_onnx
 from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
@@ -66,8 +66,6 @@ class BindInputs(Pass):
 
 
 def _current_names(facts: dict[str, Any]) -> dict[str, str]:
-    from ..onnxlib.interface import interface_of
-
     return interface_of(facts)["inputs"]
 
 

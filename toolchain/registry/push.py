@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle.store import MANIFEST, bundle_files
+from ..bundle.store import CHECKSUMS, MANIFEST, SIGNATURE, bundle_files
 from ..bundle.read import open_bundle
 from ..errors import StackcError
 from ..bundle.safe_io import MiB, sha256_regular
@@ -53,7 +53,7 @@ def push_bundle(bundle: Path, reference: str, insecure: bool = False) -> Pushed:
         except StackcError:
             raise
         except Exception as e:
-            raise registry_error(ref, e) from None
+            raise registry_error(ref, e) from e
         digest = response.headers.get("Docker-Content-Digest") or _digest_of(document)
         return Pushed(str(ref), digest, len(layers), sum(layer.size for layer in layers) + config.size)
     finally:
@@ -62,8 +62,6 @@ def push_bundle(bundle: Path, reference: str, insecure: bool = False) -> Pushed:
 
 def _ordered(files: list[str]) -> list[str]:
     """Every file but the manifest (the config blob), control files first."""
-    from ..bundle.store import CHECKSUMS, SIGNATURE
-
     rest = [f for f in files if f not in (MANIFEST, CHECKSUMS, SIGNATURE)]
     return [f for f in (CHECKSUMS, SIGNATURE) if f in files] + rest
 

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..errors import RegistryError, UsageError
+from ..errors import MissingDependencyError, RegistryError, UsageError
 
 TIMEOUT = (10, 60)  # connect, read (seconds): a registry that stops answering must not hang a device forever
 _HOST = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(?::\d{1,5})?$")
@@ -83,8 +83,6 @@ def connect(ref: Reference, insecure: bool = False):
     try:
         import oras.provider
     except ImportError:
-        from ..errors import MissingDependencyError
-
         raise MissingDependencyError("stackc push/pull need oras-py", hint="pip install 'stackc[registry]'") from None
 
     class Client(oras.provider.Registry):
