@@ -123,6 +123,28 @@ def test_a_calibration_file_keeps_its_last_quarter_to_judge_on_and_the_counts_ag
     assert artifact["parity"]["evaluated_on"].startswith("2 held-out samples, none calibrated on")
 
 
+def test_check_re_proves_an_int8_verdict_on_the_samples_it_was_reached_on(tmp_path):
+    """The digits CNN calibrated on real digits: its int8 verdict was reached on held-out digits, which the
+    bundle keeps; 'stackc check' judges those again (on the bundle's one random sample int8 means nothing)."""
+    import numpy as np
+
+    from precision_helpers import DIGITS_CNN, write_calibration
+
+    recipe = tmp_path / "int8.toml"
+    recipe.write_text(INT8_RECIPE, encoding="utf-8")
+    built = run_stackc("build", DIGITS_CNN, "-t", onnx_world("edge-desktop", tmp_path / "w"), "-r", recipe,
+                       "-o", tmp_path / "out", "-q", "--calibration", write_calibration(tmp_path / "cal.npz"))
+    assert built.exit_code == 0, built.stderr
+    bundle = tmp_path / "out" / "digits_cnn-0.1.0-edge-desktop"
+    entry = next(a for a in json.loads((bundle / "manifest.json").read_text())["artifacts"] if a["variant"] == "onnx-int8")
+    kept = np.load(bundle / entry["parity"]["samples"])
+    assert entry["parity"]["samples"] == "parity/onnx-int8/samples.npz" and kept["image"].shape[0] == 16
+    assert run_stackc("verify", bundle).exit_code == 0
+    checked = run_stackc("check", bundle, "--json")
+    assert checked.exit_code == 0, checked.stderr
+    assert checked.json()["checked"]["onnx-int8"]["passed"] is True
+
+
 # -- 3. integration facts up front: the inspect I/O table -------------------------------------------------
 
 

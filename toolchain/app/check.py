@@ -13,8 +13,8 @@ from ..artifact import ModelArtifact
 from ..plugins import backend, execute
 from ..bundle.store import read_npz
 from ..bundle.read import open_bundle
-from ..onnxlib.interface import FACT
-from ..parity.compare import ParityResult, compare
+from ..onnxlib.interface import FACT, to_original_outputs
+from ..parity.compare import ParityResult, compare, stack_outputs
 from ..bundle.safe_io import inside
 from ..parity.policy import ParityPolicy
 
@@ -53,11 +53,27 @@ def check_bundle(path: Path) -> CheckReport:
             artifact = entry_artifact(root, entry)
             # a policy without max_abs (int8: judged as a whole) was stored without it: absent means None
             policy = ParityPolicy(**{"max_abs": None, **entry["parity"]["policy"]})
+            if "samples" in entry["parity"]:  # the verdict was reached on samples of its own (int8)
+                own = _judged_on(root, entry, module)
+                report.results.append(compare(entry["variant"], own[0], own[1], policy, module.measured_with))
+                continue
             actual = execute(artifact, samples)
             report.results.append(compare(entry["variant"], reference, actual, policy, module.measured_with))
         return report
     finally:
         opened.close()
+
+
+def _judged_on(root: Path, entry: dict[str, Any], module) -> tuple[dict, dict]:
+    """(reference, actual) on the samples an artifact's verdict was reached on: each sample run alone, in the
+    artifact's own input names, as ``precision.int8_parity`` ran them."""
+    samples = read_npz(inside(root, entry["parity"]["samples"], f"{entry['variant']} parity samples"))
+    reference = read_npz(inside(root, entry["parity"]["reference"], f"{entry['variant']} parity reference"))
+    artifact = entry_artifact(root, entry)
+    run = module.make_runner(artifact)
+    count = len(next(iter(samples.values())))
+    rows = [to_original_outputs(artifact.facts, run({n: v[i] for n, v in samples.items()})) for i in range(count)]
+    return reference, stack_outputs(rows)
 
 
 def entry_artifact(root: Path, entry: dict[str, Any]) -> ModelArtifact:

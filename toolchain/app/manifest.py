@@ -57,9 +57,22 @@ def artifact_entry(outcome, staging: Path) -> dict[str, Any]:
         "conversion": artifact.facts.get(backend(variant.format).convert.id, {}),
         "interface": interface_of(artifact.facts),
         **_io_of(variant.format, staging / main, artifact, files),
-        "parity": outcome.parity.as_dict(),
+        "parity": {**outcome.parity.as_dict(), **_evidence_files(outcome, staging)},
         "measured_by": measured_by(variant.format),
     }
+
+
+def _evidence_files(outcome, staging: Path) -> dict[str, str]:
+    """The samples a verdict was reached on, when not the bundle's parity samples (int8), kept beside them."""
+    if outcome.parity.evidence is None:
+        return {}
+    folder = staging / "parity" / outcome.variant.name
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for key in ("samples", "reference"):
+        write_npz(folder / f"{key}.npz", outcome.parity.evidence[key])
+        paths[key] = f"parity/{outcome.variant.name}/{key}.npz"
+    return paths
 
 
 def _io_of(fmt: str, path: Path, artifact: ModelArtifact, files: list[dict[str, Any]]) -> dict[str, Any]:

@@ -199,7 +199,8 @@ def _open_part(path: Path, public_key=None) -> _Part:
 
 
 def _copy_files(part: _Part, entry: dict[str, Any], staging: Path) -> None:
-    """An artifact's files as the part holds them, and its folders (a Core ML package may hold empty ones)."""
+    """An artifact's files as the part holds them, its folders (a Core ML package may hold empty ones), and
+    the samples its verdict was reached on when they are its own (int8)."""
     root = part.opened.root
     folder = Path(entry["path"]).parts
     top = root / folder[0] / folder[1]
@@ -207,10 +208,11 @@ def _copy_files(part: _Part, entry: dict[str, Any], staging: Path) -> None:
         for name in dirs:
             if not os.path.islink(os.path.join(current, name)):
                 (staging / Path(current, name).relative_to(root)).mkdir(parents=True, exist_ok=True)
-    for item in entry["files"]:
-        dest = staging / item["path"]
+    own_evidence = [entry["parity"][k] for k in ("samples", "reference") if k in entry["parity"]]
+    for rel in [item["path"] for item in entry["files"]] + own_evidence:
+        dest = staging / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(root / item["path"], dest)
+        shutil.copyfile(root / rel, dest)
 
 
 def _assemble(parts: list[_Part], providers: dict[str, int], manifest: dict[str, Any], staging: Path) -> None:

@@ -64,8 +64,17 @@ def _named_paths(manifest: dict[str, Any]) -> Iterator[tuple[str, str]]:
         yield f"artifact {artifact['variant']} path", artifact["path"]
         for entry in artifact["files"]:
             yield f"artifact {artifact['variant']} file", entry["path"]
+    yield from _parity_files(manifest)
+
+
+def _parity_files(manifest: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    """(label, path) of the bundle's parity samples and reference, and of any an artifact was judged on."""
     for key in ("samples", "reference"):
         yield f"parity {key}", manifest["parity"][key]
+    for artifact in manifest["artifacts"]:
+        for key in ("samples", "reference"):
+            if key in artifact["parity"]:
+                yield f"artifact {artifact['variant']} parity {key}", artifact["parity"][key]
 
 
 def _is_file_or_folder_of(path: str, files: set[str]) -> bool:
@@ -132,10 +141,9 @@ def _listed_problems(manifest: dict[str, Any], listed: dict[str, str], root: Pat
                 problems.append(f"{MANIFEST}: artifact file {rel} is not in the bundle")
             elif listed[rel] != entry["sha256"]:
                 problems.append(f"{rel}: manifest sha256 differs from {CHECKSUMS}")
-    for key in ("samples", "reference"):
-        rel = manifest["parity"][key]
+    for label, rel in _parity_files(manifest):
         if rel not in listed:
-            problems.append(f"{MANIFEST}: parity {key} file {rel} is not in the bundle")
+            problems.append(f"{MANIFEST}: {label} file {rel} is not in the bundle")
     if problems:
         return problems
     for artifact in manifest["artifacts"]:

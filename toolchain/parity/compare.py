@@ -5,7 +5,7 @@ anything is raised (optimum's ``_run_validation`` order, but a failure here fail
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,9 @@ class ParityResult:
     evaluated_on: str | None = None  # set when judged on other samples than parity/samples.npz (int8)
     damaged_layers: list[dict[str, Any]] | None = None  # a failed int8 artifact's worst layers (precision.int8_parity)
     policy_basis: str = ""  # why the policy differs from the variant's own (an int8 source)
+    # the samples judged on (each input stacked on a new first axis) and the reference outputs, when not
+    # parity/samples.npz: the bundle keeps them so that 'stackc check' re-proves the same verdict
+    evidence: dict[str, dict[str, np.ndarray]] | None = field(default=None, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -188,6 +191,13 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
     if problems:
         result.passed, result.reason = False, "; ".join(problems)
     return result
+
+
+def stack_outputs(per_sample: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-sample outputs joined along the first axis (a 0-d output becomes one value per sample)."""
+    return {name: np.concatenate([np.asarray(s[name]).reshape((-1,) + np.asarray(s[name]).shape[1:])
+                                  if np.asarray(s[name]).ndim else np.asarray(s[name]).reshape(1) for s in per_sample])
+            for name in per_sample[0]}
 
 
 def compare(artifact: str, reference: dict[str, np.ndarray], actual: dict[str, np.ndarray],

@@ -17,13 +17,14 @@ import numpy as np
 
 from ..engine.backend import Backend
 from ..onnxlib.interface import to_original_outputs
-from ..parity.compare import ParityResult, compare
+from ..parity.compare import ParityResult, compare, stack_outputs
 from .calibration import CALIBRATION_SAMPLES
 from .quantization import calibration_samples
 
 EVALUATION_SAMPLES = CALIBRATION_SAMPLES
 DIAGNOSIS_SAMPLES = 8
 REPORTED_LAYERS = 3
+KEPT_EVIDENCE = 16  # of the judged samples, kept in the bundle for 'stackc check' (a 224x224 image is 0.6 MB)
 
 
 def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Backend,
@@ -39,12 +40,16 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Bac
         samples = calibration.samples
         reference_run = reference_backend.make_runner(model)
         artifact_run = backend.make_runner(artifact)
-        reference = _stack([to_original_outputs(model.facts, reference_run(s)) for s in samples])
-        actual = _stack([to_original_outputs(artifact.facts, artifact_run(s)) for s in samples])
+        reference_rows = [to_original_outputs(model.facts, reference_run(s)) for s in samples]
+        reference = stack_outputs(reference_rows)
+        actual = stack_outputs([to_original_outputs(artifact.facts, artifact_run(s)) for s in samples])
         result = compare(variant.name, reference, actual, variant.parity, parity.measured_with)
         which = ("held-out samples, none calibrated on" if calibration.held_out else
                  "calibration samples, the same it was calibrated on (too few to hold any out)")
         result.evaluated_on = f"{len(samples)} {which} ({calibration.origin}); reference: the prepared fp32 model in onnxruntime"
+        kept = samples[:KEPT_EVIDENCE]
+        result.evidence = {"samples": {n: np.stack([s[n] for s in kept]) for n in kept[0]},
+                           "reference": stack_outputs(reference_rows[:KEPT_EVIDENCE])}
     if not result.passed:
         try:
             result.damaged_layers = damaged_layers(artifact, samples or _fallback_samples(model, ctx), backend.layer_taps)
@@ -55,12 +60,6 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Bac
 
 def _fallback_samples(model, ctx):
     return calibration_samples(model.path, model.facts, ctx, DIAGNOSIS_SAMPLES).samples
-
-
-def _stack(per_sample: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {name: np.concatenate([np.asarray(s[name]).reshape((-1,) + np.asarray(s[name]).shape[1:])
-                                  if np.asarray(s[name]).ndim else np.asarray(s[name]).reshape(1) for s in per_sample])
-            for name in per_sample[0]}
 
 
 def damaged_layers(artifact, samples: list[dict], layer_taps) -> list[dict[str, Any]]:
