@@ -6,8 +6,12 @@ Ray head started on loopback for the measurement (cold cache). Ratios are printe
 
 Default job: the fixtures x cloud (seconds each). ``--corpus`` makes the job from the real-model corpus
 (../shared/corpus, its ``cases.json`` shapes and inputs) for ``--worlds`` (default edge-mobile,edge-iot).
+The Ray row also says whether Ray shipped the same variants and the same bundle bytes as the pool.
+``--no-singles`` skips the sequential row (real models: it doubles the time); ``--keep DIR`` keeps the
+outputs (pool, ray, the job) for a look or a report.
 
-usage: python -m benchmarks.batch [--corpus] [--worlds W,...] [--models SUBSTR,...] [--no-ray]
+usage: python -m benchmarks.batch [--corpus] [--worlds W,...] [--models SUBSTR,...] [--no-ray] [--no-singles]
+                                  [--keep DIR]
 """
 from __future__ import annotations
 
@@ -92,6 +96,16 @@ def _outcomes(index: dict) -> dict:
     return {t["name"]: [(v["variant"], v["status"]) for v in t["variants"]] for t in index.get("tasks", [])}
 
 
+def differing_bundle_files(first: Path, second: Path) -> list[str]:
+    """Files of two batches' ``bundles/`` folders (bundles, archives, sidecars) whose bytes differ or exist in one only."""
+    def files(folder: Path) -> dict[str, Path]:
+        return {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    a, b = files(first / "bundles"), files(second / "bundles")
+    return sorted(name for name in a.keys() | b.keys()
+                  if name not in a or name not in b or a[name].read_bytes() != b[name].read_bytes())
+
+
 def _ray_head(temp: Path) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,15 +127,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--worlds", default="")
     parser.add_argument("--models", default="")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--no-singles", action="store_true")
+    parser.add_argument("--keep", type=Path)
     args = parser.parse_args(argv or [])
     worlds = tuple(w for w in args.worlds.split(",") if w) or (("edge-mobile", "edge-iot") if args.corpus else ("cloud",))
     figures: dict = {"job": "corpus" if args.corpus else "fixtures", "worlds": list(worlds)}
     with tempfile.TemporaryDirectory(prefix="stackc-bench-batch-") as tmp:
-        folder = Path(tmp)
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         job = (corpus_job(folder, worlds, [m for m in args.models.split(",") if m]) if args.corpus
                else fixture_job(folder, worlds))
         figures["tasks"] = len(_tasks(job))
-        figures["sum_of_single_builds_s"] = round(singles(job, folder / "singles"), 1)
+        if not args.no_singles:
+            figures["sum_of_single_builds_s"] = round(singles(job, folder / "singles"), 1)
         seconds, local = batch(job, folder / "pool")
         figures["pool_s"], figures["pool_summary"] = round(seconds, 1), local.get("summary")
         seconds, again = batch(job, folder / "pool")
@@ -133,6 +151,7 @@ def main(argv: list[str] | None = None) -> dict:
                 seconds, on_ray = batch(job, folder / "ray", "--ray", f"127.0.0.1:{port}")
                 figures["ray_s"], figures["ray_summary"] = round(seconds, 1), on_ray.get("summary")
                 figures["ray_same_outcomes_as_pool"] = _outcomes(on_ray) == _outcomes(local)
+                figures["ray_differing_bundle_files"] = differing_bundle_files(folder / "pool", folder / "ray")
             finally:
                 subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
                 shutil.rmtree(temp, ignore_errors=True)
@@ -141,15 +160,18 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def _print(f: dict) -> None:
-    base = f["sum_of_single_builds_s"] or 1.0
+    base = f.get("sum_of_single_builds_s") or f["pool_s"] or 1.0  # without the singles row, ratios are to the pool
     print(f"batch: {f['tasks']} task(s) ({f['job']} x {', '.join(f['worlds'])}), {os.cpu_count()} cpus")
-    print(f"  sum of single builds     {f['sum_of_single_builds_s']:>8.1f} s   1.00x")
+    if "sum_of_single_builds_s" in f:
+        print(f"  sum of single builds     {f['sum_of_single_builds_s']:>8.1f} s   1.00x")
     print(f"  batch, local pool        {f['pool_s']:>8.1f} s   {f['pool_s'] / base:.2f}x   {f['pool_summary']}")
     print(f"  batch again (cache hits) {f['pool_cached_s']:>8.1f} s   {f['pool_cached_s'] / base:.3f}x   "
           f"{f['cached_summary']}  ({100 * f['pool_cached_s'] / max(f['pool_s'], 1e-9):.1f} % of the first run)")
     if "ray_s" in f:
         print(f"  batch, Ray (loopback)    {f['ray_s']:>8.1f} s   {f['ray_s'] / base:.2f}x   {f['ray_summary']}  "
               f"same outcomes as the pool: {f['ray_same_outcomes_as_pool']}")
+        differing = f["ray_differing_bundle_files"]
+        print(f"  Ray vs pool bundle bytes: {'identical' if not differing else 'differ: ' + ', '.join(differing)}")
 
 
 if __name__ == "__main__":
