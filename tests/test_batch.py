@@ -218,3 +218,17 @@ def test_batch_report_colours_the_coverage_matrix_and_links_each_cell_to_its_bun
     assert not console_errors(log), console_errors(log)
     assert 'id="coverage"' in dom and "truncated.onnx" in dom
     assert_painted(local["tmp"] / "batch.png")
+
+
+def test_batch_report_links_resolve_from_another_folder_when_paths_hold_hash_percent_and_spaces(local, tmp_path):
+    from urllib.parse import unquote
+
+    batch = tmp_path / "zoo #1 at 100% (nightly)"
+    shutil.copytree(local["out"], batch, symlinks=True)
+    report = tmp_path / "reports" / "zoo.html"
+    report.parent.mkdir()
+    subprocess.run([*STACKC, "report", str(batch), "-o", str(report)], check=True, capture_output=True, timeout=300)
+    matrix = re.search(r'<table id="coverage">.*?</table>', report.read_text(), re.S)[0]
+    links = re.findall(r'href="([^"]+)"', matrix)
+    assert len(links) == 3 and all("#" not in link and " " not in link for link in links)
+    assert all((report.parent / unquote(link)).exists() for link in links)
