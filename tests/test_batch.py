@@ -214,3 +214,17 @@ def test_batch_report_links_resolve_from_another_folder_when_paths_hold_hash_per
     links = re.findall(r'href="([^"]+)"', matrix)
     assert len(links) == 3 and all("#" not in link and " " not in link for link in links)
     assert all((report.parent / unquote(link)).exists() for link in links)
+
+
+def test_a_toolchain_folder_in_the_working_directory_does_not_replace_stackc_in_the_builds(tmp_path):
+    """A raylet started in another checkout gave its workers that checkout's 'toolchain' through '-m' (cwd first)."""
+    job = _job(tmp_path / "job")
+    impostor = tmp_path / "cwd" / "toolchain"
+    impostor.mkdir(parents=True)
+    (impostor / "__init__.py").write_text("raise SystemExit('imported the toolchain folder of the working directory')\n")
+    result = subprocess.run([sys.executable, "-P", "-c", "from toolchain.cli import main; main()", "batch", str(job),
+                             "-o", str(tmp_path / "out"), "--workers", "1", "-q"], capture_output=True, text=True,
+                            cwd=impostor.parent, timeout=900, env={**os.environ, **CODE_ID, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert _statuses(tmp_path / "out") == {"resnet_tiny.onnx": "built", "mobilenet_tiny.onnx": "built",
+                                           "truncated.onnx": "failed"}
