@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -131,24 +130,13 @@ def test_second_run_is_all_cache_hits_with_identical_bundles(local):
 
 def test_ray_batch_on_a_loopback_head_gives_the_same_bundles(local):
     pytest.importorskip("ray", reason="stackc[ray] is part of .[dev]; install it to run the Ray batch")
-    ray_bin = Path(sys.executable).with_name("ray")
-    port = _free_port()
-    temp = Path("/tmp") / f"stackc-ray-{os.getpid()}"  # Ray's socket paths must stay short
+    from benchmarks.batch import private_ray_head
+
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    for _ in range(3):  # Ray gives its raylet 30 s to register, which a loaded machine can miss
-        started = subprocess.run([str(ray_bin), "start", "--head", "--port", str(port), "--node-ip-address",
-                                  "127.0.0.1", "--num-cpus", "2", "--include-dashboard=false", "--disable-usage-stats",
-                                  f"--temp-dir={temp}"], capture_output=True, text=True, env=env, timeout=300)
-        if started.returncode == 0:
-            break
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env, timeout=120)
-    assert started.returncode == 0, started.stderr[-2000:]
-    try:
+    # Ray's socket paths must stay short; the head is this test's own (never 'ray stop': it stops every Ray here)
+    with private_ray_head(Path("/tmp") / f"stackc-ray-{os.getpid()}", env=env, cpus=2) as port:
         out = local["tmp"] / "ray"
         result = _batch(local["job"], "-o", out, "--ray", f"127.0.0.1:{port}", env=env)
-    finally:
-        subprocess.run([str(ray_bin), "stop", "--force"], capture_output=True, env=env, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
     assert result.returncode == 3, result.stderr[-3000:]
     assert _statuses(out) == {"resnet_tiny.onnx": "built", "mobilenet_tiny.onnx": "built", "truncated.onnx": "failed"}
     assert _archives(out) == _archives(local["out"])
@@ -197,12 +185,6 @@ def test_bad_job_files_are_one_line_errors(tmp_path):
     assert result.exit_code == 3 and "unknown target 'nope'" in result.output and not (tmp_path / "o").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_batch_report_colours_the_coverage_matrix_and_links_each_cell_to_its_bundle(local):
     from test_report import assert_painted, assert_self_contained, console_errors, render
 
@@ -218,3 +200,31 @@ def test_batch_report_colours_the_coverage_matrix_and_links_each_cell_to_its_bun
     assert not console_errors(log), console_errors(log)
     assert 'id="coverage"' in dom and "truncated.onnx" in dom
     assert_painted(local["tmp"] / "batch.png")
+
+
+def test_batch_report_links_resolve_from_another_folder_when_paths_hold_hash_percent_and_spaces(local, tmp_path):
+    from urllib.parse import unquote
+
+    batch = tmp_path / "zoo #1 at 100% (nightly)"
+    shutil.copytree(local["out"], batch, symlinks=True)
+    report = tmp_path / "reports" / "zoo.html"
+    report.parent.mkdir()
+    subprocess.run([*STACKC, "report", str(batch), "-o", str(report)], check=True, capture_output=True, timeout=300)
+    matrix = re.search(r'<table id="coverage">.*?</table>', report.read_text(), re.DOTALL)[0]
+    links = re.findall(r'href="([^"]+)"', matrix)
+    assert len(links) == 3 and all("#" not in link and " " not in link for link in links)
+    assert all((report.parent / unquote(link)).exists() for link in links)
+
+
+def test_a_toolchain_folder_in_the_working_directory_does_not_replace_stackc_in_the_builds(tmp_path):
+    """A raylet started in another checkout gave its workers that checkout's 'toolchain' through '-m' (cwd first)."""
+    job = _job(tmp_path / "job")
+    impostor = tmp_path / "cwd" / "toolchain"
+    impostor.mkdir(parents=True)
+    (impostor / "__init__.py").write_text("raise SystemExit('imported the toolchain folder of the working directory')\n")
+    result = subprocess.run([sys.executable, "-P", "-c", "from toolchain.cli import main; main()", "batch", str(job),
+                             "-o", str(tmp_path / "out"), "--workers", "1", "-q"], capture_output=True, text=True,
+                            cwd=impostor.parent, timeout=900, env={**os.environ, **CODE_ID, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert _statuses(tmp_path / "out") == {"resnet_tiny.onnx": "built", "mobilenet_tiny.onnx": "built",
+                                           "truncated.onnx": "failed"}

@@ -1,8 +1,10 @@
 """ORT format (``.ort``) for ONNX Runtime Mobile, written by ONNX Runtime itself.
 
 The session saves the model after basic (portable) graph optimisations, as the stock
-``convert_onnx_models_to_ort`` tool does; the shared notes show IR-3 files need IR >= 4 and no
-initializers among graph inputs first, which canonical preparation guarantees.
+``convert_onnx_models_to_ort`` tool does; ``ort_canonical`` then sorts the one table ONNX Runtime
+writes in hash order, so the bytes do not depend on the work path or environment. The shared notes
+show IR-3 files need IR >= 4 and no initializers among graph inputs first, which canonical
+preparation guarantees.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from ..engine.context import PassContext
 from ..engine.contract import Pass
 from . import onnx_runtime
 from ..package_versions import package_versions
+from .ort_canonical import canonicalize
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class ConvertOrt(Pass):
         source, precision_facts, work = apply_precision(model, precision_of(ctx, model), self.options, ctx,
                                                         out_dir / "onnx")
         onnx_runtime.session(source, so)
+        canonicalize(path)  # ORT writes one table in heap-address order: same model, same bytes
         if precision_of(ctx, model) == "int8":
             precision_facts["precision"].update(self._smaller_than_fp32(model, path, so, out_dir))
         facts = {"optimization_level": self.options.optimization_level, **precision_facts}
@@ -78,6 +82,7 @@ class ConvertOrt(Pass):
         fp32_path = out_dir / "fp32-reference.ort"
         so.optimized_model_filepath = str(fp32_path)
         onnx_runtime.session(model.path, so)
+        canonicalize(fp32_path)
         fp32_size, int8_size = fp32_path.stat().st_size, int8_path.stat().st_size
         if int8_size >= fp32_size:
             raise PassError(f"convert.ort: refusing to ship an 'int8' .ort that is not smaller than fp32 "

@@ -21,7 +21,9 @@ def run_task(task: Task, work: Path, extra_args: list[str], jobs: int, env: dict
     request = work / "request.json"
     result_path = work / "task-result.json"
     request.write_text(json.dumps({"args": task.build_args(work / BUILD_DIR) + extra_args, "result": str(result_path)}))
-    env = {**(os.environ if env is None else env), "STACKC_JOBS": str(jobs)}
+    # PYTHONSAFEPATH (Python 3.11+): "-m" must not put the current folder first on sys.path, or a 'toolchain'
+    # folder there (a Ray raylet started in another checkout) would be imported instead of stackc
+    env = {**(os.environ if env is None else env), "STACKC_JOBS": str(jobs), "PYTHONSAFEPATH": "1"}
     with open(work / "stdout.log", "wb") as out, open(work / "stderr.log", "wb") as err:
         with process_tree.running([sys.executable, "-m", "toolchain.batch.task", str(request)],
                                   stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env) as child:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..errors import InputError
 from ..bundle.safe_io import MiB, parse_json, read_regular
@@ -78,10 +79,12 @@ def _cell(row: dict[str, Any] | None, link: str | None) -> Raw:
 
 
 def _link(folder: Path, relative: str | None, report_dir: Path) -> str | None:
+    """A URL relative to the report: percent-encoded, so folders named with '#', '%' or spaces still resolve."""
     if not relative:
         return None
     target = (Path(folder) / relative).resolve()
-    return Path(os.path.relpath(target, Path(report_dir).resolve())).as_posix() + ("/" if target.is_dir() else "")
+    path = Path(os.path.relpath(target, Path(report_dir).resolve())).as_posix() + ("/" if target.is_dir() else "")
+    return quote(path)
 
 
 def _builds(tasks: list[dict[str, Any]]) -> str:
