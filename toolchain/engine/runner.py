@@ -54,6 +54,7 @@ def run_isolated(pass_obj, model: ModelArtifact, ctx: PassContext, out_dir: Path
     with open(log_path, "wb") as log, process_tree.running(
         [sys.executable, "-m", WORKER_MODULE, str(request)],
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONSAFEPATH": "1"},  # never a 'toolchain' folder of the working directory
     ) as child:  # its own process group, dying with stackc (process_tree)
         _watch(child, pass_obj.id, limits, log_path)
     if not result.exists():
