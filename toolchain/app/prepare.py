@@ -22,6 +22,7 @@ from ..onnxlib.model import TensorSpec, check_model, graph_inputs, graph_outputs
 from ..parity.compare import ParityResult, compare, failure_table
 from ..parity.samples import load_inputs, make_inputs
 from ..parity.policy import ParityPolicy
+from ..plugins import backend, execute
 from ..workdirs import owned_tempdir
 
 PREPARATION_POLICY = ParityPolicy(max_abs=1e-5, max_rel=1e-4, min_cosine=0.99999)
@@ -115,11 +116,9 @@ def reference_outputs(source_path: Path, inputs: dict[str, np.ndarray], limits=N
     The first run of the user's graph, so it is held to the pass memory limit (``memory_bound``); the
     later in-process runs of the same graph on the same samples are bounded by what it used.
     """
-    from ..backends import onnx_runtime
-
     with memory_bound("the source model's reference run (onnxruntime)", limits):
         try:
-            return onnx_runtime.run(ModelArtifact(source_path, "onnx"), inputs)
+            return backend("onnx").make_runner(ModelArtifact(source_path, "onnx"))(inputs)
         except Exception as e:
             detail = " ".join(str(e).split())[:300]
             raise InputError(f"the source model does not run in onnxruntime: {detail}") from e
@@ -133,8 +132,6 @@ def check_recipe_binds(recipe, bindings: dict[str, Any]) -> None:
 def prepare_canonical(recipe, source_path: Path, ctx, inputs: dict[str, np.ndarray],
                       reference: dict[str, np.ndarray]) -> tuple[ModelArtifact, ParityResult]:
     """Run the recipe's steps on the source, then prove the canonical model against the reference."""
-    from ..plugins import execute
-
     check_recipe_binds(recipe, ctx.bindings)
     model = ModelArtifact(Path(source_path), "onnx")
     with memory_bound("preparing the canonical model", ctx.limits):  # constant folding, the If evaluator, its run

@@ -60,7 +60,7 @@ class StackcRep(BackendRep):
             raise Refused(f"{random}: its outputs are random draws and the suite's expected values are numpy's "
                           "draws, which no runtime reproduces", claimed=False)
         artifact = self._artifact(frozen)
-        from ..backends import execute
+        from ..plugins import execute
         from ..errors import StackcError
 
         try:

@@ -155,7 +155,7 @@ def _anatomy(breakdown: dict[str, Any], fp32: dict[str, Any] | None) -> str:
 
 
 def _plots(root: Path, entry: dict[str, Any], samples: dict, reference: dict) -> str:
-    from ..backends import backend, execute
+    from ..plugins import backend, execute
     from ..app.check import entry_artifact
     from .plots import output_plots
 
