@@ -231,7 +231,17 @@ def pad(ctx, inputs, *, mode="constant", pads=None, value=0.0):
     return [padded if source == np.float32 else mb.cast(x=padded, dtype=_MIL_DTYPE_NAMES[source.name])]
 
 
-@converts("Constant", "ConstantOfShape", "Range", "NonZero", "EyeLike")
+@converts("EyeLike")
+def eye_like(ctx, inputs, *, dtype=None, k=0):
+    """Only the input's (static) shape matters: a constant."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    rows, cols = shape_of(inputs[0])
+    out = tensor_dtype_to_np_dtype(dtype) if dtype is not None else np_dtype(inputs[0])
+    return [np.eye(rows, cols, int(k), dtype=out)]
+
+
+@converts("Constant", "ConstantOfShape", "Range", "NonZero")
 def known_at_conversion(ctx, inputs, **_):
     """Folded whenever their inputs are known (always so in a static-shape canonical model)."""
     raise ctx.fail(f"{ctx.op_type} depends on a runtime value; Core ML conversion needs it computable from shapes")
