@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import const_input, converts, np_dtype, rank_of
+from . import _MIL_DTYPE_NAMES, const_input, converts, np_dtype, rank_of
+from .pool_dilated import dilated_pool
 
 _AUTO_PAD = {"SAME_UPPER": "same", "SAME_LOWER": "same_lower", "VALID": "valid"}
 
@@ -56,18 +57,26 @@ def conv_transpose(ctx, inputs, *, auto_pad="NOTSET", dilations=None, group=1, k
 @converts("MaxPool")
 def max_pool(ctx, inputs, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape, pads=None,
              storage_order=0, strides=None):
-    if any(d != 1 for d in dilations or []):
-        raise ctx.fail("MaxPool with dilations is not supported")
+    mb = _mb()
+    x = inputs[0]
+    source = np_dtype(x)
+    if source != np.float32:  # MIL pools are float-only: integers pass through fp32 (exact below 2**24)
+        x = mb.cast(x=x, dtype="fp32")
     spatial = len(kernel_shape)
-    return [_mb().max_pool(x=inputs[0], kernel_sizes=list(kernel_shape), strides=list(strides or [1] * spatial),
-                           ceil_mode=bool(ceil_mode), **_padding(ctx, auto_pad, pads, spatial))]
+    if any(d != 1 for d in dilations or []):
+        y = dilated_pool(ctx, x, list(kernel_shape), strides, list(dilations), auto_pad, pads, ceil_mode, False, 0)
+    else:
+        y = mb.max_pool(x=x, kernel_sizes=list(kernel_shape), strides=list(strides or [1] * spatial),
+                        ceil_mode=bool(ceil_mode), **_padding(ctx, auto_pad, pads, spatial))
+    return [y if source == np.float32 else mb.cast(x=y, dtype=_MIL_DTYPE_NAMES[source.name])]
 
 
 @converts("AveragePool")
 def average_pool(ctx, inputs, *, auto_pad="NOTSET", ceil_mode=0, count_include_pad=0, dilations=None,
                  kernel_shape, pads=None, strides=None):
     if any(d != 1 for d in dilations or []):
-        raise ctx.fail("AveragePool with dilations is not supported")
+        return [dilated_pool(ctx, inputs[0], list(kernel_shape), strides, list(dilations), auto_pad, pads, ceil_mode,
+                             True, count_include_pad)]
     spatial = len(kernel_shape)
     return [_mb().avg_pool(x=inputs[0], kernel_sizes=list(kernel_shape), strides=list(strides or [1] * spatial),
                            ceil_mode=bool(ceil_mode), exclude_padding_from_average=not count_include_pad,
