@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _MIL_DTYPE_NAMES, const_input, converts, np_dtype, rank_of
+from . import _MIL_DTYPE_NAMES, aligned, const_input, converts, is_const, np_dtype, rank_of, shape_of
 from .pool_dilated import dilated_pool
 
 _AUTO_PAD = {"SAME_UPPER": "same", "SAME_LOWER": "same_lower", "VALID": "valid"}
@@ -28,14 +28,25 @@ def _padding(ctx, auto_pad: str, pads, spatial: int) -> dict:
 
 @converts("Conv")
 def conv(ctx, inputs, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None, pads=None, strides=None):
+    """A computed weight (MIL allows it without dilations) stays a tensor; a computed bias is added after."""
+    mb = _mb()
     x = inputs[0]
-    weight = const_input(ctx, inputs[1], "Conv weight").astype(np_dtype(x))
-    spatial = weight.ndim - 2
+    if is_const(inputs[1]):
+        weight = inputs[1].astype(np_dtype(x))
+    elif any(d != 1 for d in dilations or []):
+        raise ctx.fail("Conv with a computed weight and dilations is not supported (MIL needs a constant weight)")
+    else:
+        x, weight = aligned(x, inputs[1])
+    spatial = len(shape_of(weight)) - 2
     kwargs = _padding(ctx, auto_pad, pads, spatial)
-    if len(inputs) > 2 and inputs[2] is not None:
-        kwargs["bias"] = const_input(ctx, inputs[2], "Conv bias").astype(np_dtype(x))
-    return [_mb().conv(x=x, weight=weight, strides=np.array(strides or [1] * spatial, dtype=np.int32),
-                       dilations=np.array(dilations or [1] * spatial, dtype=np.int32), groups=int(group), **kwargs)]
+    bias = inputs[2] if len(inputs) > 2 else None
+    if is_const(bias):
+        kwargs["bias"] = bias.astype(np_dtype(x))
+    y = mb.conv(x=x, weight=weight, strides=np.array(strides or [1] * spatial, dtype=np.int32),
+                dilations=np.array(dilations or [1] * spatial, dtype=np.int32), groups=int(group), **kwargs)
+    if bias is not None and not is_const(bias):
+        y = mb.add(x=y, y=mb.reshape(x=aligned(y, bias)[1], shape=np.array([-1] + [1] * spatial, dtype=np.int32)))
+    return [y]
 
 
 @converts("ConvTranspose")
