@@ -241,7 +241,14 @@ def eye_like(ctx, inputs, *, dtype=None, k=0):
     return [np.eye(rows, cols, int(k), dtype=out)]
 
 
-@converts("Constant", "ConstantOfShape", "Range", "NonZero")
+@converts("Range")
+def range_(ctx, inputs):
+    """Computed bounds: MIL ``range_1d``, whose length is only known at run time (a flexible output)."""
+    start, limit, delta = aligned(*inputs)
+    return [_mb().range_1d(start=start, end=limit, step=delta)]
+
+
+@converts("Constant", "ConstantOfShape", "NonZero")
 def known_at_conversion(ctx, inputs, **_):
     """Folded whenever their inputs are known (always so in a static-shape canonical model)."""
     raise ctx.fail(f"{ctx.op_type} depends on a runtime value; Core ML conversion needs it computable from shapes")
