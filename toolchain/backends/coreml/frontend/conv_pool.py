@@ -49,20 +49,46 @@ def conv(ctx, inputs, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shap
     return [y]
 
 
+def _transpose_crop(x_sizes, kernel, strides, dilations, auto_pad, pads, output_padding, output_shape):
+    """Per spatial dim, what ConvTranspose keeps of the full (uncropped) result, as ONNX's reference computes
+    it: (rows cropped at the start, rows cropped at the end); a negative end is zero rows added there."""
+    n = len(x_sizes)
+    full = [s * (i - 1) + (k - 1) * d + 1 for i, k, s, d in zip(x_sizes, kernel, strides, dilations)]
+    extra = list(output_padding or [0] * n)[:n]
+    if pads is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        target = list(output_shape)[-n:] if output_shape is not None else [i * s for i, s in zip(x_sizes, strides)]
+        totals = [f + e - t for f, e, t in zip(full, extra, target)]
+        begins = [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in totals]
+    else:
+        pads = list(pads or [0] * (2 * n))
+        begins = pads[:n]
+        target = list(output_shape)[-n:] if output_shape is not None else \
+            [f + e - pads[i] - pads[i + n] for i, (f, e) in enumerate(zip(full, extra))]
+    return begins, [f - b - t for f, b, t in zip(full, begins, target)]
+
+
 @converts("ConvTranspose")
 def conv_transpose(ctx, inputs, *, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
                    output_padding=None, output_shape=None, pads=None, strides=None):
+    mb = _mb()
     x = inputs[0]
     weight = const_input(ctx, inputs[1], "ConvTranspose weight").astype(np_dtype(x))
     spatial = weight.ndim - 2
-    if output_shape is not None or any(output_padding or []):
-        raise ctx.fail("ConvTranspose with output_shape or output_padding is not supported")
-    kwargs = _padding(ctx, auto_pad, pads, spatial)
+    strides, dilations = list(strides or [1] * spatial), list(dilations or [1] * spatial)
+    begins, ends = _transpose_crop(shape_of(x)[2:], weight.shape[2:], strides, dilations, auto_pad, pads,
+                                   output_padding, output_shape)
+    if any(b < 0 for b in begins):
+        raise ctx.fail(f"ConvTranspose output_shape {output_shape} larger than the padded result is not supported")
+    crop = [p for b, e in zip(begins, ends) for p in (b, max(e, 0))]
+    y = mb.conv_transpose(x=x, weight=weight, strides=np.array(strides, dtype=np.int32), pad_type="custom",
+                          pad=np.array(crop, dtype=np.int32), dilations=np.array(dilations, dtype=np.int32),
+                          groups=int(group))
+    if any(e < 0 for e in ends):  # output_padding / output_shape past the full result: zero rows at the end
+        y = mb.pad(x=y, pad=np.array([0, 0, 0, 0] + [p for e in ends for p in (0, max(-e, 0))], dtype=np.int32))
     if len(inputs) > 2 and inputs[2] is not None:
-        kwargs["bias"] = const_input(ctx, inputs[2], "ConvTranspose bias").astype(np_dtype(x))
-    return [_mb().conv_transpose(x=x, weight=weight, strides=np.array(strides or [1] * spatial, dtype=np.int32),
-                                 dilations=np.array(dilations or [1] * spatial, dtype=np.int32),
-                                 groups=int(group), **kwargs)]
+        bias = const_input(ctx, inputs[2], "ConvTranspose bias").astype(np_dtype(x))
+        y = mb.add(x=y, y=bias.reshape([-1] + [1] * spatial))
+    return [y]
 
 
 @converts("MaxPool")
