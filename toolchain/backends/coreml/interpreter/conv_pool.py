@@ -42,10 +42,11 @@ def _spatial(values, default, rank2):
 
 
 def _windows(x, kernel, strides, dilations):
-    """[N, C, Ho, Wo, kh, kw] views of an already padded NCHW array."""
+    """[N, C, *out, *kernel] views of an already padded N, C, *spatial array."""
     effective = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-    view = sliding_window_view(x, effective, axis=(2, 3))
-    return view[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
+    view = sliding_window_view(x, effective, axis=tuple(range(2, 2 + len(kernel))))
+    return view[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)
+                + tuple(slice(None, None, d) for d in dilations)]
 
 
 @mil_op("conv")
@@ -104,14 +105,12 @@ def conv_transpose(x, weight, bias=None, strides=None, pad_type="valid", pad=Non
 
 
 def _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, fill):
-    """Padded input, validity mask (1 = real or explicit padding, 0 = ceil overflow) and real-data mask."""
+    """Windows of the padded input (1-3 spatial dims), of the real-data mask and of the counted mask
+    (1 = real or explicit padding, 0 = ceil overflow)."""
     x = compute(np.asarray(x))[0]
-    one_d = x.ndim == 3
-    x, undo = _as_2d(x)
-    kernel = _spatial(kernel_sizes, 1, not one_d)
-    strides = _spatial(strides, 1, not one_d)
-    if one_d and pad_type == "custom":
-        pad = [0, 0] + [int(p) for p in np.asarray(pad).ravel()]
+    kernel = [int(v) for v in np.asarray(kernel_sizes).ravel()]
+    spatial = len(kernel)
+    strides = [int(v) for v in np.asarray(strides if strides is not None else [1] * spatial).ravel()]
     pairs = _pairs(pad_type, pad, x.shape[2:], kernel, strides)
     extra = []
     for size, k, s, (b, e) in zip(x.shape[2:], kernel, strides, pairs):
@@ -125,21 +124,20 @@ def _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, fill):
     real = np.pad(np.ones(x.shape[2:], np.float32), pads[2:])
     counted = np.pad(np.ones([s + b + e for s, (b, e) in zip(x.shape[2:], pairs)], np.float32),
                      [(0, x_) for x_ in extra])
-    win = _windows(padded, kernel, strides, [1, 1])
-    real_win = _windows(real[None, None], kernel, strides, [1, 1])
-    counted_win = _windows(counted[None, None], kernel, strides, [1, 1])
-    return win, real_win, counted_win, undo
+    ones = [1] * spatial
+    windows = [_windows(a, kernel, strides, ones) for a in (padded, real[None, None], counted[None, None])]
+    return (*windows, tuple(range(-spatial, 0)))
 
 
 @mil_op("max_pool")
 def max_pool(x, kernel_sizes, strides=None, pad_type="valid", pad=None, ceil_mode=False):
-    win, _, _, undo = _pool(x, kernel_sizes, strides, pad_type, pad, bool(ceil_mode), -np.inf)
-    return undo(win.max(axis=(-2, -1)))
+    win, _, _, taps = _pool(x, kernel_sizes, strides, pad_type, pad, bool(ceil_mode), -np.inf)
+    return win.max(axis=taps)
 
 
 @mil_op("avg_pool")
 def avg_pool(x, kernel_sizes, strides=None, pad_type="valid", pad=None, exclude_padding_from_average=False,
              ceil_mode=False):
-    win, real, counted, undo = _pool(x, kernel_sizes, strides, pad_type, pad, bool(ceil_mode), 0.0)
-    count = (real if exclude_padding_from_average else counted).sum(axis=(-2, -1))
-    return undo(win.sum(axis=(-2, -1)) / count)
+    win, real, counted, taps = _pool(x, kernel_sizes, strides, pad_type, pad, bool(ceil_mode), 0.0)
+    count = (real if exclude_padding_from_average else counted).sum(axis=taps)
+    return win.sum(axis=taps) / count
