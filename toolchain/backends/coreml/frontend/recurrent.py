@@ -1,4 +1,4 @@
-"""LSTM and GRU, unrolled over the (static) sequence into linear + activation ops.
+"""LSTM, GRU and RNN, unrolled over the (static) sequence into linear + activation ops.
 
 MIL's own ``lstm``/``gru`` ops are fp32-only and MIL's GRU cannot express ONNX's
 ``linear_before_reset=1`` (PyTorch's GRU); unrolling keeps ONNX's exact equations, runs in the
@@ -172,3 +172,31 @@ def gru(ctx, inputs, *, activation_alpha=None, activation_beta=None, activations
         finals.append(h)
     y = _stack_outputs(per_direction, seq)
     return _batch_first([y, mb.stack(values=finals, axis=0)], layout)
+
+
+@converts("RNN")
+def rnn(ctx, inputs, *, activation_alpha=None, activation_beta=None, activations=None, clip=None,
+        direction="forward", hidden_size, layout=0):
+    """H_t = f(X_t W^T + H_{t-1} R^T + Wb + Rb), unrolled like LSTM and GRU."""
+    mb = _mb()
+    x, w, r = inputs[0], inputs[1], inputs[2]
+    pad = list(inputs) + [None] * (6 - len(inputs))
+    b, sequence_lens, initial_h = pad[3], pad[4], pad[5]
+    act = _check_common(ctx, x, sequence_lens, activations, clip, layout, ["Tanh"] * 2)[0]
+    x, (initial_h,) = _seq_first(x, [initial_h], layout)
+    w, r = const_input(ctx, w, "RNN W"), const_input(ctx, r, "RNN R")
+    dtype = np_dtype(x)
+    seq, batch, _ = shape_of(x)
+    hidden = int(hidden_size)
+    finals, per_direction = [], []
+    for d, backwards in enumerate(_directions(direction)):
+        bias = np.zeros(2 * hidden, np.float32) if b is None else const_input(ctx, b, "RNN B")[d]
+        steps = _project_inputs(x, w[d].astype(dtype), (bias[:hidden] + bias[hidden:]).astype(dtype))
+        h = _state(initial_h, d, batch, hidden, dtype)
+        states = [None] * seq
+        for t in (reversed(range(seq)) if backwards else range(seq)):
+            h = _act(act, mb.add(x=steps[t], y=mb.linear(x=h, weight=r[d].astype(dtype))))
+            states[t] = h
+        per_direction.append(states)
+        finals.append(h)
+    return _batch_first([_stack_outputs(per_direction, seq), mb.stack(values=finals, axis=0)], layout)
