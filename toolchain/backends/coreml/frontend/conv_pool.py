@@ -101,7 +101,7 @@ def max_pool(ctx, inputs, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, ker
         x = mb.cast(x=x, dtype="fp32")
     spatial = len(kernel_shape)
     if any(d != 1 for d in dilations or []):
-        y = dilated_pool(ctx, x, list(kernel_shape), strides, list(dilations), auto_pad, pads, ceil_mode, False, 0)
+        y = dilated_pool(ctx, x, list(kernel_shape), strides, list(dilations), auto_pad, pads, ceil_mode, "max")
     else:
         y = mb.max_pool(x=x, kernel_sizes=list(kernel_shape), strides=list(strides or [1] * spatial),
                         ceil_mode=bool(ceil_mode), **_padding(ctx, auto_pad, pads, spatial))
@@ -113,11 +113,23 @@ def average_pool(ctx, inputs, *, auto_pad="NOTSET", ceil_mode=0, count_include_p
                  kernel_shape, pads=None, strides=None):
     if any(d != 1 for d in dilations or []):
         return [dilated_pool(ctx, inputs[0], list(kernel_shape), strides, list(dilations), auto_pad, pads, ceil_mode,
-                             True, count_include_pad)]
+                             "avg", count_include_pad)]
     spatial = len(kernel_shape)
     return [_mb().avg_pool(x=inputs[0], kernel_sizes=list(kernel_shape), strides=list(strides or [1] * spatial),
                            ceil_mode=bool(ceil_mode), exclude_padding_from_average=not count_include_pad,
                            **_padding(ctx, auto_pad, pads, spatial))]
+
+
+@converts("LpPool")
+def lp_pool(ctx, inputs, *, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape, p=2, pads=None, strides=None):
+    """(sum over the window of |x|^p)^(1/p); zero padding adds nothing."""
+    mb = _mb()
+    x = inputs[0]
+    dtype = np_dtype(x)
+    powered = mb.mul(x=x, y=x) if p == 2 else mb.pow(x=mb.abs(x=x), y=dtype.type(p))
+    summed = dilated_pool(ctx, powered, list(kernel_shape), strides, list(dilations or [1] * len(kernel_shape)),
+                          auto_pad, pads, ceil_mode, "sum")
+    return [mb.sqrt(x=summed) if p == 2 else mb.pow(x=summed, y=dtype.type(1.0 / p))]
 
 
 @converts("GlobalAveragePool", "GlobalMaxPool")

@@ -1,5 +1,6 @@
-"""Dilated MaxPool / AveragePool (MIL pools have no dilations): explicit padding, then one strided slice
-per kernel tap, reduced elementwise (max, or sum divided by the constant per-window count).
+"""Dilated MaxPool / AveragePool and LpPool (MIL pools have no dilations, MIL has no Lp pool): explicit
+padding, then one strided slice per kernel tap, reduced elementwise (max, sum, or sum divided by the
+constant per-window count).
 
 Output sizes and the windows ``ceil_mode`` adds follow ONNX: a last window must start inside the input
 or its left padding; its part past the padding is never counted, with or without ``count_include_pad``.
@@ -52,8 +53,10 @@ def _taps(kernel, strides, dilations, dims):
         yield [(o * d, o * d + (out - 1) * s + 1, s) for o, s, d, (_, _, _, out) in zip(offsets, strides, dilations, dims)]
 
 
-def dilated_pool(ctx, x, kernel, strides, dilations, auto_pad, pads, ceil_mode, average, count_include_pad):
+def dilated_pool(ctx, x, kernel, strides, dilations, auto_pad, pads, ceil_mode, reduce, count_include_pad=0):
+    """``reduce``: "max", "avg" or "sum" (LpPool's, on |x|^p) over every window."""
     mb = _mb()
+    average = reduce != "max"
     shape = shape_of(x)
     lead = len(shape) - len(kernel)
     strides = list(strides or [1] * len(kernel))
@@ -68,7 +71,7 @@ def dilated_pool(ctx, x, kernel, strides, dilations, auto_pad, pads, ceil_mode, 
         step[:lead] = 1
         value = mb.slice_by_index(x=padded, begin=begin, end=end, stride=step)
         result = value if result is None else (mb.add(x=result, y=value) if average else mb.maximum(x=result, y=value))
-    if not average:
+    if reduce != "avg":
         return result
     # the windows' real (or, with count_include_pad, real and explicitly padded) elements, never ceil overflow
     if count_include_pad:
