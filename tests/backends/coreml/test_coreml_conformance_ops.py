@@ -183,6 +183,18 @@ OPS = {
                                     {"x": f32(1, 1, 3, 3)}, {"w": f32(1, 2, 3, 3), "b": f32(2)}),
     "conv_transpose_1d_output_padding_same": ([node("ConvTranspose", ["x", "w"], strides=[2], output_padding=[1],
                                                     auto_pad="SAME_UPPER")], {"x": f32(1, 2, 5)}, {"w": f32(2, 3, 3)}),
+    # (onnxruntime has no layout=1 recurrent kernels: batch-first is checked by the node tests' own outputs)
+    "lstm_peepholes": ([node("LSTM", ["x", "w", "r", "b", "", "", "", "p"], ["y", "h", "c"], hidden_size=3,
+                             direction="bidirectional")], {"x": f32(4, 2, 5)},
+                                   {"w": f32(2, 12, 5), "r": f32(2, 12, 3), "b": f32(2, 24), "p": f32(2, 9)}),
+    "rnn_initial_state": ([node("RNN", ["x", "w", "r", "b", "", "h0"], ["y", "h"], hidden_size=4)],
+                          {"x": f32(5, 3, 2)}, {"w": f32(1, 4, 2), "r": f32(1, 4, 4), "b": f32(1, 8), "h0": f32(1, 3, 4)}),
+    "batchnorm_training_mode": ([node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y", "rm", "rv"],
+                                      training_mode=1, momentum=0.8)], {"x": f32(2, 3, 4, 5)},
+                                {"s": f32(3), "b": f32(3), "m": f32(3), "v": np.abs(f32(3)) + 0.5}),
+    "pad_wrap": ([node("Pad", ["x", "p"], mode="wrap")], {"x": f32(2, 3, 4)}, {"p": np.array([0, 2, 1, 0, 1, 3], np.int64)}),
+    "lp_pool_p3_dilated": ([node("LpPool", ["x"], kernel_shape=[2, 2], p=3, dilations=[1, 2], pads=[1, 1, 0, 1])],
+                           {"x": f32(1, 2, 5, 6)}, {}),
     "range_computed_bounds": ([node("Range", ["s", "l", "d"])], {"s": np.array(1.5, np.float32),
                               "l": np.array(7.0, np.float32), "d": np.array(0.75, np.float32)}, {}),
 }
