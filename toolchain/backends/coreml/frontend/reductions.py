@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import const_input, converts, rank_of, shape_of
+from . import const_input, converts, np_dtype, rank_of, shape_of
 
 _REDUCE = {"ReduceMean": "reduce_mean", "ReduceSum": "reduce_sum", "ReduceMax": "reduce_max",
            "ReduceMin": "reduce_min", "ReduceProd": "reduce_prod", "ReduceL2": "reduce_l2_norm",
@@ -27,7 +27,12 @@ def reduce(ctx, inputs, *, axes=None, keepdims=1, noop_with_empty_axes=0):
         if noop_with_empty_axes:
             return [x]
         axes = list(range(rank_of(x)))
-    return [getattr(_mb(), _REDUCE[ctx.op_type])(x=x, axes=np.array(axes, dtype=np.int32), keep_dims=bool(keepdims))]
+    mb = _mb()
+    boolean = np_dtype(x) == np.bool_ and ctx.op_type in ("ReduceMax", "ReduceMin")  # any / all: through int32
+    if boolean:
+        x = mb.cast(x=x, dtype="int32")
+    y = getattr(mb, _REDUCE[ctx.op_type])(x=x, axes=np.array(axes, dtype=np.int32), keep_dims=bool(keepdims))
+    return [mb.cast(x=y, dtype="bool") if boolean else y]
 
 
 @converts("ArgMax", "ArgMin")
