@@ -195,6 +195,11 @@ OPS = {
     "pad_wrap": ([node("Pad", ["x", "p"], mode="wrap")], {"x": f32(2, 3, 4)}, {"p": np.array([0, 2, 1, 0, 1, 3], np.int64)}),
     "lp_pool_p3_dilated": ([node("LpPool", ["x"], kernel_shape=[2, 2], p=3, dilations=[1, 2], pads=[1, 1, 0, 1])],
                            {"x": f32(1, 2, 5, 6)}, {}),
+    "einsum_attention_scores": ([node("Einsum", ["q", "k"], equation="bhid,bhjd->bhij")], {"q": f32(2, 3, 4, 5)},
+                                {"k": f32(2, 3, 6, 5)}),
+    "einsum_ellipsis_diagonal_implicit": ([node("Einsum", ["x", "w"], ["d"], equation="...ii,ij"),
+                                           node("Einsum", ["d", "v"], equation="...j,j->...")],
+                                          {"x": f32(2, 3, 3)}, {"w": f32(3, 4), "v": f32(4)}),
     "range_computed_bounds": ([node("Range", ["s", "l", "d"])], {"s": np.array(1.5, np.float32),
                               "l": np.array(7.0, np.float32), "d": np.array(0.75, np.float32)}, {}),
 }

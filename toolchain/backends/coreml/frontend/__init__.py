@@ -17,7 +17,7 @@ import numpy as np
 CONVERTERS: dict[str, Callable[..., list]] = {}
 
 # The op families, one module each; importing them fills CONVERTERS.
-FAMILIES = ("activations", "conv_pool", "elementwise", "indexing", "matmul", "normalization", "quantize", "recurrent",
+FAMILIES = ("activations", "conv_pool", "einsum", "elementwise", "indexing", "matmul", "normalization", "quantize", "recurrent",
             "reductions", "resize", "shape_ops")
 
 
