@@ -142,6 +142,8 @@ CASES = {
     "gather": (dict(x=X, indices=np.array([[2, 0], [1, 1]], np.int32), axis=2),
                ort("Gather", [X, np.array([[2, 0], [1, 1]])], axis=2)),
     "tile": (dict(x=X, reps=[1, 2, 1, 3]), ort("Tile", [X, np.array([1, 2, 1, 3])])),
+    "range_1d": (dict(start=np.float32(1.5), end=np.float32(7.0), step=np.float32(0.75)),
+                 ort("Range", [np.array(1.5, np.float32), np.array(7.0, np.float32), np.array(0.75, np.float32)])),
     "pad": (dict(x=IMG, pad=[1, 2, 2, 0], mode="reflect"),
             ort("Pad", [IMG, np.array([0, 0, 1, 2, 0, 0, 2, 0])], mode="reflect")),
     "upsample_nearest_neighbor": (dict(x=IMG, scale_factor_height=2, scale_factor_width=3),

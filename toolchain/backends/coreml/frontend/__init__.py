@@ -19,7 +19,7 @@ from ....engine.registry import Registry
 CONVERTERS: Registry[Callable[..., list]] = Registry("ONNX op converter")
 
 # The op families, one module each; importing them fills CONVERTERS.
-FAMILIES = ("activations", "conv_pool", "elementwise", "indexing", "matmul", "normalization", "quantize", "recurrent",
+FAMILIES = ("activations", "conv_pool", "einsum", "elementwise", "indexing", "matmul", "normalization", "quantize", "recurrent",
             "reductions", "resize", "shape_ops")
 
 

@@ -44,18 +44,23 @@ def _matmul_vector(a, b):
     return mb.reshape(x=result, shape=np.array(shape, dtype=np.int32)) if shape else mb.squeeze(x=result)
 
 
+def _per_output(c) -> bool:
+    """A constant Gemm C that is one bias per output feature (shape [], [N] or [1, N]), MIL ``linear``'s bias."""
+    return is_const(c) and (c.ndim <= 1 or (c.ndim == 2 and c.shape[0] == 1))
+
+
 @converts("Gemm")
 def gemm(ctx, inputs, *, alpha=1.0, beta=1.0, transA=0, transB=0):  # noqa: N803  (ONNX attribute names)
     mb = _mb()
     a, b = inputs[0], inputs[1]
     c = inputs[2] if len(inputs) > 2 else None
-    if is_const(b) and not is_const(a) and (c is None or is_const(c)):
+    if is_const(b) and not is_const(a) and (c is None or _per_output(c)):
         dtype = np_dtype(a)
         weight = (b if transB else b.T) * np.float32(alpha)
         out_features = weight.shape[0]
         kwargs = {}
         if c is not None:
-            bias = np.broadcast_to(np.asarray(c, dtype=np.float32) * np.float32(beta), (out_features,))
+            bias = np.broadcast_to(np.asarray(c, dtype=np.float32).reshape(-1) * np.float32(beta), (out_features,))
             kwargs["bias"] = np.ascontiguousarray(bias).astype(dtype)
         x = mb.transpose(x=a, perm=[1, 0]) if transA else a
         return [mb.linear(x=x, weight=np.ascontiguousarray(weight).astype(dtype), **kwargs)]

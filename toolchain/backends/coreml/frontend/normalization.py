@@ -44,13 +44,32 @@ def _layer_norm_steps(x, scale, bias, axes, epsilon):
 
 @converts("BatchNormalization")
 def batch_norm(ctx, inputs, *, epsilon=1e-5, momentum=0.9, training_mode=0, spatial=1):
-    if training_mode:
-        raise ctx.fail("BatchNormalization in training mode is not supported")
     x = inputs[0]
     dtype = np_dtype(x)
     scale, bias, mean, var = (const_input(ctx, v, "BatchNormalization parameters").astype(dtype) for v in inputs[1:5])
+    if training_mode:
+        return _batch_norm_training(x, scale, bias, mean, var, epsilon, momentum)
     return [_mb().batch_norm(x=x, mean=mean, variance=var, gamma=scale, beta=bias,
                              epsilon=np.array(epsilon, dtype=dtype))]
+
+
+def _batch_norm_training(x, scale, bias, mean, var, epsilon, momentum):
+    """Training mode: normalise with the batch's own statistics (population variance over every axis but the
+    channels) and return the running mean / variance updated with ``momentum``, as ONNX's reference does."""
+    mb = _mb()
+    dtype = np_dtype(x)
+    rank = rank_of(x)
+    axes = np.array([0] + list(range(2, rank)), dtype=np.int32)
+    channel = [1, -1] + [1] * (rank - 2)
+    batch_mean = mb.reduce_mean(x=x, axes=axes, keep_dims=True)
+    centred = mb.sub(x=x, y=batch_mean)
+    batch_var = mb.reduce_mean(x=mb.mul(x=centred, y=centred), axes=axes, keep_dims=True)
+    y = mb.mul(x=centred, y=mb.rsqrt(x=batch_var, epsilon=dtype.type(epsilon)))
+    y = mb.add(x=mb.mul(x=y, y=scale.reshape(channel)), y=bias.reshape(channel))
+    keep = dtype.type(momentum)
+    running = [mb.add(x=old * keep, y=mb.mul(x=mb.reshape(x=new, shape=np.array([-1], np.int32)), y=dtype.type(1 - momentum)))
+               for old, new in ((mean, batch_mean), (var, batch_var))]
+    return [y, *running]
 
 
 @converts("InstanceNormalization")

@@ -10,9 +10,10 @@ from . import CONVERTERS, Context, UnsupportedModel, _load_families, as_mil, att
 
 # Ops never folded at conversion time even when every input is known.
 _NEVER_FOLD = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial"})
-# fp16 / double I/O become fp32, narrower and wider integers int32 (Core ML's I/O types)
+# fp16 / double I/O become fp32, narrower and wider integers int32 (Core ML's I/O types; as for int64,
+# uint32 / uint64 values must fit in int32 on the device)
 _ONNX_TO_MIL_DTYPE = {1: "fp32", 10: "fp32", 11: "fp32", 2: "int32", 3: "int32", 4: "int32", 5: "int32", 6: "int32",
-                      7: "int32", 9: "bool"}
+                      7: "int32", 12: "int32", 13: "int32", 9: "bool"}
 
 
 @dataclass(frozen=True)

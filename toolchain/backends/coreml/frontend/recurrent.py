@@ -1,4 +1,4 @@
-"""LSTM and GRU, unrolled over the (static) sequence into linear + activation ops.
+"""LSTM, GRU and RNN, unrolled over the (static) sequence into linear + activation ops.
 
 MIL's own ``lstm``/``gru`` ops are fp32-only and MIL's GRU cannot express ONNX's
 ``linear_before_reset=1`` (PyTorch's GRU); unrolling keeps ONNX's exact equations, runs in the
@@ -20,14 +20,30 @@ def _mb():
     return mb
 
 
+def _seq_first(x, states, layout):
+    """layout=1 (batch-first) X [batch, seq, in] and initial states [batch, dirs, H] as layout 0 has them."""
+    if not layout:
+        return x, states
+    mb = _mb()
+    swap = [1, 0, 2]
+    return mb.transpose(x=x, perm=swap), [None if v is None else np.transpose(v, swap) if is_const(v)
+                                          else mb.transpose(x=v, perm=swap) for v in states]
+
+
+def _batch_first(outputs, layout):
+    """Y [seq, dirs, batch, H] -> [batch, seq, dirs, H]; final states [dirs, batch, H] -> [batch, dirs, H]."""
+    if not layout:
+        return outputs
+    mb = _mb()
+    return [mb.transpose(x=outputs[0], perm=[2, 0, 1, 3])] + [mb.transpose(x=v, perm=[1, 0, 2]) for v in outputs[1:]]
+
+
 def _check_common(ctx, x, sequence_lens, activations, clip, layout, defaults):
-    if layout:
-        raise ctx.fail(f"{ctx.op_type} with layout=1 (batch-first) is not supported")
     if clip is not None:
         raise ctx.fail(f"{ctx.op_type} with clip is not supported")
     if sequence_lens is not None:
         lens = const_input(ctx, sequence_lens, f"{ctx.op_type} sequence_lens")
-        if np.any(lens != shape_of(x)[0]):
+        if np.any(lens != shape_of(x)[1 if layout else 0]):
             raise ctx.fail(f"{ctx.op_type} with sequence_lens shorter than the sequence is not supported")
     activations = list(activations or defaults)
     if any(a not in _ACTIVATIONS for a in activations):
@@ -81,8 +97,10 @@ def lstm(ctx, inputs, *, activation_alpha=None, activation_beta=None, activation
     b, sequence_lens, initial_h, initial_c, peephole = pad[3], pad[4], pad[5], pad[6], pad[7]
     gate_act, cell_act, out_act = _check_common(ctx, x, sequence_lens, activations, clip, layout,
                                                 ["Sigmoid", "Tanh", "Tanh"] * 2)[:3]
-    if input_forget or (peephole is not None and np.any(const_input(ctx, peephole, "LSTM peephole"))):
-        raise ctx.fail("LSTM with input_forget or peepholes is not supported")
+    if input_forget:
+        raise ctx.fail("LSTM with input_forget=1 is not supported")
+    peephole = None if peephole is None else const_input(ctx, peephole, "LSTM peephole")
+    x, (initial_h, initial_c) = _seq_first(x, [initial_h, initial_c], layout)
     w, r = const_input(ctx, w, "LSTM W"), const_input(ctx, r, "LSTM R")
     dtype = np_dtype(x)
     seq, batch, _ = shape_of(x)
@@ -97,14 +115,19 @@ def lstm(ctx, inputs, *, activation_alpha=None, activation_beta=None, activation
         for t in (reversed(range(seq)) if backwards else range(seq)):
             gates = mb.add(x=steps[t], y=mb.linear(x=h, weight=r[d].astype(dtype)))
             i, o, f, g = mb.split(x=gates, num_splits=4, axis=-1)
+            if peephole is not None:  # P = [Pi, Po, Pf]: i and f see the previous cell, o the new one
+                p_i, p_o, p_f = (v.astype(dtype) for v in np.split(peephole[d], 3))
+                i, f = mb.add(x=i, y=mb.mul(x=c, y=p_i)), mb.add(x=f, y=mb.mul(x=c, y=p_f))
             c = mb.add(x=mb.mul(x=_act(gate_act, f), y=c), y=mb.mul(x=_act(gate_act, i), y=_act(cell_act, g)))
+            if peephole is not None:
+                o = mb.add(x=o, y=mb.mul(x=c, y=p_o))
             h = mb.mul(x=_act(gate_act, o), y=_act(out_act, c))
             states[t] = h
         per_direction.append(states)
         finals_h.append(h)
         finals_c.append(c)
     y = _stack_outputs(per_direction, seq)
-    return [y, mb.stack(values=finals_h, axis=0), mb.stack(values=finals_c, axis=0)]
+    return _batch_first([y, mb.stack(values=finals_h, axis=0), mb.stack(values=finals_c, axis=0)], layout)
 
 
 @converts("GRU")
@@ -115,6 +138,7 @@ def gru(ctx, inputs, *, activation_alpha=None, activation_beta=None, activations
     pad = list(inputs) + [None] * (6 - len(inputs))
     b, sequence_lens, initial_h = pad[3], pad[4], pad[5]
     gate_act, out_act = _check_common(ctx, x, sequence_lens, activations, clip, layout, ["Sigmoid", "Tanh"] * 2)[:2]
+    x, (initial_h,) = _seq_first(x, [initial_h], layout)
     w, r = const_input(ctx, w, "GRU W"), const_input(ctx, r, "GRU R")
     dtype = np_dtype(x)
     seq, batch, _ = shape_of(x)
@@ -147,4 +171,32 @@ def gru(ctx, inputs, *, activation_alpha=None, activation_beta=None, activations
         per_direction.append(states)
         finals.append(h)
     y = _stack_outputs(per_direction, seq)
-    return [y, mb.stack(values=finals, axis=0)]
+    return _batch_first([y, mb.stack(values=finals, axis=0)], layout)
+
+
+@converts("RNN")
+def rnn(ctx, inputs, *, activation_alpha=None, activation_beta=None, activations=None, clip=None,
+        direction="forward", hidden_size, layout=0):
+    """H_t = f(X_t W^T + H_{t-1} R^T + Wb + Rb), unrolled like LSTM and GRU."""
+    mb = _mb()
+    x, w, r = inputs[0], inputs[1], inputs[2]
+    pad = list(inputs) + [None] * (6 - len(inputs))
+    b, sequence_lens, initial_h = pad[3], pad[4], pad[5]
+    act = _check_common(ctx, x, sequence_lens, activations, clip, layout, ["Tanh"] * 2)[0]
+    x, (initial_h,) = _seq_first(x, [initial_h], layout)
+    w, r = const_input(ctx, w, "RNN W"), const_input(ctx, r, "RNN R")
+    dtype = np_dtype(x)
+    seq, batch, _ = shape_of(x)
+    hidden = int(hidden_size)
+    finals, per_direction = [], []
+    for d, backwards in enumerate(_directions(direction)):
+        bias = np.zeros(2 * hidden, np.float32) if b is None else const_input(ctx, b, "RNN B")[d]
+        steps = _project_inputs(x, w[d].astype(dtype), (bias[:hidden] + bias[hidden:]).astype(dtype))
+        h = _state(initial_h, d, batch, hidden, dtype)
+        states = [None] * seq
+        for t in (reversed(range(seq)) if backwards else range(seq)):
+            h = _act(act, mb.add(x=steps[t], y=mb.linear(x=h, weight=r[d].astype(dtype))))
+            states[t] = h
+        per_direction.append(states)
+        finals.append(h)
+    return _batch_first([_stack_outputs(per_direction, seq), mb.stack(values=finals, axis=0)], layout)

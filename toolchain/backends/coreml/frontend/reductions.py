@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import const_input, converts, rank_of
+from . import const_input, converts, np_dtype, rank_of, shape_of
 
 _REDUCE = {"ReduceMean": "reduce_mean", "ReduceSum": "reduce_sum", "ReduceMax": "reduce_max",
            "ReduceMin": "reduce_min", "ReduceProd": "reduce_prod", "ReduceL2": "reduce_l2_norm",
@@ -27,12 +27,23 @@ def reduce(ctx, inputs, *, axes=None, keepdims=1, noop_with_empty_axes=0):
         if noop_with_empty_axes:
             return [x]
         axes = list(range(rank_of(x)))
-    return [getattr(_mb(), _REDUCE[ctx.op_type])(x=x, axes=np.array(axes, dtype=np.int32), keep_dims=bool(keepdims))]
+    mb = _mb()
+    boolean = np_dtype(x) == np.bool_ and ctx.op_type in ("ReduceMax", "ReduceMin")  # any / all: through int32
+    if boolean:
+        x = mb.cast(x=x, dtype="int32")
+    y = getattr(mb, _REDUCE[ctx.op_type])(x=x, axes=np.array(axes, dtype=np.int32), keep_dims=bool(keepdims))
+    return [mb.cast(x=y, dtype="bool") if boolean else y]
 
 
 @converts("ArgMax", "ArgMin")
 def arg_reduce(ctx, inputs, *, axis=0, keepdims=1, select_last_index=0):
-    if select_last_index:
-        raise ctx.fail(f"{ctx.op_type} with select_last_index=1 is not supported")
-    op = "reduce_argmax" if ctx.op_type == "ArgMax" else "reduce_argmin"
-    return [getattr(_mb(), op)(x=inputs[0], axis=int(axis), keep_dims=bool(keepdims))]
+    """``select_last_index``: the first index in the reversed axis (a constant-index gather) counted back."""
+    mb = _mb()
+    x = inputs[0]
+    op = getattr(mb, "reduce_argmax" if ctx.op_type == "ArgMax" else "reduce_argmin")
+    axis = int(axis) % rank_of(x)
+    if not select_last_index:
+        return [op(x=x, axis=axis, keep_dims=bool(keepdims))]
+    size = shape_of(x)[axis]
+    flipped = mb.gather(x=x, indices=np.arange(size - 1, -1, -1, dtype=np.int32), axis=axis)
+    return [mb.sub(x=np.int32(size - 1), y=op(x=flipped, axis=axis, keep_dims=bool(keepdims)))]

@@ -219,9 +219,13 @@ def pad(ctx, inputs, *, mode="constant", pads=None, value=0.0):
     interleaved = [p for i in range(rank) for p in (pads[i], pads[i + rank])]
     if any(p < 0 for p in interleaved):
         raise ctx.fail("Pad with negative pads is not supported")
+    if mode == "wrap":
+        if any(p > d for p, d in zip(interleaved, [d for d in shape_of(x) for _ in (0, 1)])):
+            raise ctx.fail("Pad mode 'wrap' wider than the axis is not supported")
+        return [_wrap_pad(x, interleaved)]
     mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}.get(mode)
     if mode is None:
-        raise ctx.fail("Pad mode must be constant, reflect or edge")
+        raise ctx.fail("Pad mode must be constant, reflect, edge or wrap")
     mb = _mb()
     source = np_dtype(x)
     if source != np.float32:  # MIL pad is float-only: integers pass through fp32 (exact below 2**24)
@@ -231,7 +235,44 @@ def pad(ctx, inputs, *, mode="constant", pads=None, value=0.0):
     return [padded if source == np.float32 else mb.cast(x=padded, dtype=_MIL_DTYPE_NAMES[source.name])]
 
 
-@converts("Constant", "ConstantOfShape", "Range", "NonZero", "EyeLike")
+def _wrap_pad(x, interleaved):
+    """Pad mode 'wrap' (circular): each padded axis gets its own last / first slices concatenated around it."""
+    mb = _mb()
+    for axis in range(rank_of(x)):
+        before, after = interleaved[2 * axis], interleaved[2 * axis + 1]
+        if not before and not after:
+            continue
+        shape = shape_of(x)
+        size = shape[axis]
+
+        def part(start, stop, shape=shape, axis=axis):
+            begin, end = [0] * len(shape), list(shape)
+            begin[axis], end[axis] = start, stop
+            return mb.slice_by_index(x=x, begin=np.array(begin, np.int32), end=np.array(end, np.int32))
+
+        pieces = ([part(size - before, size)] if before else []) + [x] + ([part(0, after)] if after else [])
+        x = mb.concat(values=pieces, axis=axis)
+    return x
+
+
+@converts("EyeLike")
+def eye_like(ctx, inputs, *, dtype=None, k=0):
+    """Only the input's (static) shape matters: a constant."""
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    rows, cols = shape_of(inputs[0])
+    out = tensor_dtype_to_np_dtype(dtype) if dtype is not None else np_dtype(inputs[0])
+    return [np.eye(rows, cols, int(k), dtype=out)]
+
+
+@converts("Range")
+def range_(ctx, inputs):
+    """Computed bounds: MIL ``range_1d``, whose length is only known at run time (a flexible output)."""
+    start, limit, delta = aligned(*inputs)
+    return [_mb().range_1d(start=start, end=limit, step=delta)]
+
+
+@converts("Constant", "ConstantOfShape", "NonZero")
 def known_at_conversion(ctx, inputs, **_):
     """Folded whenever their inputs are known (always so in a static-shape canonical model)."""
     raise ctx.fail(f"{ctx.op_type} depends on a runtime value; Core ML conversion needs it computable from shapes")
@@ -248,6 +289,12 @@ def depth_to_space(ctx, inputs, *, blocksize, mode="DCR"):
 
 @converts("SpaceToDepth")
 def space_to_depth(ctx, inputs, *, blocksize, mode="DCR"):
-    if mode != "DCR":
-        raise ctx.fail(f"SpaceToDepth mode '{mode}' is not supported (MIL space_to_depth is DCR)")
-    return [_mb().space_to_depth(x=inputs[0], block_size=int(blocksize))]
+    """DCR is MIL ``space_to_depth``; CRD (channel-major blocks) is a rank-5 reshape / transpose with N*C folded."""
+    mb = _mb()
+    if mode == "DCR":
+        return [mb.space_to_depth(x=inputs[0], block_size=int(blocksize))]
+    n, c, h, w = shape_of(inputs[0])
+    b = int(blocksize)
+    blocks = mb.reshape(x=inputs[0], shape=np.array([n * c, h // b, b, w // b, b], dtype=np.int32))
+    moved = mb.transpose(x=blocks, perm=[0, 2, 4, 1, 3])
+    return [mb.reshape(x=moved, shape=np.array([n, c * b * b, h // b, w // b], dtype=np.int32))]

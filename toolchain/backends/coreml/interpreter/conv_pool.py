@@ -1,6 +1,7 @@
 """Convolution and pooling over NCHW / NCW tensors, padding as MIL defines ``pad_type``."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -41,10 +42,11 @@ def _spatial(values, default, rank2):
 
 
 def _windows(x, kernel, strides, dilations):
-    """[N, C, Ho, Wo, kh, kw] views of an already padded NCHW array."""
+    """[N, C, *out, *kernel] views of an already padded N, C, *spatial array."""
     effective = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
-    view = sliding_window_view(x, effective, axis=(2, 3))
-    return view[:, :, ::strides[0], ::strides[1], ::dilations[0], ::dilations[1]]
+    view = sliding_window_view(x, effective, axis=tuple(range(2, 2 + len(kernel))))
+    return view[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in strides)
+                + tuple(slice(None, None, d) for d in dilations)]
 
 
 @mil_op("conv")
@@ -76,41 +78,39 @@ def conv(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilatio
 @mil_op("conv_transpose")
 def conv_transpose(x, weight, bias=None, strides=None, pad_type="valid", pad=None, dilations=None, groups=1,
                    output_shape=None):
+    """1-3 spatial dims; the full result scattered tap by tap, then cropped by ``pad`` (custom) or not (valid)."""
     x, w = compute(np.asarray(x), np.asarray(weight))
-    if x.ndim != 4 or pad_type not in ("valid", "custom"):
-        raise NotImplementedError("conv_transpose supports 2-D with valid/custom padding only")
-    strides, dilations = _spatial(strides, 1, True), _spatial(dilations, 1, True)
+    spatial = x.ndim - 2
+    if pad_type not in ("valid", "custom"):
+        raise NotImplementedError(f"conv_transpose pad_type '{pad_type}' (stackc's frontend writes custom crops)")
+    strides = [int(v) for v in np.asarray(strides if strides is not None else [1] * spatial).ravel()]
+    dilations = [int(v) for v in np.asarray(dilations if dilations is not None else [1] * spatial).ravel()]
     g = int(groups)
-    n, c, h, wdt = x.shape
-    kh, kw = w.shape[2:]
-    og = w.shape[1]
-    full = ((h - 1) * strides[0] + (kh - 1) * dilations[0] + 1, (wdt - 1) * strides[1] + (kw - 1) * dilations[1] + 1)
+    n, c, sizes, kernel, og = x.shape[0], x.shape[1], x.shape[2:], w.shape[2:], w.shape[1]
+    full = [(i - 1) * s + (k - 1) * d + 1 for i, k, s, d in zip(sizes, kernel, strides, dilations)]
     y = np.zeros((n, og * g, *full), dtype=np.float32)
-    xg = x.reshape(n, g, c // g, h, wdt)
-    wg = w.reshape(g, c // g, og, kh, kw)
-    for i in range(kh):
-        for j in range(kw):
-            contrib = np.einsum("ngchw,gco->ngohw", xg, wg[:, :, :, i, j]).reshape(n, og * g, h, wdt)
-            top, left = i * dilations[0], j * dilations[1]
-            y[:, :, top:top + (h - 1) * strides[0] + 1:strides[0], left:left + (wdt - 1) * strides[1] + 1:strides[1]] += contrib
-    (pt, pb), (pl, pr) = _pairs(pad_type, pad, (h, wdt), (kh, kw), strides)
-    y = y[:, :, pt:full[0] - pb, pl:full[1] - pr]
-    if output_shape is not None and list(y.shape[2:]) != [int(d) for d in np.asarray(output_shape).ravel()[-2:]]:
+    xg = x.reshape(n, g, c // g, *sizes)
+    wg = w.reshape(g, c // g, og, *kernel)
+    for tap in itertools.product(*(range(k) for k in kernel)):
+        contrib = np.einsum("ngc...,gco->ngo...", xg, wg[(slice(None),) * 3 + tap]).reshape(n, og * g, *sizes)
+        where = tuple(slice(t * d, t * d + (i - 1) * s + 1, s) for t, i, s, d in zip(tap, sizes, strides, dilations))
+        y[(slice(None), slice(None)) + where] += contrib
+    crop = [int(p) for p in np.asarray(pad).ravel()] if pad_type == "custom" else [0] * (2 * spatial)
+    y = y[(slice(None), slice(None)) + tuple(slice(crop[2 * i], f - crop[2 * i + 1]) for i, f in enumerate(full))]
+    if output_shape is not None and list(y.shape[2:]) != [int(d) for d in np.asarray(output_shape).ravel()[-spatial:]]:
         raise ValueError(f"conv_transpose output_shape {list(np.asarray(output_shape))} != computed {list(y.shape)}")
     if bias is not None:
-        y = y + compute(np.asarray(bias))[0].reshape(1, -1, 1, 1)
+        y = y + compute(np.asarray(bias))[0].reshape([1, -1] + [1] * spatial)
     return y
 
 
 def _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, fill):
-    """Padded input, validity mask (1 = real or explicit padding, 0 = ceil overflow) and real-data mask."""
+    """Windows of the padded input (1-3 spatial dims), of the real-data mask and of the counted mask
+    (1 = real or explicit padding, 0 = ceil overflow)."""
     x = compute(np.asarray(x))[0]
-    one_d = x.ndim == 3
-    x, undo = _as_2d(x)
-    kernel = _spatial(kernel_sizes, 1, not one_d)
-    strides = _spatial(strides, 1, not one_d)
-    if one_d and pad_type == "custom":
-        pad = [0, 0] + [int(p) for p in np.asarray(pad).ravel()]
+    kernel = [int(v) for v in np.asarray(kernel_sizes).ravel()]
+    spatial = len(kernel)
+    strides = [int(v) for v in np.asarray(strides if strides is not None else [1] * spatial).ravel()]
     pairs = _pairs(pad_type, pad, x.shape[2:], kernel, strides)
     extra = []
     for size, k, s, (b, e) in zip(x.shape[2:], kernel, strides, pairs):
@@ -124,21 +124,20 @@ def _pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode, fill):
     real = np.pad(np.ones(x.shape[2:], np.float32), pads[2:])
     counted = np.pad(np.ones([s + b + e for s, (b, e) in zip(x.shape[2:], pairs)], np.float32),
                      [(0, x_) for x_ in extra])
-    win = _windows(padded, kernel, strides, [1, 1])
-    real_win = _windows(real[None, None], kernel, strides, [1, 1])
-    counted_win = _windows(counted[None, None], kernel, strides, [1, 1])
-    return win, real_win, counted_win, undo
+    ones = [1] * spatial
+    windows = [_windows(a, kernel, strides, ones) for a in (padded, real[None, None], counted[None, None])]
+    return (*windows, tuple(range(-spatial, 0)))
 
 
 @mil_op("max_pool")
 def max_pool(x, kernel_sizes, strides=None, pad_type="valid", pad=None, ceil_mode=False):
-    win, _, _, undo = _pool(x, kernel_sizes, strides, pad_type, pad, bool(ceil_mode), -np.inf)
-    return undo(win.max(axis=(-2, -1)))
+    win, _, _, taps = _pool(x, kernel_sizes, strides, pad_type, pad, bool(ceil_mode), -np.inf)
+    return win.max(axis=taps)
 
 
 @mil_op("avg_pool")
 def avg_pool(x, kernel_sizes, strides=None, pad_type="valid", pad=None, exclude_padding_from_average=False,
              ceil_mode=False):
-    win, real, counted, undo = _pool(x, kernel_sizes, strides, pad_type, pad, bool(ceil_mode), 0.0)
-    count = (real if exclude_padding_from_average else counted).sum(axis=(-2, -1))
-    return undo(win.sum(axis=(-2, -1)) / count)
+    win, real, counted, taps = _pool(x, kernel_sizes, strides, pad_type, pad, bool(ceil_mode), 0.0)
+    count = (real if exclude_padding_from_average else counted).sum(axis=taps)
+    return win.sum(axis=taps) / count

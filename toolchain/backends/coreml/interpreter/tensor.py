@@ -109,3 +109,9 @@ def pad(x, pad, mode="constant", constant_val=0.0):
     if mode == "constant":
         return np.pad(x, widths, constant_values=constant_val)
     return np.pad(x, widths, mode={"reflect": "reflect", "replicate": "edge"}[mode])
+
+
+@mil_op("range_1d")
+def range_1d(start, end, step):
+    start, end, step = (np.asarray(v).reshape(()) for v in (start, end, step))
+    return np.arange(start, end, step, dtype=np.result_type(start, end, step))
