@@ -138,11 +138,18 @@ def make_runner(artifact: ModelArtifact):
     request = compiled.create_infer_request()
 
     def infer(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feed = {}
+        feed, unnamed = {}, []
         for port in compiled.inputs:
             names = port.get_names()
-            name = next(n for n in names if n in inputs) if names & inputs.keys() else port.get_any_name()
-            feed[port] = inputs[name]
+            if names & inputs.keys():
+                feed[port] = inputs[next(n for n in names if n in inputs)]
+            else:
+                unnamed.append(port)
+        # OpenVINO merges the names of a tensor passed through unchanged (an input that is also an output
+        # through Identity/Dropout keeps only the output's name): such ports take the inputs left, in order
+        left = [value for name, value in inputs.items() if not any(name in p.get_names() for p in compiled.inputs)]
+        for port, value in zip(unnamed, left):
+            feed[port] = value
         results = request.infer(feed)
         outputs = {}
         for port in compiled.outputs:

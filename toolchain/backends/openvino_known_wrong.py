@@ -1,15 +1,21 @@
 """Op configurations OpenVINO computes differently from the ONNX spec: the OpenVINO route refuses them.
 
-Found by the ONNX backend node tests (toolchain/conformance, openvino 2026.4) with every intermediate
-value compared against onnxruntime. Parity on the build's samples may miss these (they need masked
-rows or attributes the samples do not exercise). Each entry names the op, the attribute or pattern that
-triggers it, and what OpenVINO does instead. The driver is the ORT route's (``ort_known_wrong.known_wrong``).
+Found by the ONNX backend node tests (toolchain/conformance, openvino 2026.4 on the CPU plugin), each
+localised by comparing every intermediate value with onnxruntime. Parity on a build's samples may miss
+them (they need masked rows, infinities, ties or attributes the samples do not exercise). Each entry
+names the op, the attribute, type or pattern that triggers it, and what OpenVINO does instead. The
+driver is the ORT route's (``ort_known_wrong.known_wrong``); these checks also read element types.
 """
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
 from .ort_known_wrong import attr
+
+_SIGNED = {3: "int8", 5: "int16", 6: "int32", 7: "int64"}
+_DOUBLE = 11
 
 
 def _tests_for_infinity(reader, value: str, constants) -> bool:
@@ -19,7 +25,7 @@ def _tests_for_infinity(reader, value: str, constants) -> bool:
     return reader.op_type == "Equal" and any(c is not None and c.dtype.kind == "f" and np.isinf(c).any() for c in others)
 
 
-def _reduce_extreme_tested_for_inf(node, constants, shapes, consumers) -> str | None:
+def _reduce_extreme_tested_for_inf(node, constants, shapes, consumers, types) -> str | None:
     readers = sorted({n.op_type for n in consumers.get(node.output[0], [])
                       if _tests_for_infinity(n, node.output[0], constants)})
     if not readers:
@@ -29,21 +35,81 @@ def _reduce_extreme_tested_for_inf(node, constants, shapes, consumers) -> str | 
             "(e.g. a fully masked attention row) comes out false")
 
 
-def _attention_window(node, constants, shapes, consumers) -> str | None:
-    if node.domain not in ("", "ai.onnx"):
-        return None
+def _attention_window(node, constants, shapes, consumers, types) -> str | None:
     set_ = [name for name in ("left_window_size", "right_window_size") if attr(node, name, -1) != -1]
     if not set_:
         return None
     return f"Attention with {' and '.join(set_)}: OpenVINO's conversion ignores the sliding window and attends to every key"
 
 
+def _bitshift_signed(node, constants, shapes, consumers, types) -> str | None:
+    kind = _SIGNED.get(types.get(node.input[0]))
+    if kind is None:
+        return None
+    return (f"BitShift on {kind}: OpenVINO saturates left shifts that overflow and shifts negative values and "
+            "shift amounts outside 0..width-1 differently from the spec's two's-complement shifts")
+
+
+def _cast_double(node, constants, shapes, consumers, types) -> str | None:
+    to = attr(node, "to", 0) if node.op_type == "Cast" else types.get(node.input[1])
+    if _DOUBLE not in (to, types.get(node.input[0])):
+        return None
+    return (f"{node.op_type} from or to double: OpenVINO's CPU plugin computes double as float and its conversion "
+            "turns inf into the largest finite float")
+
+
+def _dft(node, constants, shapes, consumers, types) -> str | None:
+    if attr(node, "onesided", 0):
+        return "DFT with onesided=1: OpenVINO's conversion gives the full spectrum's shape, not the one-sided one"
+    axis = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if axis is not None and int(np.asarray(axis).reshape(-1)[0]) != 1:
+        return f"DFT with the axis input {int(np.asarray(axis).reshape(-1)[0])}: OpenVINO transforms along another axis"
+    return None
+
+
+def _dynamic_quantize(node, constants, shapes, consumers, types) -> str | None:
+    return ("DynamicQuantizeLinear: OpenVINO quantizes through FakeQuantize arithmetic, which rounds ties of "
+            "x/scale one quantum off the spec's round-half-to-even of the division")
+
+
+def _quantize_runtime_scale(node, constants, shapes, consumers, types) -> str | None:
+    if len(node.input) < 2 or node.input[1] in constants:
+        return None
+    return ("QuantizeLinear with a scale computed at run time (DynamicQuantizeLinear's expansion): OpenVINO's "
+            "FakeQuantize arithmetic rounds ties of x/scale one quantum off the spec's division")
+
+
 KNOWN_WRONG = {"ReduceMax": _reduce_extreme_tested_for_inf, "ReduceMin": _reduce_extreme_tested_for_inf,
-               "Attention": _attention_window}
+               "Attention": _attention_window, "BitShift": _bitshift_signed, "Cast": _cast_double,
+               "CastLike": _cast_double, "DFT": _dft, "DynamicQuantizeLinear": _dynamic_quantize,
+               "QuantizeLinear": _quantize_runtime_scale}
+
+
+def element_types(model) -> dict[str, int]:
+    """Tensor name -> ONNX element type, after shape inference (what the checks of type need)."""
+    import onnx
+
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - the types the model declares are still known
+        pass
+    types = {t.name: t.data_type for t in model.graph.initializer}
+    for value in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        if value.type.HasField("tensor_type"):
+            types[value.name] = value.type.tensor_type.elem_type
+    return types
 
 
 def known_wrong(model) -> list[str]:
     """One line per node of ``model`` that OpenVINO would compute against the spec."""
     from .ort_known_wrong import known_wrong as find
 
-    return find(model, KNOWN_WRONG)
+    types = element_types(model)
+    checks = {op: functools.partial(check, types=types) for op, check in KNOWN_WRONG.items()}
+    return find(model, {op: _standard_domain(check) for op, check in checks.items()})
+
+
+def _standard_domain(check):
+    def only_onnx(node, *args):
+        return check(node, *args) if node.domain in ("", "ai.onnx") else None
+    return only_onnx
