@@ -20,6 +20,7 @@ from pathlib import Path
 from . import Outcome, run_case
 
 CHUNK = 60
+PLANNED = "cases.txt"  # the names of every case the run was asked for (a partial run knows its total)
 _CASES: dict = {}      # name -> NodeCase, set before forking
 
 
@@ -32,6 +33,12 @@ def read_cache(cache: Path) -> dict[str, Outcome]:
             if "status" in record:
                 done[record["case"]] = Outcome(**record)
     return done
+
+
+def planned(cache: Path) -> int | None:
+    """How many cases the last run on this cache was asked for."""
+    path = cache / PLANNED
+    return len(path.read_text(encoding="utf-8").split()) if path.exists() else None
 
 
 def forget(cache: Path, names: set[str]) -> None:
@@ -84,6 +91,7 @@ def run_pool(route: str, cases, cache: Path, jobs: int = 2, case_timeout: float 
              progress=None) -> dict[str, Outcome]:
     """Run every case not yet in ``cache`` through ``route`` on ``jobs`` workers; return the whole cache."""
     cache.mkdir(parents=True, exist_ok=True)
+    (cache / PLANNED).write_text("".join(f"{c.name}\n" for c in cases), encoding="utf-8")
     done = read_cache(cache)
     queue = [c.name for c in cases if c.name not in done]
     _CASES.clear()

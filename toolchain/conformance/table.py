@@ -71,11 +71,11 @@ def measure(route: str, cases, jobs: int = 1, resume: bool = False, again: set[s
     return outcomes, sum(o.seconds for o in outcomes)
 
 
-def save(route: str, outcomes: list[Outcome], seconds: float, sample: bool) -> Path:
+def save(route: str, outcomes: list[Outcome], seconds: float, sample: bool, of: int | None = None) -> Path:
     """``seconds``: the cases' own times summed (comparable whether a run used workers or was resumed)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{route}.json"
-    path.write_text(json.dumps({"route": route, "sample": sample, "seconds": round(seconds, 1),
+    path.write_text(json.dumps({"route": route, "sample": sample, "seconds": round(seconds, 1), "of": of,
                                 "outcomes": [o.as_dict() for o in outcomes]}, indent=0) + "\n", encoding="utf-8")
     return path
 
@@ -125,9 +125,11 @@ def render(results: dict[str, dict]) -> str:
     for route, data in results.items():
         t = totals(data["outcomes"])
         share = f"{t['claimed_pass']} ({100 * t['claimed_pass'] / t['claimed']:.1f} %)" if t["claimed"] else "-"
-        scope = "the CI sample" if data.get("sample") else "every node test"  # seconds: the cases' own, summed
+        scope = "the CI sample" if data.get("sample") else "every node test"
+        if data.get("of") and data["of"] > t["cases"]:
+            scope = f"{t['cases']} of {data['of']} node tests so far (a run still to resume)"
         lines.append(f"| {TITLES.get(route, route)} | {t['cases']} | {t['claimed']} | {share} | {t['refused']} | "
-                     f"{t['wrong']} | {t['crash']} | {scope}, {data.get('seconds', 0):.0f} s |")
+                     f"{t['wrong']} | {t['crash']} | {scope}, {data.get('seconds', 0):.0f} s of case time |")
     lines.append("")
     for route, data in results.items():
         by_op: dict[str, list[Outcome]] = defaultdict(list)
@@ -166,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="keep the per-case cache: run only cases not measured yet")
     parser.add_argument("--rerun", default="", help="with --resume: measure cases of these statuses again (wrong,crash)")
     parser.add_argument("--cases", default="", help="with --resume: measure these cases again (comma-separated names)")
+    parser.add_argument("--cached-only", action="store_true", help="run nothing: save the cases cached so far "
+                        "(a partial run, marked as such in the table)")
     parser.add_argument("--update-expected", metavar="ROUTE", help="rewrite ROUTE's reviewed crash list from its results")
     args = parser.parse_args(argv)
     routes = [r for r in args.routes.split(",") if r]
@@ -174,7 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown route '{unknown[0]}' (known: {', '.join(ROUTES)})", file=sys.stderr)
         return 2
     results = {}
-    if not args.reuse:
+    if args.cached_only:
+        from .pool import planned, read_cache
+
+        for route in routes:
+            cache = RESULTS_DIR / f"{route}.cases"
+            done = list(read_cache(cache).values())
+            print(f"results: {save(route, done, sum(o.seconds for o in done), args.sample, of=planned(cache))}")
+    elif not args.reuse:
         from .cases import load_cases
 
         cases = load_cases()
