@@ -79,10 +79,19 @@ def _quantize_runtime_scale(node, constants, shapes, consumers, types) -> str | 
             "FakeQuantize arithmetic rounds ties of x/scale one quantum off the spec's division")
 
 
+def _recurrent(node, constants, shapes, consumers, types) -> str | None:
+    if attr(node, "layout", 0) == 1:
+        return (f"{node.op_type} with layout=1 (batch first): OpenVINO's conversion lays the batchwise outputs out "
+                "wrongly (rows of different batch entries mixed)")
+    if node.op_type == "LSTM" and len(node.input) > 7 and node.input[7]:
+        return "LSTM with peephole weights (input P): OpenVINO's conversion computes the gates differently"
+    return None
+
+
 KNOWN_WRONG = {"ReduceMax": _reduce_extreme_tested_for_inf, "ReduceMin": _reduce_extreme_tested_for_inf,
                "Attention": _attention_window, "BitShift": _bitshift_signed, "Cast": _cast_double,
                "CastLike": _cast_double, "DFT": _dft, "DynamicQuantizeLinear": _dynamic_quantize,
-               "QuantizeLinear": _quantize_runtime_scale}
+               "QuantizeLinear": _quantize_runtime_scale, "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent}
 
 
 def element_types(model) -> dict[str, int]:

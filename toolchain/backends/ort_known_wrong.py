@@ -79,5 +79,5 @@ def known_wrong(model, checks: dict | None = None) -> list[str]:
         check = (KNOWN_WRONG if checks is None else checks).get(node.op_type)
         reason = check(node, constants, shapes, consumers) if check else None
         if reason:
-            found.append(f"node '{node.name or node.output[0]}' ({node.op_type}): {reason}")
+            found.append(f"node '{node.name or next((o for o in node.output if o), node.op_type)}' ({node.op_type}): {reason}")
     return found
