@@ -63,9 +63,9 @@ class ConvertOpenVINO(Pass):
             raise ValueError(f"weights must be fp32 or fp16, got {weights}")
         if inference not in ("f32", "f16", "bf16"):
             raise ValueError(f"inference_precision must be f32, f16 or bf16, got {inference}")
-        ov_model = _convert(model.path)
         xml = out_dir / "model.xml"
         facts = {"weights": weights, "inference_precision": inference, "device": "CPU"}
+        ov_model = _convert(model.path, out_dir, facts)
         work = {}
         if precision == "int8":
             from ..precision import openvino_int8
@@ -92,19 +92,27 @@ class ConvertOpenVINO(Pass):
         )
 
 
-def _convert(path: Path):
-    """``ov.convert_model``, after refusing what OpenVINO computes against the spec; an op it cannot convert is
-    one line naming it."""
+def _convert(path: Path, out_dir: Path, facts: dict):
+    """``ov.convert_model``, after refusing what OpenVINO computes against the spec and correcting what a
+    one-ulp change corrects (``openvino_known_wrong``); an op it cannot convert is one line naming it."""
     import openvino as ov
     from openvino.frontend import OpConversionFailure
 
     from ..errors import PassError
-    from ..onnx_model import load_onnx
-    from .openvino_known_wrong import known_wrong
+    from ..onnx_model import load_onnx, save_onnx
+    from .openvino_known_wrong import known_wrong, nudge_nms_thresholds
 
-    wrong = known_wrong(load_onnx(path, load_external_data=False))
+    proto = load_onnx(path, load_external_data=False)
+    wrong = known_wrong(proto)
     if wrong:
         raise PassError(f"convert.openvino: OpenVINO computes {wrong[0]}", "ship another format for this model")
+    if any(n.op_type == "NonMaxSuppression" for n in proto.graph.node):
+        proto = load_onnx(path)
+        nudged = nudge_nms_thresholds(proto)
+        if nudged:
+            path = save_onnx(proto, out_dir / "onnx-for-openvino" / "model.onnx")
+            facts["corrections"] = [f"NonMaxSuppression {n}: iou_threshold + 1 ulp (OpenVINO suppresses at equality)"
+                                    for n in nudged]
     try:
         return ov.convert_model(str(path))
     except OpConversionFailure as e:

@@ -88,20 +88,52 @@ def _recurrent(node, constants, shapes, consumers, types) -> str | None:
     return None
 
 
+def _maxpool_ceil_past_input(node, constants, shapes, consumers, types) -> str | None:
+    dims = shapes.get(node.input[0])
+    if not attr(node, "ceil_mode", 0) or not dims or attr(node, "auto_pad", "NOTSET") != "NOTSET":
+        return None
+    kernel = attr(node, "kernel_shape", [])
+    spatial = dims[2:]
+    strides = attr(node, "strides", [1] * len(kernel))
+    dilations = attr(node, "dilations", [1] * len(kernel))
+    pads = attr(node, "pads", [0] * 2 * len(kernel))
+    for i, size in enumerate(spatial):
+        if not isinstance(size, int) or size <= 0:
+            return "MaxPool with ceil_mode=1 on a dim of unknown size: OpenVINO may keep a last window the spec drops"
+        span = size + pads[i] + pads[i + len(kernel)] - ((kernel[i] - 1) * dilations[i] + 1)
+        out = -(-span // strides[i]) + 1
+        if (out - 1) * strides[i] >= size + pads[i]:
+            return ("MaxPool with ceil_mode=1 whose last window would start past the input and its leading pad: "
+                    "the spec drops that window, OpenVINO keeps it (one output too many)")
+    return None
+
+
+def _nms_runtime_threshold(node, constants, shapes, consumers, types) -> str | None:
+    if len(node.input) > 3 and node.input[3] and node.input[3] not in constants:
+        return ("NonMaxSuppression with an iou_threshold computed at run time: OpenVINO suppresses boxes whose IoU "
+                "equals the threshold, the spec keeps them (a constant threshold is corrected by one ulp)")
+    return None
+
+
 KNOWN_WRONG = {"ReduceMax": _reduce_extreme_tested_for_inf, "ReduceMin": _reduce_extreme_tested_for_inf,
                "Attention": _attention_window, "BitShift": _bitshift_signed, "Cast": _cast_double,
                "CastLike": _cast_double, "DFT": _dft, "DynamicQuantizeLinear": _dynamic_quantize,
-               "QuantizeLinear": _quantize_runtime_scale, "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent}
+               "QuantizeLinear": _quantize_runtime_scale, "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent,
+               "MaxPool": _maxpool_ceil_past_input, "NonMaxSuppression": _nms_runtime_threshold}
 
 
-def element_types(model) -> dict[str, int]:
-    """Tensor name -> ONNX element type, after shape inference (what the checks of type need)."""
+def inferred(model):
+    """``model`` with shape inference's value infos (the checks read element types and input shapes)."""
     import onnx
 
     try:
-        model = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - the types the model declares are still known
-        pass
+        return onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - the types and shapes the model declares are still known
+        return model
+
+
+def element_types(model) -> dict[str, int]:
+    """Tensor name -> ONNX element type."""
     types = {t.name: t.data_type for t in model.graph.initializer}
     for value in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
         if value.type.HasField("tensor_type"):
@@ -113,9 +145,31 @@ def known_wrong(model) -> list[str]:
     """One line per node of ``model`` that OpenVINO would compute against the spec."""
     from .ort_known_wrong import known_wrong as find
 
+    model = inferred(model)
     types = element_types(model)
     checks = {op: functools.partial(check, types=types) for op, check in KNOWN_WRONG.items()}
     return find(model, {op: _standard_domain(check) for op, check in checks.items()})
+
+
+def nudge_nms_thresholds(model) -> list[str]:
+    """Raise every constant NonMaxSuppression iou_threshold by one float32 ulp, in place: OpenVINO suppresses
+    at IoU >= threshold, the spec at IoU > threshold (measured: test_nonmaxsuppression_iou_threshold_boundary).
+    Returns the nodes changed."""
+    from onnx import numpy_helper
+
+    initializers = {t.name: t for t in model.graph.initializer}
+    changed = []
+    for node in model.graph.node:
+        if node.op_type != "NonMaxSuppression" or len(node.input) < 4 or node.input[3] not in initializers:
+            continue
+        value = numpy_helper.to_array(initializers[node.input[3]]).astype(np.float32)
+        name = f"{node.input[3]}__openvino_iou_ulp"
+        if name not in initializers:
+            initializers[name] = numpy_helper.from_array(np.nextafter(value, np.float32(np.inf)), name)
+            model.graph.initializer.append(initializers[name])
+        node.input[3] = name
+        changed.append(node.name or node.output[0])
+    return changed
 
 
 def _standard_domain(check):
