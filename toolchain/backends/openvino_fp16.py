@@ -17,6 +17,14 @@ The CPU plugin of a host without fp16 (``OPTIMIZATION_CAPABILITIES`` lacks ``FP1
 f16 hint in f32, so parity on such a host cannot see an fp16 overflow: that is why the ranges are
 measured up front for every fp16 variant rather than after a parity failure (as Core ML's interpreter
 allows, ``coreml/fp16_fallback.py``). The facts record the precision the host really ran.
+
+TFLite fp16 (``--recipe mobile-fp16``) has no per-operation counterpart: its float16 weights are
+dequantized to fp32 when LiteRT loads them on the CPU (builtin kernels and XNNPACK compute in fp32, so
+activations cannot overflow there, and parity in LiteRT on the build host judges exactly that path);
+the GPU delegate computes in fp16 only when the app allows precision loss (``is_precision_loss_allowed`` /
+``inference_priority`` other than MAX_PRECISION), a choice for the whole graph with no per-op exception.
+The fallback that applies there is the app's: keep MAX_PRECISION on the GPU for a model whose
+activations leave the fp16 range.
 """
 from __future__ import annotations
 
