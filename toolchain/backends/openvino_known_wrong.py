@@ -26,6 +26,9 @@ def _tests_for_infinity(reader, value: str, constants) -> bool:
 
 
 def _reduce_extreme_tested_for_inf(node, constants, shapes, consumers, types) -> str | None:
+    if 0 in (shapes.get(node.input[0]) or []):
+        return (f"{node.op_type} of a tensor with a zero-size dim: OpenVINO gives the largest finite float "
+                "(-/+3.4e38) for an empty reduction, the spec gives -/+inf")
     readers = sorted({n.op_type for n in consumers.get(node.output[0], [])
                       if _tests_for_infinity(n, node.output[0], constants)})
     if not readers:
@@ -36,6 +39,9 @@ def _reduce_extreme_tested_for_inf(node, constants, shapes, consumers, types) ->
 
 
 def _attention_window(node, constants, shapes, consumers, types) -> str | None:
+    if attr(node, "is_causal", 0) and len(node.input) > 4 and node.input[4]:
+        return ("Attention with is_causal=1 and a past key/value: OpenVINO's causal mask does not offset by the "
+                "past length as the spec does")
     set_ = [name for name in ("left_window_size", "right_window_size") if attr(node, name, -1) != -1]
     if not set_:
         return None
@@ -115,11 +121,40 @@ def _nms_runtime_threshold(node, constants, shapes, consumers, types) -> str | N
     return None
 
 
+def _resize_scales(node, constants, shapes) -> list[float] | None:
+    scales = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+    if scales is not None and scales.size:
+        return [float(v) for v in scales.reshape(-1)]
+    sizes = constants.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    dims = shapes.get(node.input[0])
+    if sizes is None or not dims or len(dims) != sizes.size or not all(isinstance(d, int) and d > 0 for d in dims):
+        return None
+    return [float(s) / d for s, d in zip(sizes.reshape(-1), dims)]
+
+
+def _resize(node, constants, shapes, consumers, types) -> str | None:
+    if attr(node, "antialias", 0):
+        return "Resize with antialias=1: OpenVINO's antialiasing filter differs from the spec's"
+    policy = attr(node, "keep_aspect_ratio_policy", "stretch")
+    if policy != "stretch":
+        return f"Resize with keep_aspect_ratio_policy={policy}: OpenVINO sizes the output differently from the spec"
+    mode = attr(node, "mode", "nearest")
+    if mode == "cubic" and attr(node, "exclude_outside", 0):
+        return "Resize cubic with exclude_outside=1: OpenVINO weighs the border differently from the spec"
+    scales = _resize_scales(node, constants, shapes)
+    if not scales or min(scales) >= 1:
+        return None
+    if mode in ("linear", "cubic") and attr(node, "coordinate_transformation_mode", "half_pixel") == "align_corners":
+        return f"Resize {mode} downsampling with coordinate_transformation_mode=align_corners: OpenVINO samples other points"
+    return None
+
+
 KNOWN_WRONG = {"ReduceMax": _reduce_extreme_tested_for_inf, "ReduceMin": _reduce_extreme_tested_for_inf,
                "Attention": _attention_window, "BitShift": _bitshift_signed, "Cast": _cast_double,
                "CastLike": _cast_double, "DFT": _dft, "DynamicQuantizeLinear": _dynamic_quantize,
                "QuantizeLinear": _quantize_runtime_scale, "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent,
-               "MaxPool": _maxpool_ceil_past_input, "NonMaxSuppression": _nms_runtime_threshold}
+               "MaxPool": _maxpool_ceil_past_input, "NonMaxSuppression": _nms_runtime_threshold,
+               "Resize": _resize}
 
 
 def inferred(model):
