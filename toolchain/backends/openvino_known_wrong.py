@@ -149,12 +149,24 @@ def _resize(node, constants, shapes, consumers, types) -> str | None:
     return None
 
 
+def _roialign_max(node, constants, shapes, consumers, types) -> str | None:
+    if attr(node, "mode", "avg") == "max":
+        return "RoiAlign with mode=max: OpenVINO pools the bilinear samples differently from the spec"
+    return None
+
+
+def _spacetodepth_crd(node, constants, shapes, consumers, types) -> str | None:
+    if attr(node, "mode", "DCR") == "CRD":
+        return "SpaceToDepth with mode=CRD: OpenVINO's conversion orders the channels as DCR"
+    return None
+
+
 KNOWN_WRONG = {"ReduceMax": _reduce_extreme_tested_for_inf, "ReduceMin": _reduce_extreme_tested_for_inf,
                "Attention": _attention_window, "BitShift": _bitshift_signed, "Cast": _cast_double,
                "CastLike": _cast_double, "DFT": _dft, "DynamicQuantizeLinear": _dynamic_quantize,
                "QuantizeLinear": _quantize_runtime_scale, "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent,
                "MaxPool": _maxpool_ceil_past_input, "NonMaxSuppression": _nms_runtime_threshold,
-               "Resize": _resize}
+               "Resize": _resize, "RoiAlign": _roialign_max, "SpaceToDepth": _spacetodepth_crd}
 
 
 def inferred(model):
