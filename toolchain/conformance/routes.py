@@ -71,8 +71,8 @@ ROUTES: dict[str, Route] = {r.name: r for r in (
           "stackc ONNX -> MIL frontend, fp32 compute, run in stackc's MIL interpreter", _coreml_missing),
     Route("tflite", "tflite", {},
           "the winning onnx2tf route (chosen by parity against onnxruntime), fp32, run in LiteRT", _tflite_missing,
-          # the route's reference run in onnxruntime declining an op (e.g. DequantizeLinear-28) is a clean refusal
-          refusals=(r"NOT_IMPLEMENTED", r"Could not find an implementation"), slow=True),
+          # its reference run in onnxruntime declining an op (DequantizeLinear-28, batchwise GRU) is a clean refusal
+          refusals=(r"NOT_IMPLEMENTED", r"Could not find an implementation", r"are not supported"), slow=True),
     Route("openvino", "openvino", {"weights": "fp32", "inference_precision": "f32"},
           "OpenVINO convert_model, f32 weights, f32 inference on the CPU plugin", _openvino_missing,
           refusals=(r"No conversion rule found", r"OpConversionFailure", r"[Nn]ot supported", r"[Uu]nsupported"),
