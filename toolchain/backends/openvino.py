@@ -6,6 +6,7 @@ inference unless told ``INFERENCE_PRECISION_HINT``. Variants choose them from th
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,9 +63,9 @@ class ConvertOpenVINO(Pass):
             raise ValueError(f"weights must be fp32 or fp16, got {weights}")
         if inference not in ("f32", "f16", "bf16"):
             raise ValueError(f"inference_precision must be f32, f16 or bf16, got {inference}")
-        ov_model = ov.convert_model(str(model.path))
         xml = out_dir / "model.xml"
         facts = {"weights": weights, "inference_precision": inference, "device": "CPU"}
+        ov_model = _convert(model.path, out_dir, facts)
         work = {}
         if precision == "int8":
             from ..precision import openvino_int8
@@ -77,11 +78,49 @@ class ConvertOpenVINO(Pass):
             work = {"precision_work": {"fp32": str(fp32_xml), "int8": str(xml)}}
             ctx.log.info("[precision] openvino int8: %d FakeQuantize, size x%.3f of fp32",
                          facts["precision"]["fake_quantize"], facts["precision"]["size_ratio"])
+        elif inference == "f16":  # operations whose values leave the fp16 range stay fp32
+            from ..precision.quantization import calibration_samples
+            from .openvino_fp16 import RANGE_SAMPLES, host_precision, save_mixed
+
+            samples = calibration_samples(model.path, model.facts, ctx, RANGE_SAMPLES).samples
+            facts.update(save_mixed(ov_model, xml, samples, weights == "fp16", ctx.log))
+            facts["host_inference_precision"] = host_precision()
         else:
             ov.save_model(ov_model, str(xml), compress_to_fp16=(weights == "fp16"))
         return model.derive(
             path=xml, format="openvino", files=(xml, xml.with_suffix(".bin")), facts={self.id: facts, **work}
         )
+
+
+def _convert(path: Path, out_dir: Path, facts: dict):
+    """``ov.convert_model``, after refusing what OpenVINO computes against the spec and correcting what a
+    one-ulp change corrects (``openvino_known_wrong``); an op it cannot convert is one line naming it."""
+    import openvino as ov
+    from openvino.frontend import OpConversionFailure
+
+    from ..errors import PassError
+    from ..onnxlib.model import load_onnx, save_onnx
+    from .openvino_known_wrong import known_wrong, nudge_nms_thresholds
+
+    proto = load_onnx(path, load_external_data=False)
+    wrong = known_wrong(proto)
+    if wrong:
+        raise PassError(f"convert.openvino: OpenVINO computes {wrong[0]}", "ship another format for this model")
+    if any(n.op_type == "NonMaxSuppression" for n in proto.graph.node):
+        proto = load_onnx(path)
+        nudged = nudge_nms_thresholds(proto)
+        if nudged:
+            path = save_onnx(proto, out_dir / "onnx-for-openvino" / "model.onnx")
+            facts["corrections"] = [f"NonMaxSuppression {n}: iou_threshold + 1 ulp (OpenVINO suppresses at equality)"
+                                    for n in nudged]
+    try:
+        return ov.convert_model(str(path))
+    except OpConversionFailure as e:
+        missing = re.search(r"No conversion rule found for operations: ([^\n]+)", str(e))
+        if missing is None:
+            raise
+        raise PassError(f"convert.openvino: OpenVINO has no conversion rule for ONNX op(s) {missing.group(1).strip()}",
+                        "ship another format for this model") from None
 
 
 def _core():
@@ -107,11 +146,18 @@ def make_runner(artifact: ModelArtifact):
     request = compiled.create_infer_request()
 
     def infer(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feed = {}
+        feed, unnamed = {}, []
         for port in compiled.inputs:
             names = port.get_names()
-            name = next(n for n in names if n in inputs) if names & inputs.keys() else port.get_any_name()
-            feed[port] = inputs[name]
+            if names & inputs.keys():
+                feed[port] = inputs[next(n for n in names if n in inputs)]
+            else:
+                unnamed.append(port)
+        # OpenVINO merges the names of a tensor passed through unchanged (an input that is also an output
+        # through Identity/Dropout keeps only the output's name): such ports take the inputs left, in order
+        left = [value for name, value in inputs.items() if not any(name in p.get_names() for p in compiled.inputs)]
+        for port, value in zip(unnamed, left):
+            feed[port] = value
         results = request.infer(feed)
         outputs = {}
         for port in compiled.outputs:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 
-def _attr(node, name: str, default: Any) -> Any:
+def attr(node, name: str, default: Any) -> Any:
     from onnx import helper
 
     for a in node.attribute:
@@ -21,9 +21,9 @@ def _attr(node, name: str, default: Any) -> Any:
     return default
 
 
-def _resize_align_corners(node, constants, shapes) -> str | None:
-    if _attr(node, "mode", "nearest") not in ("linear", "cubic") or \
-            _attr(node, "coordinate_transformation_mode", "half_pixel") != "align_corners":
+def _resize_align_corners(node, constants, shapes, consumers) -> str | None:
+    if attr(node, "mode", "nearest") not in ("linear", "cubic") or \
+            attr(node, "coordinate_transformation_mode", "half_pixel") != "align_corners":
         return None
     scales = constants.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
     dims = shapes.get(node.input[0])
@@ -36,16 +36,16 @@ def _resize_align_corners(node, constants, shapes) -> str | None:
             "output sizes: onnxruntime divides by the floored output length, the spec by input length x scale")
 
 
-def _maxunpool_output_shape(node, constants, shapes) -> str | None:
+def _maxunpool_output_shape(node, constants, shapes, consumers) -> str | None:
     if len(node.input) > 2 and node.input[2]:
         return "MaxUnpool with an output_shape input: onnxruntime places the values differently from the spec"
     return None
 
 
-def _attention_causal_past(node, constants, shapes) -> str | None:
+def _attention_causal_past(node, constants, shapes, consumers) -> str | None:
     has_past = len(node.input) > 4 and node.input[4]
     has_mask = len(node.input) > 3 and node.input[3]
-    if node.domain in ("", "ai.onnx") and _attr(node, "is_causal", 0) and has_past and has_mask:
+    if node.domain in ("", "ai.onnx") and attr(node, "is_causal", 0) and has_past and has_mask:
         return ("Attention with is_causal=1, past key/value and a mask: onnxruntime's causal mask does not offset by "
                 "the past length as the spec does")
     return None
@@ -55,22 +55,29 @@ KNOWN_WRONG = {"Resize": _resize_align_corners, "MaxUnpool": _maxunpool_output_s
                "Attention": _attention_causal_past}
 
 
-def known_wrong(model) -> list[str]:
-    """One line per node of ``model`` that onnxruntime would compute against the spec."""
+def known_wrong(model, checks: dict | None = None) -> list[str]:
+    """One line per node of ``model`` that onnxruntime (or the runtime whose ``checks`` are given: op type ->
+    ``check(node, constants, shapes, consumers)``, e.g. ``openvino_known_wrong.KNOWN_WRONG``) computes against the spec."""
     from onnx import numpy_helper
 
     constants: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        elif node.op_type in ("Cast", "CastLike", "Identity") and node.input and node.input[0] in constants:
+            constants[node.output[0]] = constants[node.input[0]]  # the value before the cast: enough for these checks
     shapes = {}
     for value in [*model.graph.input, *model.graph.value_info]:
         dims = value.type.tensor_type.shape.dim
         shapes[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
     found = []
     for node in model.graph.node:
-        check = KNOWN_WRONG.get(node.op_type)
-        reason = check(node, constants, shapes) if check else None
+        check = (KNOWN_WRONG if checks is None else checks).get(node.op_type)
+        reason = check(node, constants, shapes, consumers) if check else None
         if reason:
-            found.append(f"node '{node.name or node.output[0]}' ({node.op_type}): {reason}")
+            found.append(f"node '{node.name or next((o for o in node.output if o), node.op_type)}' ({node.op_type}): {reason}")
     return found

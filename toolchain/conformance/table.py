@@ -2,8 +2,13 @@
 
     python -m toolchain.conformance.table --routes coreml,ort,openvino,tflite --write-readme
     python -m toolchain.conformance.table --reuse --write-readme     # from the last measured results
+    python -m toolchain.conformance.table --routes tflite --jobs 2 --resume   # forked workers, resumable
 
-Each route's outcomes are kept in ``bench-results/conformance/<route>.json``; the README table (every
+Each route's outcomes are kept in ``bench-results/conformance/<route>.json``; with ``--jobs``/``--resume``
+every case's outcome is also cached as it lands under ``<route>.cases/`` (``pool.py``), so an interrupted
+run resumes where it stopped and ``--rerun wrong,crash`` (or ``--cases NAME,...``) measures only those again.
+
+The README table (every
 route with saved results) sits between the ``conformance-table`` markers. ``--sample`` runs only ``SAMPLE`` (the CI sample of the
 slow routes); ``--update-expected ROUTE`` rewrites that route's reviewed crash list from the results.
 """
@@ -13,7 +18,6 @@ import argparse
 import json
 import re
 import sys
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -48,10 +52,30 @@ def run_route(route: str, cases, progress=None) -> list[Outcome]:
     return outcomes
 
 
-def save(route: str, outcomes: list[Outcome], seconds: float, sample: bool) -> Path:
+def measure(route: str, cases, jobs: int = 1, resume: bool = False, again: set[str] = frozenset(),
+            rerun: set[str] = frozenset(), progress=None) -> tuple[list[Outcome], float]:
+    """The route's outcome for every case and the seconds they took: in this process, or (``jobs`` > 1 or
+    ``resume``) in forked workers through the per-case cache, measuring only cases not cached, named in
+    ``again`` or cached with a status in ``rerun``."""
+    if jobs <= 1 and not resume:
+        outcomes = run_route(route, cases, progress)
+        return outcomes, sum(o.seconds for o in outcomes)
+    from .pool import forget, read_cache, run_pool
+
+    cache = RESULTS_DIR / f"{route}.cases"
+    if not resume and cache.is_dir():
+        forget(cache, {c.name for c in cases})
+    forget(cache, set(again) | {name for name, o in read_cache(cache).items() if o.status in rerun})
+    done = run_pool(route, cases, cache, jobs=jobs, progress=progress)
+    outcomes = [done[c.name] for c in cases if c.name in done]
+    return outcomes, sum(o.seconds for o in outcomes)
+
+
+def save(route: str, outcomes: list[Outcome], seconds: float, sample: bool, of: int | None = None) -> Path:
+    """``seconds``: the cases' own times summed (comparable whether a run used workers or was resumed)."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{route}.json"
-    path.write_text(json.dumps({"route": route, "sample": sample, "seconds": round(seconds, 1),
+    path.write_text(json.dumps({"route": route, "sample": sample, "seconds": round(seconds, 1), "of": of,
                                 "outcomes": [o.as_dict() for o in outcomes]}, indent=0) + "\n", encoding="utf-8")
     return path
 
@@ -102,8 +126,10 @@ def render(results: dict[str, dict]) -> str:
         t = totals(data["outcomes"])
         share = f"{t['claimed_pass']} ({100 * t['claimed_pass'] / t['claimed']:.1f} %)" if t["claimed"] else "-"
         scope = "the CI sample" if data.get("sample") else "every node test"
+        if data.get("of") and data["of"] > t["cases"]:
+            scope = f"{t['cases']} of {data['of']} node tests so far (a run still to resume)"
         lines.append(f"| {TITLES.get(route, route)} | {t['cases']} | {t['claimed']} | {share} | {t['refused']} | "
-                     f"{t['wrong']} | {t['crash']} | {scope}, {data.get('seconds', 0):.0f} s |")
+                     f"{t['wrong']} | {t['crash']} | {scope}, {data.get('seconds', 0):.0f} s of case time |")
     lines.append("")
     for route, data in results.items():
         by_op: dict[str, list[Outcome]] = defaultdict(list)
@@ -138,6 +164,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", action="store_true", help="only the CI sample of cases")
     parser.add_argument("--reuse", action="store_true", help="no runs: use the last saved results")
     parser.add_argument("--write-readme", action="store_true", help="write the table between the README markers")
+    parser.add_argument("--jobs", type=int, default=1, help="forked worker processes (per-case cache, resumable)")
+    parser.add_argument("--resume", action="store_true", help="keep the per-case cache: run only cases not measured yet")
+    parser.add_argument("--rerun", default="", help="with --resume: measure cases of these statuses again (wrong,crash)")
+    parser.add_argument("--cases", default="", help="with --resume: measure these cases again (comma-separated names)")
+    parser.add_argument("--cached-only", action="store_true", help="run nothing: save the cases cached so far "
+                        "(a partial run, marked as such in the table)")
     parser.add_argument("--update-expected", metavar="ROUTE", help="rewrite ROUTE's reviewed crash list from its results")
     args = parser.parse_args(argv)
     routes = [r for r in args.routes.split(",") if r]
@@ -146,16 +178,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"unknown route '{unknown[0]}' (known: {', '.join(ROUTES)})", file=sys.stderr)
         return 2
     results = {}
-    if not args.reuse:
+    if args.cached_only:
+        from .pool import planned, read_cache
+
+        for route in routes:
+            cache = RESULTS_DIR / f"{route}.cases"
+            done = list(read_cache(cache).values())
+            print(f"results: {save(route, done, sum(o.seconds for o in done), args.sample, of=planned(cache))}")
+    elif not args.reuse:
         from .cases import load_cases
 
         cases = load_cases()
         if args.sample:
             cases = [c for c in cases if c.name in SAMPLE]
         for route in routes:
-            started = time.perf_counter()
-            outcomes = run_route(route, cases, progress=lambda m: print(m, file=sys.stderr, flush=True))
-            print(f"results: {save(route, outcomes, time.perf_counter() - started, args.sample)}")
+            again, rerun = {c for c in args.cases.split(",") if c}, {s for s in args.rerun.split(",") if s}
+            outcomes, seconds = measure(route, cases, args.jobs, args.resume, again, rerun,
+                                        progress=lambda m: print(m, file=sys.stderr, flush=True))
+            print(f"results: {save(route, outcomes, seconds, args.sample)}")
     for route in routes:
         data = load(route)
         if data is None:

@@ -3,30 +3,14 @@ non-finite outputs; the variant is rebuilt with the overflowing ops in fp32 and 
 manifest facts name those ops. Judged through ``variants.convert_variant``, as a build judges it."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from onnx import TensorProto, helper, numpy_helper
 
-
-def _overflowing_cnn(path: Path) -> Path:
-    """conv (weights scaled up: activations ~1e5, above fp16's 65504) -> relu -> conv scaling back down."""
-    import onnx
-
-    rng = np.random.default_rng(5)
-    w1 = numpy_helper.from_array((rng.standard_normal((4, 3, 3, 3)) * 2e4).astype(np.float32), "w1")
-    w2 = numpy_helper.from_array((rng.standard_normal((2, 4, 1, 1)) * 1e-5).astype(np.float32), "w2")
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w1"], ["a"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["r"]),
-         helper.make_node("Conv", ["r", "w2"], ["y"])], "big",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 8])], [w1, w2])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
-    return path
+from fixtures.trap_models import overflowing_cnn
 
 
 def _variant(precision: str):
-    from toolchain.targets import Runtime, Variant, policy_for
+    from toolchain.parity.policy import policy_for
+    from toolchain.targets import Runtime, Variant
 
     return Variant(name=f"coreml-{precision}", format="coreml", precision=precision,
                    runtime=Runtime("coreml", "9"), accelerator_apis=(), os=("ios",), parity=policy_for(precision))
@@ -40,7 +24,7 @@ def _judge(tmp_path, precision):
 
     from conftest import run_in_onnxruntime
 
-    path = _overflowing_cnn(tmp_path / "big.onnx")
+    path = overflowing_cnn(tmp_path / "big.onnx")
     inputs = {"x": np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)}
     reference = run_in_onnxruntime(path, inputs)
     assert 1.0 < np.abs(reference["y"]).max() < 1e4  # the output itself is an ordinary size

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ....onnxlib.edit import fresh_name
 from . import CONVERTERS, Context, UnsupportedModel, _load_families, as_mil, attributes, is_const, mil_name
 
 # Ops never folded at conversion time even when every input is known.
@@ -44,18 +45,7 @@ def _unique_names(*groups: list[str]) -> list[dict[str, str]]:
     """One distinct MIL identifier per graph input and output (``a.b`` and ``a_b`` must not both become
     ``a_b``; an input passed straight through to an output needs two names)."""
     taken: set[str] = set()
-    mapped = []
-    for onnx_names in groups:
-        names = {}
-        for onnx_name in onnx_names:
-            base = name = mil_name(onnx_name)
-            suffix = 1
-            while name in taken:
-                name, suffix = f"{base}_{suffix}", suffix + 1
-            taken.add(name)
-            names[onnx_name] = name
-        mapped.append(names)
-    return mapped
+    return [{onnx_name: fresh_name(mil_name(onnx_name), taken) for onnx_name in onnx_names} for onnx_names in groups]
 
 
 def unsupported_ops(model) -> list[str]:
@@ -101,18 +91,37 @@ def _convert(ctx: Context, inputs: list[Any], attrs: dict[str, Any]) -> list:
 def build_program(model, deployment_target):
     """The MIL program for ``model`` (static shapes expected) and its I/O name mapping."""
     from coremltools.converters.mil import Builder as mb
-    from coremltools.converters.mil.mil import Function, Program, types
+    from coremltools.converters.mil.mil import Function, Program
     from onnx import numpy_helper
 
     missing = unsupported_ops(model)
     if missing:
         raise UnsupportedModel(f"the Core ML frontend has no converter for ONNX op(s): {', '.join(missing)}")
     graph = model.graph
-    opset = default_opset(model)
     constants: dict[str, Any] = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    placeholders, io_inputs, dtypes, scalars = {}, {}, {}, set()
     input_names, output_names = _unique_names([v.name for v in graph.input if v.name not in constants],
                                               [v.name for v in graph.output])
+    placeholders, io_inputs, dtypes, scalars = _placeholders(graph, constants, input_names)
+    with Function(placeholders, opset_version=deployment_target) as function:
+        env: dict[str, Any] = dict(constants)
+        for onnx_name, name in io_inputs.items():
+            env[onnx_name] = function.inputs[name]
+            if name in scalars:
+                env[onnx_name] = mb.squeeze(x=env[onnx_name])
+        _convert_nodes(graph, env, default_opset(model))
+        final, outputs, output_dtypes = _outputs(graph, env, output_names)
+        function.set_outputs(final)
+    program = Program()
+    program.add_function("main", function)
+    return program, ProgramIO(io_inputs, outputs, dtypes, output_dtypes)
+
+
+def _placeholders(graph, constants: dict[str, Any], input_names: dict[str, str]):
+    """(placeholders, ONNX input -> MIL name, ONNX input -> MIL dtype, MIL names of scalar inputs)."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+
+    placeholders, io_inputs, dtypes, scalars = {}, {}, {}, set()
     for value in graph.input:
         if value.name in constants:
             continue
@@ -131,45 +140,47 @@ def build_program(model, deployment_target):
         io_inputs[value.name], dtypes[value.name] = name, dtype
         if not dims:
             scalars.add(name)
-    outputs: dict[str, str] = {}
-    with Function(placeholders, opset_version=deployment_target) as function:
-        env: dict[str, Any] = dict(constants)
-        for onnx_name, name in io_inputs.items():
-            env[onnx_name] = function.inputs[name]
-            if name in scalars:
-                env[onnx_name] = mb.squeeze(x=env[onnx_name])
-        for index, node in enumerate(graph.node):
-            inputs = [env[i] if i else None for i in node.input]
-            known = [v for v in inputs if v is not None]
-            if all(is_const(v) for v in known) and node.op_type not in _NEVER_FOLD:
-                results = _fold(node, inputs, opset)
-            else:
-                ctx = Context(opset=opset, op_type=node.op_type, node_name=node.name or f"{node.op_type}_{index}",
-                              output_count=len(node.output))
-                results = _convert(ctx, inputs, attributes(node))
-            for position, name in enumerate(node.output):
-                if not name:
-                    continue
-                if position >= len(results) or results[position] is None:
-                    raise UnsupportedModel(f"node '{node.name or node.op_type}': {node.op_type} output {position} "
-                                           f"('{name}') is not supported, only its first {len(results)}")
-                env[name] = results[position]
-        final, output_dtypes = [], {}
-        for value in graph.output:
-            result = env[value.name]
-            name = output_names[value.name]
-            if is_const(result):
-                if result.size == 0:
-                    raise UnsupportedModel(f"output '{value.name}' is empty (shape {list(result.shape)}); "
-                                           "Core ML tensors cannot be empty")
-                result = mb.const(val=as_mil(result))
-            output_dtypes[value.name] = _ONNX_TO_MIL_DTYPE.get(value.type.tensor_type.elem_type) or \
-                {types.bool: "bool", types.int32: "int32"}.get(result.dtype, "fp32")  # untyped: the result's
-            if output_dtypes[value.name] == "int32" and result.dtype != types.int32:
-                result = mb.cast(x=result, dtype="int32")  # e.g. QuantizeLinear's integer values held as floats
-            final.append(mb.identity(x=result, name=name))
-            outputs[value.name] = name
-        function.set_outputs(final)
-    program = Program()
-    program.add_function("main", function)
-    return program, ProgramIO(io_inputs, outputs, dtypes, output_dtypes)
+    return placeholders, io_inputs, dtypes, scalars
+
+
+def _convert_nodes(graph, env: dict[str, Any], opset: int) -> None:
+    """Every node in order: folded when its inputs are all known, else converted; its outputs join ``env``."""
+    for index, node in enumerate(graph.node):
+        inputs = [env[i] if i else None for i in node.input]
+        known = [v for v in inputs if v is not None]
+        if all(is_const(v) for v in known) and node.op_type not in _NEVER_FOLD:
+            results = _fold(node, inputs, opset)
+        else:
+            ctx = Context(opset=opset, op_type=node.op_type, node_name=node.name or f"{node.op_type}_{index}",
+                          output_count=len(node.output))
+            results = _convert(ctx, inputs, attributes(node))
+        for position, name in enumerate(node.output):
+            if not name:
+                continue
+            if position >= len(results) or results[position] is None:
+                raise UnsupportedModel(f"node '{node.name or node.op_type}': {node.op_type} output {position} "
+                                       f"('{name}') is not supported, only its first {len(results)}")
+            env[name] = results[position]
+
+
+def _outputs(graph, env: dict[str, Any], output_names: dict[str, str]):
+    """The program's outputs under their MIL names, with the dtype each reaches the app in."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+
+    final, outputs, output_dtypes = [], {}, {}
+    for value in graph.output:
+        result = env[value.name]
+        name = output_names[value.name]
+        if is_const(result):
+            if result.size == 0:
+                raise UnsupportedModel(f"output '{value.name}' is empty (shape {list(result.shape)}); "
+                                       "Core ML tensors cannot be empty")
+            result = mb.const(val=as_mil(result))
+        output_dtypes[value.name] = _ONNX_TO_MIL_DTYPE.get(value.type.tensor_type.elem_type) or \
+            {types.bool: "bool", types.int32: "int32"}.get(result.dtype, "fp32")  # untyped: the result's
+        if output_dtypes[value.name] == "int32" and result.dtype != types.int32:
+            result = mb.cast(x=result, dtype="int32")  # e.g. QuantizeLinear's integer values held as floats
+        final.append(mb.identity(x=result, name=name))
+        outputs[value.name] = name
+    return final, outputs, output_dtypes
