@@ -15,9 +15,9 @@ def read_toml(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: not valid TOML: {e}") from e
+        raise InputError(f"{path}: not valid TOML: {e}") from None
     except OSError as e:
-        raise InputError(f"{path}: cannot be read: {e.strerror}") from e
+        raise InputError(f"{path}: cannot be read: {e.strerror}") from None
 
 
 class Table:

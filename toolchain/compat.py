@@ -229,7 +229,7 @@ def _read_profile(path: Path) -> dict[str, Any]:
         except FileNotFoundError:
             raise InputError(f"{path}: no such file") from None
         except (ValueError, UnicodeDecodeError, OSError) as e:
-            raise InputError(f"{path}: not a readable JSON device profile ({type(e).__name__})") from e
+            raise InputError(f"{path}: not a readable JSON device profile ({type(e).__name__})") from None
         return data
     return read_toml(path)
 

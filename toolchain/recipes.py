@@ -26,7 +26,7 @@ class Step:
         try:
             cls = get_pass(self.id)
         except InputError as e:  # name the recipe file and step the unknown id is in
-            raise InputError(f"{where}: {e.message}") from e
+            raise InputError(f"{where}: {e.message}") from None
         return cls(self.options, where)
 
 

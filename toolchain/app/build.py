@@ -207,13 +207,13 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
         try:
             publish(staging, final, archive)
         except OSError as e:
-            raise BundleError(f"cannot publish the bundle at {final}: {e.strerror or e}") from e
+            raise BundleError(f"cannot publish the bundle at {final}: {e.strerror or e}") from None
         manifest, timings, failed = result
         write_sidecar(Path(request.out) / f"{name}.host.json", name, timings, log)
         return BuildResult(final, archive, manifest, timings, failed, source.assumed)
     except OSError as e:  # passes wrap their own; what is left is writing the bundle (disk full, read-only)
         raise BundleError(f"cannot write the bundle into {request.out}: {e.strerror or e}; "
-                          "nothing was published and any previous bundle there is untouched") from e
+                          "nothing was published and any previous bundle there is untouched") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

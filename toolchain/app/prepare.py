@@ -121,7 +121,7 @@ def reference_outputs(source_path: Path, inputs: dict[str, np.ndarray], limits=N
             return backend("onnx").make_runner(ModelArtifact(source_path, "onnx"))(inputs)
         except Exception as e:
             detail = " ".join(str(e).split())[:300]
-            raise InputError(f"the source model does not run in onnxruntime: {detail}") from e
+            raise InputError(f"the source model does not run in onnxruntime: {detail}") from None
 
 
 def check_recipe_binds(recipe, bindings: dict[str, Any]) -> None:

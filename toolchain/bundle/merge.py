@@ -273,7 +273,7 @@ def _publish(parts, providers, manifest, out: Path, signing_key) -> MergeResult:
         publish(staging, final, archive)
     except OSError as e:
         raise BundleError(f"cannot write the merged bundle into {out}: {e.strerror or e}; "
-                          "nothing was published and any previous bundle there is untouched") from e
+                          "nothing was published and any previous bundle there is untouched") from None
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

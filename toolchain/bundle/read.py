@@ -94,7 +94,7 @@ def _members(archive: Path, limits: ArchiveLimits) -> Iterator[tuple[tarfile.Tar
     except BundleError:
         raise
     except _UNREADABLE as e:
-        raise _unreadable(archive, e) from e
+        raise _unreadable(archive, e) from None
     if top is None:
         raise BundleError(f"{name}: an archive must hold exactly one bundle folder")
 
@@ -118,9 +118,9 @@ def extract_archive(archive: Path, into: Path, limits: ArchiveLimits = ArchiveLi
             except FileExistsError:
                 raise BundleError(f"{archive.name}: member '{member.name}' appears twice; refused") from None
             except OSError as e:  # disk full, or the data after a good header is corrupt
-                raise BundleError(f"{archive.name}: cannot extract '{member.name}': {e.strerror or e}") from e
+                raise BundleError(f"{archive.name}: cannot extract '{member.name}': {e.strerror or e}") from None
             except _UNREADABLE as e:
-                raise _unreadable(archive, e) from e
+                raise _unreadable(archive, e) from None
     except BaseException:
         if top is not None:
             shutil.rmtree(into / top, ignore_errors=True)
@@ -136,7 +136,7 @@ def archive_manifest(archive: Path, limits: ArchiveLimits = ArchiveLimits()) -> 
             if member.isfile() and member.name == f"{top}/{MANIFEST}":
                 return tar.extractfile(member).read(MANIFEST_CAP + 1)
     except _UNREADABLE as e:
-        raise _unreadable(archive, e) from e
+        raise _unreadable(archive, e) from None
     finally:
         members.close()
     raise BundleError(f"{archive.name}: no {MANIFEST}; not a stackc bundle")

@@ -45,7 +45,7 @@ def _open_regular(path: Path, name: str, error, follow_symlinks: bool) -> tuple[
     except FileNotFoundError:
         raise
     except OSError as e:
-        raise error(f"{name}: cannot be read: {e.strerror or e}") from e
+        raise error(f"{name}: cannot be read: {e.strerror or e}") from None
     if stat.S_ISLNK(st.st_mode):
         raise error(f"{name}: is a symbolic link; refused")
     if not stat.S_ISREG(st.st_mode):
@@ -54,7 +54,7 @@ def _open_regular(path: Path, name: str, error, follow_symlinks: bool) -> tuple[
     try:
         fd = os.open(path, flags)
     except OSError as e:  # swapped for a link between the stat and the open
-        raise error(f"{name}: cannot be opened safely: {e.strerror or e}") from e
+        raise error(f"{name}: cannot be opened safely: {e.strerror or e}") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -147,7 +147,7 @@ def parse_json(data: bytes, name: str, error=BundleError) -> Any:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise error(f"{name}: not valid JSON ({' '.join(str(e).split())[:120]})") from e
+        raise error(f"{name}: not valid JSON ({' '.join(str(e).split())[:120]})") from None
     if _text_depth(text) > JSON_MAX_DEPTH:
         raise error(f"{name}: nested more than {JSON_MAX_DEPTH} levels deep; refused")
     try:
@@ -155,9 +155,9 @@ def parse_json(data: bytes, name: str, error=BundleError) -> Any:
     except RecursionError:
         raise error(f"{name}: nested more than {JSON_MAX_DEPTH} levels deep; refused") from None
     except _JSONRefused as e:
-        raise error(f"{name}: {e}; refused") from e
+        raise error(f"{name}: {e}; refused") from None
     except (ValueError, UnicodeDecodeError) as e:
-        raise error(f"{name}: not valid JSON ({' '.join(str(e).split())[:120]})") from e
+        raise error(f"{name}: not valid JSON ({' '.join(str(e).split())[:120]})") from None
     if _depth(value) > JSON_MAX_DEPTH:
         raise error(f"{name}: nested more than {JSON_MAX_DEPTH} levels deep; refused")
     return value

@@ -34,7 +34,7 @@ def sign_bundle(path: Path, key_path: Path) -> list[Path]:
                 write_archive(opened.root, tmp)
                 os.replace(tmp, archive)
             except OSError as e:
-                raise BundleError(f"cannot rewrite {archive}: {e.strerror or e}") from e
+                raise BundleError(f"cannot rewrite {archive}: {e.strerror or e}") from None
             finally:
                 tmp.unlink(missing_ok=True)
             rewritten.append(archive)

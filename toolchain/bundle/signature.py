@@ -68,7 +68,7 @@ def generate_key(private_path: Path, public_path: Path) -> str:
             handle.write(private_pem)
         public_path.write_bytes(_pem_public(key.public_key()))
     except OSError as e:
-        raise UsageError(f"cannot write the key: {e.strerror or e}") from e
+        raise UsageError(f"cannot write the key: {e.strerror or e}") from None
     return key_hint(key.public_key())
 
 
@@ -244,6 +244,6 @@ def write_signature(root: Path, private_key, name: str | None = None) -> None:
             handle.write(document)
         os.replace(tmp, root / SIGNATURE)
     except OSError as e:
-        raise BundleError(f"cannot write {root / SIGNATURE}: {e.strerror or e}") from e
+        raise BundleError(f"cannot write {root / SIGNATURE}: {e.strerror or e}") from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -58,7 +58,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {k: np.asarray(data[k]) for k in data.files}
     except Exception as e:
-        raise BundleError(f"{path.name}: cannot be read ({type(e).__name__})") from e
+        raise BundleError(f"{path.name}: cannot be read ({type(e).__name__})") from None
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -208,7 +208,7 @@ def make_staging(out_dir: Path, name: str) -> Path:
         os.mkdir(staging, 0o755)
         staging.chmod(0o755)
     except OSError as e:
-        raise BundleError(f"cannot write to the output folder {out_dir}: {e.strerror or e}") from e
+        raise BundleError(f"cannot write to the output folder {out_dir}: {e.strerror or e}") from None
     return staging
 
 

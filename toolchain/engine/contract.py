@@ -67,7 +67,7 @@ def parse_options(options_type: type, raw: dict[str, Any], where: str) -> Any:
     try:
         return options_type(**values)
     except ValueError as e:  # an Options ``__post_init__`` rejecting a value: a config error, found before any run
-        raise InputError(f"{where}: {e}") from e
+        raise InputError(f"{where}: {e}") from None
 
 
 class Pass:

@@ -90,7 +90,7 @@ def _zip_kind(path: Path) -> str:
             if format_file is not None and archive.read(format_file).strip() == b"pt2":
                 return "torch-export"
     except (zipfile.BadZipFile, OSError) as e:
-        raise InputError(f"{path.name}: a damaged zip archive ({e})") from e
+        raise InputError(f"{path.name}: a damaged zip archive ({e})") from None
     if any("/code/" in n for n in names) and any(n.endswith("/constants.pkl") for n in names):
         return "torchscript"
     if any(n.endswith("data.pkl") for n in names):

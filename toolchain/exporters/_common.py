@@ -198,7 +198,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except Exception as e:
-        raise InputError(f"{path}: not a readable .npz file ({type(e).__name__})") from e
+        raise InputError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
 
 
 def as_python_number(value: np.ndarray, kind: str) -> Any:
@@ -229,7 +229,7 @@ def export_parity(exported_onnx: Path, framework_outputs: list[np.ndarray], feed
         got = onnx_runtime.run(ModelArtifact(exported_onnx, "onnx"), feeds)
     except Exception as e:
         detail = " ".join(str(e).split())[:300]
-        raise InputError(f"the exported ONNX model does not run in onnxruntime: {detail}") from e
+        raise InputError(f"the exported ONNX model does not run in onnxruntime: {detail}") from None
     names = list(got)
     if len(names) != len(framework_outputs):
         raise InputError(f"the exported ONNX model has {len(names)} outputs, the source model gave "

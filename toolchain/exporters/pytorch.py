@@ -81,7 +81,7 @@ def _load_exported_program(path: Path, torch):
         with quiet_exporter():
             program = torch.export.load(str(path))
     except Exception as e:
-        raise InputError(f"{path.name}: torch.export.load cannot read it ({first_line(e)})") from e
+        raise InputError(f"{path.name}: torch.export.load cannot read it ({first_line(e)})") from None
     values = {n.name: n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder"}
     declared = []
     for name in program.graph_signature.user_inputs:
@@ -102,7 +102,7 @@ def _load_torchscript(path: Path, torch):
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
-        raise InputError(f"{path.name}: torch.jit.load cannot read it ({first_line(e)})") from e
+        raise InputError(f"{path.name}: torch.jit.load cannot read it ({first_line(e)})") from None
     module.eval()
     declared = []
     for argument in module.forward.schema.arguments[1:]:  # [0] is self
@@ -145,7 +145,7 @@ def _specialise(module, declared: list[SourceInput], args: tuple, bound: dict[st
         with quiet_exporter(), torch.no_grad():
             frozen = torch.jit.freeze(torch.jit.trace(Bound(inner).eval(), free_args, check_trace=False))
     except Exception as e:
-        raise PassError(f"{label}: cannot specialise it to --bind {', '.join(bound)} ({first_line(e)})") from e
+        raise PassError(f"{label}: cannot specialise it to --bind {', '.join(bound)} ({first_line(e)})") from None
     return frozen, free, free_args
 
 
@@ -171,7 +171,7 @@ def _run(module, args, torch, label) -> list[np.ndarray]:
         with torch.no_grad():
             result = _call(module, args)
     except Exception as e:
-        raise InputError(f"{label} rejects the example inputs: {first_line(e)}") from e
+        raise InputError(f"{label} rejects the example inputs: {first_line(e)}") from None
     leaves = torch.utils._pytree.tree_flatten(result)[0]
     return [leaf.detach().cpu().numpy() for leaf in leaves if isinstance(leaf, torch.Tensor)]
 

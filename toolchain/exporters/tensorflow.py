@@ -79,7 +79,7 @@ def _convert(label, call):
         with quiet_exporter():
             return call()
     except Exception as e:
-        raise PassError(f"tf2onnx could not export {label}: {first_line(e)}") from e
+        raise PassError(f"tf2onnx could not export {label}: {first_line(e)}") from None
 
 
 # -- Keras -----------------------------------------------------------------------------------------
@@ -92,7 +92,7 @@ def _export_keras(path, tf, tf2onnx, shapes, inputs_path, target, seed, static):
         with quiet_exporter():
             model = keras.models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as e:
-        raise InputError(f"{path.name}: Keras cannot load it as a model ({first_line(e)})") from e
+        raise InputError(f"{path.name}: Keras cannot load it as a model ({first_line(e)})") from None
     try:
         tensors = list(model.inputs)
     except (AttributeError, ValueError):
@@ -103,7 +103,7 @@ def _export_keras(path, tf, tf2onnx, shapes, inputs_path, target, seed, static):
     try:
         result = model(args if len(args) > 1 else args[0], training=False)
     except Exception as e:
-        raise InputError(f"{path.name} rejects the example inputs: {first_line(e)}") from e
+        raise InputError(f"{path.name} rejects the example inputs: {first_line(e)}") from None
     outputs = [np.asarray(t) for t in tf.nest.flatten(result)]
     specs = _signature(tf, declared, examples, static, shapes)
     model_proto, _ = _convert(path.name, lambda: tf2onnx.convert.from_keras(model, input_signature=specs, opset=OPSET))
@@ -139,7 +139,7 @@ def _export_saved_model(path, tf, tf2onnx, shapes, inputs_path, target, seed, st
     try:
         result = function(**{d.name: tf.constant(examples.values[d.name]) for d in declared})
     except Exception as e:
-        raise InputError(f"{path.name} rejects the example inputs: {first_line(e)}") from e
+        raise InputError(f"{path.name} rejects the example inputs: {first_line(e)}") from None
     outputs = [np.asarray(t) for t in tf.nest.flatten(result)]
     names = [d.name for d in declared]
     specs = _signature(tf, declared, examples, static, shapes)
@@ -191,7 +191,7 @@ def _export_tf1_saved_model(path, tf, tf2onnx, shapes, inputs_path, target, seed
         raise
     except Exception as e:
         raise InputError(f"{path.name}: neither the TF2 loader ({tf2_error}) nor the TF1 loader "
-                         f"({first_line(e)}) can read this SavedModel") from e
+                         f"({first_line(e)}) can read this SavedModel") from None
     fixed = set(shapes) | ({keys[0]} if "" in shapes and keys else set())
     override = {t: list(examples.values[k].shape) for t, k in zip(in_tensors, keys) if static or k in fixed} or None
     model_proto, _ = _convert(path.name, lambda: tf2onnx.convert.from_graph_def(

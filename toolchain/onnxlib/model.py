@@ -46,7 +46,7 @@ def load_onnx(path: Path, load_external_data: bool = True):
     except Exception as e:  # protobuf DecodeError and friends
         raise InputError(
             f"{path}: not a readable ONNX model ({type(e).__name__}); the file may be truncated or of another format"
-        ) from e
+        ) from None
     if not model.graph.node and not model.graph.output:
         raise InputError(f"{path}: not an ONNX model (no graph found); the file may be of another format")
     _check_external_locations(model, path.parent)
@@ -115,7 +115,7 @@ def _load_external_data(model, base_dir: Path) -> None:
                 handle.seek(offset)
                 data = handle.read(int(length)) if length is not None else handle.read()
         except (OSError, ValueError, KeyError) as e:
-            raise InputError(f"cannot read the external data of tensor '{tensor.name}': {e}") from e
+            raise InputError(f"cannot read the external data of tensor '{tensor.name}': {e}") from None
         if length is not None and len(data) != int(length):
             raise InputError(f"the external data of tensor '{tensor.name}' is truncated")
         tensor.raw_data = data
@@ -138,7 +138,7 @@ def check_model(model, path: Path | None = None) -> None:
             onnx.checker.check_model(model)
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"the ONNX checker rejects the model: {first}") from e
+        raise InputError(f"the ONNX checker rejects the model: {first}") from None
     check_no_nan_weights(model)
 
 

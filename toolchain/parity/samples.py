@@ -71,7 +71,7 @@ def load_inputs(path, specs: list[TensorSpec], optional: set[str] = frozenset())
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except Exception as e:
-        raise InputError(f"{path}: not a readable .npz file ({type(e).__name__})") from e
+        raise InputError(f"{path}: not a readable .npz file ({type(e).__name__})") from None
     names = [s.name for s in specs]
     missing = [n for n in names if n not in loaded and n not in optional]
     extra = [k for k in loaded if k not in names]

@@ -86,7 +86,7 @@ def _from_npz(path: Path, specs, shapes) -> list[dict[str, np.ndarray]]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: np.asarray(data[k]) for k in data.files}
     except Exception as e:
-        raise InputError(f"--calibration {path}: not a readable .npz ({type(e).__name__})") from e
+        raise InputError(f"--calibration {path}: not a readable .npz ({type(e).__name__})") from None
     return _zip_inputs(arrays, specs, shapes, str(path))
 
 
@@ -99,7 +99,7 @@ def _from_npy(files: list[Path], specs, shapes) -> list[dict[str, np.ndarray]]:
         try:
             array = np.load(file, allow_pickle=False)
         except Exception as e:
-            raise InputError(f"--calibration {file}: not a readable .npy ({type(e).__name__})") from e
+            raise InputError(f"--calibration {file}: not a readable .npy ({type(e).__name__})") from None
         samples += [{spec.name: a.astype(spec.dtype)} for a in _split_batches(spec.name, array, shapes[spec.name], str(file))]
     return samples
 
@@ -134,7 +134,7 @@ def _from_images(files: list[Path], specs, shapes, prep: Preprocessing) -> list[
             with Image.open(file) as image:
                 rgb = np.asarray(image.convert("RGB").resize((width, height)), dtype=np.float32)
         except Exception as e:
-            raise InputError(f"--calibration {file}: not a readable image ({type(e).__name__})") from e
+            raise InputError(f"--calibration {file}: not a readable image ({type(e).__name__})") from None
         x = (rgb * prep.scale - np.asarray(prep.mean, np.float32)) / np.asarray(prep.std, np.float32)
         x = x.transpose(2, 0, 1) if prep.layout == "NCHW" else x
         samples.append({spec.name: x[None].astype(spec.dtype)})

@@ -67,7 +67,7 @@ def _check_loads(model) -> None:
     except Exception as e:
         detail = " ".join(str(e).split())[-220:]
         raise PassError(f"fp16: onnxconverter-common wrote a model ONNX Runtime rejects: {detail}",
-                        "keep the named node's op type in float32 with fp16_op_block_list / fp16_node_block_list") from e
+                        "keep the named node's op type in float32 with fp16_op_block_list / fp16_node_block_list") from None
 
 
 def _agree_casts(model) -> None:

@@ -74,7 +74,7 @@ def pull_bundle(reference: str, out_dir: Path, device=None, public_key_path: Pat
         _require_verified(staging, manifest, str(ref), public_key, pulled)
         publish_folder(staging, final)
     except OSError as e:
-        raise BundleError(f"cannot write to {out_dir}: {e.strerror or e}") from e
+        raise BundleError(f"cannot write to {out_dir}: {e.strerror or e}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return pulled
@@ -145,7 +145,7 @@ class _Fetcher:
         except StackcError:
             raise
         except Exception as e:
-            raise registry_error(ref, e) from e
+            raise registry_error(ref, e) from None
 
     def _get(self, url: str, what: str, headers: dict | None = None):
         try:
@@ -153,7 +153,7 @@ class _Fetcher:
         except StackcError:
             raise
         except Exception as e:
-            raise registry_error(self.ref, e) from e
+            raise registry_error(self.ref, e) from None
         check_status(self.ref, response, what)
         return response
 
@@ -169,7 +169,7 @@ class _Fetcher:
         except StackcError:
             raise
         except Exception as e:
-            raise registry_error(self.ref, e) from e
+            raise registry_error(self.ref, e) from None
         finally:
             response.close()
         return f"sha256:{digest.hexdigest()}", count

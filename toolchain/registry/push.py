@@ -53,7 +53,7 @@ def push_bundle(bundle: Path, reference: str, insecure: bool = False) -> Pushed:
         except StackcError:
             raise
         except Exception as e:
-            raise registry_error(ref, e) from e
+            raise registry_error(ref, e) from None
         digest = response.headers.get("Docker-Content-Digest") or _digest_of(document)
         return Pushed(str(ref), digest, len(layers), sum(layer.size for layer in layers) + config.size)
     finally:

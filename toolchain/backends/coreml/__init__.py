@@ -94,7 +94,7 @@ class ConvertCoreML(Pass):
         try:
             program, names = build_program(load_onnx(model.path), target)
         except UnsupportedModel as e:
-            raise PassError(f"pass '{self.id}': {e}") from e
+            raise PassError(f"pass '{self.id}': {e}") from None
         images = self._image_inputs(ct, program, names)
         kept_fp32: list[str] = []
         try:
@@ -104,11 +104,11 @@ class ConvertCoreML(Pass):
                 inputs=[spec for spec, _ in images.values()] or None,
             )
         except ValueError as e:  # what the MIL program cannot be in Core ML (e.g. a rank-6 tensor), by layer
-            raise PassError(f"pass '{self.id}': Core ML rejects the program: {' '.join(str(e).split())[:300]}") from e
+            raise PassError(f"pass '{self.id}': Core ML rejects the program: {' '.join(str(e).split())[:300]}") from None
         try:
             names = names.as_declared(mlmodel.get_spec().description)
         except UnsupportedModel as e:
-            raise PassError(f"pass '{self.id}': {e}") from e
+            raise PassError(f"pass '{self.id}': {e}") from None
         mlmodel = self._compress(mlmodel)
         path = out_dir / "model.mlpackage"
         mlmodel.save(str(path))
@@ -274,13 +274,13 @@ def make_runner(artifact: ModelArtifact):
     try:
         program = Program(artifact.path)
     except UnsupportedMILOp as e:
-        raise unsupported(e) from e
+        raise unsupported(e) from None
 
     def run_program(inputs):
         try:
             return _outputs(facts, program.run(_feeds(facts, inputs)))
         except UnsupportedMILOp as e:
-            raise unsupported(e) from e
+            raise unsupported(e) from None
 
     return run_program
 

@@ -50,7 +50,7 @@ class ConvertTflite(Pass):
         try:
             routes_module.selected(self.options.routes)
         except ValueError as e:
-            raise InputError(f"{where or 'convert.tflite'}: {e}") from e
+            raise InputError(f"{where or 'convert.tflite'}: {e}") from None
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         from .convert import convert_with_routes

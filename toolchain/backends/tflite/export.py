@@ -122,7 +122,7 @@ def _convert(converter, inputs: list[TensorKey], precision: str, calibration, in
         if "Flex" in message or "Select TensorFlow op" in message or "not supported by the native TFLite" in message:
             ops = sorted(set(re.findall(r"\btf\.([A-Z][A-Za-z0-9]+)", message)))
             raise FlexOpsNeeded("the graph needs TensorFlow (Flex) ops that LiteRT's builtins lack: "
-                                + (", ".join(ops) or "see the pass log") + " (Flex ops are disabled)") from e
+                                + (", ".join(ops) or "see the pass log") + " (Flex ops are disabled)") from None
         raise
 
 

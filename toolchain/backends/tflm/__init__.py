@@ -94,7 +94,7 @@ class ConvertTflm(Pass):
         try:
             anatomy = ops.check(tflite)
         except ops.NotForMicro as e:
-            raise PassError(f"pass '{self.id}': the int8 model cannot run in TFLite Micro: {e}") from e
+            raise PassError(f"pass '{self.id}': the int8 model cannot run in TFLite Micro: {e}") from None
         measured = runner.smallest_arena(tflite)
         margin, arena = arena_with_margin(measured, self.options)
         ctx.log.info("[%s] TFLM ops %s; arena %d bytes measured + %d margin; flash %d bytes",

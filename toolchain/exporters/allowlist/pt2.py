@@ -68,7 +68,7 @@ def check_pt2(path: Path) -> None:
                     _check_payloads(path.name, archive, root, folder, config, members, allowed,
                                     f"{root}{folder}{model}_{kind}_config.json")
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        raise InputError(f"{path.name}: not a readable zip archive ({type(e).__name__})") from e
+        raise InputError(f"{path.name}: not a readable zip archive ({type(e).__name__})") from None
 
 
 def _check_members(label: str, names: list[str]) -> str:
@@ -98,7 +98,7 @@ def _json(label: str, archive: zipfile.ZipFile, info: zipfile.ZipInfo):
     try:
         return json.loads(archive.read(info))
     except (ValueError, RecursionError) as e:
-        raise InputError(f"{label}: member '{info.filename}' is not readable JSON ({type(e).__name__})") from e
+        raise InputError(f"{label}: member '{info.filename}' is not readable JSON ({type(e).__name__})") from None
 
 
 def _check_payloads(label, archive, root, folder, config, members, allowed, config_name) -> None:

@@ -39,7 +39,7 @@ def _parse(path: Path):
         else:
             text_format.Parse((path / "saved_model.pbtxt").read_text(encoding="utf-8"), saved)
     except (message.DecodeError, text_format.ParseError, UnicodeDecodeError, OSError) as e:
-        raise InputError(f"{path.name}: saved_model.pb is not a readable SavedModel ({type(e).__name__})") from e
+        raise InputError(f"{path.name}: saved_model.pb is not a readable SavedModel ({type(e).__name__})") from None
     return saved
 
 

@@ -85,7 +85,7 @@ def _convert(ctx: Context, inputs: list[Any], attrs: dict[str, Any]) -> list:
     except (ValueError, TypeError, IndexError, KeyError, AssertionError, NotImplementedError) as e:
         shown = {k: v for k, v in attrs.items() if not isinstance(v, np.ndarray) and len(repr(v)) < 80}
         raise ctx.fail(f"{ctx.op_type}{' ' + str(shown) if shown else ''} is not supported by Core ML's MIL builder "
-                       f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from e
+                       f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
 
 
 def build_program(model, deployment_target):

@@ -154,7 +154,7 @@ class Program:
             try:
                 result = MIL_OPS.get(op.type)(**self._arguments(op, env))
             except NotImplementedError as e:  # a form of the op this interpreter does not cover
-                raise UnsupportedMILOp(f"{op.type} ({e})") from e
+                raise UnsupportedMILOp(f"{op.type} ({e})") from None
             results = result if isinstance(result, tuple) else (result,)
             for declared, value in zip(op.outputs, results):
                 env[declared.name] = _as_declared(value, declared.type)
