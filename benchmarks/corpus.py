@@ -108,7 +108,8 @@ def run_corpus(worlds: tuple[str, ...], only: list[str]) -> dict:
 
 def merged(previous: dict, results: dict) -> dict:
     """``previous`` with the (model, world) rows of ``results`` replacing its own; worlds are the union."""
-    combined = {"worlds": {**previous.get("worlds", {}), **results["worlds"]}, "models": previous.get("models", {})}
+    models = {name: dict(by_world) for name, by_world in previous.get("models", {}).items()}
+    combined = {"worlds": {**previous.get("worlds", {}), **results["worlds"]}, "models": models}
     for name, by_world in results["models"].items():
         combined["models"].setdefault(name, {}).update(by_world)
     combined["summary"] = summary(combined)
