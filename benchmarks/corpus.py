@@ -79,8 +79,17 @@ def _row(run, world: str) -> dict:
         row["variants"][artifact["variant"]] = {"shipped": artifact["parity"]["passed"], "size": artifact["size"],
                                                 "evidence": artifact["parity"].get("evidence", "")}
     for missing in manifest.get("missing", []):
-        row["variants"][missing["variant"]] = {"shipped": False, "reason": missing["reason"][:1500]}
+        row["variants"][missing["variant"]] = {"shipped": False, "reason": _reason(missing)[:1500]}
     return row
+
+
+def _reason(missing: dict) -> str:
+    """The drop's one line, plus the int8 damage report's worst layer where parity diagnosed one."""
+    layers = (missing.get("parity") or {}).get("damaged_layers") or []
+    if not layers:
+        return missing["reason"]
+    worst = layers[0]
+    return f"{missing['reason']}; most damaged: {worst['op_type']} {worst['node']} (cosine {worst['cosine']:.3f})"
 
 
 def run_corpus(worlds: tuple[str, ...], only: list[str]) -> dict:

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.corpus --update``: re-measured rows replace their own, every other row stays."""
+"""The corpus table (``benchmarks.corpus``): ``--update`` merges rows; a drop names its metric and damaged layer."""
 from __future__ import annotations
 
 from benchmarks.corpus import merged
@@ -21,3 +21,14 @@ def test_update_replaces_the_re_measured_rows_keeps_the_others_and_recounts():
     assert set(result["worlds"]) == {"edge-iot", "edge-mobile"}
     assert result["summary"]["edge-iot"] == {"shipped": 4, "pairs": 4, "share": 1.0}
     assert result["summary"]["edge-mobile"] == {"shipped": 2, "pairs": 2, "share": 1.0}
+
+
+def test_a_dropped_int8_variant_names_its_most_damaged_layer_in_the_table():
+    from benchmarks.corpus import _reason
+
+    missing = {"variant": "tflite-int8", "reason": "parity failed: x: cosine 0.76 < 0.99",
+               "parity": {"damaged_layers": [{"node": "depthwise_1", "op_type": "DEPTHWISE_CONV_2D", "cosine": 0.435,
+                                              "drop": 0.48}]}}
+    assert _reason(missing) == ("parity failed: x: cosine 0.76 < 0.99; most damaged: DEPTHWISE_CONV_2D depthwise_1 "
+                                "(cosine 0.435)")
+    assert _reason({"variant": "v", "reason": "pass 'convert.tflite' ran past its time limit"}).endswith("limit")
