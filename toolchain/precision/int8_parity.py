@@ -5,7 +5,7 @@ model was calibrated on. Without ``--inputs`` an int8 variant is judged on sampl
 calibrated on (other seeds of random data, or the last quarter of ``--calibration``), its reference
 being the prepared fp32 model, which matched the source under the strict preparation policy.
 When it fails, every intermediate tensor of the fp32 and quantized models is compared (ONNX in
-ONNX Runtime, IR in OpenVINO) and the layers whose output loses the most cosine similarity
+ONNX Runtime, IR in OpenVINO, TFLite in LiteRT) and the layers whose output loses the most cosine similarity
 relative to their inputs are named, so the user knows what to exclude.
 """
 from __future__ import annotations
@@ -81,6 +81,10 @@ def damaged_layers(artifact, samples: list[dict]) -> list[dict[str, Any]]:
     fp32, int8 = Path(work["fp32"]), Path(work["int8"])
     if artifact.format == "openvino":
         layers, fp32_values, int8_values = _openvino_taps(fp32, int8, samples)
+    elif artifact.format == "tflite":
+        from .tflite_taps import tflite_taps
+
+        layers, fp32_values, int8_values = tflite_taps(fp32, int8, work["io"], samples)
     else:
         layers, fp32_values, int8_values = _onnx_taps(fp32, int8, samples)
     cosine = {name: _cosine(fp32_values[name], int8_values[name]) for name in fp32_values if name in int8_values}
@@ -93,7 +97,8 @@ def damaged_layers(artifact, samples: list[dict]) -> list[dict[str, Any]]:
         after = min(measured)
         ranked.append({"node": node, "op_type": op_type, "cosine": round(after, 6), "drop": round(before - after, 6)})
     ranked.sort(key=lambda d: (-d["drop"], d["cosine"], d["node"]))
-    return ranked[:REPORTED_LAYERS]
+    damaged = [d for d in ranked if d["drop"] > 0]  # a layer that loses nothing is not worth naming
+    return (damaged or ranked)[:REPORTED_LAYERS]
 
 
 def _cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:

@@ -27,6 +27,7 @@ from .runner import make_runner as runner_for
 
 # Routes are judged at fp32 with this policy unless the variant itself is fp32 (then its own policy).
 ROUTE_POLICY = ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.9999)
+FP32_TWIN = "fp32.tflite"  # written beside an int8 model by convert_with_routes
 MEASURED_WITH = "LiteRT (ai-edge-litert) interpreter, CPU with XNNPACK, on the build host"
 
 
@@ -61,7 +62,13 @@ class ConvertTflite(Pass):
         tflite, facts = convert_with_routes(model, out_dir, ctx, self.options, precision, policy, final_policy)
         path = out_dir / "model.tflite"
         path.write_bytes(tflite)
-        return model.derive(path=path, format="tflite", files=(path,), precision=precision, facts={self.id: facts})
+        work = {}
+        if precision == "int8":  # the same route's fp32 flatbuffer, for the damage report (precision.int8_parity)
+            from ...precision.onnx import WORK_FACT
+
+            work = {WORK_FACT: {"fp32": str(out_dir / FP32_TWIN), "int8": str(path), "io": facts["io"]}}
+        return model.derive(path=path, format="tflite", files=(path,), precision=precision,
+                            facts={self.id: facts, **work})
 
 
 def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

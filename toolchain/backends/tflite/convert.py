@@ -71,6 +71,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         reference_run = onnx_runtime.make_runner(prepared)
         references = [reference_run(sample) for sample in judged_on]
         tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx)
+        (out_dir / "fp32.tflite").write_bytes(winner.tflite)  # the damage report's reference (FP32_TWIN)
     io = _with_quantization(winner.io, tflite)
     facts: dict[str, Any] = {
         "converter": "onnx2tf",
