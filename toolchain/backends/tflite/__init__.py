@@ -27,7 +27,6 @@ from .runner import make_runner as runner_for
 
 # Routes are judged at fp32 with this policy unless the variant itself is fp32 (then its own policy).
 ROUTE_POLICY = ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.9999)
-FP32_TWIN = "fp32.tflite"  # written beside an int8 model by convert_with_routes
 MEASURED_WITH = "LiteRT (ai-edge-litert) interpreter, CPU with XNNPACK, on the build host"
 
 
@@ -54,7 +53,7 @@ class ConvertTflite(Pass):
             raise InputError(f"{where or 'convert.tflite'}: {e}") from None
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
-        from .convert import convert_with_routes
+        from .convert import FP32_TWIN, convert_with_routes
 
         precision = ctx.variant.precision if ctx.variant else model.precision
         policy = ctx.variant.parity if (ctx.variant and precision == "fp32") else ROUTE_POLICY

@@ -16,6 +16,8 @@ from . import anatomy, export, int8_worker, onnx2tf_route, rewrites
 from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
 from .runner import SIGNATURE_KEY, interpreter, make_runner, quantization_of, run_model
 
+FP32_TWIN = "fp32.tflite"  # an int8 build's fp32 flatbuffer of the same route: the damage report's reference
+
 
 def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, policy,
                         final_policy=None) -> tuple[bytes, dict[str, Any]]:
@@ -71,7 +73,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         reference_run = onnx_runtime.make_runner(prepared)
         references = [reference_run(sample) for sample in judged_on]
         tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx)
-        (out_dir / "fp32.tflite").write_bytes(winner.tflite)  # the damage report's reference (FP32_TWIN)
+        (out_dir / FP32_TWIN).write_bytes(winner.tflite)
     io = _with_quantization(winner.io, tflite)
     facts: dict[str, Any] = {
         "converter": "onnx2tf",
