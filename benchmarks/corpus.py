@@ -7,7 +7,9 @@ recipe. Each (model, world) is one ``stackc build --keep-going --json`` in its o
 table says per variant whether it shipped with parity (and its size) or was dropped (and the one
 line that says why), with the build's seconds and peak memory. Written to bench-results/corpus.json.
 
-usage: python -m benchmarks.corpus [--worlds edge-desktop,edge-mobile,edge-iot] [--models SUBSTR,...]
+usage: python -m benchmarks.corpus [--worlds edge-desktop,edge-mobile,edge-iot] [--models SUBSTR,...] [--update]
+
+``--update`` merges the rows just measured into the saved JSON (re-measure only what a fix touched).
 """
 from __future__ import annotations
 
@@ -77,8 +79,17 @@ def _row(run, world: str) -> dict:
         row["variants"][artifact["variant"]] = {"shipped": artifact["parity"]["passed"], "size": artifact["size"],
                                                 "evidence": artifact["parity"].get("evidence", "")}
     for missing in manifest.get("missing", []):
-        row["variants"][missing["variant"]] = {"shipped": False, "reason": missing["reason"][:1500]}
+        row["variants"][missing["variant"]] = {"shipped": False, "reason": _reason(missing)[:1500]}
     return row
+
+
+def _reason(missing: dict) -> str:
+    """The drop's one line, plus the int8 damage report's worst layer where parity diagnosed one."""
+    layers = (missing.get("parity") or {}).get("damaged_layers") or []
+    if not layers:
+        return missing["reason"]
+    worst = layers[0]
+    return f"{missing['reason']}; most damaged: {worst['op_type']} {worst['node']} (cosine {worst['cosine']:.3f})"
 
 
 def run_corpus(worlds: tuple[str, ...], only: list[str]) -> dict:
@@ -102,6 +113,16 @@ def run_corpus(worlds: tuple[str, ...], only: list[str]) -> dict:
                 print_row(name, row, flush=True)
     results["summary"] = summary(results)
     return results
+
+
+def merged(previous: dict, results: dict) -> dict:
+    """``previous`` with the (model, world) rows of ``results`` replacing its own; worlds are the union."""
+    models = {name: dict(by_world) for name, by_world in previous.get("models", {}).items()}
+    combined = {"worlds": {**previous.get("worlds", {}), **results["worlds"]}, "models": models}
+    for name, by_world in results["models"].items():
+        combined["models"].setdefault(name, {}).update(by_world)
+    combined["summary"] = summary(combined)
+    return combined
 
 
 def summary(results: dict) -> dict:
@@ -140,8 +161,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.corpus")
     parser.add_argument("--worlds", default=",".join(WORLDS))
     parser.add_argument("--models", default="", help="comma-separated substrings of model names")
+    parser.add_argument("--update", action="store_true", help=f"merge into the saved {RESULTS.name}")
     args = parser.parse_args(argv if argv is not None else [])
     results = run_corpus(tuple(args.worlds.split(",")), [m for m in args.models.split(",") if m])
+    if args.update and RESULTS.exists():
+        results = merged(json.loads(RESULTS.read_text()), results)
     print_summary(results["summary"])
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")

@@ -70,8 +70,9 @@ def versions() -> dict[str, str]:
 
 
 
-def layer_taps(fp32: Path, int8: Path, samples):
-    """Every float tensor computed by the fp32 model, exposed as an output of both models."""
+def layer_taps(work: dict, samples):
+    """Every float tensor computed by the fp32 model (``work["fp32"]``), exposed as an output of both models."""
+    fp32, int8 = Path(work["fp32"]), Path(work["int8"])
     import onnx
     import onnxruntime as ort
 

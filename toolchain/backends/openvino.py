@@ -178,8 +178,9 @@ def versions() -> dict[str, str]:
 
 
 
-def layer_taps(fp32: Path, int8: Path, samples):
-    """Every named f32 output of the fp32 IR's operations, added as outputs of both IRs."""
+def layer_taps(work: dict, samples):
+    """Every named f32 output of the fp32 IR's operations (``work["fp32"]``), added as outputs of both IRs."""
+    fp32, int8 = Path(work["fp32"]), Path(work["int8"])
     import openvino as ov
 
     core = ov.Core()

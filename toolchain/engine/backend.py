@@ -30,7 +30,7 @@ class Backend:
     real_runtime: bool = True           # False: a reference interpreter stands in (no latency worth reporting)
     supported_ops: Callable[[], dict[str, list[str]]] | None = None   # ONNX op -> notes (``stackc ops``)
     retry_after_parity_failure: Callable[..., Any] | None = None      # a rebuilt artifact to judge instead
-    layer_taps: Callable[..., Any] | None = None   # intermediate tensors of fp32 and int8 models (damage report)
+    layer_taps: Callable[..., Any] | None = None   # (precision_work facts, samples) -> fp32 and int8 tensors (damage report)
     measured_floors: Callable[[dict], dict[str, int]] | None = None   # device floors its conversion measured
 
     def execute(self, artifact: ModelArtifact, inputs: Feed) -> Feed:

@@ -5,12 +5,11 @@ model was calibrated on. Without ``--inputs`` an int8 variant is judged on sampl
 calibrated on (other seeds of random data, or the last quarter of ``--calibration``), its reference
 being the prepared fp32 model, which matched the source under the strict preparation policy.
 When it fails, every intermediate tensor of the fp32 and quantized models is compared (ONNX in
-ONNX Runtime, IR in OpenVINO) and the layers whose output loses the most cosine similarity
+ONNX Runtime, IR in OpenVINO, TFLite in LiteRT) and the layers whose output loses the most cosine similarity
 relative to their inputs are named, so the user knows what to exclude.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,7 +68,7 @@ def damaged_layers(artifact, samples: list[dict], layer_taps) -> list[dict[str, 
     if not work or layer_taps is None:
         return []
     samples = samples[:DIAGNOSIS_SAMPLES]
-    layers, fp32_values, int8_values = layer_taps(Path(work["fp32"]), Path(work["int8"]), samples)
+    layers, fp32_values, int8_values = layer_taps(work, samples)
     cosine = {name: _cosine(fp32_values[name], int8_values[name]) for name in fp32_values if name in int8_values}
     ranked = []
     for node, op_type, inputs, outputs in layers:
@@ -80,7 +79,8 @@ def damaged_layers(artifact, samples: list[dict], layer_taps) -> list[dict[str, 
         after = min(measured)
         ranked.append({"node": node, "op_type": op_type, "cosine": round(after, 6), "drop": round(before - after, 6)})
     ranked.sort(key=lambda d: (-d["drop"], d["cosine"], d["node"]))
-    return ranked[:REPORTED_LAYERS]
+    damaged = [d for d in ranked if d["drop"] > 0]  # a layer that loses nothing is not worth naming
+    return (damaged or ranked)[:REPORTED_LAYERS]
 
 
 def _cosine(a: list[np.ndarray], b: list[np.ndarray]) -> float:

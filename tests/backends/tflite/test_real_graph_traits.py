@@ -1,5 +1,5 @@
 """Real models' graph traits that onnx2tf crashed on, as tiny models (issue 14: silero VAD, PP-OCRv6,
-the already-int8 ResNet-50).
+the already-int8 ResNet-50, tf2onnx's SAME_LOWER padding).
 
 Each model carries one trait of a corpus model and must ship a TFLite artifact that passes parity
 in LiteRT; the rewrites that make it convert keep onnxruntime's outputs unchanged.
@@ -124,7 +124,24 @@ def make_qdq_cnn(path: Path) -> Path:
                  [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, [1, 8])], inits, path, opset=17)
 
 
-CASES = {"stft_halves": make_stft_halves, "conv1d_neck": make_conv1d_neck, "qdq_cnn": make_qdq_cnn}
+def make_same_lower_pads(path: Path) -> Path:
+    """tf2onnx's TensorFlow "SAME" padding: ``auto_pad=SAME_LOWER`` on a Conv with an even kernel and a strided
+    MaxPool, where lower and upper padding differ (the odd pixel goes first); onnx2tf rejects SAME_LOWER."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = np.random.default_rng(7).standard_normal((4, 3, 2, 2)).astype(np.float32) * 0.3
+    nodes = [
+        helper.make_node("Conv", ["image", "w"], ["conv"], auto_pad="SAME_LOWER"),
+        helper.make_node("Relu", ["conv"], ["relu"]),
+        helper.make_node("MaxPool", ["relu"], ["pooled"], kernel_shape=[2, 2], strides=[2, 2], auto_pad="SAME_LOWER"),
+    ]
+    return _save(nodes, [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 9, 9])],
+                 [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, [1, 4, 5, 5])],
+                 [numpy_helper.from_array(weight, "w")], path, opset=17)
+
+
+CASES = {"stft_halves": make_stft_halves, "conv1d_neck": make_conv1d_neck, "qdq_cnn": make_qdq_cnn,
+         "same_lower_pads": make_same_lower_pads}
 
 
 @pytest.mark.parametrize("case", CASES)

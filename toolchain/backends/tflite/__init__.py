@@ -53,7 +53,7 @@ class ConvertTflite(Pass):
             raise InputError(f"{where or 'convert.tflite'}: {e}") from None
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
-        from .convert import convert_with_routes
+        from .convert import FP32_TWIN, convert_with_routes
 
         precision = ctx.variant.precision if ctx.variant else model.precision
         policy = ctx.variant.parity if (ctx.variant and precision == "fp32") else ROUTE_POLICY
@@ -61,7 +61,13 @@ class ConvertTflite(Pass):
         tflite, facts = convert_with_routes(model, out_dir, ctx, self.options, precision, policy, final_policy)
         path = out_dir / "model.tflite"
         path.write_bytes(tflite)
-        return model.derive(path=path, format="tflite", files=(path,), precision=precision, facts={self.id: facts})
+        work = {}
+        if precision == "int8":  # the same route's fp32 flatbuffer, for the damage report (precision.int8_parity)
+            from ...precision.onnx import WORK_FACT
+
+            work = {WORK_FACT: {"fp32": str(out_dir / FP32_TWIN), "int8": str(path), "io": facts["io"]}}
+        return model.derive(path=path, format="tflite", files=(path,), precision=precision,
+                            facts={self.id: facts, **work})
 
 
 def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -89,7 +95,15 @@ def versions() -> dict[str, str]:
 
 
 
+
+def layer_taps(work: dict, samples):
+    """Every tensor of the fp32 and int8 flatbuffers the int8 conversion kept, run in LiteRT."""
+    from ...precision.tflite_taps import tflite_taps
+
+    return tflite_taps(Path(work["fp32"]), Path(work["int8"]), work["io"], samples)
+
 BACKEND = register_backend(Backend(
     format="tflite", convert=ConvertTflite, make_runner=make_runner, runtime_available=runtime_available,
     versions=versions, measured_with=MEASURED_WITH,
+    layer_taps=layer_taps,
 ))

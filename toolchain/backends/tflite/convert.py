@@ -17,6 +17,8 @@ from . import anatomy, export, int8_worker, onnx2tf_route, rewrites
 from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
 from .runner import SIGNATURE_KEY, interpreter, make_runner, quantization_of, run_model
 
+FP32_TWIN = "fp32.tflite"  # an int8 build's fp32 flatbuffer of the same route: the damage report's reference
+
 
 # Ops the winning route computes against the ONNX spec on inputs the parity samples never hold (found by
 # the node tests, toolchain/conformance: test_isinf, test_l2normalization_axis_0).
@@ -84,6 +86,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         reference_run = onnx_runtime.make_runner(prepared)
         references = [reference_run(sample) for sample in judged_on]
         tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx)
+        (out_dir / FP32_TWIN).write_bytes(winner.tflite)
     io = _with_quantization(winner.io, tflite)
     facts: dict[str, Any] = {
         "converter": "onnx2tf",

@@ -277,6 +277,7 @@ def fold_static_shapes(model) -> int:
     return before - len(model.graph.node)
 
 
+from .auto_pad import auto_pad_to_pads  # noqa: E402
 from .qdq import qdq_to_float  # noqa: E402 (it reads this module's _constants)
 
 REWRITES: dict[str, Callable] = {
@@ -287,6 +288,7 @@ REWRITES: dict[str, Callable] = {
     "squeeze-unsqueeze-pairs": squeeze_unsqueeze_pairs,
     "unsqueeze-3d-to-reshape": unsqueeze_3d_to_reshape,
     "qdq-to-float": qdq_to_float,
+    "auto-pad-to-pads": auto_pad_to_pads,
 }
 
 

@@ -20,7 +20,7 @@ from .onnx2tf_route import Onnx2tfRun
 INT8_ROUTES = ("onnx2tf+int8-kernels", "onnx2tf+int8-kernels+inputs-as-is")  # tried first for int8 variants
 # Every route: identities of the ONNX graph that onnx2tf gets wrong (channel-last layout) or makes Flex.
 _EVERY_ROUTE = ("fold-static-shapes", "split-multi-axis-slices", "squeeze-unsqueeze-pairs", "unsqueeze-3d-to-reshape",
-                   "qdq-to-float")
+                   "qdq-to-float", "auto-pad-to-pads")
 _INT8_REWRITES = (*_EVERY_ROUTE, "bound-attention-mask", "erf-gelu-to-gelu", "reverse-slice-to-gather",
                   "layer-norm-to-primitives", "unroll-recurrent")
 # Ops for which onnx2tf has a "pseudo" (decomposed, delegate-friendly) implementation; it expects lower case.
@@ -68,7 +68,7 @@ def _pseudo_arguments(proto) -> dict[str, Any]:
 
 ROUTES: tuple[Route, ...] = (
     Route("onnx2tf", "onnx2tf defaults (rank 3-5 inputs become channel-last) on the statically folded model, "
-          "multi-axis Slices split, Squeeze/Unsqueeze identity pairs dropped, 3-D Unsqueeze as Reshape, QDQ in float ops", rewrites=_EVERY_ROUTE),
+          "multi-axis Slices split, Squeeze/Unsqueeze identity pairs dropped, 3-D Unsqueeze as Reshape, QDQ in float ops, SAME_* auto_pad as pads", rewrites=_EVERY_ROUTE),
     Route("onnx2tf+rewrites", "reverse Slice -> Gather and LayerNormalization -> primitives before onnx2tf",
           rewrites=tuple(rewrites.REWRITES), applies=_has_pattern),
     Route("onnx2tf+keep-onnx-layout", "inputs keep their ONNX axis order (onnx2tf transposes inside)",

@@ -1,0 +1,85 @@
+"""Every intermediate tensor of an int8 TFLite model beside its fp32 twin, for the int8 damage report.
+
+The int8 flatbuffer is quantized from the same SavedModel as the fp32 one (``backends.tflite``), so
+their tensors carry the same names (fused ops keep the same ``;``-joined names). LiteRT keeps every
+intermediate tensor when asked (``experimental_preserve_all_tensors``); int8/int16 tensors with one
+scale are dequantized, per-channel ones (weights) are left out. Measured on PP-OCRv5's detector: the
+report names the first depthwise convolution whose input channels span 100x different ranges.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TAP_SAMPLES = 4  # every tensor of a 320x320 detector is ~50 MB a sample in float32
+
+
+def tflite_taps(fp32: Path, int8: Path, io: dict[str, list[dict[str, Any]]], samples: list[dict]):
+    """``(layers, fp32 values, int8 values)`` in ``int8_parity.damaged_layers``'s terms, keyed by tensor name."""
+    samples = samples[:TAP_SAMPLES]
+    layers, values = [], []
+    for path in (fp32, int8):
+        interpreter, names = _run_all(path, io, samples, values)
+        if path == int8:
+            for op in interpreter._get_ops_details():  # noqa: SLF001  (the only op listing LiteRT offers)
+                outputs = [names[i] for i in op["outputs"] if i >= 0]
+                layers.append((_short(outputs[0]) if outputs else op["op_name"], op["op_name"],
+                               [names[i] for i in op["inputs"] if i >= 0], outputs))
+    return layers, values[0], values[1]
+
+
+def _run_all(path: Path, io, samples, values: list) -> tuple[Any, dict[int, str]]:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from ..backends.tflite.runner import SIGNATURE_KEY
+
+    # no XNNPACK: a delegate runs its partition as one op and keeps none of the tensors inside it
+    interpreter = Interpreter(model_path=str(path), num_threads=1, experimental_preserve_all_tensors=True,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    runner = interpreter.get_signature_runner(SIGNATURE_KEY)
+    details = runner.get_input_details()
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    collected: dict[str, list[np.ndarray]] = {}
+    for sample in samples:
+        feed = {e["key"]: _quantize(np.asarray(sample[e["name"]]).transpose(e["perm"]), details[e["key"]])
+                for e in io["inputs"]}
+        runner(**feed)
+        for detail in interpreter.get_tensor_details():
+            value = _float_value(interpreter, detail)
+            if value is not None:
+                collected.setdefault(detail["name"], []).append(value)
+    values.append(collected)
+    return interpreter, names
+
+
+def _quantize(value: np.ndarray, detail: dict) -> np.ndarray:
+    scale, zero_point = detail["quantization"]
+    if np.dtype(detail["dtype"]) == np.float32 or not scale:
+        return np.ascontiguousarray(value, dtype=detail["dtype"])
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(value / scale + zero_point), info.min, info.max).astype(detail["dtype"])
+
+
+def _float_value(interpreter, detail: dict) -> np.ndarray | None:
+    """The tensor as float32, dequantized when it has one scale; None for per-channel or non-numeric ones."""
+    try:
+        value = interpreter.get_tensor(detail["index"])
+    except ValueError:  # a tensor LiteRT did not keep (a variable, an unused buffer)
+        return None
+    if value is None or value.size == 0:
+        return None
+    scales = detail["quantization_parameters"]["scales"]
+    if value.dtype == np.float32:
+        return value.copy()
+    if value.dtype in (np.int8, np.uint8, np.int16) and len(scales) == 1:
+        zero_point = detail["quantization_parameters"]["zero_points"][0]
+        return ((value.astype(np.float32) - zero_point) * scales[0]).astype(np.float32)
+    return None
+
+
+def _short(name: str) -> str:
+    """The first of a fused op's ``;``-joined tensor names, without onnx2tf's ``model/`` prefix."""
+    first = name.split(";")[0]
+    return first[len("model/"):] if first.startswith("model/") else first
