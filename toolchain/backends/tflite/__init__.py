@@ -98,7 +98,7 @@ def versions() -> dict[str, str]:
 
 def layer_taps(work: dict, samples):
     """Every tensor of the fp32 and int8 flatbuffers the int8 conversion kept, run in LiteRT."""
-    from ...precision.tflite_taps import tflite_taps
+    from .taps import tflite_taps
 
     return tflite_taps(Path(work["fp32"]), Path(work["int8"]), work["io"], samples)
 

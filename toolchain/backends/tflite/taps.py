@@ -33,7 +33,7 @@ def tflite_taps(fp32: Path, int8: Path, io: dict[str, list[dict[str, Any]]], sam
 def _run_all(path: Path, io, samples, values: list) -> tuple[Any, dict[int, str]]:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from ..backends.tflite.runner import SIGNATURE_KEY
+    from .runner import SIGNATURE_KEY
 
     # no XNNPACK: a delegate runs its partition as one op and keeps none of the tensors inside it
     interpreter = Interpreter(model_path=str(path), num_threads=1, experimental_preserve_all_tensors=True,
