@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import layout, rewrites
+from .int8_rewrites import INT8_REWRITES, masked_softmax_adds
 from .onnx2tf_route import Onnx2tfRun
 
 INT8_ROUTES = ("onnx2tf+int8-kernels", "onnx2tf+int8-kernels+inputs-as-is")  # tried first for int8 variants
@@ -53,10 +54,8 @@ def _has_pattern(proto) -> str | None:
 def _has_int8_pattern(proto) -> str | None:
     import onnx
 
-    from .int8_rewrites import INT8_REWRITES, _masked_softmax_adds
-
     copy = onnx.ModelProto.FromString(proto.SerializeToString())
-    if rewrites.apply(copy, tuple(INT8_REWRITES)) or _masked_softmax_adds(copy):
+    if rewrites.apply(copy, tuple(INT8_REWRITES)) or masked_softmax_adds(copy):
         return None
     return "no LSTM/GRU to unroll, Erf-GELU to fuse or additive attention mask to bound"
 
