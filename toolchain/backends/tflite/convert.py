@@ -175,7 +175,7 @@ def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, chann
         work.mkdir(parents=True, exist_ok=True)
         renamed = work / "model.onnx"
         onnx2tf_route.safe_copy(copy, renamed)
-        run = arguments_for(route, proto, channel_last)
+        run = attempt.run = arguments_for(route, proto, channel_last, attempt.rewrites)
         keras = onnx2tf_route.convert(renamed, work, run, seed)
         io = _interface(keras, run, in_specs, out_specs)
         tflite = export.to_tflite(keras, _tensor_keys(io), [o["key"] for o in io["outputs"]], "fp32")
@@ -184,7 +184,7 @@ def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, chann
         resolve_outputs({k: np.asarray(v) for k, v in raw.items()}, io["outputs"], probe_reference)
         for entry in io["outputs"]:
             entry.pop("onnx_shape", None)
-        attempt.keras, attempt.tflite, attempt.io, attempt.work, attempt.run = keras, tflite, io, work, run
+        attempt.keras, attempt.tflite, attempt.io, attempt.work = keras, tflite, io, work
         result = compare(route.name, reference, run_model(tflite, io, samples), policy, "LiteRT")
         cosines = [o.cosine for o in result.outputs if o.cosine is not None]
         attempt.worst_cosine = min(cosines) if cosines else (1.0 if result.passed else 0.0)

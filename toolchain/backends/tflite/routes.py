@@ -120,15 +120,22 @@ class Attempt:
             entry["reason"] = self.reason
         if self.rewrites:
             entry["rewrites"] = self.rewrites
+        if self.run is not None and not self.run.validate_ops:
+            entry["onnx2tf_op_validation"] = "off (unrolled recurrent graph; the route's parity judges it)"
         return entry
 
 
-def arguments_for(route: Route, proto, channel_last: tuple[str, ...]) -> Onnx2tfRun:
-    """The route's onnx2tf settings for this model: channel-last inputs kept as they are, pseudo ops present."""
+def arguments_for(route: Route, proto, channel_last: tuple[str, ...], rewritten: dict[str, int] | None = None) -> Onnx2tfRun:
+    """The route's onnx2tf settings for this model: channel-last inputs kept as they are, pseudo ops present.
+
+    A graph whose LSTM/GRU the route unrolled (``rewritten``: its rewrites' counts) is converted without
+    onnx2tf's per-op validation (onnx2tf_route.without_op_validation): quadratic in the unrolled length.
+    """
     arguments = dict(route.run.arguments)
     if route.name == "onnx2tf+pseudo-ops":
         arguments.update(_pseudo_arguments(proto))
-    return Onnx2tfRun(route.run.keep_inputs, arguments, channel_last if route.run.keep_inputs == "native" else ())
+    return Onnx2tfRun(route.run.keep_inputs, arguments, channel_last if route.run.keep_inputs == "native" else (),
+                      validate_ops=not (rewritten or {}).get("unroll-recurrent"))
 
 
 def resolve_outputs(raw: dict[str, np.ndarray], specs: list[dict[str, Any]], probe_reference: dict[str, np.ndarray]):
