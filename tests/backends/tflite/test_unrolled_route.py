@@ -1,9 +1,9 @@
-"""The int8 route's unrolled recurrent graph goes through onnx2tf without its per-op validation (issue 21).
+"""The int8 route's unrolled recurrent graph, converted the fast ways of issue 21, is still judged by parity.
 
-That validation was quadratic in the unrolled length; without it onnx2tf picks axis orders by shape
-alone, and parity in LiteRT is what still judges the route. Here a tiny bidirectional GRU converted
-that way matches onnxruntime, and the known-wrong GRU form (the other reset-gate formula, see
-tests/test_parity_judgement.py) converted the same way fails both the route's policy and int8's.
+Two ways: written straight as TF ops (direct_tf, the first int8 route), or through onnx2tf without its
+per-op validation (quadratic in the unrolled length; the onnx2tf int8 routes). Either way a tiny
+bidirectional GRU matches onnxruntime in LiteRT, and the known-wrong GRU form (the other reset-gate
+formula, see tests/test_parity_judgement.py) converted the same way fails the route's policy and int8's.
 """
 from __future__ import annotations
 
@@ -40,18 +40,22 @@ def make_bigru(path: Path):
     return onnx.load(str(save_graph(graph, path, opset=14)))
 
 
-def convert_unrolled(proto, work: Path) -> bytes:
-    """The int8 route's way: LSTM/GRU unrolled, onnx2tf without per-op validation, an fp32 ``.tflite``."""
+def convert_unrolled(proto, work: Path, how: str) -> bytes:
+    """LSTM/GRU unrolled as the int8 routes do, then ``how``: "direct_tf" or "onnx2tf" (no per-op validation)."""
     import onnx
 
-    from toolchain.backends.tflite import export, onnx2tf_route, rewrites
+    from toolchain.backends.tflite import direct_tf, export, onnx2tf_route, rewrites
 
     copy = onnx.ModelProto.FromString(proto.SerializeToString())
     assert rewrites.apply(copy, ("unroll-recurrent",)) == {"unroll-recurrent": 1}
-    work.mkdir(parents=True)
-    onnx2tf_route.safe_copy(copy, work / "model.onnx")
-    keras = onnx2tf_route.convert(work / "model.onnx", work, onnx2tf_route.Onnx2tfRun("as-is", validate_ops=False), 0)
-    return export.to_tflite(keras, [export.TensorKey("frames", (SEQ, 1, FEATURES), "float32")], ["scores"], "fp32")
+    if how == "direct_tf":
+        assert direct_tf.unsupported(copy) == []
+        graph = direct_tf.convert(copy)
+    else:
+        work.mkdir(parents=True)
+        onnx2tf_route.safe_copy(copy, work / "model.onnx")
+        graph = onnx2tf_route.convert(work / "model.onnx", work, onnx2tf_route.Onnx2tfRun("as-is", validate_ops=False), 0)
+    return export.to_tflite(graph, [export.TensorKey("frames", (SEQ, 1, FEATURES), "float32")], ["scores"], "fp32")
 
 
 def run_litert(tflite: bytes, frames: np.ndarray) -> np.ndarray:
@@ -66,8 +70,8 @@ def run_onnxruntime(proto, frames: np.ndarray) -> np.ndarray:
     return ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"frames": frames})[0]
 
 
-@pytest.fixture(scope="module")
-def judged(tmp_path_factory):
+@pytest.fixture(scope="module", params=["direct_tf", "onnx2tf"])
+def judged(request, tmp_path_factory):
     """(reference, LiteRT outputs of the right GRU, LiteRT outputs of the known-wrong GRU), on 8 samples stacked."""
     import onnx
 
@@ -78,12 +82,12 @@ def judged(tmp_path_factory):
     samples = [np.random.default_rng(seed).standard_normal((SEQ, 1, FEATURES)).astype(np.float32) for seed in range(8)]
     runs = {}
     for name, proto in (("right", right), ("wrong", wrong)):
-        tflite = convert_unrolled(proto, work / name)
+        tflite = convert_unrolled(proto, work / name, request.param)
         runs[name] = np.concatenate([run_litert(tflite, s) for s in samples])
     return np.concatenate([run_onnxruntime(right, s) for s in samples]), runs["right"], runs["wrong"]
 
 
-def test_an_unrolled_gru_converted_without_op_validation_passes_the_route_policy_in_litert(judged):
+def test_an_unrolled_gru_converted_the_fast_way_passes_the_route_policy_in_litert(judged):
     from toolchain.backends.tflite import ROUTE_POLICY
     from toolchain.parity import compare
 
