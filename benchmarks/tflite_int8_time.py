@@ -4,7 +4,9 @@
 For each model, side by side in one run: ``stackc build MODEL -t edge-mobile --variants tflite-fp32``
 and ``-t edge-iot --variants tflite-int8`` (same static shapes: both worlds fix the same named dims),
 ``STACKC_JOBS=1``; the ``convert.tflite`` pass's seconds from each build's own timing record, their
-ratio, and how many times onnx2tf ran in the pass (``onnx2tf_runs`` in the artifact's conversion facts).
+ratio, how many times onnx2tf ran in the pass (``onnx2tf_runs`` in the artifact's conversion facts) and
+whether the winning route ran onnx2tf's per-op validation (off for unrolled recurrent graphs; n/a when the
+direct-tf route wrote the graph without onnx2tf).
 Models: the lstm_tagger and gru_audio fixtures and ``bigru100``, a 100-step, 2-layer bidirectional
 GRU (hidden 128 over 64 features, 1.7 MB of fp32 weights, PyTorch's ``linear_before_reset``) built
 here with onnx.helper, the shape of the issue's audio model.
@@ -75,8 +77,11 @@ def build(model: Path, world: str, variant: str, out: Path, code: Path | None = 
     artifact = next(a for a in result["manifest"]["artifacts"] if a["variant"] == variant)
     conversion = artifact["conversion"]
     seconds = sum(r["seconds"] for r in result["timings"] if r["id"] == "convert.tflite")
+    winner = next((r for r in conversion.get("routes", []) if r["route"] == conversion.get("route")), {})
     return {"seconds": round(seconds, 1), "build_seconds": round(run.seconds, 1), "route": conversion.get("route"),
             "int8_mode": conversion.get("int8_mode"), "onnx2tf_runs": conversion.get("onnx2tf_runs"),
+            "op_validation": ("off" if "onnx2tf_op_validation" in winner
+                              else "n/a" if conversion.get("onnx2tf_runs") == 0 else "on"),
             "parity_passed": artifact["parity"]["passed"]}
 
 
@@ -95,7 +100,8 @@ def _side(row: dict[str, Any]) -> str:
         return f"FAILED ({row['error']})"
     runs = "?" if row["onnx2tf_runs"] is None else row["onnx2tf_runs"]
     mode = f", {row['int8_mode']}" if row["int8_mode"] else ""
-    return f"{row['seconds']:.1f} s ({row['route']}{mode}; onnx2tf x{runs})" + ("" if row["parity_passed"] else " PARITY FAILED")
+    facts = f"{row['route']}{mode}; onnx2tf x{runs}, op validation {row['op_validation']}"
+    return f"{row['seconds']:.1f} s ({facts})" + ("" if row["parity_passed"] else " PARITY FAILED")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from .graph_facts import constants_of, shapes_of
+
 _OPS = ("Conv", "ConvInteger", "QLinearConv", "AveragePool", "MaxPool", "LpPool")  # not ConvTranspose: other rule
 
 
@@ -17,9 +19,7 @@ def auto_pad_to_pads(model) -> int:
     """Rewrite every SAME_* auto_pad whose input's spatial dims are static; returns how many."""
     from onnx import helper
 
-    from .rewrites import _constants, _shapes
-
-    shapes, constants = _shapes(model), None
+    shapes, constants = shapes_of(model), None
     changed = 0
     for node in model.graph.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -30,7 +30,7 @@ def auto_pad_to_pads(model) -> int:
         spatial = (shapes.get(node.input[0]) or [])[2:]
         kernel = attrs.get("kernel_shape")
         if kernel is None:  # Conv: the weight's spatial dims
-            constants = constants if constants is not None else _constants(model)
+            constants = constants if constants is not None else constants_of(model)
             weight = constants.get(node.input[3 if node.op_type == "QLinearConv" else 1])
             kernel = list(weight.shape[2:]) if weight is not None else None
         if not spatial or None in spatial or kernel is None or len(kernel) != len(spatial):

@@ -13,7 +13,7 @@ from ...parity.compare import compare
 from ...parity.samples import make_inputs
 from ...precision.quantization import calibration_samples
 from .. import onnx_runtime
-from . import anatomy, export, int8_worker, onnx2tf_route, rewrites
+from . import anatomy, direct_tf, export, int8_worker, onnx2tf_route, rewrites
 from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
 from .runner import SIGNATURE_KEY, interpreter, make_runner, quantization_of, run_model
 
@@ -89,7 +89,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         (out_dir / FP32_TWIN).write_bytes(winner.tflite)
     io = _with_quantization(winner.io, tflite)
     facts: dict[str, Any] = {
-        "converter": "onnx2tf",
+        "converter": "tensorflow (direct_tf)" if winner.route.direct else "onnx2tf",
         "route": winner.route.name,
         "route_passed_parity": winner.outcome == "won",
         "routes": [a.record() for a in attempts],
@@ -188,11 +188,15 @@ def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, chann
     try:
         copy = onnx.ModelProto.FromString(proto.SerializeToString())
         attempt.rewrites = rewrites.apply(copy, route.rewrites, samples=measured_on)
+        if route.direct and (not attempt.rewrites.get("unroll-recurrent") or direct_tf.unsupported(copy)):
+            attempt.outcome = "skipped"
+            attempt.reason = f"not an unrolled graph of plain ops ({', '.join(direct_tf.unsupported(copy)) or 'no LSTM/GRU'})"
+            return attempt
         work.mkdir(parents=True, exist_ok=True)
         renamed = work / "model.onnx"
         onnx2tf_route.safe_copy(copy, renamed)
-        run = arguments_for(route, proto, channel_last)
-        keras = onnx2tf_route.convert(renamed, work, run, seed)
+        run = attempt.run = arguments_for(route, proto, channel_last, attempt.rewrites)
+        keras = direct_tf.convert(copy) if route.direct else onnx2tf_route.convert(renamed, work, run, seed)
         io = _interface(keras, run, in_specs, out_specs)
         tflite = export.to_tflite(keras, _tensor_keys(io), [o["key"] for o in io["outputs"]], "fp32")
         raw = interpreter(tflite).get_signature_runner(SIGNATURE_KEY)(
@@ -200,7 +204,7 @@ def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, chann
         resolve_outputs({k: np.asarray(v) for k, v in raw.items()}, io["outputs"], probe_reference)
         for entry in io["outputs"]:
             entry.pop("onnx_shape", None)
-        attempt.keras, attempt.tflite, attempt.io, attempt.work, attempt.run = keras, tflite, io, work, run
+        attempt.keras, attempt.tflite, attempt.io, attempt.work = keras, tflite, io, work
         result = compare(route.name, reference, run_model(tflite, io, samples), policy, "LiteRT")
         cosines = [o.cosine for o in result.outputs if o.cosine is not None]
         attempt.worst_cosine = min(cosines) if cosines else (1.0 if result.passed else 0.0)

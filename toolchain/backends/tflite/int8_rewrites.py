@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rewrites import _constants, _shapes
+from .graph_facts import constants_of, opset_of, shapes_of
 
 _DEFAULT_ACTIVATIONS = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"]}
 _GATES = {"LSTM": "iofc", "GRU": "zrh"}  # ONNX weight-block order
@@ -66,7 +66,7 @@ def _unrollable(node, constants, shapes) -> bool:
 
 def unroll_recurrent(model) -> int:
     """LSTM / GRU (forward, reverse, bidirectional; default activations) -> per-step MatMul / gate math."""
-    constants, shapes = _constants(model), _shapes(model)
+    constants, shapes = constants_of(model), shapes_of(model)
     changed = 0
     nodes = []
     for index, node in enumerate(model.graph.node):
@@ -287,13 +287,9 @@ def _constant_nodes_to_initializers(model) -> None:
     model.graph.node.extend(nodes)
 
 
-def opset_of(model) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
-
-
 def _gelu_chains(model) -> list[tuple[str, str, set[str]]]:
     """Each exact Erf-GELU: (its output, its input x, the outputs of the nodes it replaces)."""
-    constants = _constants(model)
+    constants = constants_of(model)
     producer = {o: n for n in model.graph.node for o in n.output}
     consumers: dict[str, list] = {}
     for n in model.graph.node:
@@ -344,9 +340,9 @@ MASK_MARGIN = 12.0  # masked logits end at least this far below every real one: 
 MASK_SAMPLES = 16   # samples used to measure the logits' range
 
 
-def _masked_softmax_adds(model) -> list[tuple[object, object, str, str]]:
+def masked_softmax_adds(model) -> list[tuple[object, object, str, str]]:
     """Each ``Softmax(scores + x * C)`` with a huge negative scalar C: (Add, Mul, scores, x)."""
-    constants = _constants(model)
+    constants = constants_of(model)
     producer = {o: n for n in model.graph.node for o in n.output}
     found = []
     for softmax in model.graph.node:
@@ -379,7 +375,7 @@ def bound_attention_mask(model, samples: list[dict[str, np.ndarray]] | None) -> 
     import onnxruntime as ort
     from onnx import helper, numpy_helper
 
-    found = _masked_softmax_adds(model) if samples else []
+    found = masked_softmax_adds(model) if samples else []
     if not found:
         return 0
     probe = onnx.ModelProto.FromString(model.SerializeToString())

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rewrites import _constants
+from .graph_facts import constants_of
 
 
 def qdq_to_float(model) -> int:
@@ -20,7 +20,7 @@ def qdq_to_float(model) -> int:
     """
     from onnx import helper, numpy_helper
 
-    constants = _constants(model)
+    constants = constants_of(model)
     readers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:

@@ -12,39 +12,19 @@ from typing import Callable
 
 import numpy as np
 
+from .auto_pad import auto_pad_to_pads
+from .graph_facts import constants_of, opset_of, shapes_of
+from .int8_rewrites import INT8_REWRITES, NEEDS_SAMPLES
+from .qdq import qdq_to_float
+
 _BIG = 2**30  # starts/ends beyond any real dim mean "to the end"
-
-
-def _constants(model) -> dict[str, np.ndarray]:
-    from onnx import numpy_helper
-
-    found = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            found[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return found
-
-
-def _shapes(model) -> dict[str, list[int | None]]:
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    shapes = {}
-    for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
-        dims = value.type.tensor_type.shape.dim
-        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
-    return shapes
-
-
-def _opset(model) -> int:
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
 
 
 def reverse_slice_to_gather(model) -> int:
     """``Slice(x, starts=-1.., ends=-inf, step=-1)`` over a whole axis -> ``Gather(x, [n-1..0])``."""
     from onnx import helper, numpy_helper
 
-    constants, shapes = _constants(model), _shapes(model)
+    constants, shapes = constants_of(model), shapes_of(model)
     changed = 0
     nodes = []
     for node in model.graph.node:
@@ -87,8 +67,8 @@ def layer_norm_to_primitives(model) -> int:
     """LayerNormalization -> ReduceMean / Sub / Mul / Sqrt / Div / Add with explicit, positive axes."""
     from onnx import helper, numpy_helper
 
-    shapes = _shapes(model)
-    opset = _opset(model)
+    shapes = shapes_of(model)
+    opset = opset_of(model)
     changed = 0
     nodes = []
     for node in model.graph.node:
@@ -142,7 +122,7 @@ def split_multi_axis_slices(model) -> int:
     """
     from onnx import helper, numpy_helper
 
-    constants, shapes = _constants(model), _shapes(model)
+    constants, shapes = constants_of(model), shapes_of(model)
     changed, nodes = 0, []
     for node in model.graph.node:
         parts = _slice_parts(node, constants, shapes)
@@ -195,7 +175,7 @@ def squeeze_unsqueeze_pairs(model) -> int:
     Paddle2ONNX writes it around 1-D convolutions (SVTR-style recognizers, PP-OCRv6): onnx2tf turns the
     pair into a channel-last squeeze of the wrong dim ("Can not squeeze dim[1] ... got 40").
     """
-    constants, shapes = _constants(model), _shapes(model)
+    constants, shapes = constants_of(model), shapes_of(model)
     producers = {o: n for n in model.graph.node for o in n.output}
     outputs = {v.name for v in model.graph.output}
     renames: dict[str, str] = {}
@@ -230,7 +210,7 @@ def unsqueeze_3d_to_reshape(model) -> int:
     """
     from onnx import helper, numpy_helper
 
-    shapes = _shapes(model)
+    shapes = shapes_of(model)
     changed, nodes = 0, []
     for node in model.graph.node:
         before, after = shapes.get(node.input[0]) if node.input else None, shapes.get(node.output[0])
@@ -277,9 +257,6 @@ def fold_static_shapes(model) -> int:
     return before - len(model.graph.node)
 
 
-from .auto_pad import auto_pad_to_pads  # noqa: E402
-from .qdq import qdq_to_float  # noqa: E402 (it reads this module's _constants)
-
 REWRITES: dict[str, Callable] = {
     "fold-static-shapes": fold_static_shapes,
     "split-multi-axis-slices": split_multi_axis_slices,
@@ -297,8 +274,6 @@ def apply(model, names: tuple[str, ...], samples: list[dict[str, np.ndarray]] | 
 
     Rewrites that measure the model (int8_rewrites.NEEDS_SAMPLES) get ``samples``, keyed by its input names.
     """
-    from .int8_rewrites import INT8_REWRITES, NEEDS_SAMPLES
-
     every = {**REWRITES, **INT8_REWRITES}
     changes = {name: every[name](model, samples) if name in NEEDS_SAMPLES else every[name](model) for name in names}
     return {name: n for name, n in changes.items() if n}

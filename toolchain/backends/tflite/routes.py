@@ -15,9 +15,10 @@ from typing import Any, Callable
 import numpy as np
 
 from . import layout, rewrites
+from .int8_rewrites import INT8_REWRITES, masked_softmax_adds
 from .onnx2tf_route import Onnx2tfRun
 
-INT8_ROUTES = ("onnx2tf+int8-kernels", "onnx2tf+int8-kernels+inputs-as-is")  # tried first for int8 variants
+INT8_ROUTES = ("direct-tf+int8-kernels", "onnx2tf+int8-kernels", "onnx2tf+int8-kernels+inputs-as-is")  # first for int8
 # Every route: identities of the ONNX graph that onnx2tf gets wrong (channel-last layout) or makes Flex.
 _EVERY_ROUTE = ("fold-static-shapes", "split-multi-axis-slices", "squeeze-unsqueeze-pairs", "unsqueeze-3d-to-reshape",
                    "qdq-to-float", "auto-pad-to-pads")
@@ -34,6 +35,7 @@ class Route:
     run: Onnx2tfRun = field(default_factory=Onnx2tfRun)
     rewrites: tuple[str, ...] = ()
     applies: Callable[[Any], str | None] = lambda proto: None  # None: applies; else why it is skipped
+    direct: bool = False  # the rewritten graph written as TF ops by direct_tf, not converted by onnx2tf
 
 
 def _rank_3_to_5_inputs(proto) -> str | None:
@@ -53,10 +55,8 @@ def _has_pattern(proto) -> str | None:
 def _has_int8_pattern(proto) -> str | None:
     import onnx
 
-    from .int8_rewrites import INT8_REWRITES, _masked_softmax_adds
-
     copy = onnx.ModelProto.FromString(proto.SerializeToString())
-    if rewrites.apply(copy, tuple(INT8_REWRITES)) or _masked_softmax_adds(copy):
+    if rewrites.apply(copy, tuple(INT8_REWRITES)) or masked_softmax_adds(copy):
         return None
     return "no LSTM/GRU to unroll, Erf-GELU to fuse or additive attention mask to bound"
 
@@ -77,12 +77,16 @@ ROUTES: tuple[Route, ...] = (
           Onnx2tfRun(keep_inputs="as-is"), rewrites=tuple(rewrites.REWRITES), applies=_rank_3_to_5_inputs),
     Route("onnx2tf+pseudo-ops", "onnx2tf's decomposed (pseudo) ops and unrolled RNNs, after the rewrites",
           Onnx2tfRun(arguments={"enable_rnn_unroll": True}), rewrites=tuple(rewrites.REWRITES)),
+    Route(INT8_ROUTES[0], "LSTM/GRU unrolled as for onnx2tf+int8-kernels, every node then written as one TF op in "
+          "ONNX's axis order (direct_tf), for unrolled graphs of plain ops only: onnx2tf's per-node Keras layers and "
+          "layout search cost minutes on a long sequence", Onnx2tfRun(keep_inputs="as-is"), rewrites=_INT8_REWRITES,
+          applies=_has_int8_pattern, direct=True),
     # Erf-GELU first: it lifts the opset to 20, and the later LayerNormalization rewrite then writes opset-20 axes.
-    Route(INT8_ROUTES[0], "LSTM/GRU unrolled into MatMul/Sigmoid/Tanh steps, Erf-GELU fused into one GELU and "
+    Route(INT8_ROUTES[1], "LSTM/GRU unrolled into MatMul/Sigmoid/Tanh steps, Erf-GELU fused into one GELU and "
           "additive attention masks bounded to the measured logit range, so every op has an int8 kernel and a "
           "usable int8 scale (tried first for int8: TF's calibrator crashes on recurrent graphs, LiteRT's int8 DIV "
           "on onnx2tf's pseudo-Erf, a -10000 mask wipes out the attention logits)", rewrites=_INT8_REWRITES, applies=_has_int8_pattern),
-    Route(INT8_ROUTES[1], "the int8-kernel rewrites, inputs taken as they are (sequence inputs onnx2tf would "
+    Route(INT8_ROUTES[2], "the int8-kernel rewrites, inputs taken as they are (sequence inputs onnx2tf would "
           "transpose as if channel-first)", Onnx2tfRun(keep_inputs="as-is"), rewrites=_INT8_REWRITES,
           applies=lambda proto: _rank_3_to_5_inputs(proto) or _has_int8_pattern(proto)),
 )
@@ -121,15 +125,22 @@ class Attempt:
             entry["reason"] = self.reason
         if self.rewrites:
             entry["rewrites"] = self.rewrites
+        if self.run is not None and not self.run.validate_ops and not self.route.direct:
+            entry["onnx2tf_op_validation"] = "off (unrolled recurrent graph; the route's parity judges it)"
         return entry
 
 
-def arguments_for(route: Route, proto, channel_last: tuple[str, ...]) -> Onnx2tfRun:
-    """The route's onnx2tf settings for this model: channel-last inputs kept as they are, pseudo ops present."""
+def arguments_for(route: Route, proto, channel_last: tuple[str, ...], rewritten: dict[str, int] | None = None) -> Onnx2tfRun:
+    """The route's onnx2tf settings for this model: channel-last inputs kept as they are, pseudo ops present.
+
+    A graph whose LSTM/GRU the route unrolled (``rewritten``: its rewrites' counts) is converted without
+    onnx2tf's per-op validation (onnx2tf_route.without_op_validation): quadratic in the unrolled length.
+    """
     arguments = dict(route.run.arguments)
     if route.name == "onnx2tf+pseudo-ops":
         arguments.update(_pseudo_arguments(proto))
-    return Onnx2tfRun(route.run.keep_inputs, arguments, channel_last if route.run.keep_inputs == "native" else ())
+    return Onnx2tfRun(route.run.keep_inputs, arguments, channel_last if route.run.keep_inputs == "native" else (),
+                      validate_ops=not (rewritten or {}).get("unroll-recurrent"))
 
 
 def resolve_outputs(raw: dict[str, np.ndarray], specs: list[dict[str, Any]], probe_reference: dict[str, np.ndarray]):
