@@ -1,6 +1,7 @@
 """The route search behind ``convert.tflite``: samples, reference, each route's attempt, the winner."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +29,56 @@ KNOWN_WRONG = {
 }
 
 
+@dataclass
+class Trial:
+    """What every route is tried on: the prepared graph, its I/O, the parity samples and their references."""
+
+    proto: Any
+    out_dir: Path
+    in_specs: list
+    out_specs: list
+    channel_last: tuple[str, ...]   # renamed inputs (input_<i>) that are already channel-last in ONNX
+    seed: int
+    samples: dict[str, np.ndarray]
+    reference: dict[str, np.ndarray]
+    probe: dict[str, np.ndarray]            # a second sample that tells output layouts apart
+    probe_reference: dict[str, np.ndarray]
+    policy: Any                             # the route policy
+    measured_on: list | None = None         # int8: the calibration samples rewrites may measure
+
+
 def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, policy,
                         final_policy=None) -> tuple[bytes, dict[str, Any]]:
     """The winning route's ``.tflite`` at ``precision`` and the facts for the manifest."""
-    onnx_path = model.path
-    proto = load_onnx(onnx_path)
-    in_specs, out_specs = graph_inputs(proto), graph_outputs(proto)
-    dynamic = [f"{s.name} {list(s.shape or [])}" for s in in_specs if not s.is_static]
+    proto = load_onnx(model.path)
+    _refuse_unconvertible(proto)
+    trial = _trial(model, proto, out_dir, ctx.settings.seed, policy)
+    # int8: calibrate first, so rewrites that measure the model (int8_rewrites.NEEDS_SAMPLES) see the same data
+    calibration = calibration_samples(model.path, model.facts, ctx, options.calibration_samples) \
+        if precision == "int8" else None
+    trial.measured_on = calibration.samples if calibration else None
+    attempts, winner = _race(selected(options.routes, precision), trial, ctx.log)
+    tflite, int8_facts = winner.tflite, {}
+    if precision == "fp16":
+        tflite = export.to_tflite(winner.keras, _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]], "fp16")
+    elif precision == "int8":
+        judged_on = _int8_judging_samples(model.path, model.facts, ctx, trial.samples)
+        reference_run = onnx_runtime.make_runner(ModelArtifact(model.path, "onnx"))
+        references = [reference_run(sample) for sample in judged_on]
+        tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx)
+        (out_dir / FP32_TWIN).write_bytes(winner.tflite)
+    facts = _facts(winner, attempts, tflite, precision, policy, out_dir)
+    if precision == "int8":
+        facts.update(int8_facts)
+        facts["calibration"] = calibration.describe()
+    if precision == "fp16":
+        facts["weights"] = "fp16 (dequantized to fp32 at load; GPU delegate runs fp16)"
+    return tflite, facts
+
+
+def _refuse_unconvertible(proto) -> None:
+    """Dynamic inputs, and ops the routes compute against the spec on inputs parity never holds."""
+    dynamic = [f"{s.name} {list(s.shape or [])}" for s in graph_inputs(proto) if not s.is_static]
     if dynamic:
         raise PassError(f"TFLite needs static input shapes; still dynamic: {', '.join(dynamic)} "
                         f"(give --shape NAME=D0,D1,... or use a world with static shapes)")
@@ -42,51 +86,44 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
     if wrong:  # parity's random samples hold no inf and no all-zero slice: refuse before it could pass
         raise PassError(f"convert.tflite: onnx2tf computes {wrong[0]} against the spec: {KNOWN_WRONG[wrong[0]]}",
                         "ship another format for this model")
-    seed = ctx.settings.seed
+
+
+def _trial(model, proto, out_dir: Path, seed: int, policy) -> Trial:
+    in_specs, out_specs = graph_inputs(proto), graph_outputs(proto)
     shapes = {s.name: tuple(s.shape) for s in in_specs}
     bounds = index_bounds(proto)
     samples = make_inputs(in_specs, shapes, seed, bounds)
     probe = make_inputs(in_specs, shapes, seed + 1, bounds)
-    prepared = ModelArtifact(onnx_path, "onnx")
+    prepared = ModelArtifact(model.path, "onnx")
     reference = onnx_runtime.run(prepared, samples)
     probe_reference = onnx_runtime.run(prepared, probe)
     # layout.detect (a preparation step) names inputs that are already channel-last in ONNX
     detected = set(model.facts.get("layout.detect", {}).get("channels_last", []))
     channel_last = tuple(f"input_{i}" for i, s in enumerate(in_specs) if s.name in detected)
+    return Trial(proto, out_dir, in_specs, out_specs, channel_last, seed, samples, reference, probe,
+                 probe_reference, policy)
 
-    # int8: calibrate first, so rewrites that measure the model (int8_rewrites.NEEDS_SAMPLES) see the same data
-    calibration = calibration_samples(onnx_path, model.facts, ctx, options.calibration_samples) \
-        if precision == "int8" else None
+
+def _race(routes: list[Route], trial: Trial, log) -> tuple[list[Attempt], Attempt]:
+    """Routes in order until one passes parity; else the closest that converted (the parity gate judges it)."""
     attempts: list[Attempt] = []
-    winner = None
-    for route in selected(options.routes, precision):
-        attempt = _attempt(route, proto, onnx_path, out_dir, in_specs, out_specs, channel_last, seed, samples,
-                           reference, probe, probe_reference, policy,
-                           measured_on=calibration.samples if calibration else None)
+    for route in routes:
+        attempt = _attempt(route, trial)
         attempts.append(attempt)
-        ctx.log.info("[convert.tflite] route %s: %s%s", route.name, attempt.outcome,
-                     f" ({attempt.reason})" if attempt.reason else "")
+        log.info("[convert.tflite] route %s: %s%s", route.name, attempt.outcome,
+                 f" ({attempt.reason})" if attempt.reason else "")
         if attempt.outcome == "won":
-            winner = attempt
-            break
-    if winner is None:
-        converted = [a for a in attempts if a.tflite is not None]
-        if not converted:
-            reasons = "; ".join(f"{a.route.name}: {a.reason}" for a in attempts)
-            raise PassError(f"no TFLite route converted the model ({reasons})")
-        winner = max(converted, key=lambda a: a.worst_cosine if a.worst_cosine is not None else -1.0)
-        ctx.log.info("[convert.tflite] no route passed parity; keeping the closest (%s) for the parity gate",
-                     winner.route.name)
+            return attempts, attempt
+    converted = [a for a in attempts if a.tflite is not None]
+    if not converted:
+        reasons = "; ".join(f"{a.route.name}: {a.reason}" for a in attempts)
+        raise PassError(f"no TFLite route converted the model ({reasons})")
+    winner = max(converted, key=lambda a: a.worst_cosine if a.worst_cosine is not None else -1.0)
+    log.info("[convert.tflite] no route passed parity; keeping the closest (%s) for the parity gate", winner.route.name)
+    return attempts, winner
 
-    tflite, int8_facts = winner.tflite, {}
-    if precision == "fp16":
-        tflite = export.to_tflite(winner.keras, _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]], "fp16")
-    elif precision == "int8":
-        judged_on = _int8_judging_samples(onnx_path, model.facts, ctx, samples)
-        reference_run = onnx_runtime.make_runner(prepared)
-        references = [reference_run(sample) for sample in judged_on]
-        tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx)
-        (out_dir / FP32_TWIN).write_bytes(winner.tflite)
+
+def _facts(winner: Attempt, attempts: list[Attempt], tflite: bytes, precision: str, policy, out_dir: Path) -> dict[str, Any]:
     io = _with_quantization(winner.io, tflite)
     facts: dict[str, Any] = {
         "converter": "tensorflow (direct_tf)" if winner.route.direct else "onnx2tf",
@@ -111,12 +148,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         facts["size_breakdown"] = breakdown
     if fp32_breakdown is not None:
         facts["fp32_size_breakdown"] = fp32_breakdown
-    if precision == "int8":
-        facts.update(int8_facts)
-        facts["calibration"] = calibration.describe()
-    if precision == "fp16":
-        facts["weights"] = "fp16 (dequantized to fp32 at load; GPU delegate runs fp16)"
-    return tflite, facts
+    return facts
 
 
 def _int8_judging_samples(onnx_path: Path, facts, ctx, samples) -> list[dict[str, np.ndarray]]:
@@ -176,10 +208,10 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
     return tflite, {"int8_mode": mode, "int8_modes": tried, "int8_io": options.int8_io and mode == "full-integer"}
 
 
-def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, channel_last, seed, samples, reference,
-             probe, probe_reference, policy, measured_on=None) -> Attempt:
+def _attempt(route: Route, trial: Trial) -> Attempt:
     import onnx
 
+    proto, out_dir, samples, probe = trial.proto, trial.out_dir, trial.samples, trial.probe
     skip = route.applies(proto)
     if skip:
         return Attempt(route, "skipped", skip)
@@ -187,7 +219,7 @@ def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, chann
     work = out_dir / "routes" / route.name.replace("+", "_")
     try:
         copy = onnx.ModelProto.FromString(proto.SerializeToString())
-        attempt.rewrites = rewrites.apply(copy, route.rewrites, samples=measured_on)
+        attempt.rewrites = rewrites.apply(copy, route.rewrites, samples=trial.measured_on)
         if route.direct and (not attempt.rewrites.get("unroll-recurrent") or direct_tf.unsupported(copy)):
             attempt.outcome = "skipped"
             attempt.reason = f"not an unrolled graph of plain ops ({', '.join(direct_tf.unsupported(copy)) or 'no LSTM/GRU'})"
@@ -195,17 +227,17 @@ def _attempt(route: Route, proto, onnx_path, out_dir, in_specs, out_specs, chann
         work.mkdir(parents=True, exist_ok=True)
         renamed = work / "model.onnx"
         onnx2tf_route.safe_copy(copy, renamed)
-        run = attempt.run = arguments_for(route, proto, channel_last, attempt.rewrites)
-        keras = direct_tf.convert(copy) if route.direct else onnx2tf_route.convert(renamed, work, run, seed)
-        io = _interface(keras, run, in_specs, out_specs)
+        run = attempt.run = arguments_for(route, proto, trial.channel_last, attempt.rewrites)
+        keras = direct_tf.convert(copy) if route.direct else onnx2tf_route.convert(renamed, work, run, trial.seed)
+        io = _interface(keras, run, trial.in_specs, trial.out_specs)
         tflite = export.to_tflite(keras, _tensor_keys(io), [o["key"] for o in io["outputs"]], "fp32")
         raw = interpreter(tflite).get_signature_runner(SIGNATURE_KEY)(
             **{e["key"]: np.ascontiguousarray(probe[e["name"]].transpose(e["perm"])) for e in io["inputs"]})
-        resolve_outputs({k: np.asarray(v) for k, v in raw.items()}, io["outputs"], probe_reference)
+        resolve_outputs({k: np.asarray(v) for k, v in raw.items()}, io["outputs"], trial.probe_reference)
         for entry in io["outputs"]:
             entry.pop("onnx_shape", None)
         attempt.keras, attempt.tflite, attempt.io, attempt.work = keras, tflite, io, work
-        result = compare(route.name, reference, run_model(tflite, io, samples), policy, "LiteRT")
+        result = compare(route.name, trial.reference, run_model(tflite, io, samples), trial.policy, "LiteRT")
         cosines = [o.cosine for o in result.outputs if o.cosine is not None]
         attempt.worst_cosine = min(cosines) if cosines else (1.0 if result.passed else 0.0)
         if result.passed:

@@ -92,6 +92,10 @@ def _drop_unused_initializers(model) -> None:
 
 
 def _unroll(node, constants, x_shape, build: _Builder) -> None:
+    """One LSTM/GRU node as per-step MatMul/Add/Sigmoid/Tanh nodes, both directions.
+
+    Long on purpose: it follows the ONNX spec's cell equations line by line (gates, linear-before-reset,
+    states per direction), which reads best in one place next to the spec."""
     attrs = _attrs(node)
     hidden = int(attrs["hidden_size"])
     seq, batch, _ = x_shape
@@ -288,7 +292,10 @@ def _constant_nodes_to_initializers(model) -> None:
 
 
 def _gelu_chains(model) -> list[tuple[str, str, set[str]]]:
-    """Each exact Erf-GELU: (its output, its input x, the outputs of the nodes it replaces)."""
+    """Each exact Erf-GELU: (its output, its input x, the outputs of the nodes it replaces).
+
+    Its branches are the pattern itself (x * 0.5 * (1 + erf(x / sqrt 2)) in every operand order
+    exporters write, each constant checked): a matcher reads best as one sequence of checks."""
     constants = constants_of(model)
     producer = {o: n for n in model.graph.node for o in n.output}
     consumers: dict[str, list] = {}
