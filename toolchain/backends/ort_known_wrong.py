@@ -51,6 +51,8 @@ def _attention_causal_past(node, constants, shapes, consumers) -> str | None:
     return None
 
 
+SMALL_CONSTANT = 4096  # elements: the largest initializer a check reads
+
 KNOWN_WRONG = {"Resize": _resize_align_corners, "MaxUnpool": _maxunpool_output_shape,
                "Attention": _attention_causal_past}
 
@@ -58,9 +60,11 @@ KNOWN_WRONG = {"Resize": _resize_align_corners, "MaxUnpool": _maxunpool_output_s
 def known_wrong(model, checks: dict | None = None) -> list[str]:
     """One line per node of ``model`` that onnxruntime (or the runtime whose ``checks`` are given: op type ->
     ``check(node, constants, shapes, consumers)``, e.g. ``openvino_known_wrong.KNOWN_WRONG``) computes against the spec."""
-    from onnx import numpy_helper
+    from onnx import TensorProto, numpy_helper
 
-    constants: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    # the checks read small constants (scales, sizes, thresholds): weights, and data left on disk, are not read
+    constants: dict[str, np.ndarray] = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer
+                                        if t.data_location != TensorProto.EXTERNAL and np.prod(t.dims) <= SMALL_CONSTANT}
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
             constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)

@@ -89,7 +89,7 @@ def judged(request, tmp_path_factory):
 
 def test_an_unrolled_gru_converted_the_fast_way_passes_the_route_policy_in_litert(judged):
     from toolchain.backends.tflite import ROUTE_POLICY
-    from toolchain.parity import compare
+    from toolchain.parity.compare import compare
 
     reference, right, _ = judged
     result = compare("bigru", {"scores": reference}, {"scores": right}, ROUTE_POLICY, "LiteRT")
@@ -98,8 +98,8 @@ def test_an_unrolled_gru_converted_the_fast_way_passes_the_route_policy_in_liter
 
 def test_the_known_wrong_gru_form_converted_the_same_way_fails_the_route_and_the_int8_policy(judged):
     from toolchain.backends.tflite import ROUTE_POLICY
-    from toolchain.parity import compare
-    from toolchain.targets import PRECISION_POLICIES
+    from toolchain.parity.compare import compare
+    from toolchain.parity.policy import PRECISION_POLICIES
 
     reference, _, wrong = judged
     for policy in (ROUTE_POLICY, PRECISION_POLICIES["int8"]):
