@@ -100,6 +100,7 @@ def layer_taps(work: dict, samples):
         values.append(collected)
     return layers, values[0], values[1]
 
+
 BACKEND = register_backend(Backend(
     format="onnx", convert=ConvertOnnx, make_runner=make_runner, runtime_available=runtime_available,
     versions=versions, measured_with=MEASURED_WITH,

@@ -134,10 +134,6 @@ def _core():
 MEASURED_WITH = "OpenVINO CPU plugin on the build host"
 
 
-def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return make_runner(artifact)(inputs)
-
-
 def make_runner(artifact: ModelArtifact):
     """Compile once (with the recorded inference precision), run many times."""
     facts = artifact.facts.get(ConvertOpenVINO.id, {})
@@ -175,7 +171,6 @@ def runtime_available() -> str | None:
 
 def versions() -> dict[str, str]:
     return package_versions("openvino")
-
 
 
 def layer_taps(work: dict, samples):
@@ -216,6 +211,7 @@ def layer_taps(work: dict, samples):
                 collected[name].append(np.array(result[port]))
         values.append(collected)
     return layers, values[0], values[1]
+
 
 BACKEND = register_backend(Backend(
     format="openvino", convert=ConvertOpenVINO, make_runner=make_runner, runtime_available=runtime_available,

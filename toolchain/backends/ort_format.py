@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from ..artifact import ModelArtifact
 from ..precision.onnx import PrecisionOptions, apply_precision, precision_of
@@ -92,10 +91,6 @@ class ConvertOrt(Pass):
 
 
 MEASURED_WITH = "onnxruntime (CPU execution provider, ORT format) on the build host"
-
-
-def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return onnx_runtime.run(artifact, inputs)
 
 
 def make_runner(artifact: ModelArtifact):

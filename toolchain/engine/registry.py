@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Callable, Generic, TypeVar
 
 from ..errors import InputError
 
@@ -41,9 +41,6 @@ class Registry(Generic[T]):
             hint = f"; did you mean '{near[0]}'?" if near else ""
             raise InputError(f"unknown {self.kind} '{name}'{hint} (known {self.plural}: {', '.join(known)})") from None
 
-    def find(self, name: str) -> T | None:
-        return self._items.get(name)
-
     def names(self) -> list[str]:
         return sorted(self._items)
 
@@ -52,9 +49,3 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names())
-
-    def __len__(self) -> int:
-        return len(self._items)

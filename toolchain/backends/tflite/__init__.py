@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ...artifact import ModelArtifact
 from ...errors import InputError, PassError
 from ...engine.backend import Backend, register_backend
@@ -23,7 +21,6 @@ from ...precision.calibration import CALIBRATION_SAMPLES
 from ...parity.policy import ParityPolicy
 from ...package_versions import package_versions
 from . import routes as routes_module
-from .runner import run_model
 from .runner import make_runner as runner_for
 
 # Routes are judged at fp32 with this policy unless the variant itself is fp32 (then its own policy).
@@ -70,13 +67,6 @@ class ConvertTflite(Pass):
                             facts={self.id: facts, **work})
 
 
-def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    facts = artifact.facts.get(ConvertTflite.id, {})
-    if "io" not in facts:
-        raise PassError(f"{artifact.path.name}: its conversion facts lack the input/output map ('io')")
-    return run_model(artifact.path, facts["io"], inputs)
-
-
 def make_runner(artifact: ModelArtifact):
     """Load once, run many samples (the int8 verdict runs 64)."""
     facts = artifact.facts.get(ConvertTflite.id, {})
@@ -91,9 +81,6 @@ def runtime_available() -> str | None:
 
 def versions() -> dict[str, str]:
     return package_versions("onnx2tf", "tensorflow", "tf_keras", "ai-edge-litert")
-
-
-
 
 
 def layer_taps(work: dict, samples):

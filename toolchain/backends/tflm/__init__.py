@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ...artifact import ModelArtifact
 from ...errors import InputError, PassError
 from ...engine.backend import Backend, register_backend
@@ -136,10 +134,6 @@ def make_runner(artifact: ModelArtifact):
     return runner.make_runner(artifact.path.read_bytes(), facts["io"], facts["tflm"]["arena"]["measured_bytes"])
 
 
-def run(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return make_runner(artifact)(inputs)
-
-
 def measured_floors(facts: dict[str, Any]) -> dict[str, int]:
     """What a device must have for this artifact (compat.py reads them from the manifest's platforms)."""
     tflm = facts.get("tflm", {})
@@ -152,8 +146,6 @@ def runtime_available() -> str | None:
 
 def versions() -> dict[str, str]:
     return package_versions("onnx2tf", "tensorflow", "tf_keras", "ai-edge-litert", "tflite-micro")
-
-
 
 
 BACKEND = register_backend(Backend(
