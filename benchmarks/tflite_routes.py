@@ -9,7 +9,7 @@ own JSON: the winning route and the routes that lost, the ``convert.tflite`` pas
 timing record), the int8 mode, the artifact's size, its size against the same route's fp32 flatbuffer
 (``size_vs_fp32``), the size breakdown (toolchain/backends/tflite/anatomy.py) and the parity figures.
 
-Peak MB is the convert pass's isolated child (``python -m toolchain.engine.runner`` for that variant) and
+Peak MB is the convert pass's isolated child (``python -m toolchain.engine.worker`` for that variant) and
 everything it started (onnx2tf, the int8 calibration worker), sampled here every 0.2 s with the same
 measure the pass's memory limit uses (``toolchain.process_tree.tree_rss``); the build's JSON has no
 memory figures.
@@ -20,19 +20,19 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from toolchain.engine.runner import worker_label
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "models"
 MODELS = ("resnet_tiny", "mobilenet_tiny", "detector_tiny", "lstm_tagger", "gru_audio", "transformer_tiny", "digits_cnn")
 WORLDS = ("edge-mobile", "edge-iot")
 POLL_SECONDS = 0.2
-CONVERT_DIR = re.compile(r"^\d+-convert\.tflite-(?P<variant>.+)$")  # engine/contract.py: NN-<pass id>-<variant>
 MB = 2**20
 
 
@@ -61,7 +61,7 @@ def build_watched(model: Path, world: str, out: Path) -> dict[str, Any]:
 
 
 def _convert_children(build) -> list[tuple[str, Any]]:
-    """(variant, process) for each running ``python -m toolchain.engine.runner .../NN-convert.tflite-VARIANT/...``."""
+    """(variant, process) for each running convert.tflite worker (``engine.runner.worker_label``)."""
     import psutil
 
     found = []
@@ -74,10 +74,9 @@ def _convert_children(build) -> list[tuple[str, Any]]:
             argv = proc.cmdline()
         except psutil.Error:
             continue
-        if len(argv) >= 4 and argv[1:3] == ["-m", "toolchain.engine.runner"]:
-            match = CONVERT_DIR.match(Path(argv[3]).parent.name)
-            if match:
-                found.append((match["variant"], proc))
+        label = worker_label(argv)
+        if label is not None and label[0] == "convert.tflite":
+            found.append((label[1], proc))
     return found
 
 

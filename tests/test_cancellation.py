@@ -23,6 +23,7 @@ import pytest
 
 from tests.conftest import fixture_model, shipped_target_data, write_toml
 from toolchain import workdirs
+from toolchain.engine.runner import worker_label
 
 STACKC = [sys.executable, "-m", "toolchain.cli"]
 WAIT_FOR_CHILD_SECONDS = 240  # the int8 worker starts after the fp32 route: ~15 s here, more on a busy host
@@ -63,6 +64,19 @@ class Build:
                     return proc
             time.sleep(0.05)
         pytest.fail(f"no child with {words} after {WAIT_FOR_CHILD_SECONDS} s")
+
+    def wait_for_converter(self, pass_dir: str) -> psutil.Process:
+        """The worker of ``pass_dir`` (``<pass id>-<variant>``), warm or not, once it has its request (converting)."""
+        deadline = time.monotonic() + WAIT_FOR_CHILD_SECONDS
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"the build ended first: {self._stderr()}"
+            requested = list(self.temp.glob(f"stackc-work-*/*-{pass_dir}/isolated-request.json"))
+            for proc in self._descendants() if requested else ():
+                label = worker_label(_cmdline(proc).split())
+                if label is not None and "-".join(label) == pass_dir:
+                    return proc
+            time.sleep(0.05)
+        pytest.fail(f"no converter for {pass_dir} after {WAIT_FOR_CHILD_SECONDS} s")
 
     def alive(self) -> list[str]:
         """Processes of this build still running: every one seen, and any naming its temp dir."""
@@ -129,7 +143,7 @@ def build(tmp_path, request):
 @pytest.mark.parametrize("world, variant, pass_dir", PASS_KINDS)
 def test_sigkill_of_stackc_leaves_no_process_of_the_build_alive_one_second_later(build, world, variant, pass_dir):
     b = build(world, variant)
-    b.wait_for("toolchain.engine.runner", pass_dir)
+    b.wait_for_converter(pass_dir)
     if variant == "tflite-int8":  # the grandchild: the worker calibrating one int8 mode
         b.wait_for("int8_worker", pass_dir)
     b.process.send_signal(signal.SIGKILL)
@@ -144,7 +158,7 @@ def test_sigkill_of_stackc_leaves_no_process_of_the_build_alive_one_second_later
 @pytest.mark.parametrize("world, variant, pass_dir", PASS_KINDS)
 def test_sigterm_during_a_converter_exits_143_within_5_s_and_publishes_nothing(build, world, variant, pass_dir):
     b = build(world, variant)
-    b.wait_for("toolchain.engine.runner", pass_dir)
+    b.wait_for_converter(pass_dir)
     signalled = time.monotonic()
     b.process.send_signal(signal.SIGTERM)
     try:
@@ -165,7 +179,7 @@ def test_sigterm_during_a_converter_exits_143_within_5_s_and_publishes_nothing(b
 
 def test_sigint_during_a_converter_exits_130_and_stops_the_converter(build):
     b = build("edge-desktop", "openvino-fp32")
-    b.wait_for("toolchain.engine.runner", "convert.openvino")
+    b.wait_for_converter("convert.openvino-openvino-fp32")
     b.process.send_signal(signal.SIGINT)
     b.process.wait(timeout=5)
     assert b.process.returncode == 130, b.process.stderr.read().decode(errors="replace")

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-PREFIXES = ("stackc-work-", "stackc-export-", "stackc-prepare-", "stackc-bundle-")
+PREFIXES = ("stackc-work-", "stackc-export-", "stackc-prepare-", "stackc-bundle-", "stackc-warm-")
 MARKER = ".stackc-owner.json"
 MARKER_MAX_BYTES = 4096
 START_TOLERANCE = 1.0  # seconds: start times are read with clock-tick precision

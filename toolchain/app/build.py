@@ -17,6 +17,7 @@ from ..bundle.merge_log import partial_record
 from ..onnxlib.model import opsets
 from ..engine.context import BuildSettings, PassContext
 from ..engine.limits import Limits
+from ..engine.warm_workers import warm_workers
 from ..plugins import backend
 from .prepare import Source, check_recipe_binds, load_source, prepare_canonical, reference_outputs
 from ..recipes import Recipe, load_recipe
@@ -174,6 +175,14 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
     name = bundle_name(request.model, request.version, target.name)
     final, archive = Path(request.out) / name, Path(request.out) / f"{name}{ARCHIVE_SUFFIX}"
     refuse_foreign(final, archive)  # before any work: a user's folder of that name is never replaced
+    with warm_workers({v.name: plan.convert_passes[v.name] for v in plan.variants}) as workers:
+        return _prepare_and_convert(request, plan, log, collector, export_dir, shared, workers, signing_key,
+                                    name, final, archive)
+
+
+def _prepare_and_convert(request, plan, log, collector, export_dir, shared, workers, signing_key, name, final, archive):
+    """The build proper, while the converters' warm workers import their libraries (engine/warm_workers.py)."""
+    target = plan.target
     key = _shape_key(target)
     if shared is not None and key in shared.sources:
         source, lines = shared.sources[key]
@@ -194,12 +203,11 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
     try:
         if shared is not None:
             work = shared.new_work_dir()  # named as a single build's: ORT-format bytes depend on the path's length
-            result = _convert_and_package(request, plan, source, staging, work, log, collector, shared)
+            result = _convert_and_package(request, plan, source, staging, work, log, collector, shared, workers)
         else:
             with owned_tempdir("stackc-work-") as work:
-                result = _convert_and_package(
-                    request, plan, source, staging, Path(work), log, collector,
-                )
+                result = _convert_and_package(request, plan, source, staging, Path(work), log, collector,
+                                              workers=workers)
         if signing_key is not None:
             from ..bundle.signature import write_signature
 
@@ -249,7 +257,7 @@ def _shapes_from_samples(shapes, inputs, input_specs):
 
 
 def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, staging: Path, work: Path, log, collector,
-                         shared: SharedPreparation | None = None):
+                         shared: SharedPreparation | None = None, workers=None):
     target, recipe, exported, inputs = plan.target, plan.recipe, source.exported, source.inputs
     source_onnx = Path(source.path)
     borrowed = _borrowed_reference(request.reference_from, inputs, log) if request.reference_from else None
@@ -265,7 +273,7 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
     settings = BuildSettings(seed=request.seed, calibration=str(request.calibration) if request.calibration else None,
                              inputs_from="file" if request.inputs else "random")
     ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=source.bindings, shape_rule=target.shapes,
-                      settings=settings, log=log, limits=request.limits)
+                      settings=settings, log=log, limits=request.limits, workers=workers)
     model, prepared = _canonical(recipe, request, source_onnx, ctx, inputs, reference, collector, shared,
                                  (_recipe_reference(request, target), key, borrowed is not None))
     outcomes = convert_all(plan.variants, plan.convert_passes, model, ctx, inputs, reference,

@@ -11,13 +11,10 @@ import json
 import os
 import platform
 import stat
-import statistics
 import time
 from pathlib import Path
 from typing import Any
 
-WARMUP_RUNS = 2
-TIMED_RUNS = 7
 RECORD_PREFIX = "host."
 
 
@@ -29,40 +26,39 @@ def artifact_size(artifact) -> int:
     return total
 
 
-def _runner(artifact, inputs):
-    """A callable running the artifact once, loaded once when the backend offers ``make_runner``."""
-    from ..plugins import backend, execute
-    from ..onnxlib.interface import to_artifact_inputs
-
-    module = backend(artifact.format)
-    if hasattr(module, "make_runner"):
-        run = module.make_runner(artifact)
-        feed = to_artifact_inputs(artifact.facts, inputs)
-        return (lambda: run(feed)), "loaded once, inference only"
-    return (lambda: execute(artifact, inputs)), "each run includes loading the artifact"
-
-
-def measure(artifact, inputs: dict, warmup: int = WARMUP_RUNS, runs: int = TIMED_RUNS) -> dict[str, Any]:
-    """Size and median latency (ms) of ``artifact`` on ``inputs``, after ``warmup`` untimed runs."""
+def measure(artifact, inputs: dict) -> dict[str, Any]:
+    """Size and median latency (ms) of ``artifact`` on ``inputs``, loaded once, in this process."""
+    from ..engine.execution import time_runs
     from ..plugins import backend
 
-    run, how = _runner(artifact, inputs)
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run()
-        times.append((time.perf_counter() - started) * 1000.0)
-    return {"size_bytes": artifact_size(artifact), "median_latency_ms": round(statistics.median(times), 4),
-            "runs": runs, "warmup_runs": warmup, "timing": how, "measured_with": backend(artifact.format).measured_with}
+    format_backend = backend(artifact.format)
+    run, feed = format_backend.load(artifact, inputs)
+    timed = time_runs(lambda: run(feed))
+    timed.pop("span")
+    return {"size_bytes": artifact_size(artifact), **timed, "measured_with": format_backend.measured_with}
+
+
+def _from_child(outcome, outcomes) -> dict[str, Any]:
+    """The latency the converter's child measured, saying which other conversions ran meanwhile (if any)."""
+    from ..plugins import backend
+
+    timed = dict(outcome.latency)
+    if "span" not in timed:  # the measurement failed: {"error": ...}
+        return {"size_bytes": artifact_size(outcome.artifact), **timed}
+    began, ended = timed.pop("span")
+    busy = [o.variant.name for o in outcomes if o is not outcome and o.converting
+            and o.converting[0] < ended and began < o.converting[1]]
+    if busy:
+        timed["timing"] += f"; measured while {', '.join(busy)} converted (STACKC_JOBS=1 measures alone)"
+    return {"size_bytes": artifact_size(outcome.artifact), **timed,
+            "measured_with": backend(outcome.artifact.format).measured_with}
 
 
 def measure_outcomes(outcomes, inputs: dict, records: list[dict], log) -> None:
-    """Measure every shipped artifact, one at a time (never while converters run), into ``records``.
-
-    Latency is measured only in an artifact's real runtime (not Core ML's reference interpreter).
-    """
+    """Every shipped artifact's size and latency into ``records``: the latency its converter's child
+    measured right after parity (no second import of its runtime here), else measured here, one
+    artifact at a time, after every conversion. Latency is measured only in an artifact's real
+    runtime (not Core ML's reference interpreter)."""
     from ..plugins import backend
 
     for outcome in outcomes:
@@ -73,6 +69,10 @@ def measure_outcomes(outcomes, inputs: dict, records: list[dict], log) -> None:
             if not backend(outcome.artifact.format).real_runtime:
                 host = {"size_bytes": artifact_size(outcome.artifact),
                         "latency": f"not measured: {backend(outcome.artifact.format).measured_with}"}
+            elif outcome.latency is not None:
+                host = _from_child(outcome, outcomes)
+                seconds = outcome.latency.get("span", (0.0, 0.0))
+                started -= seconds[1] - seconds[0]  # the record keeps the child's measuring time
             else:
                 host = measure(outcome.artifact, inputs)
         except Exception as e:  # a measurement must never fail a build whose artifacts passed parity

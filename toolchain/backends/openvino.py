@@ -53,6 +53,10 @@ class ConvertOpenVINO(Pass):
     Options = Options
     isolate = True
 
+    @classmethod
+    def warm_up(cls) -> None:
+        import openvino  # noqa: F401
+
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         import openvino as ov
 

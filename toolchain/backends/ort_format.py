@@ -40,6 +40,10 @@ class ConvertOrt(Pass):
     Options = Options
     isolate = True
 
+    @classmethod
+    def warm_up(cls) -> None:
+        import onnxruntime  # noqa: F401
+
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         import onnxruntime as ort
 

@@ -12,15 +12,15 @@ import contextlib
 import io
 import json
 import os
-import re
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from ..engine.runner import worker_label
+
 SAMPLE_SECONDS = 0.1
-_ISOLATED = re.compile(r"^\d+-([^-]+)-")  # an isolated converter's work folder: NN-<pass id>-<variant>
 
 
 class _PassWatch:
@@ -65,7 +65,7 @@ def _converters(me) -> dict[str, int]:
     """Resident memory per isolated converter pass (its child's tree), keyed by pass id.
 
     Converters of different variants run at once, so each is found by its command line
-    (``-m toolchain.engine.runner <work>/NN-<pass>-<variant>/...``) and measured alone.
+    (``engine.runner.worker_label``: warm or not) and measured alone.
     """
     import psutil
 
@@ -75,13 +75,11 @@ def _converters(me) -> dict[str, int]:
     leaders = set()
     for child in me.children(recursive=True):
         try:
-            cmdline = child.cmdline()
-            if "toolchain.engine.runner" not in cmdline or child.ppid() in leaders:
+            label = worker_label(child.cmdline())
+            if label is None or child.ppid() in leaders:
                 continue
             leaders.add(child.pid)
-            match = _ISOLATED.match(Path(cmdline[-1]).parent.name)
-            if match:
-                found[match[1]] = found.get(match[1], 0) + tree_rss(child)
+            found[label[0]] = found.get(label[0], 0) + tree_rss(child)
         except (psutil.Error, IndexError):
             continue
     return found

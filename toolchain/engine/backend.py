@@ -5,6 +5,7 @@ conversion pass nameable in recipes). The formats a target may name are this reg
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -14,6 +15,7 @@ from ..artifact import ModelArtifact
 from ..errors import PassError, StackcError
 from ..onnxlib.interface import to_artifact_inputs, to_original_outputs
 from .contract import PASSES, Pass
+from .execution import Execution, time_runs
 from .registry import Registry
 
 Feed = dict[str, np.ndarray]
@@ -37,14 +39,45 @@ class Backend:
         """Run ``artifact`` in its real runtime, fed and read in the source model's names (the artifact's
         interface, see ``onnxlib/interface.py``); a runtime failure is a PassError naming the artifact."""
         try:
-            outputs = self.make_runner(artifact)(to_artifact_inputs(artifact.facts, inputs))
-            return to_original_outputs(artifact.facts, outputs)
+            run, feed = self.load(artifact, inputs)
+            return self.read_outputs(artifact, run(feed))
         except StackcError:
             raise
         except Exception as e:
-            detail = " ".join(str(e).split())[:300]
-            raise PassError(f"{artifact.path.name} ({artifact.format}) does not run in its runtime: "
-                            f"{type(e).__name__}: {detail}") from e
+            raise self.not_running(artifact, e) from e
+
+    def run_and_time(self, artifact: ModelArtifact, samples: Feed) -> Execution:
+        """Load ``artifact`` once in this process: its outputs on ``samples`` (source names), then its latency."""
+        started = time.perf_counter()
+        try:
+            run, feed = self.load(artifact, samples)
+            outputs = self.read_outputs(artifact, run(feed))
+        except StackcError as e:
+            return Execution(seconds=time.perf_counter() - started, error=e)
+        except Exception as e:
+            return Execution(seconds=time.perf_counter() - started, error=self.not_running(artifact, e))
+        seconds = time.perf_counter() - started
+        latency = None
+        if self.real_runtime:
+            try:
+                latency = time_runs(lambda: run(feed))
+            except Exception as e:  # a measurement must never fail an artifact that ran for parity
+                latency = {"error": f"{type(e).__name__}: {e}"[:200]}
+        return Execution(outputs, seconds, latency)
+
+    def load(self, artifact: ModelArtifact, inputs: Feed) -> tuple[Callable[[Feed], Feed], Feed]:
+        """The loaded artifact and ``inputs`` in its own names and layouts: call ``run(feed)`` as often as needed."""
+        return self.make_runner(artifact), to_artifact_inputs(artifact.facts, inputs)
+
+    @staticmethod
+    def read_outputs(artifact: ModelArtifact, outputs: Feed) -> Feed:
+        return to_original_outputs(artifact.facts, outputs)
+
+    @staticmethod
+    def not_running(artifact: ModelArtifact, e: Exception) -> PassError:
+        detail = " ".join(str(e).split())[:300]
+        return PassError(f"{artifact.path.name} ({artifact.format}) does not run in its runtime: "
+                         f"{type(e).__name__}: {detail}")
 
 
 BACKENDS: Registry[Backend] = Registry("format")

@@ -46,6 +46,7 @@ class PassContext:
     records: list[dict[str, Any]] = field(default_factory=list)
     isolate: bool = True          # run passes that declare ``isolate`` in a child process (off: in-process, for debugging)
     limits: Limits | None = None  # of those child processes; None: the environment's defaults
+    workers: Any = None           # warm_workers.WarmWorkers: converter children started ahead (not serialised)
 
     def for_variant(self, variant: VariantSpec, log: logging.Logger) -> PassContext:
         """A copy for one variant's conversion: its own history and log, the shared records."""

@@ -19,6 +19,7 @@ from ..artifact import ModelArtifact
 from ..errors import InputError, MissingDependencyError, PassError, StackcError
 from .context import PassContext
 from .registry import Registry
+from .execution import Execution
 from .runner import run_isolated
 
 
@@ -85,7 +86,17 @@ class Pass:
         self.raw_options = dict(options or {})
         self.options = parse_options(self.Options, self.raw_options, where or f"pass '{self.id}'")
 
+    @classmethod
+    def warm_up(cls) -> None:
+        """Import what ``_run`` will need; an isolated pass's warm worker calls it before its request exists."""
+
     def run(self, model: ModelArtifact, ctx: PassContext) -> ModelArtifact:
+        return self.run_and_execute(model, ctx, None)[0]
+
+    def run_and_execute(self, model: ModelArtifact, ctx: PassContext,
+                        samples: dict | None) -> tuple[ModelArtifact, Execution | None]:
+        """``run``; for an isolated pass given ``samples``, also the artifact's outputs on them, computed
+        by the child that made it (its runtime already loaded). In-process passes return no Execution."""
         self._check_requirements()
         if model.format not in self.accepts:
             raise PassError(f"pass '{self.id}' accepts {sorted(self.accepts)} models, got '{model.format}'")
@@ -97,9 +108,10 @@ class Pass:
         progress.reporter.started(self.id, variant_name)
         started = time.perf_counter()
         finished = False
+        execution = None
         try:
             if self.isolate and ctx.isolate:
-                result = run_isolated(self, model, ctx, out_dir, ctx.limits)
+                result, execution = run_isolated(self, model, ctx, out_dir, ctx.limits, samples)
             else:
                 result = self._run(model, ctx, out_dir)
         except StackcError:
@@ -114,7 +126,7 @@ class Pass:
             finished = True
         finally:
             progress.reporter.finished(self.id, variant_name, time.perf_counter() - started, finished)
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - started - (execution.seconds + _latency_seconds(execution) if execution else 0.0)
         missing = [p for p in result.all_files() if not p.exists()]
         if missing:
             raise PassError(f"pass '{self.id}' did not write {missing[0].name}")
@@ -123,7 +135,7 @@ class Pass:
             {"id": self.id, "options": self.raw_options, "seconds": round(seconds, 3), "notes": result.facts.get(self.id, {})}
         )
         ctx.log.info("[%s] done", self.id)
-        return result
+        return result, execution
 
     def _check_requirements(self) -> None:
         for module in self.requires:
@@ -135,6 +147,13 @@ class Pass:
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         raise NotImplementedError
+
+
+def _latency_seconds(execution: Execution) -> float:
+    """The child's latency runs, in seconds: not the conversion's time (the parent records them as ``host.*``)."""
+    latency = execution.latency or {}
+    span = latency.get("span")
+    return span[1] - span[0] if span else 0.0
 
 
 PASSES: Registry[type[Pass]] = Registry("pass", "passes")

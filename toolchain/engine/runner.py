@@ -1,29 +1,50 @@
-"""Running a pass in a child process, with a time limit and a memory limit.
+"""Running a pass in a child process, with a time limit and a memory limit (the parent's side; the
+child's is ``worker.py``).
 
 Converters crash, abort, hang and balloon (onnx2tf has taken 12 GB for a 19 MB model). A pass
-with ``isolate = True`` runs in ``python -m toolchain.engine.runner REQUEST``; the parent watches the
+with ``isolate = True`` runs in ``python -m toolchain.engine.worker REQUEST``; the parent watches the
 child's process tree, kills it past its limits, and turns any failure into a PassError carrying the
 tail of the child's log. A stackc error raised in the child comes back as the same error type.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import errors, process_tree
 from ..artifact import ModelArtifact
 from .context import PassContext
+from .execution import Execution
 from .limits import Limits, default_limits
 
-WORKER_MODULE = "toolchain.engine.runner"  # the child: ``python -m WORKER_MODULE REQUEST``
+WORKER_MODULE = "toolchain.engine.worker"  # the child: ``python -m WORKER_MODULE REQUEST`` (worker.py)
+WARM_FLAG = "--warm"  # ``python -m WORKER_MODULE --warm MODULE CLASS``: a warm worker (warm_workers.py)
 LOG_TAIL_LINES = 20
 POLL_SECONDS = 0.1
+
+
+def worker_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONSAFEPATH": "1"}  # never a 'toolchain' folder of the working directory
+
+
+def worker_label(cmdline: list[str]) -> tuple[str, str] | None:
+    """(pass id, variant or "") of a worker process from its command line, warm or not; None for any other process."""
+    if WORKER_MODULE not in cmdline or len(cmdline) < 2:
+        return None
+    if WARM_FLAG in cmdline:  # ... --warm MODULE CLASS <pass id>-<variant>
+        pass_id, _, variant = cmdline[-1].partition("-")
+        return pass_id, variant
+    match = re.match(r"^\d+-([^-]+)-?(.*)$", Path(cmdline[-1]).parent.name)  # .../NN-<pass id>[-<variant>]/request
+    return (match[1], match[2]) if match else None
 
 
 def artifact_to_json(model: ModelArtifact) -> dict[str, Any]:
@@ -36,12 +57,19 @@ def artifact_from_json(data: dict[str, Any]) -> ModelArtifact:
                          tuple(Path(f) for f in data["files"]), data["facts"])
 
 
-def run_isolated(pass_obj, model: ModelArtifact, ctx: PassContext, out_dir: Path, limits: Limits | None = None) -> ModelArtifact:
-    """Run ``pass_obj._run`` in a child process and return its artifact, or raise what it raised."""
+def run_isolated(pass_obj, model: ModelArtifact, ctx: PassContext, out_dir: Path, limits: Limits | None = None,
+                 samples: dict[str, np.ndarray] | None = None) -> tuple[ModelArtifact, Execution | None]:
+    """Run ``pass_obj._run`` in a child process (a warm one from ``ctx.workers`` when there is one) and
+    return its artifact, or raise what it raised. With ``samples`` the child also runs the artifact on
+    them in its runtime, already loaded there (``execution.run_here``), and the Execution comes back."""
     limits = limits or default_limits()
     request = out_dir / "isolated-request.json"
     result = out_dir / "isolated-result.json"
     log_path = out_dir / "pass.log"
+    execute = None
+    if samples is not None:
+        execute = {"samples": str(out_dir / "parity-samples.npz"), "outputs": str(out_dir / "parity-outputs.npz")}
+        np.savez(execute["samples"], **samples)
     request.write_text(json.dumps({
         "pass_id": pass_obj.id,
         "pass_class": [type(pass_obj).__module__, type(pass_obj).__qualname__],
@@ -50,23 +78,47 @@ def run_isolated(pass_obj, model: ModelArtifact, ctx: PassContext, out_dir: Path
         "out_dir": str(out_dir),
         "result": str(result),
         "context": ctx.to_json(),
+        "execute": execute,
     }))
-    with open(log_path, "wb") as log, process_tree.running(
-        [sys.executable, "-m", WORKER_MODULE, str(request)],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONSAFEPATH": "1"},  # never a 'toolchain' folder of the working directory
-    ) as child:  # its own process group, dying with stackc (process_tree)
-        _watch(child, pass_obj.id, limits, log_path)
+    warm = ctx.workers.take(ctx.variant.name if ctx.variant else None) if ctx.workers is not None else None
+    if warm is not None:
+        child, warm_log = warm
+        try:
+            child.stdin.write(f"{request}\n".encode())
+            child.stdin.close()
+            _watch(child, pass_obj.id, limits, warm_log)
+        finally:
+            process_tree.kill(child)
+            shutil.copyfile(warm_log, log_path)
+    else:
+        with open(log_path, "wb") as log, process_tree.running(
+            [sys.executable, "-m", WORKER_MODULE, str(request)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=worker_env(),
+        ) as child:  # its own process group, dying with stackc (process_tree)
+            _watch(child, pass_obj.id, limits, log_path)
     if not result.exists():
         raise errors.PassError(f"pass '{pass_obj.id}' crashed (exit code {child.returncode}){_tail(log_path)}")
     outcome = json.loads(result.read_text())
     if "error" in outcome:
-        err = outcome["error"]
-        cls = getattr(errors, err["type"], errors.PassError)
-        raise cls(err["message"] + _tail(log_path) if cls is errors.PassError else err["message"], err.get("hint"))
+        raise _error(outcome["error"], log_path)
     for line in outcome.get("log", []):
         ctx.log.info("%s", line)
-    return artifact_from_json(outcome["model"])
+    return artifact_from_json(outcome["model"]), _execution(outcome.get("execution"), execute, log_path)
+
+
+def _error(err: dict, log_path: Path) -> errors.StackcError:
+    cls = getattr(errors, err["type"], errors.PassError)
+    return cls(err["message"] + _tail(log_path) if cls is errors.PassError else err["message"], err.get("hint"))
+
+
+def _execution(data: dict | None, execute: dict | None, log_path: Path) -> Execution | None:
+    if data is None:
+        return None
+    if "error" in data:
+        return Execution(seconds=data["seconds"], error=_error(data["error"], log_path))
+    with np.load(execute["outputs"], allow_pickle=False) as saved:
+        outputs = {k: saved[k] for k in saved.files}
+    return Execution(outputs, data["seconds"], data.get("latency"))
 
 
 def _watch(child: subprocess.Popen, pass_id: str, limits: Limits, log_path: Path) -> None:
@@ -99,66 +151,3 @@ def _tail(log_path: Path) -> str:
     if not lines:
         return ""
     return "\n--- last lines of the pass log ---\n" + "\n".join(lines[-LOG_TAIL_LINES:])
-
-
-ADDR_NO_RANDOMIZE = 0x0040000
-
-
-def _without_address_randomization() -> None:
-    """Re-exec this worker with address-space randomisation off (Linux), so converters whose output
-    order follows hash tables seeded by addresses (ONNX Runtime's ORT-format writer) write the same
-    bytes every run. Elsewhere, or if the kernel refuses, carry on as is."""
-    if not sys.platform.startswith("linux") or os.environ.get("STACKC_NO_ASLR_DONE"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        current = libc.personality(0xFFFFFFFF)
-        if current == -1 or libc.personality(current | ADDR_NO_RANDOMIZE) == -1:
-            return
-    except (OSError, AttributeError):
-        return
-    os.environ["STACKC_NO_ASLR_DONE"] = "1"
-    os.execv(sys.executable, [sys.executable, "-m", WORKER_MODULE, *sys.argv[1:]])
-
-
-def _child(request_path: str) -> int:
-    """The worker side: rebuild the pass and its context, run ``_run``, write the outcome as JSON."""
-    import logging
-
-    request = json.loads(Path(request_path).read_text())
-    lines: list[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record):
-            lines.append(record.getMessage())
-
-    log = logging.getLogger("stackc.worker")
-    log.setLevel(logging.INFO)
-    log.addHandler(Collect())
-    log.addHandler(logging.StreamHandler(sys.stderr))
-    result_path = Path(request["result"])
-    try:
-        ctx = PassContext.from_json(request["context"], log)
-        module, qualname = request["pass_class"]
-        pass_obj = getattr(importlib.import_module(module), qualname)(request["options"])
-        model = pass_obj._run(artifact_from_json(request["model"]), ctx, Path(request["out_dir"]))
-        outcome = {"model": artifact_to_json(model), "log": lines}
-    except errors.StackcError as e:
-        outcome = {"error": {"type": type(e).__name__, "message": e.message, "hint": e.hint}}
-    except Exception as e:
-        import traceback
-
-        traceback.print_exc()
-        detail = " ".join(str(e).split())[:400] or type(e).__name__
-        outcome = {"error": {"type": "PassError",
-                             "message": f"pass '{request['pass_id']}' failed: {type(e).__name__}: {detail}"}}
-    result_path.write_text(json.dumps(outcome, default=str))
-    return 0
-
-
-if __name__ == "__main__":
-    _without_address_randomization()
-    process_tree.guard_child()
-    sys.exit(_child(sys.argv[1]))

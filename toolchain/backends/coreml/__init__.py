@@ -63,6 +63,13 @@ class ConvertCoreML(Pass):
     Options = Options
     isolate = True
 
+    @classmethod
+    def warm_up(cls) -> None:
+        from .frontend import program  # noqa: F401
+
+        hide_progress_bars()
+        _coremltools()
+
     def __init__(self, options=None, where=None):
         super().__init__(options, where)
         o = self.options

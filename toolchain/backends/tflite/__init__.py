@@ -42,6 +42,11 @@ class ConvertTflite(Pass):
     Options = Options
     isolate = True
 
+    @classmethod
+    def warm_up(cls) -> None:
+        import onnx2tf  # noqa: F401  (TensorFlow and tf_keras with it: most of a conversion's fixed cost)
+        from ai_edge_litert.interpreter import Interpreter  # noqa: F401
+
     def __init__(self, options: dict[str, Any] | None = None, where: str | None = None):
         super().__init__(options, where)
         try:

@@ -67,6 +67,10 @@ class ConvertTflm(Pass):
     Options = Options
     isolate = True
 
+    @classmethod
+    def warm_up(cls) -> None:
+        ConvertTflite.warm_up()
+
     def __init__(self, options: dict[str, Any] | None = None, where: str | None = None):
         super().__init__(options, where)
         from .csource import c_identifier

@@ -1,0 +1,109 @@
+"""The child side of ``runner.run_isolated``: ``python -m toolchain.engine.worker REQUEST`` rebuilds the
+pass and its context from the request's JSON, runs ``_run``, optionally runs the artifact it made on
+the parity samples (its runtime already loaded here), and writes the outcome as JSON.
+``python -m toolchain.engine.worker --warm MODULE CLASS`` first imports the converter, then waits
+on stdin for the request's path (warm_workers.py)."""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .. import errors, process_tree
+from ..artifact import ModelArtifact
+from .backend import BACKENDS
+from .context import PassContext
+from .runner import WARM_FLAG, WORKER_MODULE, artifact_from_json, artifact_to_json
+
+ADDR_NO_RANDOMIZE = 0x0040000
+
+
+def _without_address_randomization() -> None:
+    """Re-exec this worker with address-space randomisation off (Linux), so converters whose output
+    order follows hash tables seeded by addresses (ONNX Runtime's ORT-format writer) write the same
+    bytes every run. Elsewhere, or if the kernel refuses, carry on as is."""
+    if not sys.platform.startswith("linux") or os.environ.get("STACKC_NO_ASLR_DONE"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        current = libc.personality(0xFFFFFFFF)
+        if current == -1 or libc.personality(current | ADDR_NO_RANDOMIZE) == -1:
+            return
+    except (OSError, AttributeError):
+        return
+    os.environ["STACKC_NO_ASLR_DONE"] = "1"
+    os.execv(sys.executable, [sys.executable, "-m", WORKER_MODULE, *sys.argv[1:]])
+
+
+def _child(request_path: str) -> int:
+    """The worker side: rebuild the pass and its context, run ``_run``, write the outcome as JSON."""
+    import logging
+
+    request = json.loads(Path(request_path).read_text())
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    log = logging.getLogger("stackc.worker")
+    log.setLevel(logging.INFO)
+    log.addHandler(Collect())
+    log.addHandler(logging.StreamHandler(sys.stderr))
+    result_path = Path(request["result"])
+    try:
+        ctx = PassContext.from_json(request["context"], log)
+        module, qualname = request["pass_class"]
+        pass_obj = getattr(importlib.import_module(module), qualname)(request["options"])
+        model = pass_obj._run(artifact_from_json(request["model"]), ctx, Path(request["out_dir"]))
+        outcome = {"model": artifact_to_json(model), "log": lines}
+    except errors.StackcError as e:
+        outcome = {"error": _error_json(e)}
+    except Exception as e:
+        import traceback
+
+        traceback.print_exc()
+        detail = " ".join(str(e).split())[:400] or type(e).__name__
+        outcome = {"error": {"type": "PassError",
+                             "message": f"pass '{request['pass_id']}' failed: {type(e).__name__}: {detail}"}}
+    if "model" in outcome and request.get("execute"):
+        outcome["execution"] = _execute_here(model, ctx, request["execute"])
+    result_path.write_text(json.dumps(outcome, default=str))
+    return 0
+
+
+def _error_json(e: errors.StackcError) -> dict:
+    return {"type": type(e).__name__, "message": e.message, "hint": e.hint}
+
+
+def _execute_here(model: ModelArtifact, ctx: PassContext, paths: dict) -> dict:
+    """The worker side of ``samples``: run the artifact just made in its runtime, loaded once, and time it."""
+
+    artifact = model.derive(precision=ctx.variant.precision) if ctx.variant else model
+    with np.load(paths["samples"], allow_pickle=False) as saved:
+        samples = {k: saved[k] for k in saved.files}
+    done = BACKENDS.get(artifact.format).run_and_time(artifact, samples)
+    if done.error is not None:
+        return {"seconds": done.seconds, "error": _error_json(done.error)}
+    np.savez(paths["outputs"], **done.outputs)
+    return {"seconds": done.seconds, "latency": done.latency}
+
+
+def _serve_warm(module: str, qualname: str) -> int:
+    """A warm worker: import the pass's module and its converter (``Pass.warm_up``) before the request
+    exists, then run the one request whose path arrives on stdin (none: the build no longer needs it)."""
+    getattr(importlib.import_module(module), qualname).warm_up()
+    line = sys.stdin.readline().strip()
+    return _child(line) if line else 0
+
+
+if __name__ == "__main__":
+    _without_address_randomization()
+    process_tree.guard_child()
+    sys.exit(_serve_warm(sys.argv[2], sys.argv[3]) if sys.argv[1] == WARM_FLAG else _child(sys.argv[1]))
