@@ -6,7 +6,9 @@ parity and the rest), ``python -m benchmarks.raw`` (the world's conversions by d
 from an onnxslim-simplified model: the by-hand yardstick, without parity runs) and each format's raw
 conversion alone in its own process (the largest single converter's peak memory). Printed ratios:
 stackc / by hand (goal <= 1.2), preparation / the slowest conversion it feeds (goal <= 0.3), stackc's
-peak / the largest converter's (goal <= 1.5). ``STACKC_BENCH_WORLDS`` (default cloud),
+peak / the largest converter's (goal <= 1.5). The by-hand run includes one parity run of each artifact
+(the issue's yardstick); the ratio's goal is 0.8 where two or more variants convert side by side, else 1.2;
+preparation is weighed against the slowest conversion done by hand (its own process's import included). ``STACKC_BENCH_WORLDS`` (default cloud),
 ``STACKC_BENCH_MODELS`` (substrings) and ``STACKC_BENCH_REPEAT`` (default 1) narrow or widen the run.
 """
 from __future__ import annotations
@@ -73,34 +75,55 @@ def bench_one(model: Path, case: dict, world: str, folder: Path, repeat: int) ->
             splits.append(split_timings(json.loads(run.stdout)["timings"]))
         except (ValueError, KeyError):
             pass
-        raws.append(run_measured(_raw_command(model, world, folder / f"raw-{i}", case)))
+        raws.append(run_measured(_raw_command(model, world, folder / f"raw-{i}", case), capture=True))
         shutil.rmtree(folder / f"raw-{i}", ignore_errors=True)
     formats = list(dict.fromkeys(v["format"] for v in world_variants(world)[1]))
     alone = {fmt: run_measured(_raw_command(model, world, folder / f"alone-{fmt}", case, fmt)) for fmt in formats}
     stackc, by_hand = _median(builds), _median(raws)
     split = {k: round(statistics.median(s[k] for s in splits), 3) for k in splits[0]} if splits else {}
+    slowest = _slowest_by_hand(raws)
     peak = max((r.peak_rss for r in builds if r.returncode == 0), default=0)
     converter = max((r.peak_rss for r in alone.values() if r.returncode == 0), default=0)
     return {"by_hand_seconds": by_hand, "stackc_seconds": stackc, "stackc_over_by_hand": _ratio(stackc, by_hand),
             "seconds_by_kind": split, "preparation_share": _ratio(split.get("prepare"), stackc),
-            "preparation_over_slowest_convert": _ratio(split.get("prepare"), split.get("slowest_convert")),
+            "slowest_convert_by_hand": slowest,
+            "preparation_over_slowest_convert": _ratio(split.get("prepare"), slowest),
+            "goal": 0.8 if _parallel_converters(world) else 1.2,
             "peak_mb": round(peak / MB), "largest_converter_peak_mb": round(converter / MB),
             "peak_over_converter": _ratio(peak, converter),
             "failed": [k for k, runs in (("stackc", builds), ("by_hand", raws)) if any(r.returncode for r in runs)]
             + [f"alone-{fmt}" for fmt, r in alone.items() if r.returncode], "runs": repeat}
 
 
+def _slowest_by_hand(raws) -> float | None:
+    """The slowest single conversion of the by-hand runs (median over runs): what preparation is weighed against."""
+    slowest = []
+    for run in raws:
+        try:
+            seconds = json.loads(run.stdout.strip().splitlines()[-1])["seconds"]
+        except (ValueError, KeyError, IndexError):
+            continue
+        steps = [v for k, v in seconds.items() if k not in ("onnxslim", "reference") and not k.startswith("parity.")]
+        slowest.append(max(steps, default=0.0))
+    return round(statistics.median(slowest), 3) if slowest else None
+
+
+def _parallel_converters(world: str) -> bool:
+    """Two or more variants whose conversions can run side by side (the issue's 0.8 goal applies)."""
+    return sum(1 for v in world_variants(world)[1] if v["format"] != "onnx") >= 2
+
+
 def _cell(value, fmt: str = "{:.2f}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-HEADER = (f"  {'model':<34} {'world':<12} {'hand s':>7} {'stackc s':>8} {'ratio':>6} [1.2] {'prep s':>7} "
+HEADER = (f"  {'model':<34} {'world':<12} {'hand s':>7} {'stackc s':>8} {'ratio':>6} goal  {'prep s':>7} "
           f"{'share':>6} {'prep/conv':>9} [0.3] {'peak MB':>7} {'conv MB':>7} {'peak/conv':>9} [1.5]")
 
 
 def row(name: str, world: str, r: dict) -> str:
     return (f"  {name[:34]:<34} {world:<12} {_cell(r['by_hand_seconds']):>7} {_cell(r['stackc_seconds']):>8} "
-            f"{_cell(r['stackc_over_by_hand']):>6}       {_cell(r['seconds_by_kind'].get('prepare')):>7} "
+            f"{_cell(r['stackc_over_by_hand']):>6} [{r['goal']}] {_cell(r['seconds_by_kind'].get('prepare')):>7} "
             f"{_cell(r['preparation_share']):>6} {_cell(r['preparation_over_slowest_convert']):>9}       "
             f"{r['peak_mb']:>7} {r['largest_converter_peak_mb']:>7} {_cell(r['peak_over_converter']):>9}"
             + (f"  FAILED: {', '.join(r['failed'])}" if r["failed"] else ""))

@@ -3,13 +3,16 @@
 One process, one conversion after another, the same artifacts with the same options as the
 backends in toolchain/backends/ (fp32 OpenVINO weights, basic-optimised ORT format, onnx2tf with
 onnxsim off and builtin-ops TFLite, the Core ML frontend's program through ``ct.convert``), from
-the same static-shaped, onnxslim-simplified model. No checks, no parity, no packaging: what a
-user scripting the converters by hand would run. ``--only FORMAT`` converts one format alone, so
+the same static-shaped, onnxslim-simplified model, then one parity run of each artifact in its
+runtime against the source's output in ONNX Runtime on one sample (issue 23's yardstick: "the raw
+conversions plus one parity run of each"; Core ML has no runtime on Linux, so by hand it gets none).
+No checks, no packaging: what a user scripting the converters by hand would run. ``--only FORMAT`` converts one format alone, so
 each converter's own peak memory can be measured in its own process.
 
     python -m benchmarks.raw MODEL WORLD OUT_DIR [--only FORMAT] [--shape NAME=DIMS ...]
 
-Prints one JSON line: {"formats": [...], "seconds": {step: s}}.
+Prints one JSON line: {"formats": [...], "seconds": {step: s}} (step: onnxslim, each variant's conversion,
+``parity.<variant>``; ``--no-parity`` leaves the parity runs out).
 """
 from __future__ import annotations
 
@@ -151,7 +154,62 @@ def to_coreml(onnx_path: Path, out: Path, precision: str, options: dict) -> Path
     return path
 
 
-def convert_world(model: Path, world: str, out: Path, only: str | None = None, given: dict | None = None) -> dict:
+def one_sample(onnx_path: Path) -> dict[str, np.ndarray]:
+    """A random sample for the model's (static) inputs: floats in [0, 1), integers 0 (always a valid id)."""
+    import onnx
+    from onnx import helper
+
+    rng = np.random.default_rng(0)
+    sample = {}
+    for value in onnx.load(str(onnx_path), load_external_data=False).graph.input:
+        tensor = value.type.tensor_type
+        dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+        shape = tuple(d.dim_value or 1 for d in tensor.shape.dim)
+        sample[value.name] = rng.random(shape).astype(dtype) if dtype.kind == "f" else np.zeros(shape, dtype)
+    return sample
+
+
+def run_artifact(fmt: str, path: Path, sample: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The artifact's outputs on ``sample`` in its runtime (inputs in order; NHWC where LiteRT wants it)."""
+    feeds = list(sample.values())
+    if fmt in ("onnx", "ort"):
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, dict(zip([i.name for i in session.get_inputs()], feeds)))
+    if fmt == "openvino":
+        import openvino as ov
+
+        compiled = ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+        return list(compiled(feeds).values())
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
+        runner = interpreter.get_signature_runner()
+        details = runner.get_input_details()
+        fed = {}
+        for (name, detail), value in zip(sorted(details.items()), feeds):
+            if value.ndim == 4 and tuple(detail["shape"]) != value.shape:
+                value = value.transpose(0, 2, 3, 1)
+            if detail["dtype"] == np.int8:
+                scale, zero = detail["quantization"]
+                value = np.clip(np.round(value / scale) + zero, -128, 127)
+            fed[name] = value.astype(detail["dtype"])
+        return list(runner(**fed).values())
+    return []
+
+
+def parity_run(fmt: str, path: Path, sample: dict[str, np.ndarray], reference: list[np.ndarray]) -> float | None:
+    """One parity run: the artifact's largest absolute difference from the source, where sizes allow comparing."""
+    actual = run_artifact(fmt, path, sample)
+    diffs = [float(np.max(np.abs(a.astype(np.float64).ravel() - r.astype(np.float64).ravel())))
+             for a, r in zip(actual, reference) if a.size == r.size and a.size]
+    return max(diffs) if diffs else None
+
+
+def convert_world(model: Path, world: str, out: Path, only: str | None = None, given: dict | None = None,
+                  parity: bool = True) -> dict:
     shapes, variants = world_variants(world)
     chosen = [v for v in variants if only in (None, v["format"])]
     if not chosen:
@@ -161,19 +219,31 @@ def convert_world(model: Path, world: str, out: Path, only: str | None = None, g
     started = time.perf_counter()
     onnx_path = slim(model, shapes, out, given)
     seconds["onnxslim"] = time.perf_counter() - started
+    sample = reference = None
+    if parity:
+        import onnxruntime as ort
+
+        started = time.perf_counter()
+        sample = one_sample(onnx_path)
+        reference = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, sample)
+        seconds["reference"] = time.perf_counter() - started
     for variant in chosen:
         fmt, precision = variant["format"], variant["precision"]
         started = time.perf_counter()
+        path = onnx_path  # "onnx": the slimmed model itself is the artifact
         if fmt == "ort":
-            to_ort(onnx_path, out)
+            path = to_ort(onnx_path, out)
         elif fmt == "openvino":
-            to_openvino(onnx_path, out, precision)
+            path = to_openvino(onnx_path, out, precision)
         elif fmt == "tflite":
-            to_tflite(onnx_path, out, precision)
+            path = to_tflite(onnx_path, out, precision)
         elif fmt == "coreml":
-            to_coreml(onnx_path, out, precision, variant.get("options", {}))
-        # "onnx": the slimmed model itself is the artifact
+            path = to_coreml(onnx_path, out, precision, variant.get("options", {}))
         seconds[variant["name"]] = time.perf_counter() - started
+        if parity and fmt != "coreml":
+            started = time.perf_counter()
+            parity_run(fmt, path, sample, reference)
+            seconds[f"parity.{variant['name']}"] = time.perf_counter() - started
     return {"formats": [v["format"] for v in chosen], "seconds": {k: round(v, 3) for k, v in seconds.items()}}
 
 
@@ -184,9 +254,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--only", help="convert only this format (onnx, ort, openvino, tflite, coreml)")
     parser.add_argument("--shape", action="append", default=[], help="NAME=DIMS, as stackc's --shape (repeatable)")
+    parser.add_argument("--no-parity", action="store_true", help="conversions only, no parity run of each artifact")
     args = parser.parse_args(argv)
     given = {name: [int(d) for d in dims.split(",")] for name, _, dims in (s.partition("=") for s in args.shape)}
-    print(json.dumps(convert_world(args.model, args.world, args.out, args.only, given)))
+    print(json.dumps(convert_world(args.model, args.world, args.out, args.only, given, not args.no_parity)))
     return 0
 
 
