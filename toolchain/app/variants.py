@@ -24,7 +24,7 @@ from ..parity.compare import ParityResult, compare, failure_summary, failure_tab
 from ..engine.context import PassContext
 from ..process_tree import refuse_if_stopping
 from ..parity.policy import for_int8_source
-from ..precision.int8_parity import judge_int8
+from ..precision.int8_parity import judge_int8, judging_samples
 
 LOG_SECTION = "stackc_section"  # a log record's ("variant" | "dropped" | "parity-dropped", variant name)
 MIN_FREE_MEMORY = 2 * 2**30  # do not start another converter with less free memory than this
@@ -45,7 +45,7 @@ class VariantOutcome:
     error: StackcError | None = None
     log_lines: list[str] = field(default_factory=list)
     latency: dict | None = None       # measured by the converter's child (execution.time_runs); None: measure later
-    converting: tuple[float, float] | None = None  # wall-clock span of its conversion and parity run
+    converting: tuple[float, float] | None = None  # wall-clock span of its conversion
 
     @property
     def shipped(self) -> bool:
@@ -73,8 +73,9 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
     ctx = ctx.for_variant(variant.spec(), log)
     format_backend = backend(variant.format)
     outcome = VariantOutcome(variant, log_lines=log.lines)
+    judging = judging_samples(model, ctx) if variant.precision == "int8" else None
     began = time.time()
-    artifact, execution = convert_pass.run_and_execute(model, ctx, inputs)
+    artifact, execution = convert_pass.run_and_execute(model, ctx, inputs, judging.samples if judging else None)
     artifact = artifact.derive(precision=variant.precision)
     if execution is None:  # converted in this process: run it here
         started = time.perf_counter()
@@ -84,7 +85,8 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
         raise execution.error
     else:  # the converter's child ran it, its runtime already loaded (and timed it: outcome.latency)
         actual, seconds, outcome.latency = execution.outputs, execution.seconds, execution.latency
-    outcome.converting = (began, time.time())
+    span = (outcome.latency or {}).get("span")
+    outcome.converting = (began, span[0] - seconds if span else time.time())  # to the end of its conversion
     ctx.records.append({"id": f"parity.{variant.name}", "options": {}, "seconds": round(seconds, 3)})
     policy = variant.parity
     if model.facts.get("load.check", {}).get("quantized_nodes"):
@@ -100,7 +102,9 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
     if policy is not variant.parity:
         outcome.parity.policy_basis = "the source is int8: tolerances of its own quantization steps"
     if variant.precision == "int8":  # judged on many samples; a failure names the damaged layers
-        outcome.parity = judge_int8(variant, artifact, model, ctx, outcome.parity, format_backend, backend("onnx"))
+        rows = execution.raw_outputs if execution is not None and rebuilt is None and judging else None
+        outcome.parity = judge_int8(variant, artifact, model, ctx, outcome.parity, format_backend, backend("onnx"),
+                                    judging, rows)
     outcome.artifact = artifact
     log.info("[parity] %s: %s", variant.name, "pass" if outcome.parity.passed else "FAIL")
     return outcome

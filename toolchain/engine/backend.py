@@ -46,12 +46,14 @@ class Backend:
         except Exception as e:
             raise self.not_running(artifact, e) from e
 
-    def run_and_time(self, artifact: ModelArtifact, samples: Feed) -> Execution:
-        """Load ``artifact`` once in this process: its outputs on ``samples`` (source names), then its latency."""
+    def run_and_time(self, artifact: ModelArtifact, samples: Feed, raw_samples: list[Feed] = ()) -> Execution:
+        """Load ``artifact`` once in this process: its outputs on ``samples`` (source names) and on each of
+        ``raw_samples`` (in its own names, answered as its runner answers), then its latency."""
         started = time.perf_counter()
         try:
             run, feed = self.load(artifact, samples)
             outputs = self.read_outputs(artifact, run(feed))
+            raw_outputs = [run(s) for s in raw_samples]
         except StackcError as e:
             return Execution(seconds=time.perf_counter() - started, error=e)
         except Exception as e:
@@ -63,7 +65,7 @@ class Backend:
                 latency = time_runs(lambda: run(feed))
             except Exception as e:  # a measurement must never fail an artifact that ran for parity
                 latency = {"error": f"{type(e).__name__}: {e}"[:200]}
-        return Execution(outputs, seconds, latency)
+        return Execution(outputs, seconds, latency, raw_outputs=raw_outputs)
 
     def load(self, artifact: ModelArtifact, inputs: Feed) -> tuple[Callable[[Feed], Feed], Feed]:
         """The loaded artifact and ``inputs`` in its own names and layouts: call ``run(feed)`` as often as needed."""

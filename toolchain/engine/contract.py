@@ -93,10 +93,11 @@ class Pass:
     def run(self, model: ModelArtifact, ctx: PassContext) -> ModelArtifact:
         return self.run_and_execute(model, ctx, None)[0]
 
-    def run_and_execute(self, model: ModelArtifact, ctx: PassContext,
-                        samples: dict | None) -> tuple[ModelArtifact, Execution | None]:
-        """``run``; for an isolated pass given ``samples``, also the artifact's outputs on them, computed
-        by the child that made it (its runtime already loaded). In-process passes return no Execution."""
+    def run_and_execute(self, model: ModelArtifact, ctx: PassContext, samples: dict | None,
+                        raw_samples: list[dict] | None = None) -> tuple[ModelArtifact, Execution | None]:
+        """``run``; for an isolated pass given ``samples`` (and ``raw_samples``, in the artifact's own names),
+        also the artifact's outputs on them, computed by the child that made it (its runtime already
+        loaded). In-process passes return no Execution."""
         self._check_requirements()
         if model.format not in self.accepts:
             raise PassError(f"pass '{self.id}' accepts {sorted(self.accepts)} models, got '{model.format}'")
@@ -111,7 +112,7 @@ class Pass:
         execution = None
         try:
             if self.isolate and ctx.isolate:
-                result, execution = run_isolated(self, model, ctx, out_dir, ctx.limits, samples)
+                result, execution = run_isolated(self, model, ctx, out_dir, ctx.limits, samples, raw_samples)
             else:
                 result = self._run(model, ctx, out_dir)
         except StackcError:

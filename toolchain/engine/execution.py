@@ -28,6 +28,7 @@ class Execution:
     seconds: float = 0.0
     latency: dict[str, Any] | None = None   # time_runs(); None where the runtime is a reference interpreter
     error: StackcError | None = None         # the artifact did not run (raised where the parent would have run it)
+    raw_outputs: list[dict[str, np.ndarray]] = field(default_factory=list)  # on the extra samples, as its runner answers
 
 
 def time_runs(run, warmup: int = WARMUP_RUNS, runs: int = TIMED_RUNS) -> dict[str, Any]:
@@ -41,3 +42,17 @@ def time_runs(run, warmup: int = WARMUP_RUNS, runs: int = TIMED_RUNS) -> dict[st
         times.append((time.perf_counter() - started) * 1000.0)
     return {"median_latency_ms": round(statistics.median(times), 4), "runs": runs, "warmup_runs": warmup,
             "timing": LOADED_ONCE, "span": [began, time.time()]}
+
+
+def save_rows(path, rows: list[dict[str, np.ndarray]]) -> None:
+    """Several feeds (or outputs) in one ``.npz``: row ``i``'s tensor ``name`` is stored as ``"i.name"``."""
+    np.savez(path, **{f"{i}.{name}": value for i, row in enumerate(rows) for name, value in row.items()})
+
+
+def load_rows(path, count: int) -> list[dict[str, np.ndarray]]:
+    rows: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
+    with np.load(path, allow_pickle=False) as saved:
+        for key in saved.files:
+            index, _, name = key.partition(".")
+            rows[int(index)][name] = saved[key]
+    return rows

@@ -23,7 +23,7 @@ import numpy as np
 from .. import errors, process_tree
 from ..artifact import ModelArtifact
 from .context import PassContext
-from .execution import Execution
+from .execution import Execution, load_rows, save_rows
 from .limits import Limits, default_limits
 
 WORKER_MODULE = "toolchain.engine.worker"  # the child: ``python -m WORKER_MODULE REQUEST`` (worker.py)
@@ -58,18 +58,23 @@ def artifact_from_json(data: dict[str, Any]) -> ModelArtifact:
 
 
 def run_isolated(pass_obj, model: ModelArtifact, ctx: PassContext, out_dir: Path, limits: Limits | None = None,
-                 samples: dict[str, np.ndarray] | None = None) -> tuple[ModelArtifact, Execution | None]:
+                 samples: dict[str, np.ndarray] | None = None,
+                 raw_samples: list[dict[str, np.ndarray]] | None = None) -> tuple[ModelArtifact, Execution | None]:
     """Run ``pass_obj._run`` in a child process (a warm one from ``ctx.workers`` when there is one) and
-    return its artifact, or raise what it raised. With ``samples`` the child also runs the artifact on
-    them in its runtime, already loaded there (``execution.run_here``), and the Execution comes back."""
+    return its artifact, or raise what it raised. With ``samples`` (and ``raw_samples``) the child also
+    runs the artifact on them in its runtime, already loaded there (``Backend.run_and_time``), and the
+    Execution comes back."""
     limits = limits or default_limits()
     request = out_dir / "isolated-request.json"
     result = out_dir / "isolated-result.json"
     log_path = out_dir / "pass.log"
     execute = None
     if samples is not None:
-        execute = {"samples": str(out_dir / "parity-samples.npz"), "outputs": str(out_dir / "parity-outputs.npz")}
+        execute = {"samples": str(out_dir / "parity-samples.npz"), "outputs": str(out_dir / "parity-outputs.npz"),
+                   "raw_samples": str(out_dir / "judging-samples.npz"), "raw_outputs": str(out_dir / "judging-outputs.npz"),
+                   "raw_count": len(raw_samples or ())}
         np.savez(execute["samples"], **samples)
+        save_rows(execute["raw_samples"], raw_samples or [])
     request.write_text(json.dumps({
         "pass_id": pass_obj.id,
         "pass_class": [type(pass_obj).__module__, type(pass_obj).__qualname__],
@@ -118,7 +123,8 @@ def _execution(data: dict | None, execute: dict | None, log_path: Path) -> Execu
         return Execution(seconds=data["seconds"], error=_error(data["error"], log_path))
     with np.load(execute["outputs"], allow_pickle=False) as saved:
         outputs = {k: saved[k] for k in saved.files}
-    return Execution(outputs, data["seconds"], data.get("latency"))
+    return Execution(outputs, data["seconds"], data.get("latency"),
+                     raw_outputs=load_rows(execute["raw_outputs"], execute["raw_count"]))
 
 
 def _watch(child: subprocess.Popen, pass_id: str, limits: Limits, log_path: Path) -> None:

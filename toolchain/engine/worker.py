@@ -17,6 +17,7 @@ from .. import errors, process_tree
 from ..artifact import ModelArtifact
 from .backend import BACKENDS
 from .context import PassContext
+from .execution import load_rows, save_rows
 from .runner import WARM_FLAG, WORKER_MODULE, artifact_from_json, artifact_to_json
 
 ADDR_NO_RANDOMIZE = 0x0040000
@@ -88,10 +89,12 @@ def _execute_here(model: ModelArtifact, ctx: PassContext, paths: dict) -> dict:
     artifact = model.derive(precision=ctx.variant.precision) if ctx.variant else model
     with np.load(paths["samples"], allow_pickle=False) as saved:
         samples = {k: saved[k] for k in saved.files}
-    done = BACKENDS.get(artifact.format).run_and_time(artifact, samples)
+    raw_samples = load_rows(paths["raw_samples"], paths["raw_count"])
+    done = BACKENDS.get(artifact.format).run_and_time(artifact, samples, raw_samples)
     if done.error is not None:
         return {"seconds": done.seconds, "error": _error_json(done.error)}
     np.savez(paths["outputs"], **done.outputs)
+    save_rows(paths["raw_outputs"], done.raw_outputs)
     return {"seconds": done.seconds, "latency": done.latency}
 
 

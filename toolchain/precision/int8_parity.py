@@ -26,22 +26,33 @@ REPORTED_LAYERS = 3
 KEPT_EVIDENCE = 16  # of the judged samples, kept in the bundle for 'stackc check' (a 224x224 image is 0.6 MB)
 
 
+def judging_samples(model, ctx):
+    """The samples an int8 artifact is judged on (in the prepared model's names), or None with ``--inputs``
+    (then its parity samples judge it). Known before conversion, so the converter's child can run them."""
+    if ctx.settings.inputs_from == "file":
+        return None
+    return calibration_samples(model.path, model.facts, ctx, EVALUATION_SAMPLES, judging=True)
+
+
 def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Backend,
-               reference_backend: Backend) -> ParityResult:
-    """The int8 verdict: ``parity`` itself with user samples, else a verdict over the calibration samples.
-    ``backend`` runs the artifact, ``reference_backend`` the prepared fp32 ONNX model."""
+               reference_backend: Backend, calibration=None, artifact_rows: list | None = None) -> ParityResult:
+    """The int8 verdict: ``parity`` itself with user samples, else a verdict over the ``judging_samples``.
+    ``backend`` runs the artifact, ``reference_backend`` the prepared fp32 ONNX model; ``artifact_rows``:
+    the artifact's raw outputs on those samples, already run where it was made (else run here)."""
     if ctx.settings.inputs_from == "file":
         result = parity
         result.evaluated_on = "parity samples (--inputs)"
         samples = None
     else:
-        calibration = calibration_samples(model.path, model.facts, ctx, EVALUATION_SAMPLES, judging=True)
+        calibration = calibration or judging_samples(model, ctx)
         samples = calibration.samples
         reference_run = reference_backend.make_runner(model)
-        artifact_run = backend.make_runner(artifact)
+        if artifact_rows is None:
+            artifact_run = backend.make_runner(artifact)
+            artifact_rows = [artifact_run(s) for s in samples]
         reference_rows = [to_original_outputs(model.facts, reference_run(s)) for s in samples]
         reference = stack_outputs(reference_rows)
-        actual = stack_outputs([to_original_outputs(artifact.facts, artifact_run(s)) for s in samples])
+        actual = stack_outputs([to_original_outputs(artifact.facts, row) for row in artifact_rows])
         result = compare(variant.name, reference, actual, variant.parity, parity.measured_with)
         which = ("held-out samples, none calibrated on" if calibration.held_out else
                  "calibration samples, the same it was calibrated on (too few to hold any out)")
