@@ -197,8 +197,9 @@ def test_a_tflite_int8_artifact_says_nhwc_and_its_scale_and_zero_point(tmp_path)
     io = json.loads((bundle / "manifest.json").read_text())["artifacts"][0]["io"]["inputs"][0]
     assert (io["scale"], io["zero_point"]) == (float(detail["quantization"][0]), int(detail["quantization"][1]))
     assert f"zero point {io['zero_point']}" in shown.stdout
-    # point 7: LiteRT's own "INFO: Created TensorFlow Lite XNNPACK delegate" went to a file, not the console
-    assert "XNNPACK" in (tmp_path / "out" / "third-party.log").read_text() and "XNNPACK" not in built.stderr
+    # point 7: LiteRT's own "INFO: Created TensorFlow Lite XNNPACK delegate" never reaches the console (LiteRT
+    # runs the artifact in the converter's child, whose output goes to its pass log, not to the console)
+    assert "XNNPACK" not in built.stderr + built.stdout
 
 
 # -- 4. device profiles: known runtime names, ONNX on Linux arm64, stated preferences ----------------------

@@ -56,7 +56,7 @@ def artifact_entry(outcome, staging: Path) -> dict[str, Any]:
         "platforms": platforms_of(variant, artifact),
         "conversion": artifact.facts.get(backend(variant.format).convert.id, {}),
         "interface": interface_of(artifact.facts),
-        **_io_of(variant.format, staging / main, artifact, files),
+        **_io_of(variant.format, staging / main, artifact, files, outcome.io),
         "parity": {**outcome.parity.as_dict(), **_evidence_files(outcome, staging)},
         "measured_by": measured_by(variant.format),
     }
@@ -75,12 +75,13 @@ def _evidence_files(outcome, staging: Path) -> dict[str, str]:
     return paths
 
 
-def _io_of(fmt: str, path: Path, artifact: ModelArtifact, files: list[dict[str, Any]]) -> dict[str, Any]:
-    """``{"io": ...}`` read from the staged artifact (``artifact_io``); empty when its format has no reader."""
+def _io_of(fmt: str, path: Path, artifact: ModelArtifact, files: list[dict[str, Any]], read=None) -> dict[str, Any]:
+    """``{"io": ...}``: what the converter's child read (``read``), else read from the staged artifact
+    (``artifact_io``); empty when its format has no reader."""
     from .artifact_io import describe
 
     try:
-        io = describe(fmt, path, artifact.facts.get(backend(fmt).convert.id, {}), [f["path"] for f in files])
+        io = describe(fmt, path, artifact.facts.get(backend(fmt).convert.id, {}), [f["path"] for f in files], read)
     except Exception:  # a reader that cannot read an artifact its runtime just ran must not fail the build
         io = None
     return {"io": io} if io is not None else {}

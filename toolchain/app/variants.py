@@ -46,6 +46,7 @@ class VariantOutcome:
     log_lines: list[str] = field(default_factory=list)
     latency: dict | None = None       # measured by the converter's child (execution.time_runs); None: measure later
     converting: tuple[float, float] | None = None  # wall-clock span of its conversion
+    io: dict | None = None            # its I/O tensors as the converter's child read them; None: read at packaging
 
     @property
     def shipped(self) -> bool:
@@ -84,7 +85,7 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
     elif execution.error is not None:
         raise execution.error
     else:  # the converter's child ran it, its runtime already loaded (and timed it: outcome.latency)
-        actual, seconds, outcome.latency = execution.outputs, execution.seconds, execution.latency
+        actual, seconds, outcome.latency, outcome.io = execution.outputs, execution.seconds, execution.latency, execution.io
     span = (outcome.latency or {}).get("span")
     outcome.converting = (began, span[0] - seconds if span else time.time())  # to the end of its conversion
     ctx.records.append({"id": f"parity.{variant.name}", "options": {}, "seconds": round(seconds, 3)})

@@ -14,6 +14,7 @@ from ..engine.backend import Backend, register_backend
 from ..engine.context import PassContext
 from ..engine.contract import Pass
 from ..package_versions import package_versions
+from . import io_readers
 
 
 @dataclass(frozen=True)
@@ -105,4 +106,5 @@ BACKEND = register_backend(Backend(
     format="onnx", convert=ConvertOnnx, make_runner=make_runner, runtime_available=runtime_available,
     versions=versions, measured_with=MEASURED_WITH,
     layer_taps=layer_taps,
+    describe_io=io_readers.onnx,
 ))

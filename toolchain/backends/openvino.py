@@ -19,6 +19,7 @@ from ..engine.context import PassContext
 from ..engine.contract import Pass
 from ..precision.calibration import CALIBRATION_SAMPLES
 from ..package_versions import package_versions
+from . import io_readers
 
 _DEFAULT_WEIGHTS = {"fp32": "fp32", "fp16": "fp16", "int8": "fp32"}
 _DEFAULT_INFERENCE = {"fp32": "f32", "fp16": "f16", "int8": "f32"}
@@ -221,4 +222,5 @@ BACKEND = register_backend(Backend(
     format="openvino", convert=ConvertOpenVINO, make_runner=make_runner, runtime_available=runtime_available,
     versions=versions, measured_with=MEASURED_WITH,
     layer_taps=layer_taps,
+    describe_io=io_readers.openvino,
 ))

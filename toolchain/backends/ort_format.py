@@ -20,6 +20,7 @@ from ..engine.contract import Pass
 from . import onnx_runtime
 from ..package_versions import package_versions
 from .ort_canonical import canonicalize
+from . import io_readers
 
 
 @dataclass(frozen=True)
@@ -113,4 +114,5 @@ BACKEND = register_backend(Backend(
     format="ort", convert=ConvertOrt, make_runner=make_runner, runtime_available=runtime_available,
     versions=versions, measured_with=MEASURED_WITH,
     layer_taps=onnx_runtime.layer_taps,
+    describe_io=io_readers.ort,
 ))

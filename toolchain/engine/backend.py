@@ -34,6 +34,7 @@ class Backend:
     retry_after_parity_failure: Callable[..., Any] | None = None      # a rebuilt artifact to judge instead
     layer_taps: Callable[..., Any] | None = None   # (precision_work facts, samples) -> fp32 and int8 tensors (damage report)
     measured_floors: Callable[[dict], dict[str, int]] | None = None   # device floors its conversion measured
+    describe_io: Callable[[Any, dict], tuple[list, list]] | None = None  # (path, conversion facts) -> its I/O tensors
 
     def execute(self, artifact: ModelArtifact, inputs: Feed) -> Feed:
         """Run ``artifact`` in its real runtime, fed and read in the source model's names (the artifact's

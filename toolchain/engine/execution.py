@@ -29,6 +29,7 @@ class Execution:
     latency: dict[str, Any] | None = None   # time_runs(); None where the runtime is a reference interpreter
     error: StackcError | None = None         # the artifact did not run (raised where the parent would have run it)
     raw_outputs: list[dict[str, np.ndarray]] = field(default_factory=list)  # on the extra samples, as its runner answers
+    io: dict[str, list] | None = None        # its I/O tensors (Backend.describe_io), read where its runtime is loaded
 
 
 def time_runs(run, warmup: int = WARMUP_RUNS, runs: int = TIMED_RUNS) -> dict[str, Any]:

@@ -124,7 +124,7 @@ def _execution(data: dict | None, execute: dict | None, log_path: Path) -> Execu
     with np.load(execute["outputs"], allow_pickle=False) as saved:
         outputs = {k: saved[k] for k in saved.files}
     return Execution(outputs, data["seconds"], data.get("latency"),
-                     raw_outputs=load_rows(execute["raw_outputs"], execute["raw_count"]))
+                     raw_outputs=load_rows(execute["raw_outputs"], execute["raw_count"]), io=data.get("io"))
 
 
 def _watch(child: subprocess.Popen, pass_id: str, limits: Limits, log_path: Path) -> None:

@@ -74,7 +74,7 @@ def _child(request_path: str) -> int:
         outcome = {"error": {"type": "PassError",
                              "message": f"pass '{request['pass_id']}' failed: {type(e).__name__}: {detail}"}}
     if "model" in outcome and request.get("execute"):
-        outcome["execution"] = _execute_here(model, ctx, request["execute"])
+        outcome["execution"] = _execute_here(model, ctx, request["execute"], request["pass_id"])
     result_path.write_text(json.dumps(outcome, default=str))
     return 0
 
@@ -83,9 +83,8 @@ def _error_json(e: errors.StackcError) -> dict:
     return {"type": type(e).__name__, "message": e.message, "hint": e.hint}
 
 
-def _execute_here(model: ModelArtifact, ctx: PassContext, paths: dict) -> dict:
+def _execute_here(model: ModelArtifact, ctx: PassContext, paths: dict, pass_id: str) -> dict:
     """The worker side of ``samples``: run the artifact just made in its runtime, loaded once, and time it."""
-
     artifact = model.derive(precision=ctx.variant.precision) if ctx.variant else model
     with np.load(paths["samples"], allow_pickle=False) as saved:
         samples = {k: saved[k] for k in saved.files}
@@ -95,7 +94,19 @@ def _execute_here(model: ModelArtifact, ctx: PassContext, paths: dict) -> dict:
         return {"seconds": done.seconds, "error": _error_json(done.error)}
     np.savez(paths["outputs"], **done.outputs)
     save_rows(paths["raw_outputs"], done.raw_outputs)
-    return {"seconds": done.seconds, "latency": done.latency}
+    return {"seconds": done.seconds, "latency": done.latency, "io": _io(artifact, pass_id)}
+
+
+def _io(artifact: ModelArtifact, pass_id: str) -> dict | None:
+    """The artifact's I/O tensors (``Backend.describe_io``), read here where its runtime is loaded."""
+    reader = BACKENDS.get(artifact.format).describe_io
+    if reader is None:
+        return None
+    try:
+        inputs, outputs = reader(artifact.path, artifact.facts.get(pass_id, {}))
+    except Exception:  # a reader that cannot read an artifact its runtime just ran must not fail the build
+        return None
+    return {"inputs": inputs, "outputs": outputs}
 
 
 def _serve_warm(module: str, qualname: str) -> int:

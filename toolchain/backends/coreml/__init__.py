@@ -27,6 +27,7 @@ from ...engine.contract import Pass
 from ...package_versions import package_versions
 from ._ct import coremltools as _coremltools
 from ._ct import hide_progress_bars
+from .. import io_readers
 
 ON_MACOS = sys.platform == "darwin"
 REAL_RUNTIME = ON_MACOS  # elsewhere artifacts run in stackc's reference interpreter: no latency worth reporting
@@ -336,4 +337,5 @@ BACKEND = register_backend(Backend(
     real_runtime=REAL_RUNTIME,
     supported_ops=supported_ops,
     retry_after_parity_failure=retry_after_parity_failure,
+    describe_io=io_readers.coreml,
 ))

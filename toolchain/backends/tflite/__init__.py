@@ -22,6 +22,7 @@ from ...parity.policy import ParityPolicy
 from ...package_versions import package_versions
 from . import routes as routes_module
 from .runner import make_runner as runner_for
+from .. import io_readers
 
 # Routes are judged at fp32 with this policy unless the variant itself is fp32 (then its own policy).
 ROUTE_POLICY = ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.9999)
@@ -98,4 +99,5 @@ BACKEND = register_backend(Backend(
     format="tflite", convert=ConvertTflite, make_runner=make_runner, runtime_available=runtime_available,
     versions=versions, measured_with=MEASURED_WITH,
     layer_taps=layer_taps,
+    describe_io=io_readers.tflite,
 ))
