@@ -132,6 +132,10 @@ def render(results: dict[str, dict]) -> str:
                      f"{t['wrong']} | {t['crash']} | {scope}, {data.get('seconds', 0):.0f} s of case time |")
     lines.append("")
     for route, data in results.items():
+        for op, (atol, why) in sorted(ROUTES[route].kernel_atol.items()):
+            lines.append(f"- {TITLES.get(route, route)}: cases with {op} are held to atol {atol:g} (reviewed): {why}")
+    lines.append("")
+    for route, data in results.items():
         by_op: dict[str, list[Outcome]] = defaultdict(list)
         for o in data["outcomes"]:
             by_op[principal_op(o.case, o.ops, names)].append(o)
