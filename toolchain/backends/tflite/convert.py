@@ -31,6 +31,24 @@ KNOWN_WRONG = {  # op type -> what onnx2tf computes against the spec, on inputs 
 }
 
 
+ABORTS = {  # (op type, input element type) -> what LiteRT/TensorFlow do: the process dies, no error to report
+    ("Equal", 2): "TensorFlow/LiteRT abort the process (SIGABRT) converting or running Equal over uint8 tensors "
+                  "(measured on the ONNX node test test_equal_uint8)",
+}
+
+
+def _aborting(proto) -> str | None:
+    """Why the route would kill its process on this graph (ABORTS), or None."""
+    types = {v.name: v.type.tensor_type.elem_type for v in (*proto.graph.input, *proto.graph.value_info)}
+    types.update({t.name: t.data_type for t in proto.graph.initializer})
+    for node in proto.graph.node:
+        for name in node.input:
+            reason = ABORTS.get((node.op_type, types.get(name)))
+            if reason:
+                return reason
+    return None
+
+
 def _known_wrong(node) -> str | None:
     """The KNOWN_WRONG key ``node`` falls under, if any."""
     if node.op_type == "ScatterND":
@@ -92,6 +110,9 @@ def _refuse_unconvertible(proto) -> None:
     if dynamic:
         raise PassError(f"TFLite needs static input shapes; still dynamic: {', '.join(dynamic)} "
                         f"(give --shape NAME=D0,D1,... or use a world with static shapes)")
+    aborting = _aborting(proto)
+    if aborting:
+        raise PassError(f"convert.tflite: {aborting}", "ship another format for this model, or cast to int32 first")
     wrong = sorted({key for key in map(_known_wrong, proto.graph.node) if key})
     if wrong:  # parity's random samples hold no inf and no all-zero slice: refuse before it could pass
         raise PassError(f"convert.tflite: onnx2tf computes {wrong[0]} against the spec: {KNOWN_WRONG[wrong[0]]}",
