@@ -105,9 +105,9 @@ def slim_to_fixed_point(proto, skip_fusion_patterns=None, skip_optimizations=Non
     Only the stopping test differs from onnxslim's: "nothing changed" means the same nodes, shapes
     and initializers. onnxslim compares whole graphs and on some transformers never sees two rounds
     alike, so it ran all ten (seconds each at 85 MB). Every fixture and corpus model comes out
-    byte-identical to ``onnxslim.slim``.
+    byte-identical to ``onnxslim.slim``. Shapes are inferred by ``_shape_infer``.
     """
-    from onnxslim.core import OptimizationSettings, freeze, optimize, shape_infer
+    from onnxslim.core import OptimizationSettings, freeze, optimize
     from onnxslim.utils import TensorInfo, init_logging, update_outputs_dims
 
     init_logging(False)
@@ -115,15 +115,38 @@ def slim_to_fixed_point(proto, skip_fusion_patterns=None, skip_optimizations=Non
     output_dims = {TensorInfo(o).name: TensorInfo(o).shape for o in proto.graph.output}
     OptimizationSettings.reset(skip_optimizations)
     if not OptimizationSettings.enabled():
-        return update_outputs_dims(shape_infer(proto), output_dims=output_dims), True
+        return update_outputs_dims(_shape_infer(proto), output_dims=output_dims), True
     model, seen = proto, _structure(proto.graph)
     for _ in range(MAX_ROUNDS):
-        model = shape_infer(optimize(model, skip_fusion_patterns, None))
+        model = _shape_infer(optimize(model, skip_fusion_patterns, None))
         now = _structure(model.graph)
         if now == seen:
             return update_outputs_dims(model, output_dims=output_dims), True
         seen = now
     return update_outputs_dims(model, output_dims=output_dims), False
+
+
+def _shape_infer(model):
+    """``onnxslim.core.shape_infer`` (0.1.98, pinned) without its ``model.ByteSize()`` test, which
+    picks in-memory or file-based onnx inference when onnxruntime's symbolic inference fails (it
+    fails on every transformer of the corpus). upb computes ByteSize by encoding the whole model:
+    0.5 s per round at 85 MB. onnx's in-memory inference is tried first instead; a model it cannot
+    serialize (past 2 GB, where ByteSize itself raises) goes to onnxslim's own function.
+    """
+    import onnx
+    from onnxslim import core
+
+    if core.FORCE_ONNXRUNTIME_SHAPE_INFERENCE or core.DEBUG:
+        return core.shape_infer(model)
+    try:
+        return core.SymbolicShapeInference.infer_shapes(model, auto_merge=core.AUTO_MERGE)
+    except Exception:  # as onnxslim: fall back to onnx's inference
+        pass
+    try:
+        serialized = model.SerializeToString()
+    except Exception:  # past 2 GB
+        return core.shape_infer(model)
+    return onnx.shape_inference.infer_shapes(serialized)
 
 
 def _structure(graph) -> tuple:
