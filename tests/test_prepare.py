@@ -208,3 +208,32 @@ def test_model_handed_on_in_memory_is_byte_identical_to_one_saved_and_loaded_aft
         model = step.make_pass(step.id).run(model, ctx)
     assert in_memory.path.read_bytes() == model.path.read_bytes()
     assert in_memory.steps == [{"id": r["id"], "options": r["options"], "notes": r["notes"]} for r in ctx.records]
+
+
+def test_a_step_changes_the_model_it_was_handed_only_after_taking_it(sources, tmp_path):
+    """Ownership of a model handed on in memory: after each step its input either reads as before,
+    or refuses to be read because the step took the model to change it."""
+    import logging
+
+    from toolchain.app.prepare import load_source
+    from toolchain.artifact import Held, ModelArtifact
+    from toolchain.engine.context import PassContext
+    from toolchain.onnxlib.handover import read_graph
+    from toolchain.recipes import load_recipe
+
+    source = load_source(sources["if_on_sample_rate"], tmp_path / "export", target=None, shapes={"x": (1, 64)},
+                         inputs_path=None, seed=0, raw_bindings={"sr": "16000"}, log=logging.getLogger("test"))
+    ctx = PassContext(work_dir=tmp_path / "work", shapes=source.shapes, bindings=source.bindings)
+    model, took = ModelArtifact(source.path, "onnx", held=Held()), []
+    for step in load_recipe("default").steps:
+        before = read_graph(model).SerializeToString()
+        result = step.make_pass(step.id).run(model, ctx)
+        try:
+            after = read_graph(model).SerializeToString()
+        except RuntimeError as e:
+            assert f"handed on to '{step.id}'" in str(e)
+            took.append(step.id)
+        else:
+            assert after == before, f"{step.id} changed the model it was handed without taking it"
+        model = result
+    assert took == ["bind.inputs", "fix.shapes", "optimize", "names.sanitize"]
