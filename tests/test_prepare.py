@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from conftest import (assert_close_by_policy, assert_user_error, build_bundle, read_npz, run_bundle_artifact,
-                      run_in_onnxruntime, run_stackc, shipped_target_data, write_toml)
+from conftest import (assert_close_by_policy, assert_user_error, build_bundle, fixture_model, read_npz,
+                      run_bundle_artifact, run_in_onnxruntime, run_stackc, shipped_target_data, write_toml)
 from fixtures import trap_models
 
 from toolchain.passes.names_sanitize import SAFE_NAME
@@ -166,3 +166,74 @@ def test_prepare_rejects_a_bad_bind_with_exit_2_and_one_line(sources, tmp_path, 
 
     assert_user_error(invocation, 2, *words)
     assert not (tmp_path / "c.onnx").exists()
+
+
+# model -> (--shape, --bind) of `stackc prepare`; the traps touch every step's change, two fixtures the rest
+HANDED_ON = {
+    "if_on_sample_rate": ({"x": (1, 64)}, {"sr": "16000"}),
+    "ir3_initializer_inputs": ({}, {}),
+    "constant_weights": ({}, {}),
+    "odd_names": ({}, {}),
+    "dynamic_dims": ({"tokens": (2, 5, 16)}, {}),
+    "transformer_tiny": ({}, {}),
+    "lstm_tagger": ({}, {}),
+}
+
+
+@pytest.mark.parametrize("name", list(HANDED_ON))
+def test_model_handed_on_in_memory_is_byte_identical_to_one_saved_and_loaded_after_every_step(sources, tmp_path, name):
+    """Preparation hands the model from step to step in memory and writes it once; each step run on
+    its own writes its result to a file that the next loads. The canonical files must be the same."""
+    import logging
+
+    from toolchain.app.prepare import PrepareRequest, load_source, prepare
+    from toolchain.artifact import ModelArtifact
+    from toolchain.engine.context import PassContext
+    from toolchain.recipes import load_recipe
+    from toolchain.targets import load_target
+
+    path = sources[name] if name in sources else fixture_model(name)
+    shapes, binds = HANDED_ON[name]
+    in_memory = prepare(PrepareRequest(path, tmp_path / "canonical.onnx", target="edge-iot", shapes=shapes,
+                                       bindings=binds))
+
+    log = logging.getLogger("test")
+    target = load_target("edge-iot")
+    source = load_source(path, tmp_path / "export", target=target, shapes=shapes, inputs_path=None, seed=0,
+                         raw_bindings=binds, log=log)
+    ctx = PassContext(work_dir=tmp_path / "on-disk", shapes=source.shapes, bindings=source.bindings,
+                      shape_rule=target.shapes, log=log)
+    model = ModelArtifact(source.path, "onnx")
+    for step in load_recipe("default").steps:
+        model = step.make_pass(step.id).run(model, ctx)
+    assert in_memory.path.read_bytes() == model.path.read_bytes()
+    assert in_memory.steps == [{"id": r["id"], "options": r["options"], "notes": r["notes"]} for r in ctx.records]
+
+
+def test_a_step_changes_the_model_it_was_handed_only_after_taking_it(sources, tmp_path):
+    """Ownership of a model handed on in memory: after each step its input either reads as before,
+    or refuses to be read because the step took the model to change it."""
+    import logging
+
+    from toolchain.app.prepare import load_source
+    from toolchain.artifact import Held, ModelArtifact
+    from toolchain.engine.context import PassContext
+    from toolchain.onnxlib.handover import read_graph
+    from toolchain.recipes import load_recipe
+
+    source = load_source(sources["if_on_sample_rate"], tmp_path / "export", target=None, shapes={"x": (1, 64)},
+                         inputs_path=None, seed=0, raw_bindings={"sr": "16000"}, log=logging.getLogger("test"))
+    ctx = PassContext(work_dir=tmp_path / "work", shapes=source.shapes, bindings=source.bindings)
+    model, took = ModelArtifact(source.path, "onnx", held=Held()), []
+    for step in load_recipe("default").steps:
+        before = read_graph(model).SerializeToString()
+        result = step.make_pass(step.id).run(model, ctx)
+        try:
+            after = read_graph(model).SerializeToString()
+        except RuntimeError as e:
+            assert f"handed on to '{step.id}'" in str(e)
+            took.append(step.id)
+        else:
+            assert after == before, f"{step.id} changed the model it was handed without taking it"
+        model = result
+    assert took == ["bind.inputs", "fix.shapes", "optimize", "names.sanitize"]

@@ -6,13 +6,46 @@ from pathlib import Path
 from typing import Any
 
 
+class Held:
+    """A parsed model handed from one preparation pass to the next in memory instead of a file.
+
+    Preparation opts in (``toolchain/app/prepare.py``): its first artifact carries an empty
+    ``Held()``, meaning "the file at ``path`` is current; hand results on in memory". A pass that
+    changes the model hands on ``Held(proto)``; the proto is then newer than ``path``'s file (which
+    still holds any external weights it points to), and preparation writes it once at the end.
+
+    One owner at a time: a pass that changes the proto ``take``s it, after which the artifact it
+    came from can no longer be read, so no pass ever changes a model another still uses.
+    """
+
+    __slots__ = ("proto", "taken_by")
+
+    def __init__(self, proto: Any = None):
+        self.proto = proto
+        self.taken_by: str | None = None
+
+    def take(self, by: str) -> Any:
+        """The proto, now the caller's; None when the file at ``path`` is current (the caller loads
+        its own copy, and an empty ``Held`` may be shared by any number of artifacts)."""
+        proto = self.peek()
+        if proto is not None:
+            self.proto, self.taken_by = None, by
+        return proto
+
+    def peek(self) -> Any:
+        if self.taken_by is not None:
+            raise RuntimeError(f"this model was handed on to '{self.taken_by}', which changes it; read that pass's result")
+        return self.proto
+
+
 @dataclass(frozen=True)
 class ModelArtifact:
     """A model at one point of the pipeline.
 
     ``path`` is the file a runtime loads (``model.xml`` for OpenVINO); ``files`` lists every file
     that belongs to it (weights beside it). ``facts`` are what passes chose or observed, for the
-    manifest (for example OpenVINO's weight and inference precision).
+    manifest (for example OpenVINO's weight and inference precision). ``held`` is set only inside
+    preparation (see ``Held``): read an ONNX artifact there through ``toolchain/onnxlib/handover.py``.
     """
 
     path: Path
@@ -20,6 +53,7 @@ class ModelArtifact:
     precision: str = "fp32"
     files: tuple[Path, ...] = ()
     facts: dict[str, Any] = field(default_factory=dict, hash=False)
+    held: Held | None = field(default=None, compare=False, repr=False)
 
     def all_files(self) -> tuple[Path, ...]:
         return self.files or (self.path,)
@@ -28,4 +62,6 @@ class ModelArtifact:
         facts = {**self.facts, **changes.pop("facts", {})}
         if "path" in changes:
             changes.setdefault("files", ())
+            if self.held is not None:  # a new file supersedes any model held in memory
+                changes.setdefault("held", Held())
         return replace(self, facts=facts, **changes)

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact import ModelArtifact
+from ..artifact import Held, ModelArtifact
 from ..onnxlib.bind_values import parse_bind_value
+from ..onnxlib.handover import write_held
 from ..errors import InputError, ParityError, UsageError
 from .memory_bound import memory_bound
 from ..onnxlib.model import TensorSpec, check_model, graph_inputs, graph_outputs, index_bounds, load_graph, save_onnx
@@ -131,18 +132,30 @@ def check_recipe_binds(recipe, bindings: dict[str, Any]) -> None:
 
 def prepare_canonical(recipe, source_path: Path, ctx, inputs: dict[str, np.ndarray],
                       reference: dict[str, np.ndarray]) -> tuple[ModelArtifact, ParityResult]:
-    """Run the recipe's steps on the source, then prove the canonical model against the reference."""
+    """Run the recipe's steps on the source, then prove the canonical model against the reference.
+
+    The steps hand the model on in memory (``onnxlib/handover.py``); it is written here, once, as
+    the canonical file converters read, and before any step that reads only files.
+    """
     check_recipe_binds(recipe, ctx.bindings)
-    model = ModelArtifact(Path(source_path), "onnx")
+    model = ModelArtifact(Path(source_path), "onnx", held=Held())
     with memory_bound("preparing the canonical model", ctx.limits):  # constant folding, the If evaluator, its run
         for i, step in enumerate(recipe.steps):
-            model = step.make_pass(f"recipe {recipe.name}: steps[{i}] '{step.id}'").run(model, ctx)
+            step_pass = step.make_pass(f"recipe {recipe.name}: steps[{i}] '{step.id}'")
+            if not getattr(step_pass, "hands_on_in_memory", False):
+                model = write_held(model, _written_path(ctx, f"before-{step.id}"))
+            model = step_pass.run(model, ctx)
+        model = write_held(model, _written_path(ctx, "canonical")).derive(held=None)
         actual = execute(model, inputs)
     prepared = compare("prepared-onnx", reference, actual, PREPARATION_POLICY, MEASURED_WITH)
     if not prepared.passed:
         raise ParityError("the prepared ONNX model disagrees with the source:\n" + failure_table([prepared]),
                           prepared.outputs)
     return model, prepared
+
+
+def _written_path(ctx, name: str) -> Path:
+    return ctx.work_dir / f"{len(ctx.history):02d}-{name}" / "model.onnx"
 
 
 @dataclass

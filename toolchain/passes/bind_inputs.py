@@ -14,7 +14,7 @@ from typing import Any
 from ..artifact import ModelArtifact
 from ..errors import UsageError
 from ..onnxlib.interface import interface_of, with_bound
-from ..onnxlib.model import load_graph, save_onnx
+from ..onnxlib.handover import hand_on, read_graph, take_graph
 from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
 
@@ -30,13 +30,14 @@ class BindInputs(Pass):
     summary = "Freeze --bind inputs to constants; replace If nodes they decide by the taken branch."
     requires = ("onnx",)
     Options = Options
+    hands_on_in_memory = True  # reads and hands on its model through onnxlib/handover.py
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         from onnx import numpy_helper
 
         from ..onnxlib.edit import remove_dead_nodes
 
-        proto = load_graph(model.path)
+        proto = take_graph(model, self.id) if ctx.bindings else read_graph(model)  # no binding: read only
         graph = proto.graph
         by_name = {i.name: i for i in graph.input}
         current = _current_names(model.facts)
@@ -61,8 +62,7 @@ class BindInputs(Pass):
                      sorted(bound) or "nothing", len(inlined), undecided)
         if not bound:  # nothing to freeze: the input model is the result (no rewrite of a large file)
             return model.derive(facts={self.id: notes, **with_bound(model.facts, bound)})
-        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
-        return model.derive(path=path, facts={self.id: notes, **with_bound(model.facts, bound)})
+        return hand_on(model, proto, out_dir, {self.id: notes, **with_bound(model.facts, bound)})
 
 
 def _current_names(facts: dict[str, Any]) -> dict[str, str]:

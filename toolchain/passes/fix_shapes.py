@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..onnxlib.model import graph_inputs, load_graph, save_onnx
+from ..onnxlib.handover import hand_on, take_graph
+from ..onnxlib.model import graph_inputs
 from ..engine.context import PassContext
 from ..onnxlib.shapes import concrete_shapes
 from ..engine.contract import Pass, register_pass
@@ -38,11 +39,12 @@ class FixShapes(Pass):
     summary = "Make dynamic input dims concrete (--shape, dims shared by name, the world's defaults) and propagate them."
     requires = ("onnx",)
     Options = Options
+    hands_on_in_memory = True  # reads and hands on its model through onnxlib/handover.py
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         import onnx
 
-        proto = load_graph(model.path)
+        proto = take_graph(model, self.id)
         negative = clear_negative_dims(proto)
         fix_all = self.options.all_dims
         if fix_all is None:
@@ -71,8 +73,7 @@ class FixShapes(Pass):
         proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
         still_dynamic = [s.name for s in graph_inputs(proto) if not s.is_static]
         ctx.log.info("[fix.shapes] fixed %s; dynamic inputs left: %s", changed or "nothing", still_dynamic or "none")
-        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         notes = {"fixed": changed, "dim_values": dim_values, "still_dynamic": still_dynamic}
         if negative:
             notes["negative_dims_made_dynamic"] = negative
-        return model.derive(path=path, facts={self.id: notes})
+        return hand_on(model, proto, out_dir, {self.id: notes})

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..artifact import ModelArtifact
-from ..onnxlib.model import graph_inputs, load_onnx
+from ..onnxlib.handover import read_graph
+from ..onnxlib.model import graph_inputs
 from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
 
@@ -38,9 +39,10 @@ class LayoutDetect(Pass):
     summary = "Record which 3-D to 5-D inputs are channel-last (NHWC...) so converters that assume NCHW can be told."
     requires = ("onnx",)
     Options = Options
+    hands_on_in_memory = True  # reads its model through onnxlib/handover.py
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
-        proto = load_onnx(model.path, load_external_data=False)
+        proto = read_graph(model)
         consumers: dict[str, list] = {}
         for node in proto.graph.node:
             for name in node.input:

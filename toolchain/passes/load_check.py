@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..onnxlib.model import check_model, load_graph, opsets, save_onnx
+from ..onnxlib.handover import file_is_current, hand_on, read_graph, write_held
+from ..onnxlib.model import check_model, external_locations, opsets
 from ..precision import int8_portability
 from ..precision.quantization import count_quantized
 from ..engine.context import PassContext
@@ -29,13 +30,17 @@ class LoadCheck(Pass):
     summary = "Run the ONNX checker and shape inference; report IR version, opsets and op types."
     requires = ("onnx",)
     Options = Options
+    hands_on_in_memory = True  # reads and hands on its model through onnxlib/handover.py
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         import onnx
 
-        proto = load_graph(model.path)
-        check_model(proto, model.path)
-        if self.options.infer_shapes:
+        proto = read_graph(model)
+        if not file_is_current(model) and external_locations(proto):  # the checker reads external weights
+            model = write_held(model, out_dir / "checked" / "model.onnx")  # beside a file
+            proto = read_graph(model)
+        check_model(proto, model.path if file_is_current(model) else None)
+        if self.options.infer_shapes:  # a new proto: the input's stays as it was
             proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
         ops = Counter(f"{n.domain + '::' if n.domain else ''}{n.op_type}" for n in proto.graph.node)
         report = {
@@ -54,5 +59,6 @@ class LoadCheck(Pass):
             if not kernels["cpu_independent"]:
                 ctx.log.warning("[load.check] the source is int8 with %d full-range weights: %s",
                                 kernels["full_range_weights"], kernels["why"])
-        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
-        return model.derive(path=path, facts={self.id: report})
+        if not self.options.infer_shapes:  # nothing changed: the input model is the result
+            return model.derive(facts={self.id: report})
+        return hand_on(model, proto, out_dir, {self.id: report})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..artifact import ModelArtifact
 from ..onnxlib.interface import with_renames
-from ..onnxlib.model import load_graph, save_onnx
+from ..onnxlib.handover import hand_on, read_graph, take_graph
 from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
 
@@ -42,12 +42,13 @@ class NamesSanitize(Pass):
     summary = "Rename tensors/nodes with ':', '@', odd '/' or duplicates to safe names; keep the original I/O names."
     requires = ("onnx",)
     Options = Options
+    hands_on_in_memory = True  # reads and hands on its model through onnxlib/handover.py
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         from ..onnxlib.edit import NamePool, all_tensor_names, rename_everywhere
 
-        proto = load_graph(model.path)
-        graph = proto.graph
+        source = read_graph(model)  # the new names are found without changing the model
+        graph = source.graph
         names = sorted(all_tensor_names(graph) - {""})
         taken = NamePool(n for n in names if SAFE_NAME.match(n))
         mapping: dict[str, str] = {}
@@ -57,15 +58,21 @@ class NamesSanitize(Pass):
             mapping[name] = taken.fresh(safe_name(name))
         inputs = {i.name: mapping[i.name] for i in graph.input if i.name in mapping}
         outputs = {o.name: mapping[o.name] for o in graph.output if o.name in mapping}
-        rename_everywhere(graph, mapping)
-        nodes_renamed = _rename_nodes(graph, self.options.name_unnamed_nodes)
+        node_names = _node_names(graph, self.options.name_unnamed_nodes)
+        nodes_renamed = sum(1 for node, new in node_names if new != node.name)
         notes = {"inputs": inputs, "outputs": outputs, "tensors_renamed": len(mapping), "nodes_renamed": nodes_renamed}
         ctx.log.info("[names.sanitize] %d tensor(s) and %d node(s) renamed; inputs %s, outputs %s",
                      len(mapping), nodes_renamed, inputs or "unchanged", outputs or "unchanged")
         if not mapping and not nodes_renamed:  # every name was already safe: the input model is the result
             return model.derive(facts={self.id: notes})
-        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
-        return model.derive(path=path, facts={self.id: notes, **with_renames(model.facts, inputs, outputs)})
+        proto = take_graph(model, self.id)
+        if proto is not source:  # a fresh load of the file: name its nodes by the same walk
+            node_names = _node_names(proto.graph, self.options.name_unnamed_nodes)
+        rename_everywhere(proto.graph, mapping)
+        for node, new in node_names:
+            if new != node.name:  # assigning an unchanged "" would still write the field
+                node.name = new
+        return hand_on(model, proto, out_dir, {self.id: notes, **with_renames(model.facts, inputs, outputs)})
 
 
 def _in_graph_order(graph, names: list[str]) -> list[str]:
@@ -79,15 +86,15 @@ def _in_graph_order(graph, names: list[str]) -> list[str]:
     return ordered
 
 
-def _rename_nodes(graph, name_unnamed: bool) -> int:
+def _node_names(graph, name_unnamed: bool) -> list[tuple]:
+    """(node, its safe unique name) for every node of the graph and its subgraphs, in graph order."""
     from ..onnxlib.edit import NamePool, subgraphs
 
     taken = NamePool()
-    renamed = 0
     counters: dict[str, int] = {}
+    names: list[tuple] = []
 
     def visit(g) -> None:
-        nonlocal renamed
         for node in g.node:
             if node.name:
                 wanted = safe_name(node.name)
@@ -96,12 +103,9 @@ def _rename_nodes(graph, name_unnamed: bool) -> int:
                 wanted = f"{safe_name(node.op_type)}_{counters[node.op_type]}"
             else:
                 wanted = ""
-            new = taken.fresh(wanted) if wanted else ""
-            if new != node.name:
-                node.name = new
-                renamed += 1
+            names.append((node, taken.fresh(wanted) if wanted else ""))
             for sub in subgraphs(node):
                 visit(sub)
 
     visit(graph)
-    return renamed
+    return names

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..onnxlib.model import external_bytes, load_graph, load_onnx, save_onnx
+from ..onnxlib.handover import hand_on, read_graph, take_graph
+from ..onnxlib.model import external_bytes, read_external_data
 from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
 
@@ -36,14 +37,16 @@ class Optimize(Pass):
     summary = "Fold constants, remove dead and redundant nodes with onnxslim (portable ONNX only)."
     requires = ("onnx", "onnxslim")
     Options = Options
+    hands_on_in_memory = True  # reads and hands on its model through onnxlib/handover.py
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
-        weights_on_disk = external_bytes(model.path)
+        weights_on_disk = external_bytes(model.path, read_graph(model))
         if weights_on_disk > self.options.max_external_bytes:
             return self._graph_only(model, ctx, out_dir, weights_on_disk)
         from ..onnxlib.edit import bypass_shared_identities, shared_matmul_weights
 
-        proto = load_onnx(model.path)
+        proto = take_graph(model, self.id)
+        read_external_data(proto, model.path.parent)  # onnxslim folds with every weight in memory
         before = len(proto.graph.node)
         kept_shared = {}
         bypassed = bypass_shared_identities(proto.graph)
@@ -67,7 +70,6 @@ class Optimize(Pass):
         after = len(slimmed.graph.node)
         left = constant_nodes(slimmed.graph)
         ctx.log.info("[optimize] nodes %d -> %d; constant nodes left: %d", before, after, left)
-        path = save_onnx(slimmed, out_dir / "model.onnx")
         notes = {"nodes_before": before, "nodes_after": after, "constants_to_initializers": moved,
                  "constant_nodes_left": left}
         if not settled:
@@ -78,20 +80,19 @@ class Optimize(Pass):
             notes["duplicate_weights_shared"] = deduplicated
         if kept_shared:
             notes["shared_weights_kept"] = kept_shared
-        return model.derive(path=path, facts={self.id: notes})
+        return hand_on(model, slimmed, out_dir, {self.id: notes})  # every weight inside: none left beside model.path
 
 
     def _graph_only(self, model: ModelArtifact, ctx: PassContext, out_dir: Path, weights: int) -> ModelArtifact:
         """A model whose weights stay on disk: move Constant nodes to initializers, skip onnxslim."""
-        proto = load_graph(model.path)
+        proto = take_graph(model, self.id)
         moved = constants_to_initializers(proto.graph)
         left = constant_nodes(proto.graph)
         reason = f"onnxslim skipped: {weights / 2**30:.1f} GiB of external weights would be loaded into memory"
         ctx.log.info("[optimize] %s; constant nodes left: %d", reason, left)
-        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
         notes = {"skipped": reason, "nodes_before": len(proto.graph.node), "nodes_after": len(proto.graph.node),
                  "constants_to_initializers": moved, "constant_nodes_left": left}
-        return model.derive(path=path, facts={self.id: notes})
+        return hand_on(model, proto, out_dir, {self.id: notes})
 
 
 MAX_ROUNDS = 10  # onnxslim's own limit (ONNXSLIM_MAX_ITER)
@@ -104,9 +105,9 @@ def slim_to_fixed_point(proto, skip_fusion_patterns=None, skip_optimizations=Non
     Only the stopping test differs from onnxslim's: "nothing changed" means the same nodes, shapes
     and initializers. onnxslim compares whole graphs and on some transformers never sees two rounds
     alike, so it ran all ten (seconds each at 85 MB). Every fixture and corpus model comes out
-    byte-identical to ``onnxslim.slim``.
+    byte-identical to ``onnxslim.slim``. Shapes are inferred by ``_shape_infer``.
     """
-    from onnxslim.core import OptimizationSettings, freeze, optimize, shape_infer
+    from onnxslim.core import OptimizationSettings, freeze, optimize
     from onnxslim.utils import TensorInfo, init_logging, update_outputs_dims
 
     init_logging(False)
@@ -114,15 +115,38 @@ def slim_to_fixed_point(proto, skip_fusion_patterns=None, skip_optimizations=Non
     output_dims = {TensorInfo(o).name: TensorInfo(o).shape for o in proto.graph.output}
     OptimizationSettings.reset(skip_optimizations)
     if not OptimizationSettings.enabled():
-        return update_outputs_dims(shape_infer(proto), output_dims=output_dims), True
+        return update_outputs_dims(_shape_infer(proto), output_dims=output_dims), True
     model, seen = proto, _structure(proto.graph)
     for _ in range(MAX_ROUNDS):
-        model = shape_infer(optimize(model, skip_fusion_patterns, None))
+        model = _shape_infer(optimize(model, skip_fusion_patterns, None))
         now = _structure(model.graph)
         if now == seen:
             return update_outputs_dims(model, output_dims=output_dims), True
         seen = now
     return update_outputs_dims(model, output_dims=output_dims), False
+
+
+def _shape_infer(model):
+    """``onnxslim.core.shape_infer`` (0.1.98, pinned) without its ``model.ByteSize()`` test, which
+    picks in-memory or file-based onnx inference when onnxruntime's symbolic inference fails (it
+    fails on every transformer of the corpus). upb computes ByteSize by encoding the whole model:
+    0.5 s per round at 85 MB. onnx's in-memory inference is tried first instead; a model it cannot
+    serialize (past 2 GB, where ByteSize itself raises) goes to onnxslim's own function.
+    """
+    import onnx
+    from onnxslim import core
+
+    if core.FORCE_ONNXRUNTIME_SHAPE_INFERENCE or core.DEBUG:
+        return core.shape_infer(model)
+    try:
+        return core.SymbolicShapeInference.infer_shapes(model, auto_merge=core.AUTO_MERGE)
+    except Exception:  # as onnxslim: fall back to onnx's inference
+        pass
+    try:
+        serialized = model.SerializeToString()
+    except Exception:  # past 2 GB
+        return core.shape_infer(model)
+    return onnx.shape_inference.infer_shapes(serialized)
 
 
 def _structure(graph) -> tuple:

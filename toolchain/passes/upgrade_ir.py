@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import ModelArtifact
-from ..onnxlib.model import load_graph, save_onnx
+from ..onnxlib.handover import hand_on, read_graph, take_graph
 from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
 
@@ -29,26 +29,30 @@ class UpgradeIR(Pass):
     summary = "Raise IR < 4 to the oldest IR that fits the opsets; stop listing initializers as graph inputs."
     requires = ("onnx",)
     Options = Options
+    hands_on_in_memory = True  # reads and hands on its model through onnxlib/handover.py
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         import onnx
 
-        proto = load_graph(model.path)
-        ir_before = int(proto.ir_version)
+        proto = read_graph(model)
+        ir_before = ir_after = int(proto.ir_version)
         if ir_before < FIRST_IR_WITHOUT_INITIALIZER_INPUTS:
             needed = onnx.helper.find_min_ir_version_for(list(proto.opset_import), ignore_unknown=True)
-            proto.ir_version = max(FIRST_IR_WITHOUT_INITIALIZER_INPUTS, int(needed))
+            ir_after = max(FIRST_IR_WITHOUT_INITIALIZER_INPUTS, int(needed))
         dropped: list[str] = []
         if self.options.drop_initializer_inputs or ir_before < FIRST_IR_WITHOUT_INITIALIZER_INPUTS:
             weights = {t.name for t in proto.graph.initializer}
             dropped = [i.name for i in proto.graph.input if i.name in weights]
-            kept = [i for i in proto.graph.input if i.name not in weights]
+        notes = {"ir_before": ir_before, "ir_after": ir_after, "initializer_inputs_dropped": len(dropped)}
+        ctx.log.info("[upgrade.ir] IR %d -> %d; %d initializer(s) no longer graph inputs",
+                     ir_before, ir_after, len(dropped))
+        if ir_after == ir_before and not dropped:  # already current: the input model is the result
+            return model.derive(facts={self.id: notes})
+        proto = take_graph(model, self.id)
+        proto.ir_version = ir_after
+        if dropped:
+            gone = set(dropped)
+            kept = [i for i in proto.graph.input if i.name not in gone]
             del proto.graph.input[:]
             proto.graph.input.extend(kept)
-        notes = {"ir_before": ir_before, "ir_after": int(proto.ir_version), "initializer_inputs_dropped": len(dropped)}
-        ctx.log.info("[upgrade.ir] IR %d -> %d; %d initializer(s) no longer graph inputs",
-                     ir_before, proto.ir_version, len(dropped))
-        if proto.ir_version == ir_before and not dropped:  # already current: the input model is the result
-            return model.derive(facts={self.id: notes})
-        path = save_onnx(proto, out_dir / "model.onnx", weights_from=model.path.parent)
-        return model.derive(path=path, facts={self.id: notes})
+        return hand_on(model, proto, out_dir, {self.id: notes})
