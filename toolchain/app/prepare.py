@@ -142,7 +142,7 @@ def prepare_canonical(recipe, source_path: Path, ctx, inputs: dict[str, np.ndarr
     with memory_bound("preparing the canonical model", ctx.limits):  # constant folding, the If evaluator, its run
         for i, step in enumerate(recipe.steps):
             step_pass = step.make_pass(f"recipe {recipe.name}: steps[{i}] '{step.id}'")
-            if not getattr(step_pass, "hands_on_in_memory", False):
+            if not step_pass.hands_on_in_memory:
                 model = write_held(model, _written_path(ctx, f"before-{step.id}"))
             model = step_pass.run(model, ctx)
         model = write_held(model, _written_path(ctx, "canonical")).derive(held=None)

@@ -81,6 +81,7 @@ class Pass:
     requires: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type] = NoOptions
     isolate: ClassVar[bool] = False  # converters that may crash, hang or balloon run in a child process
+    hands_on_in_memory: ClassVar[bool] = False  # reads and hands on its model through onnxlib/handover.py
 
     def __init__(self, options: dict[str, Any] | None = None, where: str | None = None):
         self.raw_options = dict(options or {})
