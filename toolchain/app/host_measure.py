@@ -26,13 +26,14 @@ def artifact_size(artifact) -> int:
     return total
 
 
-def measure(artifact, inputs: dict) -> dict[str, Any]:
-    """Size and median latency (ms) of ``artifact`` on ``inputs``, loaded once, in this process."""
+def measure(artifact, inputs: dict, loaded: tuple | None = None) -> dict[str, Any]:
+    """Size and median latency (ms) of ``artifact`` on ``inputs`` in this process: ``loaded`` (run, feed)
+    when its parity run left it loaded, else loaded here once."""
     from ..engine.execution import time_runs
     from ..plugins import backend
 
     format_backend = backend(artifact.format)
-    run, feed = format_backend.load(artifact, inputs)
+    run, feed = loaded or format_backend.load(artifact, inputs)
     timed = time_runs(lambda: run(feed))
     timed.pop("span")
     return {"size_bytes": artifact_size(artifact), **timed, "measured_with": format_backend.measured_with}
@@ -74,9 +75,10 @@ def measure_outcomes(outcomes, inputs: dict, records: list[dict], log) -> None:
                 seconds = outcome.latency.get("span", (0.0, 0.0))
                 started -= seconds[1] - seconds[0]  # the record keeps the child's measuring time
             else:
-                host = measure(outcome.artifact, inputs)
+                host = measure(outcome.artifact, inputs, outcome.loaded)
         except Exception as e:  # a measurement must never fail a build whose artifacts passed parity
             host = {"size_bytes": artifact_size(outcome.artifact), "error": f"{type(e).__name__}: {e}"[:200]}
+        outcome.loaded = None  # measured: let the runtime free it
         host = {"variant": outcome.variant.name, "format": outcome.variant.format,
                 "precision": outcome.variant.precision, **host}
         records.append({"id": f"{RECORD_PREFIX}{outcome.variant.name}", "options": {},

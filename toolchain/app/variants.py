@@ -47,6 +47,7 @@ class VariantOutcome:
     latency: dict | None = None       # measured by the converter's child (execution.time_runs); None: measure later
     converting: tuple[float, float] | None = None  # wall-clock span of its conversion
     io: dict | None = None            # its I/O tensors as the converter's child read them; None: read at packaging
+    loaded: tuple | None = None       # (run, feed): converted and run in this process, kept loaded for its latency
 
     @property
     def shipped(self) -> bool:
@@ -78,9 +79,9 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
     began = time.time()
     artifact, execution = convert_pass.run_and_execute(model, ctx, inputs, judging.samples if judging else None)
     artifact = artifact.derive(precision=variant.precision)
-    if execution is None:  # converted in this process: run it here
+    if execution is None:  # converted in this process: run it here, loaded once (kept for its latency)
         started = time.perf_counter()
-        actual = execute(artifact, inputs)
+        actual, outcome.loaded = _run_here(format_backend, artifact, inputs)
         seconds = time.perf_counter() - started
     elif execution.error is not None:
         raise execution.error
@@ -98,6 +99,7 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
                                                                       outcome.parity)
     if rebuilt is not None:  # e.g. Core ML fp16 that overflowed, rebuilt with those ops in fp32
         artifact = rebuilt.derive(precision=variant.precision)
+        outcome.latency = outcome.loaded = outcome.io = None  # they were the first artifact's
         outcome.parity = compare(variant.name, reference, execute(artifact, inputs), policy,
                                  format_backend.measured_with)
     if policy is not variant.parity:
@@ -109,6 +111,17 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
     outcome.artifact = artifact
     log.info("[parity] %s: %s", variant.name, "pass" if outcome.parity.passed else "FAIL")
     return outcome
+
+
+def _run_here(format_backend, artifact: ModelArtifact, inputs: dict[str, np.ndarray]):
+    """The artifact's outputs on ``inputs`` in this process, and the loaded artifact (``run``, its feed)."""
+    try:
+        run, feed = format_backend.load(artifact, inputs)
+        return format_backend.read_outputs(artifact, run(feed)), (run, feed)
+    except StackcError:
+        raise
+    except Exception as e:
+        raise format_backend.not_running(artifact, e) from e
 
 
 class _MemoryGate:
