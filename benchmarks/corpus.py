@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,11 @@ def run_corpus(worlds: tuple[str, ...], only: list[str], keep: Path | None = Non
             for world in worlds:
                 out = keep / world / path.stem if keep else folder / "out" / world
                 command = build_command(path, cases.get(name, {}), world, out, folder)
+                started, load = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getloadavg()
                 row = _row(run_measured(command, capture=True), world)
+                # the host is shared: seconds and memory mean little without when and under what load
+                row["measured_at"] = started
+                row["load_average"] = {"start": [round(x, 2) for x in load], "end": [round(x, 2) for x in os.getloadavg()]}
                 for variant in expected[world]:
                     row["variants"].setdefault(variant, {"shipped": False, "reason": row.get("error", "not built")})
                 results["models"][name][world] = row
