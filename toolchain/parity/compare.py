@@ -214,8 +214,8 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
         cosines = row_cosines(ref, got)
         result.row_cosine = float(cosines.min())
         result.row_agreement = float(np.mean(cosines >= policy.min_cosine))
-        result.judged = "; ".join(filter(None, [result.judged, "an embedding (every reference row has L2 norm 1): "
-                                                "each row's cosine, not top-1/top-5"]))
+        how = "an embedding (every reference row has L2 norm 1): each row's cosine, not top-1/top-5"
+        result.judged = "; ".join(filter(None, [result.judged, how]))
     problems = _elementwise_problems(result, r, g, diff, floor, policy) if policy.max_abs is not None else []
     if whole and result.cosine < policy.min_cosine:
         problems.append(f"cosine {result.cosine:.6f} < {policy.min_cosine}")
