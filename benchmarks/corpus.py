@@ -8,8 +8,10 @@ table says per variant whether it shipped with parity (and its size) or was drop
 line that says why), with the build's seconds and peak memory. Written to bench-results/corpus.json.
 
 usage: python -m benchmarks.corpus [--worlds edge-desktop,edge-mobile,edge-iot] [--models SUBSTR,...] [--update]
+                                   [--keep DIR]
 
 ``--update`` merges the rows just measured into the saved JSON (re-measure only what a fix touched).
+``--keep DIR`` keeps each build's bundle (manifest.json, build.log) under DIR/WORLD/MODEL to root-cause a drop.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +95,7 @@ def _reason(missing: dict) -> str:
     return f"{missing['reason']}; most damaged: {worst['op_type']} {worst['node']} (cosine {worst['cosine']:.3f})"
 
 
-def run_corpus(worlds: tuple[str, ...], only: list[str]) -> dict:
+def run_corpus(worlds: tuple[str, ...], only: list[str], keep: Path | None = None) -> dict:
     from benchmarks.measure import run_measured
     from toolchain.targets import load_target
 
@@ -105,8 +108,13 @@ def run_corpus(worlds: tuple[str, ...], only: list[str]) -> dict:
         for name, path in models.items():
             results["models"][name] = {}
             for world in worlds:
-                command = build_command(path, cases.get(name, {}), world, folder / "out" / world, folder)
+                out = keep / world / path.stem if keep else folder / "out" / world
+                command = build_command(path, cases.get(name, {}), world, out, folder)
+                started, load = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), os.getloadavg()
                 row = _row(run_measured(command, capture=True), world)
+                # the host is shared: seconds and memory mean little without when and under what load
+                row["measured_at"] = started
+                row["load_average"] = {"start": [round(x, 2) for x in load], "end": [round(x, 2) for x in os.getloadavg()]}
                 for variant in expected[world]:
                     row["variants"].setdefault(variant, {"shipped": False, "reason": row.get("error", "not built")})
                 results["models"][name][world] = row
@@ -162,8 +170,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--worlds", default=",".join(WORLDS))
     parser.add_argument("--models", default="", help="comma-separated substrings of model names")
     parser.add_argument("--update", action="store_true", help=f"merge into the saved {RESULTS.name}")
+    parser.add_argument("--keep", type=Path, help="keep each build's bundle (manifest, build.log) under this folder")
     args = parser.parse_args(argv if argv is not None else [])
-    results = run_corpus(tuple(args.worlds.split(",")), [m for m in args.models.split(",") if m])
+    results = run_corpus(tuple(args.worlds.split(",")), [m for m in args.models.split(",") if m], args.keep)
     if args.update and RESULTS.exists():
         results = merged(json.loads(RESULTS.read_text()), results)
     print_summary(results["summary"])

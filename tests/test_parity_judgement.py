@@ -13,7 +13,7 @@ import pytest
 from onnx import numpy_helper
 
 from tests.conftest import fixture_model, run_in_onnxruntime
-from toolchain.parity.compare import compare, compare_output
+from toolchain.parity.compare import compare, compare_output, top_k_agreement
 from toolchain.app.prepare import PREPARATION_POLICY
 from toolchain.parity.policy import PRECISION_POLICIES
 
@@ -235,3 +235,98 @@ def test_a_small_output_gets_no_outlier_allowance():
     got[7] += 0.2
     row = compare_output("scores", ref, got, FP16)
     assert not row.passed and "1 of 500 values outside" in row.reason
+
+
+# --- an embedding is not class scores ----------------------------------------------------------------
+
+def _images(seed: int, count: int) -> np.ndarray:
+    """Images whose pooled features differ from one another (per-image contrast and per-channel offset)."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((count, 3, 16, 16)) * rng.uniform(0.3, 2, (count, 1, 1, 1))
+            + rng.standard_normal((count, 3, 1, 1))).astype(np.float32)
+
+
+def embedder(path, features: int = 256):
+    """ResNet-50-arc's tail in small: Conv, Relu, Conv, global pool, batch norm, then F.normalize as torch
+    exports it (ReduceL2, Clip, Div): an L2-normalised embedding whose coordinates lie close together."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    weights = {"w1": rng.standard_normal((16, 3, 3, 3)) * 0.3, "w2": rng.standard_normal((features, 16, 1, 1)) * 0.3}
+
+    def save(mean, var, outputs):
+        nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+                 helper.make_node("Conv", ["r1", "w2"], ["c2"]), helper.make_node("GlobalAveragePool", ["c2"], ["p"]),
+                 helper.make_node("Flatten", ["p"], ["f"]),
+                 helper.make_node("BatchNormalization", ["f", "gamma", "beta", "mean", "var"], ["bn"]),
+                 helper.make_node("ReduceL2", ["bn"], ["norm"], axes=[1], keepdims=1),
+                 helper.make_node("Clip", ["norm", "eps"], ["clipped"]), helper.make_node("Div", ["bn", "clipped"], ["embedding"])]
+        tensors = {**weights, "gamma": np.ones(features), "beta": np.zeros(features), "mean": mean, "var": var,
+                   "eps": np.array(1e-12)}
+        graph = helper.make_graph(nodes, "embedder", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 16, 16])],
+                                  [helper.make_tensor_value_info(o, TensorProto.FLOAT, [None, features]) for o in outputs],
+                                  [numpy_helper.from_array(v.astype(np.float32), k) for k, v in tensors.items()])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.save(model, str(path))
+
+    save(np.zeros(features), np.ones(features), ["embedding", "f"])  # the batch norm's statistics, as training leaves them
+    pooled = run_in_onnxruntime(path, {"x": _images(1, 64)})["f"]
+    save(pooled.mean(0), pooled.var(0) + 1e-5, ["embedding"])
+    return path
+
+
+def test_an_embeddings_int8_artifact_is_judged_by_each_rows_cosine_not_by_top1(tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.samples = iter({"x": _images(100 + i, 1)} for i in range(64))
+
+        def get_next(self):
+            return next(self.samples, None)
+
+    fp32 = embedder(tmp_path / "embedder.onnx")
+    int8 = tmp_path / "embedder-int8.onnx"
+    quantize_static(str(fp32), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    feeds = {"x": _images(7, 128)}
+    ref, got = run_in_onnxruntime(fp32, feeds)["embedding"], run_in_onnxruntime(int8, feeds)["embedding"]
+    # the trait: judged as class scores, this real int8 artifact is refused (measured 0.89) at cosine 0.9993
+    assert top_k_agreement(ref, got, 1) < INT8.min_top1
+    row = compare_output("embedding", ref, got, INT8)
+    assert row.passed, row.reason
+    assert row.top1 is None and row.top5 is None and "embedding" in row.judged
+    assert row.row_agreement == 1.0 and row.row_cosine > INT8.min_cosine
+
+
+@pytest.mark.parametrize("edit", [perturbed_weight, swapped_channels, dropped_op], ids=lambda e: e.__name__)
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_a_known_wrong_embedder_still_fails_parity(tmp_path, edit, precision):
+    path = embedder(tmp_path / "embedder.onnx")
+    proto = onnx.load(str(path))
+    edit(proto)
+    onnx.save(proto, str(tmp_path / "wrong.onnx"))
+    feeds = {"x": _images(7, 128)}
+    row = compare_output("embedding", run_in_onnxruntime(path, feeds)["embedding"],
+                         run_in_onnxruntime(tmp_path / "wrong.onnx", feeds)["embedding"], PRECISION_POLICIES[precision])
+    assert not row.passed and "embedding" in row.judged
+
+
+def test_an_embedding_with_a_tail_of_drifted_rows_fails_its_row_agreement():
+    rng = np.random.default_rng(5)
+    ref = rng.standard_normal((100, 64))
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    got = ref.copy()
+    got[:8] = 0.98 * ref[:8] + 0.2 * rng.standard_normal((8, 64)) / 8  # 8 % of the rows at cosine ~0.98
+    row = compare_output("embedding", ref.astype(np.float32), got.astype(np.float32), INT8)
+    assert row.cosine > INT8.min_cosine  # the whole output's cosine alone would let it through
+    assert not row.passed and "row agreement 0.920 < 0.95" in row.reason
+
+
+def test_class_scores_stay_judged_by_top1_even_when_their_rows_have_norm_one():
+    confident = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]], np.float32)  # a softmax sure of itself: L2 norm 1
+    row = compare_output("probs", confident, confident[::-1].copy(), INT8)
+    assert row.top1 == 0.0 and not row.passed and "top-1 agreement" in row.reason
+    logits = np.random.default_rng(6).standard_normal((8, 10)).astype(np.float32)
+    assert compare_output("logits", logits, logits.copy(), INT8).top1 == 1.0

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 
-def spread_channels_depthwise(path: Path, spread: float = 1000.0) -> Path:
+def spread_channels_depthwise(path: Path, spread: float = 1000.0, channels: int = 128) -> Path:
     """PP-LCNetV3's trait (PP-OCRv5 and PP-OCRv4 seal detectors): a pointwise Conv whose output channels span
     ``spread``x different ranges, HardSwish, then a depthwise Conv that weights the small channels up.
 
@@ -19,7 +19,8 @@ def spread_channels_depthwise(path: Path, spread: float = 1000.0) -> Path:
     from fixtures.trap_models import save_graph
 
     rng = np.random.default_rng(14)
-    channels = 128  # 1152 depthwise weights: enough that dynamic-range int8 quantizes them too (>= 1024)
+    # 128 channels: 1152 depthwise weights, enough that dynamic-range int8 quantizes them too (>= 1024);
+    # 32 channels: every weight under 1024 values, so dynamic-range quantizes none of them
     gains = np.geomspace(1.0, 1.0 / spread, channels).astype(np.float32)
     inits = [
         numpy_helper.from_array((rng.standard_normal((channels, 3, 1, 1)) * 4.0 * gains[:, None, None, None])

@@ -19,7 +19,9 @@ class ParityPolicy:
     S being the output's scale (its largest reference magnitude: reduced precision errs in proportion to
     the magnitudes flowing through the graph, not to each element), and the cosine similarity is at
     least ``min_cosine``; ``min_snr_db``, ``min_top1`` and ``min_top5`` (agreement of class scores: the
-    reference's top class is the artifact's top one / among its top five) are checked where set.
+    reference's top class is the artifact's top one / among its top five) are checked where set; an
+    L2-normalised embedding has no top class, so there ``min_top1`` holds the share of rows whose own
+    cosine reaches ``min_cosine`` (``parity.compare.output_kind``).
     Cosine and SNR judge only an output whose signal stands above the element-wise tolerance
     (``parity.compare_output``): below it they measure noise.
     """

@@ -69,6 +69,11 @@ def model_bytes(path: Path) -> int:
     return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
 
 
+def nothing_quantized(what: str, counted: str, hint: str | None = None) -> PassError:
+    """The refusal every int8 path gives (ONNX, TFLite) for an 'int8' model with no 8-bit weight: a mislabelled fp32 model."""
+    return PassError(f"{what}: refusing to ship an 'int8' model in which nothing was quantized ({counted})", hint)
+
+
 def check_int8(fp32_path: Path, int8_path: Path, what: str) -> dict[str, Any]:
     """The facts of an acceptable int8 model, or a PassError saying why it is not one.
 
@@ -82,9 +87,8 @@ def check_int8(fp32_path: Path, int8_path: Path, what: str) -> dict[str, Any]:
     count = count_quantized(quantized)
     fp32_size, int8_size = model_bytes(fp32_path), model_bytes(int8_path)
     if count.int8_weights == 0 or count.quantized_nodes == 0:
-        raise PassError(
-            f"{what}: refusing to ship an 'int8' model in which nothing was quantized "
-            f"({count.int8_weights} int8 weights, {count.quantized_nodes} quantized nodes)",
+        raise nothing_quantized(
+            what, f"{count.int8_weights} int8 weights, {count.quantized_nodes} quantized nodes",
             "weights must be initializers (not Constant nodes or inside If branches) and their ops must be "
             "quantizable and not excluded; check exclude_nodes / exclude_op_types / op_types",
         )

@@ -61,6 +61,27 @@ def size_breakdown(tflite: bytes, fp32: dict[str, Any] | None = None) -> dict[st
     return result
 
 
+def int8_weights(tflite: bytes) -> int | None:
+    """How many constant tensors hold 8-bit (or narrower) integers; None without a TFLite schema module.
+
+    dynamic-range int8 quantizes only weights of 1024 values or more (the converter's default): on a
+    small model it can quantize none, and the "int8" file is fp32 with another name.
+    """
+    schema = _schema()
+    if schema is None:
+        return None
+    narrow = {schema.TensorType.INT8, schema.TensorType.UINT8, schema.TensorType.INT4}
+    model = schema.Model.GetRootAs(bytes(tflite), 0)
+    found = 0
+    for s in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(s)
+        for t in range(subgraph.TensorsLength()):
+            tensor = subgraph.Tensors(t)
+            if tensor.Type() in narrow and tensor.Buffer() > 0 and _buffer_bytes(model.Buffers(tensor.Buffer())) > 0:
+                found += 1
+    return found
+
+
 def _buffer_bytes(buffer) -> int:
     """A buffer's data inside the flatbuffer, or appended after it (models over 2 GB: offset and size)."""
     offset = buffer.Offset() if hasattr(buffer, "Offset") else 0

@@ -12,7 +12,7 @@ from ...errors import PassError
 from ...onnxlib.model import graph_inputs, graph_outputs, index_bounds, load_onnx
 from ...parity.compare import compare
 from ...parity.samples import make_inputs
-from ...precision.quantization import calibration_samples
+from ...precision.quantization import calibration_samples, nothing_quantized
 from .. import onnx_runtime
 from . import anatomy, direct_tf, export, int8_worker, onnx2tf_route, rewrites
 from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
@@ -213,7 +213,9 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
     """The strongest int8 mode whose artifact runs in LiteRT and meets the variant's policy.
 
     Full-integer first; graphs whose ops lack int8 kernels, or lose too much accuracy, fall back to
-    int8 with float fallback, then int8 weights only; every mode's outcome is recorded. The winning
+    int8 with float fallback, then int8 weights only; every mode's outcome is recorded (and logged). A
+    mode that quantized no weight is refused, as the ONNX int8 path refuses it: dynamic-range leaves
+    weights under 1024 values in float, so on a small model it would ship fp32 labelled int8. The winning
     route's graph is saved once; each calibrated mode's worker quantizes that SavedModel.
     """
     batches = _calibration_batches(calibration, winner.io)
@@ -227,21 +229,36 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
                 tflite = export.to_tflite(winner.keras, keys, outputs, "int8", int8_mode=mode)
             else:
                 tflite = int8_worker.run_mode(saved, winner.io, batches, mode, options.int8_io)
-            result = _judge(tflite, winner.io, judged_on, references, policy, mode)
+            unquantized = anatomy.int8_weights(tflite) == 0
+            result = None if unquantized else _judge(tflite, winner.io, judged_on, references, policy, mode)
         except Exception as e:
             tried.append({"mode": mode, "outcome": "lost", "reason": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"})
+            _log_mode(ctx, tried[-1])
+            continue
+        if unquantized:
+            refusal = nothing_quantized(f"convert.tflite ({mode})", "0 int8 weights")
+            tried.append({"mode": mode, "outcome": "refused", "reason": refusal.message})
+            _log_mode(ctx, tried[-1])
             continue
         last = (mode, tflite)
         if result.passed:
             tried.append({"mode": mode, "outcome": "won"})
+            _log_mode(ctx, tried[-1])
             break
         failing = "; ".join(f"{o.name}: {o.reason}" for o in result.outputs if not o.passed)
         tried.append({"mode": mode, "outcome": "lost", "reason": f"parity in LiteRT failed: {failing}"[:300]})
+        _log_mode(ctx, tried[-1])
     if last is None:
         raise PassError("no int8 mode converted the model: " + "; ".join(f"{t['mode']}: {t['reason']}" for t in tried))
     mode, tflite = last
     ctx.log.info("[convert.tflite] int8 mode: %s", mode)
     return tflite, {"int8_mode": mode, "int8_modes": tried, "int8_io": options.int8_io and mode == "full-integer"}
+
+
+def _log_mode(ctx, tried: dict[str, Any]) -> None:
+    """Each int8 mode's outcome in build.log: a dropped variant's manifest entry keeps only the last mode's parity."""
+    ctx.log.info("[convert.tflite] int8 mode %s: %s%s", tried["mode"], tried["outcome"],
+                 f" ({tried['reason']})" if tried.get("reason") else "")
 
 
 def _attempt(route: Route, trial: Trial) -> Attempt:
