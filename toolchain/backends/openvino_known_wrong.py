@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from .ort_known_wrong import attr
+from .ort_known_wrong import attr, element_types, inferred, standard_domain
 
 _SIGNED = {3: "int8", 5: "int16", 6: "int32", 7: "int64"}
 _DOUBLE = 11
@@ -169,25 +169,6 @@ KNOWN_WRONG = {"ReduceMax": _reduce_extreme_tested_for_inf, "ReduceMin": _reduce
                "Resize": _resize, "RoiAlign": _roialign_max, "SpaceToDepth": _spacetodepth_crd}
 
 
-def inferred(model):
-    """``model`` with shape inference's value infos (the checks read element types and input shapes)."""
-    import onnx
-
-    try:
-        return onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - the types and shapes the model declares are still known
-        return model
-
-
-def element_types(model) -> dict[str, int]:
-    """Tensor name -> ONNX element type."""
-    types = {t.name: t.data_type for t in model.graph.initializer}
-    for value in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
-        if value.type.HasField("tensor_type"):
-            types[value.name] = value.type.tensor_type.elem_type
-    return types
-
-
 def known_wrong(model) -> list[str]:
     """One line per node of ``model`` that OpenVINO would compute against the spec."""
     from .ort_known_wrong import known_wrong as find
@@ -195,7 +176,7 @@ def known_wrong(model) -> list[str]:
     model = inferred(model)
     types = element_types(model)
     checks = {op: functools.partial(check, types=types) for op, check in KNOWN_WRONG.items()}
-    return find(model, {op: _standard_domain(check) for op, check in checks.items()})
+    return find(model, {op: standard_domain(check) for op, check in checks.items()})
 
 
 def nudge_nms_thresholds(model) -> list[str]:
@@ -218,8 +199,3 @@ def nudge_nms_thresholds(model) -> list[str]:
         changed.append(node.name or node.output[0])
     return changed
 
-
-def _standard_domain(check):
-    def only_onnx(node, *args):
-        return check(node, *args) if node.domain in ("", "ai.onnx") else None
-    return only_onnx

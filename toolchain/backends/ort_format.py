@@ -57,11 +57,15 @@ class ConvertOrt(Pass):
             raise ValueError(f"optimization_level must be one of {', '.join(levels)}")
         from ..errors import PassError
         from ..onnxlib.model import load_onnx
-        from .ort_known_wrong import known_wrong
+        from .ort_known_wrong import cannot_run, known_wrong
 
-        wrong = known_wrong(load_onnx(model.path, load_external_data=False))
+        proto = load_onnx(model.path, load_external_data=False)
+        wrong = known_wrong(proto)
         if wrong:
             raise PassError(f"convert.ort: onnxruntime computes {wrong[0]}", "ship another format for this model")
+        blocked = cannot_run(proto)
+        if blocked:
+            raise PassError(f"convert.ort: onnxruntime cannot run {blocked[0]}", "ship another format for this model")
         path = out_dir / "model.ort"
         so = ort.SessionOptions()
         so.graph_optimization_level = levels[self.options.optimization_level]
