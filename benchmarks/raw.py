@@ -186,17 +186,16 @@ def run_artifact(fmt: str, path: Path, sample: dict[str, np.ndarray]) -> list[np
         from ai_edge_litert.interpreter import Interpreter
 
         interpreter = Interpreter(model_path=str(path))
-        runner = interpreter.get_signature_runner()
-        details = runner.get_input_details()
-        fed = {}
-        for (name, detail), value in zip(sorted(details.items()), feeds):
+        interpreter.allocate_tensors()
+        for detail, value in zip(interpreter.get_input_details(), feeds):  # by index: no signature needed
             if value.ndim == 4 and tuple(detail["shape"]) != value.shape:
                 value = value.transpose(0, 2, 3, 1)
             if detail["dtype"] == np.int8:
                 scale, zero = detail["quantization"]
                 value = np.clip(np.round(value / scale) + zero, -128, 127)
-            fed[name] = value.astype(detail["dtype"])
-        return list(runner(**fed).values())
+            interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]).reshape(detail["shape"]))
+        interpreter.invoke()
+        return [interpreter.get_tensor(d["index"]) for d in interpreter.get_output_details()]
     return []
 
 
