@@ -3,7 +3,10 @@ non-finite outputs; the variant is rebuilt with the overflowing ops in fp32 and 
 manifest facts name those ops. Judged through ``variants.convert_variant``, as a build judges it."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from fixtures.trap_models import overflowing_cnn
 
@@ -55,3 +58,22 @@ def test_fp32_variant_needs_no_fallback(tmp_path):
     outcome = _judge(tmp_path, "fp32")
     assert outcome.parity.passed
     assert "ops_kept_fp32" not in outcome.artifact.facts["convert.coreml"]
+
+
+@pytest.mark.slow
+def test_an_onnx_zoo_cnn_whose_fp16_overflows_ships_mixed_precision(tmp_path):
+    """The ONNX zoo's ResNet-50 as onnx ships it offline (backend test data, 'light': its weights are
+    constants, so its activations leave the fp16 range, as the issue's zoo CNNs did): the Core ML fp16
+    variant is rebuilt with the overflowing ops in fp32 and passes parity in a real build."""
+    import onnx.backend.test
+
+    import stackc
+    from conftest import shipped_target_data, write_toml
+
+    model = Path(onnx.backend.test.__file__).parent / "data" / "light" / "light_resnet50.onnx"
+    data = shipped_target_data("edge-desktop")
+    data["variants"] = [v for v in data["variants"] if v["format"] == "coreml"]
+    result = stackc.build(model, target=str(write_toml(tmp_path / "coreml.toml", data)), out=tmp_path / "out")
+    (artifact,) = result.manifest["artifacts"]
+    assert artifact["precision"] == "fp16" and artifact["parity"]["passed"], artifact["parity"]
+    assert len(artifact["conversion"]["ops_kept_fp32"]) > 50  # its convs, adds and relus past the fp16 range
