@@ -83,25 +83,31 @@ def clip(ctx, inputs, *, min=None, max=None):  # noqa: A002  (ONNX attribute nam
     return [x]
 
 
-def _softmax_axis(ctx, x, axis):
+def _softmax(ctx, x, axis):
+    """ONNX Softmax: over ``axis`` from opset 13; before it, over the input flattened to 2-D at ``axis``
+    ([prod(dims before), prod(dims from axis)]), which equals a softmax over ``axis`` only when it is the last."""
+    mb = _mb()
     if axis is None:
         axis = -1 if ctx.opset >= 13 else 1
     rank = rank_of(x)
     axis = axis % rank
-    if ctx.opset < 13 and axis != rank - 1:
-        raise ctx.fail(f"Softmax opset {ctx.opset} with axis {axis} (flattening semantics) is not supported")
-    return axis
+    if ctx.opset >= 13 or axis == rank - 1:
+        return mb.softmax(x=x, axis=axis)
+    shape = tuple(x.shape)
+    if not all(isinstance(d, (int, np.integer)) for d in shape):
+        raise ctx.fail(f"Softmax opset {ctx.opset} with axis {axis} (flattening semantics) needs a static input shape")
+    flat = mb.reshape(x=x, shape=np.array([int(np.prod(shape[:axis])), int(np.prod(shape[axis:]))], dtype=np.int32))
+    return mb.reshape(x=mb.softmax(x=flat, axis=-1), shape=np.array(shape, dtype=np.int32))
 
 
 @converts("Softmax")
 def softmax(ctx, inputs, *, axis=None):
-    return [_mb().softmax(x=inputs[0], axis=_softmax_axis(ctx, inputs[0], axis))]
+    return [_softmax(ctx, inputs[0], axis)]
 
 
 @converts("LogSoftmax")
 def log_softmax(ctx, inputs, *, axis=None):
-    mb = _mb()
-    return [mb.log(x=mb.softmax(x=inputs[0], axis=_softmax_axis(ctx, inputs[0], axis)))]
+    return [_mb().log(x=_softmax(ctx, inputs[0], axis))]
 
 
 @converts("Selu")
