@@ -217,3 +217,9 @@ def test_int32_input_feeding_gather_and_cast(tmp_path):
              node("Cast", ["ids"], ["f"], to=TensorProto.FLOAT), node("Add", ["m", "f"])]
     feeds = {"ids": np.array([[0, 3, 9, 2, 2, 5]], np.int32)}
     _matches_onnxruntime(tmp_path, nodes, feeds, {"emb": f32(10, 4)}, opset=13)
+
+
+@pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
+def test_softmax_before_opset_13_flattens_at_its_axis(tmp_path, op):
+    """Opset < 13: the input is flattened to 2-D at ``axis`` (the zoo's SqueezeNet: axis 1 of [1, 1000, 1, 1])."""
+    _matches_onnxruntime(tmp_path, [node(op, ["x"], axis=1)], {"x": f32(2, 3, 4)}, opset=11)
