@@ -3,6 +3,9 @@ and with --keep-going the other variants still ship, the manifest naming the mis
 from __future__ import annotations
 
 import json
+import sys
+
+import pytest
 
 from tests.conftest import assert_user_error, fixture_model, foundation_world, run_stackc
 
@@ -40,3 +43,21 @@ def test_keep_going_ships_the_variants_that_succeed_and_marks_the_missing_one(tm
     bundle = out / manifest["bundle"]["name"]
     assert json.loads((bundle / "manifest.json").read_text())["missing"][0]["variant"] == "openvino-fp32"
     assert run_stackc("verify", bundle).exit_code == 0
+
+
+def test_a_package_hidden_for_a_moment_by_another_thread_still_counts_as_installed(monkeypatch):
+    """Importing coremltools hides TensorFlow and PyTorch in sys.modules for a moment (coreml/_ct.py); a TFLite
+    variant checking its requirements in another thread then was dropped as 'tensorflow is not installed'."""
+    import importlib.machinery
+
+    from toolchain.errors import MissingDependencyError
+    from toolchain.plugins import get_pass
+
+    if importlib.machinery.PathFinder.find_spec("tensorflow") is None:
+        pytest.skip("tensorflow is not installed here")
+    monkeypatch.setitem(sys.modules, "tensorflow", None)
+    get_pass("convert.tflite")({})._check_requirements()  # no MissingDependencyError
+    monkeypatch.setitem(sys.modules, "no_such_package_anywhere", None)
+    monkeypatch.setattr(get_pass("convert.tflite"), "requires", ("no_such_package_anywhere",))
+    with pytest.raises(MissingDependencyError):
+        get_pass("convert.tflite")({})._check_requirements()

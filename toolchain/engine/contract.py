@@ -7,6 +7,7 @@ output exists, and wraps any foreign exception in a PassError naming the pass an
 from __future__ import annotations
 
 import dataclasses
+import importlib.machinery
 import importlib.util
 import time
 import typing
@@ -140,8 +141,11 @@ class Pass:
         return result, execution
 
     def _check_requirements(self) -> None:
+        """Each required package is installed: looked up on ``sys.path`` itself, not in ``sys.modules``, where
+        another thread importing coremltools hides TensorFlow and PyTorch for a moment (``coreml/_ct.py``;
+        measured: a TFLite variant dropped as "tensorflow is not installed" while Core ML re-converted)."""
         for module in self.requires:
-            if importlib.util.find_spec(module.split(".")[0]) is None:
+            if not _installed(module.split(".")[0]):
                 raise MissingDependencyError(
                     f"pass '{self.id}' needs the Python package '{module}', which is not installed",
                     f"pip install {module.replace('_', '-')}",
@@ -149,6 +153,15 @@ class Pass:
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         raise NotImplementedError
+
+
+def _installed(name: str) -> bool:
+    """``name`` is importable: loaded, on ``sys.path``, or (unless hidden in ``sys.modules``) by any finder."""
+    import sys
+
+    if sys.modules.get(name) is not None or importlib.machinery.PathFinder.find_spec(name) is not None:
+        return True
+    return name not in sys.modules and importlib.util.find_spec(name) is not None
 
 
 def _latency_seconds(execution: Execution) -> float:
