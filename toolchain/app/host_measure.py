@@ -33,7 +33,7 @@ def measure(artifact, inputs: dict, loaded: tuple | None = None) -> dict[str, An
     from ..plugins import backend
 
     format_backend = backend(artifact.format)
-    run, feed = loaded or format_backend.load(artifact, inputs)
+    run, feed = loaded or format_backend.load_and_run(artifact, inputs)[1:]
     timed = time_runs(lambda: run(feed))
     timed.pop("span")
     return {"size_bytes": artifact_size(artifact), **timed, "measured_with": format_backend.measured_with}

@@ -81,7 +81,8 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
     artifact = artifact.derive(precision=variant.precision)
     if execution is None:  # converted in this process: run it here, loaded once (kept for its latency)
         started = time.perf_counter()
-        actual, outcome.loaded = _run_here(format_backend, artifact, inputs)
+        actual, *loaded = format_backend.load_and_run(artifact, inputs)
+        outcome.loaded = tuple(loaded)
         seconds = time.perf_counter() - started
     elif execution.error is not None:
         raise execution.error
@@ -111,17 +112,6 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
     outcome.artifact = artifact
     log.info("[parity] %s: %s", variant.name, "pass" if outcome.parity.passed else "FAIL")
     return outcome
-
-
-def _run_here(format_backend, artifact: ModelArtifact, inputs: dict[str, np.ndarray]):
-    """The artifact's outputs on ``inputs`` in this process, and the loaded artifact (``run``, its feed)."""
-    try:
-        run, feed = format_backend.load(artifact, inputs)
-        return format_backend.read_outputs(artifact, run(feed)), (run, feed)
-    except StackcError:
-        raise
-    except Exception as e:
-        raise format_backend.not_running(artifact, e) from e
 
 
 class _MemoryGate:

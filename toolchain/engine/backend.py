@@ -39,26 +39,29 @@ class Backend:
     def execute(self, artifact: ModelArtifact, inputs: Feed) -> Feed:
         """Run ``artifact`` in its real runtime, fed and read in the source model's names (the artifact's
         interface, see ``onnxlib/interface.py``); a runtime failure is a PassError naming the artifact."""
+        return self.load_and_run(artifact, inputs)[0]
+
+    def load_and_run(self, artifact: ModelArtifact, inputs: Feed) -> tuple[Feed, Callable[[Feed], Feed], Feed]:
+        """``execute``, also returning the loaded artifact and ``inputs`` in its own names and layouts:
+        call ``run(feed)`` again as often as needed (latency) without loading it twice."""
         try:
-            run, feed = self.load(artifact, inputs)
-            return self.read_outputs(artifact, run(feed))
+            run, feed = self.make_runner(artifact), to_artifact_inputs(artifact.facts, inputs)
+            return to_original_outputs(artifact.facts, run(feed)), run, feed
         except StackcError:
             raise
         except Exception as e:
-            raise self.not_running(artifact, e) from e
+            raise _not_running(artifact, e) from e
 
     def run_and_time(self, artifact: ModelArtifact, samples: Feed, raw_samples: list[Feed] = ()) -> Execution:
         """Load ``artifact`` once in this process: its outputs on ``samples`` (source names) and on each of
         ``raw_samples`` (in its own names, answered as its runner answers), then its latency."""
         started = time.perf_counter()
         try:
-            run, feed = self.load(artifact, samples)
-            outputs = self.read_outputs(artifact, run(feed))
+            outputs, run, feed = self.load_and_run(artifact, samples)
             raw_outputs = [run(s) for s in raw_samples]
-        except StackcError as e:
-            return Execution(seconds=time.perf_counter() - started, error=e)
         except Exception as e:
-            return Execution(seconds=time.perf_counter() - started, error=self.not_running(artifact, e))
+            error = e if isinstance(e, StackcError) else _not_running(artifact, e)
+            return Execution(seconds=time.perf_counter() - started, error=error)
         seconds = time.perf_counter() - started
         latency = None
         if self.real_runtime:
@@ -68,19 +71,10 @@ class Backend:
                 latency = {"error": f"{type(e).__name__}: {e}"[:200]}
         return Execution(outputs, seconds, latency, raw_outputs=raw_outputs)
 
-    def load(self, artifact: ModelArtifact, inputs: Feed) -> tuple[Callable[[Feed], Feed], Feed]:
-        """The loaded artifact and ``inputs`` in its own names and layouts: call ``run(feed)`` as often as needed."""
-        return self.make_runner(artifact), to_artifact_inputs(artifact.facts, inputs)
 
-    @staticmethod
-    def read_outputs(artifact: ModelArtifact, outputs: Feed) -> Feed:
-        return to_original_outputs(artifact.facts, outputs)
-
-    @staticmethod
-    def not_running(artifact: ModelArtifact, e: Exception) -> PassError:
-        detail = " ".join(str(e).split())[:300]
-        return PassError(f"{artifact.path.name} ({artifact.format}) does not run in its runtime: "
-                         f"{type(e).__name__}: {detail}")
+def _not_running(artifact: ModelArtifact, e: Exception) -> PassError:
+    detail = " ".join(str(e).split())[:300]
+    return PassError(f"{artifact.path.name} ({artifact.format}) does not run in its runtime: {type(e).__name__}: {detail}")
 
 
 BACKENDS: Registry[Backend] = Registry("format")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.machinery
 import importlib.util
+import sys
 import time
 import typing
 from dataclasses import dataclass
@@ -157,8 +158,6 @@ class Pass:
 
 def _installed(name: str) -> bool:
     """``name`` is importable: loaded, on ``sys.path``, or (unless hidden in ``sys.modules``) by any finder."""
-    import sys
-
     if sys.modules.get(name) is not None or importlib.machinery.PathFinder.find_spec(name) is not None:
         return True
     return name not in sys.modules and importlib.util.find_spec(name) is not None
