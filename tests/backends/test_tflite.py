@@ -323,8 +323,12 @@ def test_names_with_colon_and_at_are_restored_for_the_user(bundle_of):
 
 def test_transformer_erf_needs_flex_by_default_and_a_later_route_wins_without_it(bundle_of):
     _, manifest = bundle_of("transformer")
-    routes = _tflite_entries(manifest)[0]["conversion"]["routes"]
-    assert routes[0]["outcome"] == "lost" and "Erf" in routes[0]["reason"] and "Flex" in routes[0]["reason"]
+    conversion = _tflite_entries(manifest)[0]["conversion"]
+    routes = {r["route"]: r for r in conversion["routes"]}
+    assert routes["onnx2tf"]["outcome"] == "lost" and "Erf" in routes["onnx2tf"]["reason"] and "Flex" in routes["onnx2tf"]["reason"]
+    # the rewrites route keeps Erf and has no pseudo op for it: skipped, not run to lose the same way
+    assert routes["onnx2tf+rewrites"]["outcome"] == "skipped" and "Flex Erf" in routes["onnx2tf+rewrites"]["reason"]
+    assert conversion["route"] == "onnx2tf+pseudo-ops" and conversion["onnx2tf_runs"] == 2
 
 
 def test_gru_default_route_is_silently_wrong_and_loses_on_parity(bundle_of):

@@ -143,9 +143,12 @@ def _trial(model, proto, out_dir: Path, seed: int, policy) -> Trial:
 def _race(routes: list[Route], trial: Trial, log) -> tuple[list[Attempt], Attempt]:
     """Routes in order until one passes parity; else the closest that converted (the parity gate judges it)."""
     attempts: list[Attempt] = []
+    flex_lost: dict[str, str] = {}  # Flex op -> the first route that lost on it
     for route in routes:
-        attempt = _attempt(route, trial)
+        attempt = _attempt(route, trial, flex_lost)
         attempts.append(attempt)
+        for op in attempt.flex_ops:
+            flex_lost.setdefault(op, route.name)
         log.info("[convert.tflite] route %s: %s%s", route.name, attempt.outcome,
                  f" ({attempt.reason})" if attempt.reason else "")
         if attempt.outcome == "won":
@@ -261,7 +264,23 @@ def _log_mode(ctx, tried: dict[str, Any]) -> None:
                  f" ({tried['reason']})" if tried.get("reason") else "")
 
 
-def _attempt(route: Route, trial: Trial) -> Attempt:
+def _still_flex(route: Route, graph, run, flex_lost: dict[str, str]) -> str | None:
+    """Why ``route`` would lose on a Flex op an earlier route lost on, or None.
+
+    Only an op of the same name still in the graph after this route's rewrites counts (ONNX ``Erf``
+    becomes TensorFlow's ``Erf``, which LiteRT's builtins lack), and only if this route gives onnx2tf
+    no pseudo op for it: onnx2tf writes that op the same way on every route, so running it again would
+    cost one more onnx2tf run to lose the same way (measured: transformer_tiny, 3 runs -> 2)."""
+    pseudo = {op.lower() for op in run.arguments.get("replace_to_pseudo_operators", ())}
+    present = {node.op_type for node in graph.node}
+    blocking = sorted(op for op in flex_lost if op in present and op.lower() not in pseudo)
+    if route.direct or not blocking:
+        return None
+    return (f"would need Flex {', '.join(blocking)} as route {flex_lost[blocking[0]]} did: still in the graph "
+            f"after this route's rewrites, with no pseudo op for it")
+
+
+def _attempt(route: Route, trial: Trial, flex_lost: dict[str, str] | None = None) -> Attempt:
     import onnx
 
     proto, out_dir, samples, probe = trial.proto, trial.out_dir, trial.samples, trial.probe
@@ -277,10 +296,15 @@ def _attempt(route: Route, trial: Trial) -> Attempt:
             attempt.outcome = "skipped"
             attempt.reason = f"not an unrolled graph of plain ops ({', '.join(direct_tf.unsupported(copy)) or 'no LSTM/GRU'})"
             return attempt
+        run = arguments_for(route, proto, trial.channel_last, attempt.rewrites)
+        still_flex = _still_flex(route, copy.graph, run, flex_lost or {})
+        if still_flex:
+            attempt.outcome, attempt.reason = "skipped", still_flex
+            return attempt
+        attempt.run = run
         work.mkdir(parents=True, exist_ok=True)
         renamed = work / "model.onnx"
         onnx2tf_route.safe_copy(copy, renamed)
-        run = attempt.run = arguments_for(route, proto, trial.channel_last, attempt.rewrites)
         keras = direct_tf.convert(copy) if route.direct else onnx2tf_route.convert(renamed, work, run, trial.seed)
         io = _interface(keras, run, trial.in_specs, trial.out_specs)
         tflite = export.to_tflite(keras, _tensor_keys(io), [o["key"] for o in io["outputs"]], "fp32")
@@ -299,7 +323,7 @@ def _attempt(route: Route, trial: Trial) -> Attempt:
             failing = [o for o in result.outputs if not o.passed]
             attempt.reason = "parity in LiteRT failed: " + "; ".join(f"{o.name}: {o.reason}" for o in failing)[:300]
     except export.FlexOpsNeeded as e:
-        attempt.reason = str(e)
+        attempt.reason, attempt.flex_ops = str(e), e.ops
     except Exception as e:
         attempt.reason = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
     return attempt

@@ -19,7 +19,11 @@ from .runner import SIGNATURE_KEY
 
 
 class FlexOpsNeeded(RuntimeError):
-    """The graph needs TensorFlow ops that LiteRT's builtin op set lacks (Flex is disabled)."""
+    """The graph needs TensorFlow ops that LiteRT's builtin op set lacks (Flex is disabled); ``ops`` names them."""
+
+    def __init__(self, message: str, ops: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.ops = ops
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,7 @@ def _convert(converter, inputs: list[TensorKey], precision: str, calibration, in
         if "Flex" in message or "Select TensorFlow op" in message or "not supported by the native TFLite" in message:
             ops = sorted(set(re.findall(r"\btf\.([A-Z][A-Za-z0-9]+)", message)))
             raise FlexOpsNeeded("the graph needs TensorFlow (Flex) ops that LiteRT's builtins lack: "
-                                + (", ".join(ops) or "see the pass log") + " (Flex ops are disabled)") from None
+                                + (", ".join(ops) or "see the pass log") + " (Flex ops are disabled)", tuple(ops)) from None
         raise
 
 

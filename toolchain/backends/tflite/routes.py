@@ -118,6 +118,7 @@ class Attempt:
     rewrites: dict[str, int] = field(default_factory=dict)
     work: Path | None = None          # the route's folder (its renamed ONNX copy), for int8 workers
     run: Onnx2tfRun | None = None     # the onnx2tf settings it used
+    flex_ops: tuple[str, ...] = ()    # the Flex ops it lost on
 
     def record(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"route": self.route.name, "outcome": self.outcome, "why": self.route.why}
