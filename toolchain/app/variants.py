@@ -23,7 +23,7 @@ from ..errors import MissingDependencyError, ParityError, PassError, StackcError
 from ..parity.compare import ParityResult, compare, failure_summary, failure_table
 from ..engine.context import PassContext
 from ..process_tree import refuse_if_stopping
-from ..parity.policy import for_int8_source
+from ..parity.policy import for_source
 from ..precision.int8_parity import judge_int8, judging_samples
 
 LOG_SECTION = "stackc_section"  # a log record's ("variant" | "dropped" | "parity-dropped", variant name)
@@ -91,9 +91,7 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
     span = (outcome.latency or {}).get("span")
     outcome.converting = (began, span[0] - seconds if span else time.time())  # to the end of its conversion
     ctx.records.append({"id": f"parity.{variant.name}", "options": {}, "seconds": round(seconds, 3)})
-    policy = variant.parity
-    if model.facts.get("load.check", {}).get("quantized_nodes"):
-        policy = for_int8_source(policy)
+    policy = for_source(variant.parity, model.facts)
     outcome.parity = compare(variant.name, reference, actual, policy, format_backend.measured_with)
     retry = format_backend.retry_after_parity_failure
     rebuilt = None if outcome.parity.passed or retry is None else retry(artifact, convert_pass, model, ctx, inputs,

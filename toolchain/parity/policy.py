@@ -86,6 +86,12 @@ def for_int8_source(policy: ParityPolicy) -> ParityPolicy:
         min_top5=policy.min_top5 if policy.min_top5 is not None else limits["min_top5"])
 
 
+def for_source(policy: ParityPolicy, facts: dict) -> ParityPolicy:
+    """``policy`` as an artifact of this source is judged: an int8 source's (``load.check`` found quantized
+    nodes) widened to its own precision (for_int8_source), any other unchanged."""
+    return for_int8_source(policy) if facts.get("load.check", {}).get("quantized_nodes") else policy
+
+
 def parse_policy(table: Table, base: ParityPolicy | None = None) -> ParityPolicy:
     """A ``parity`` table read over ``base`` (its precision's default policy): unset keys keep base's values."""
     base = base or ParityPolicy()
