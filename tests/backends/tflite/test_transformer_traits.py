@@ -80,6 +80,7 @@ def test_every_route_that_would_keep_the_erf_is_skipped_with_its_reason_and_pseu
         assert "Erf" in verdicts[name] and "Flex" in verdicts[name], (name, verdicts[name])
     assert verdicts["onnx2tf+pseudo-ops"] is None
     assert verdicts["onnx2tf+int8-kernels"] is None  # its Erf-GELU -> Gelu rewrite removes the Erf
+    assert "no LSTM/GRU" in verdicts["direct-tf+int8-kernels"]  # skipped before its rewrites copy the graph
     without_erf = onnx.load(str(make_gelu_ffn(tmp_path / "gelu_ffn.onnx")))
     for node in without_erf.graph.node:
         if node.op_type == "Erf":

@@ -88,6 +88,15 @@ def _has_int8_pattern(proto) -> str | None:
     return "no LSTM/GRU to unroll, Erf-GELU to fuse or additive attention mask to bound"
 
 
+def _has_recurrent_int8_pattern(proto) -> str | None:
+    """The direct route's check: it converts unrolled LSTM/GRU graphs only, so a graph without one is skipped
+    before the route's rewrites run on a copy of it (on rxnmap, 85 MB: the Erf-GELU fusion's opset lift, the
+    attention-mask measurement in onnxruntime), not after."""
+    if not any(n.op_type in ("LSTM", "GRU") for n in proto.graph.node):
+        return "no LSTM/GRU to unroll (direct_tf writes unrolled recurrent graphs of plain ops only)"
+    return _has_int8_pattern(proto)
+
+
 def _pseudo_arguments(proto) -> dict[str, Any]:
     present = {n.op_type.lower() for n in proto.graph.node}
     return {"replace_to_pseudo_operators": [op for op in PSEUDO_OPS if op in present], "enable_rnn_unroll": True}
@@ -108,7 +117,7 @@ ROUTES: tuple[Route, ...] = (
     Route(INT8_ROUTES[0], "LSTM/GRU unrolled as for onnx2tf+int8-kernels, every node then written as one TF op in "
           "ONNX's axis order (direct_tf), for unrolled graphs of plain ops only: onnx2tf's per-node Keras layers and "
           "layout search cost minutes on a long sequence", Onnx2tfRun(keep_inputs="as-is"), rewrites=_INT8_REWRITES,
-          applies=_has_int8_pattern, direct=True),
+          applies=_has_recurrent_int8_pattern, direct=True),
     # Erf-GELU first: it lifts the opset to 20, and the later LayerNormalization rewrite then writes opset-20 axes.
     Route(INT8_ROUTES[1], "LSTM/GRU unrolled into MatMul/Sigmoid/Tanh steps, Erf-GELU fused into one GELU and "
           "additive attention masks bounded to the measured logit range, so every op has an int8 kernel and a "
