@@ -325,10 +325,11 @@ def test_transformer_erf_needs_flex_by_default_and_a_later_route_wins_without_it
     _, manifest = bundle_of("transformer")
     conversion = _tflite_entries(manifest)[0]["conversion"]
     routes = {r["route"]: r for r in conversion["routes"]}
-    assert routes["onnx2tf"]["outcome"] == "lost" and "Erf" in routes["onnx2tf"]["reason"] and "Flex" in routes["onnx2tf"]["reason"]
-    # the rewrites route keeps Erf and has no pseudo op for it: skipped, not run to lose the same way
-    assert routes["onnx2tf+rewrites"]["outcome"] == "skipped" and "Flex Erf" in routes["onnx2tf+rewrites"]["reason"]
-    assert conversion["route"] == "onnx2tf+pseudo-ops" and conversion["onnx2tf_runs"] == 2
+    # the routes that keep Erf with no pseudo op for it are skipped, not run to lose on Flex Erf
+    # (tests/backends/tflite/test_transformer_traits.py runs onnx2tf on the trait to show that loss is certain)
+    for name in ("onnx2tf", "onnx2tf+rewrites"):
+        assert routes[name]["outcome"] == "skipped" and "Erf" in routes[name]["reason"] and "Flex" in routes[name]["reason"]
+    assert conversion["route"] == "onnx2tf+pseudo-ops" and conversion["onnx2tf_runs"] == 1
 
 
 def test_gru_default_route_is_silently_wrong_and_loses_on_parity(bundle_of):

@@ -36,3 +36,31 @@ def shapes_of(model) -> dict[str, list[int | None]]:
 def opset_of(model) -> int:
     """The default (ai.onnx) domain's opset; 1 when the model imports none (IR < 3, before opset imports)."""
     return opsets(model).get("ai.onnx", 1)
+
+
+def id_inputs(model) -> list[str]:
+    """Integer rank 3-5 graph inputs used only as ``Gather`` indices (token or distance ids, say).
+
+    Ids have no channel axis: onnx2tf's channel-last transposition of such an input is meaningless,
+    and where the ids form a square matrix it cannot tell the axes apart. Measured on rxnmap: its
+    [1, 32, 32] atom-distance ids, transposed NCW -> NWC, gave the attention bias transposed
+    (cosine 0.87 after one layer; taken as they are: 0.9999999999995).
+    """
+    from onnx import TensorProto
+
+    integer = {TensorProto.INT8, TensorProto.INT16, TensorProto.INT32, TensorProto.INT64,
+               TensorProto.UINT8, TensorProto.UINT16, TensorProto.UINT32, TensorProto.UINT64}
+    uses: dict[str, list[tuple[str, int]]] = {}
+    for node in model.graph.node:
+        for position, name in enumerate(node.input):
+            uses.setdefault(name, []).append((node.op_type, position))
+    initializers = {t.name for t in model.graph.initializer}
+    found = []
+    for value in model.graph.input:
+        tensor = value.type.tensor_type
+        if value.name in initializers or tensor.elem_type not in integer or len(tensor.shape.dim) not in (3, 4, 5):
+            continue
+        used = uses.get(value.name, [])
+        if used and all(use == ("Gather", 1) for use in used):
+            found.append(value.name)
+    return found

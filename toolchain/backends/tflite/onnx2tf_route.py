@@ -37,7 +37,7 @@ class Onnx2tfRun:
 
     keep_inputs: str = "native"
     arguments: dict[str, Any] = field(default_factory=dict, hash=False)
-    as_is: tuple[str, ...] = ()  # inputs taken as they are even in "native" mode (already channel-last in ONNX)
+    as_is: tuple[str, ...] = ()  # inputs taken as they are even in "native" mode (channel-last in ONNX already, or ids)
     validate_ops: bool = True    # onnx2tf's per-op check against onnxruntime (see without_op_validation)
 
     def perm_for(self, name: str, rank: int) -> tuple[int, ...]:
@@ -110,10 +110,12 @@ def convert(onnx_path: Path, work: Path, run: Onnx2tfRun, seed: int):
     np.random.seed(seed)
     work.mkdir(parents=True, exist_ok=True)
     _write_calibration_sample(work, seed)
-    names = [v.name for v in onnx.load(str(onnx_path), load_external_data=False).graph.input]
+    inputs = onnx.load(str(onnx_path), load_external_data=False).graph.input
+    names = [v.name for v in inputs]
     keep: dict[str, Any] = {}
-    if run.keep_inputs == "onnx":
-        keep["keep_ncw_or_nchw_or_ncdhw_input_names"] = names
+    if run.keep_inputs == "onnx":  # onnx2tf asserts on any other rank; it never transposes those anyway
+        keep["keep_ncw_or_nchw_or_ncdhw_input_names"] = [v.name for v in inputs
+                                                         if len(v.type.tensor_type.shape.dim) in (3, 4, 5)]
     elif run.keep_inputs == "as-is":
         keep["keep_shape_absolutely_input_names"] = names
     elif run.as_is:
