@@ -116,3 +116,25 @@ def test_square_id_input_is_taken_as_it_is_and_the_default_route_ships_with_pari
     conversion = entry["conversion"]
     assert conversion["route"] == "onnx2tf", conversion["routes"]
     assert conversion["io"]["inputs"][0]["perm"] == [0, 1, 2] and conversion["io"]["inputs"][0]["shape"] == [1, 8, 8]
+
+
+def test_a_route_is_skipped_for_a_flex_op_an_earlier_route_lost_on_unless_it_replaces_it():
+    """The race's learned form of the Erf rule (convert._still_flex), for ops FLEX_UNLESS_PSEUDO does not list:
+    an op an earlier route lost on as Flex, still in this route's graph and given no pseudo op, skips the route."""
+    from onnx import TensorProto, helper
+
+    from toolchain.backends.tflite.convert import _still_flex
+    from toolchain.backends.tflite.onnx2tf_route import Onnx2tfRun
+    from toolchain.backends.tflite.routes import ROUTES
+
+    graph = helper.make_graph([helper.make_node("Atan", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    route = next(r for r in ROUTES if r.name == "onnx2tf+rewrites")
+    plain = Onnx2tfRun()
+    reason = _still_flex(route, graph, plain, {"Atan": "onnx2tf"})
+    assert reason and "Flex Atan" in reason and "route onnx2tf" in reason
+    assert _still_flex(route, graph, Onnx2tfRun(arguments={"replace_to_pseudo_operators": ["atan"]}),
+                       {"Atan": "onnx2tf"}) is None  # a pseudo op for it: the route may win
+    assert _still_flex(route, graph, plain, {"Cumsum": "onnx2tf"}) is None  # that op is not in this graph
+    assert _still_flex(route, graph, plain, {}) is None  # nothing lost on Flex yet
