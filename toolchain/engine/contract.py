@@ -143,7 +143,7 @@ class Pass:
 
     def _check_requirements(self) -> None:
         """Each required package is installed: looked up on ``sys.path`` itself, not in ``sys.modules``, where
-        another thread importing coremltools hides TensorFlow and PyTorch for a moment (``coreml/_ct.py``;
+        another thread importing coremltools hides TensorFlow, PyTorch and scikit-learn for a moment (``coreml/_ct.py``;
         measured: a TFLite variant dropped as "tensorflow is not installed" while Core ML re-converted)."""
         for module in self.requires:
             if not _installed(module.split(".")[0]):

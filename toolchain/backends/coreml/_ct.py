@@ -4,10 +4,10 @@
 CPU here), imports scikit-learn for its sklearn/libsvm/xgboost converters (2.1 of the 4.2 s left,
 measured), and prints notices about missing native Core ML on Linux. stackc uses only the MIL
 builder, the mlprogram backend, coremltools.optimize and the proto/blob readers, so the three
-frameworks are hidden during that one import (coremltools then records them as absent; importing
+packages are hidden during that one import (coremltools then records them as absent; importing
 them later works as usual: palettization's k-means imports scikit-learn when it runs) and its
-logger only reports errors. (No stdout/stderr redirection:
-variants convert and run in parallel threads, and swapping ``sys.stderr`` is not thread-safe.)
+logger only reports errors. (No stdout/stderr redirection: variants convert and run in parallel
+threads, and swapping ``sys.stderr`` is not thread-safe.)
 """
 from __future__ import annotations
 

@@ -281,7 +281,7 @@ def _still_flex(route: Route, graph, run, flex_lost: dict[str, str]) -> str | No
             f"after this route's rewrites, with no pseudo op for it")
 
 
-def _attempt(route: Route, trial: Trial, flex_lost: dict[str, str] | None = None) -> Attempt:
+def _attempt(route: Route, trial: Trial, flex_lost: dict[str, str]) -> Attempt:
     import onnx
 
     proto, out_dir, samples, probe = trial.proto, trial.out_dir, trial.samples, trial.probe
@@ -298,7 +298,7 @@ def _attempt(route: Route, trial: Trial, flex_lost: dict[str, str] | None = None
             attempt.reason = f"not an unrolled graph of plain ops ({', '.join(direct_tf.unsupported(copy)) or 'no LSTM/GRU'})"
             return attempt
         run = arguments_for(route, proto, trial.channel_last, attempt.rewrites)
-        still_flex = _still_flex(route, copy.graph, run, flex_lost or {})
+        still_flex = _still_flex(route, copy.graph, run, flex_lost)
         if still_flex:
             attempt.outcome, attempt.reason = "skipped", still_flex
             return attempt
