@@ -228,3 +228,18 @@ def test_a_toolchain_folder_in_the_working_directory_does_not_replace_stackc_in_
     assert result.returncode == 3, result.stderr[-2000:]
     assert _statuses(tmp_path / "out") == {"resnet_tiny.onnx": "built", "mobilenet_tiny.onnx": "built",
                                            "truncated.onnx": "failed"}
+
+
+def test_the_local_pool_starts_a_task_only_while_the_declared_memory_fits():
+    """Two heavy tasks never run together when their declared memory exceeds the budget; small ones fill in."""
+    from toolchain.batch.pools import _next_fitting
+
+    def task(name, mb):
+        return Task(model=Path(f"{name}.onnx"), world="edge-mobile", memory_mb=mb), name
+
+    queue = [task("heavy-a", 13000), task("heavy-b", 13000), task("small", 3000)]
+    gib = 2**30
+    assert _next_fitting(queue, {}, budget=1) == 0  # nothing runs: the first task starts, however large
+    assert _next_fitting(queue[1:], {"heavy-a": 13000 * 2**20}, budget=22 * gib) == 1  # heavy-b waits, small starts
+    assert _next_fitting(queue[1:2], {"heavy-a": 13000 * 2**20}, budget=22 * gib) is None
+    assert _next_fitting(queue[1:2], {"heavy-a": 13000 * 2**20}, budget=30 * gib) == 0

@@ -22,17 +22,26 @@ RAY_HINT = "pip install 'stackc[ray]'"
 
 
 def local_workers(tasks: list[Task], limit: int | None = None) -> int:
-    """As many builds at once as the cores allow and the free memory holds at each task's declared size."""
-    import psutil
-
+    """As many builds at once as the cores allow (``--workers`` lowers it); ``run_local`` budgets the memory."""
     cores = os.cpu_count() or 1
-    largest = max(t.declared_memory() for t in tasks)
-    by_memory = max(1, psutil.virtual_memory().available // largest)
-    return max(1, min(limit or cores, cores, by_memory, len(tasks)))
+    return max(1, min(limit or cores, cores, len(tasks)))
+
+
+def _next_fitting(queue: list[tuple[Task, str]], running: dict, budget: int) -> int | None:
+    """Index of the first queued task whose declared memory fits beside the running ones (any, when none runs)."""
+    if not running:
+        return 0 if queue else None
+    held = sum(running.values())
+    return next((i for i, (task, _) in enumerate(queue) if held + task.declared_memory() <= budget), None)
 
 
 def run_local(pending: list[tuple[Task, str]], cache: Cache, extra: list[str], workers: int,
-              started: Callable[[Task], None]) -> Iterator[Done]:
+              started: Callable[[Task], None], budget: int | None = None) -> Iterator[Done]:
+    """Up to ``workers`` builds at once, a task starting only while the running tasks' declared memory and its
+    own fit in ``budget`` (default: the memory free now), as Ray packs them; one task always runs."""
+    import psutil
+
+    budget = psutil.virtual_memory().available if budget is None else budget
     jobs = max(1, (os.cpu_count() or 1) // workers)  # converters inside one build share the task's cores
 
     def one(task: Task, key: str) -> Done:
@@ -40,12 +49,16 @@ def run_local(pending: list[tuple[Task, str]], cache: Cache, extra: list[str], w
         started(task)
         return task, key, run_task(task, staging, extra, jobs), staging
 
+    queue, running = list(pending), {}
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stackc-batch")
     try:
-        futures = {pool.submit(one, task, key) for task, key in pending}
-        while futures:
-            finished, futures = wait(futures, return_when=FIRST_COMPLETED)
+        while queue or running:
+            while len(running) < workers and (index := _next_fitting(queue, running, budget)) is not None:
+                task, key = queue.pop(index)
+                running[pool.submit(one, task, key)] = task.declared_memory()
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
+                del running[future]
                 yield future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
