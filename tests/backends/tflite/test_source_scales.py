@@ -90,3 +90,43 @@ def test_a_perturbed_weight_scale_still_fails_the_int8_parity(int8_source_bundle
     assert compare("shipped", reference, shipped, policy, "LiteRT").passed  # the same judgement passes the real one
     result = compare("perturbed", reference, perturbed, policy, "LiteRT")
     assert not result.passed, result.as_dict()["outputs"]
+
+
+def _qdq_chain_graph(reader_scale: float):
+    """x -> the float QDQ chain onnx2tf writes (scale 0.05, zero point -20), its reader dequantizing with ``reader_scale``."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [64], name="x")
+        q = tf.minimum(tf.maximum(tf.round(x / 0.05) + -20.0, -128.0), 127.0)
+        tf.identity((q - -20.0) * reader_scale, name="y")
+    return graph.as_graph_def()
+
+
+def _run(graph_def, x):
+    import tensorflow as tf
+
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(graph_def, name="")
+        with tf.compat.v1.Session(graph=graph) as session:
+            return session.run("y:0", {"x:0": x})
+
+
+def test_a_qdq_chain_becomes_one_fake_quant_op_over_the_sources_range_with_the_same_values():
+    from toolchain.backends.tflite.source_scales import fake_quant_chains
+
+    graph = _qdq_chain_graph(0.05)
+    x = np.linspace(-8, 9, 64, dtype=np.float32) + 0.013  # past both ends of the range, no rounding ties
+    before = _run(graph, x)
+    assert fake_quant_chains(graph) == [pytest.approx(((-128 + 20) * 0.05, (127 + 20) * 0.05))]
+    assert {n.op for n in graph.node} & {"Round", "RealDiv", "Maximum", "Minimum"} == set()
+    np.testing.assert_allclose(_run(graph, x), before, rtol=0, atol=1e-6)
+
+
+def test_a_chain_whose_reader_dequantizes_with_another_scale_stays_float():
+    from toolchain.backends.tflite.source_scales import fake_quant_chains
+
+    graph = _qdq_chain_graph(0.06)
+    assert fake_quant_chains(graph) == []
+    assert "Round" in {n.op for n in graph.node}
