@@ -14,7 +14,7 @@ from ...parity.compare import compare
 from ...parity.samples import make_inputs
 from ...precision.quantization import calibration_samples, nothing_quantized
 from .. import onnx_runtime
-from . import anatomy, direct_tf, export, int8_worker, onnx2tf_route, rewrites
+from . import anatomy, direct_tf, export, int8_worker, onnx2tf_route, qdq, rewrites, source_scales
 from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
 from .runner import SIGNATURE_KEY, interpreter, make_runner, quantization_of, run_model
 
@@ -93,7 +93,8 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         judged_on = _int8_judging_samples(model.path, model.facts, ctx, trial.samples)
         reference_run = onnx_runtime.make_runner(ModelArtifact(model.path, "onnx"))
         references = [reference_run(sample) for sample in judged_on]
-        tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx)
+        tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx,
+                                   proto)
         (out_dir / FP32_TWIN).write_bytes(winner.tflite)
     facts = _facts(winner, attempts, tflite, precision, policy, out_dir)
     if precision == "int8":
@@ -212,7 +213,8 @@ def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
     return compare(name, stack(references), stack(actual), policy, "LiteRT")
 
 
-def _int8(winner: Attempt, calibration, options, judged_on, references, policy, ctx) -> tuple[bytes, dict[str, Any]]:
+def _int8(winner: Attempt, calibration, options, judged_on, references, policy, ctx,
+          proto) -> tuple[bytes, dict[str, Any]]:
     """The strongest int8 mode whose artifact runs in LiteRT and meets the variant's policy.
 
     Full-integer first; graphs whose ops lack int8 kernels, or lose too much accuracy, fall back to
@@ -223,7 +225,11 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
     """
     batches = _calibration_batches(calibration, winner.io)
     keys, outputs = _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]]
-    saved = export.save_serving(winner.keras, keys, outputs, winner.work / "serving")
+    saved, scales = None, None
+    if winner.rewrites.get("qdq-to-float"):  # an already-int8 source: its calibrated modes keep its own scales
+        saved, scales = source_scales.with_source_scales(winner.keras, keys, outputs, winner.work / "serving-source-scales",
+                                                         qdq.conv_weights(proto))
+    saved = saved or export.save_serving(winner.keras, keys, outputs, winner.work / "serving")
     tried: list[dict[str, Any]] = []
     last: tuple[str, bytes] | None = None  # the latest mode that converted and ran
     for mode in export.INT8_MODES:
@@ -255,7 +261,14 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
         raise PassError("no int8 mode converted the model: " + "; ".join(f"{t['mode']}: {t['reason']}" for t in tried))
     mode, tflite = last
     ctx.log.info("[convert.tflite] int8 mode: %s", mode)
-    return tflite, {"int8_mode": mode, "int8_modes": tried, "int8_io": options.int8_io and mode == "full-integer"}
+    facts = {"int8_mode": mode, "int8_modes": tried, "int8_io": options.int8_io and mode == "full-integer"}
+    if scales is not None:
+        facts["source_scales"] = scales.describe(tflite)
+        kept = facts["source_scales"]
+        ctx.log.info("[convert.tflite] the source's own scales kept on %d of %d quantized activations, %d of %d int8 "
+                     "convolution weights", kept["activations_with_source_scale"], kept["activation_qdq_pairs"],
+                     kept["conv_weights_with_source_scale"], kept["int8_conv_weights"])
+    return tflite, facts
 
 
 def _log_mode(ctx, tried: dict[str, Any]) -> None:

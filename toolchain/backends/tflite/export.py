@@ -73,6 +73,26 @@ def save_serving(model, inputs: list[TensorKey], output_keys: list[str], folder:
     return folder
 
 
+def save_graph_serving(graph_def, feeds: list[str], fetches: dict[str, str], inputs: list[TensorKey],
+                       folder: Path) -> Path:
+    """A frozen (edited) GraphDef as a ``save_serving`` SavedModel: ``feeds`` are its placeholders in ``inputs``'
+    order, ``fetches`` maps each output key to its tensor."""
+    import tensorflow as tf
+
+    specs = [tf.TensorSpec(t.shape, tf.as_dtype(t.dtype), name=t.key) for t in inputs]
+    keys = list(fetches)
+
+    @tf.function(input_signature=specs)
+    def serve(*args):
+        outputs = tf.graph_util.import_graph_def(graph_def, input_map=dict(zip(feeds, args)),
+                                                 return_elements=[fetches[k] for k in keys], name="")
+        return dict(zip(keys, outputs))
+
+    tf.saved_model.save(tf.Module(), str(folder), signatures={SIGNATURE_KEY: serve.get_concrete_function()},
+                        options=tf.saved_model.SaveOptions(save_debug_info=True))
+    return folder
+
+
 def to_tflite(model, inputs: list[TensorKey], output_keys: list[str], precision: str, *,
               calibration: Iterable[list[np.ndarray]] | None = None, int8_io: bool = True,
               int8_mode: str = "full-integer") -> bytes:

@@ -117,3 +117,24 @@ def _topological(nodes: list) -> list:
     for i in range(len(nodes)):
         visit(i)
     return order
+
+
+def conv_weights(model) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each constant int8 convolution weight (OIHW) behind a DequantizeLinear of zero zero point, dequantized as
+    ``qdq_to_float`` folds it, with its scale per output channel (a per-tensor scale repeated): ``source_scales``
+    finds them in onnx2tf's graph by value and keeps their grid."""
+    from onnx import helper
+
+    constants = constants_of(model)
+    found = []
+    for node in model.graph.node:
+        params = _qdq_params(node, constants) if node.op_type == "DequantizeLinear" else None
+        values = constants.get(node.input[0]) if params else None
+        if values is None or values.dtype != np.int8 or values.ndim != 4 or np.any(params[1]) or values.min() < -127:
+            continue  # -128 lies outside TFLite's symmetric weight range
+        scale = params[0].astype(np.float64).ravel()
+        axis = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"), 1) % 4
+        if scale.size != 1 and (axis != 0 or scale.size != values.shape[0]):
+            continue
+        found.append((_dequantize(node, constants), np.broadcast_to(scale, (values.shape[0],)).copy()))
+    return found
