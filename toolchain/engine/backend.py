@@ -35,6 +35,11 @@ class Backend:
     layer_taps: Callable[..., Any] | None = None   # (precision_work facts, samples) -> fp32 and int8 tensors (damage report)
     measured_floors: Callable[[dict], dict[str, int]] | None = None   # device floors its conversion measured
     describe_io: Callable[[Any, dict], tuple[list, list]] | None = None  # (path, conversion facts) -> its I/O tensors
+    make_reference_runner: Callable[[ModelArtifact], Callable[[Feed], Feed]] | None = None  # as int8 verdicts' reference
+
+    def reference_runner(self, model: ModelArtifact) -> Callable[[Feed], Feed]:
+        """A runner for ``model`` as the reference int8 verdicts hold artifacts to (``make_reference_runner``, else ``make_runner``)."""
+        return (self.make_reference_runner or self.make_runner)(model)
 
     def execute(self, artifact: ModelArtifact, inputs: Feed) -> Feed:
         """Run ``artifact`` in its real runtime, fed and read in the source model's names (the artifact's

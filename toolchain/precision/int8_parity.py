@@ -46,7 +46,7 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Bac
     else:
         calibration = calibration or judging_samples(model, ctx)
         samples = calibration.samples
-        reference_run = reference_backend.make_runner(model)
+        reference_run = reference_backend.reference_runner(model)
         if artifact_rows is None:
             artifact_run = backend.make_runner(artifact)
             artifact_rows = [artifact_run(s) for s in samples]

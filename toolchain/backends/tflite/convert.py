@@ -91,7 +91,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         tflite = export.to_tflite(winner.keras, _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]], "fp16")
     elif precision == "int8":
         judged_on = _int8_judging_samples(model.path, model.facts, ctx, trial.samples)
-        reference_run = onnx_runtime.make_runner(ModelArtifact(model.path, "onnx"))
+        reference_run = onnx_runtime.make_reference_runner(ModelArtifact(model.path, "onnx"))
         references = [reference_run(sample) for sample in judged_on]
         tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx,
                                    proto)
