@@ -101,7 +101,9 @@ def _rebuild(data: bytes, version: int, model: int, tail_start: int, entries: di
 
     builder = flatbuffers.Builder(0)
     builder.Bytes, builder.head = bytearray(data[tail_start:]), 0
-    builder.minalign = _alignment(len(data))  # the tail's own alignment is counted from the buffer's end
+    # the tail's alignment is counted from the buffer's end: a length that is a multiple of the largest
+    # alignment keeps every tail object aligned, whatever the length ORT wrote (it moves with the resolver's order)
+    builder.minalign = _LARGEST_ALIGNMENT
     at = lambda pos: len(data) - pos  # noqa: E731 - a tail object's offset as the builder counts it
     resolver = _build_resolver(builder, entries)
     builder.StartObject(4)
@@ -110,14 +112,6 @@ def _rebuild(data: bytes, version: int, model: int, tail_start: int, entries: di
     builder.PrependUOffsetTRelativeSlot(0, at(version), 0)
     builder.Finish(builder.EndObject(), file_identifier=IDENTIFIER)
     return bytes(builder.Output())
-
-
-def _alignment(size: int) -> int:
-    """The largest power of two (up to 64) the original length is a multiple of: at least its minalign."""
-    align = 1
-    while align < _LARGEST_ALIGNMENT and size % (align * 2) == 0:
-        align *= 2
-    return align
 
 
 def _offsets(builder, items: list[int]) -> int:
