@@ -82,10 +82,6 @@ def make_reference_runner(artifact: ModelArtifact):
     return lambda inputs: run_session(sess, inputs)
 
 
-def run_reference(artifact: ModelArtifact, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return make_reference_runner(artifact)(inputs)
-
-
 def has_qdq(path: Path) -> bool:
     """Whether the model's graphs hold QuantizeLinear or DequantizeLinear (weights are not read)."""
     import onnx
