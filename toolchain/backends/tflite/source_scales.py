@@ -42,8 +42,11 @@ class SourceScales:
     def describe(self, tflite: bytes) -> dict:
         """For the manifest: how many of the source's activation scales the final artifact carries, read back
         from it (a mode with float activations, dynamic-range, carries none)."""
-        return {"activations_with_source_scale": kept_in(tflite, self.ranges), "activation_qdq_pairs": self.chains,
-                "conv_weights_with_source_scale": weights_kept_in(tflite, self.weight_scales),
+        from .runner import interpreter
+
+        details = interpreter(tflite).get_tensor_details()  # loaded once for both counts
+        return {"activations_with_source_scale": kept_in(details, self.ranges), "activation_qdq_pairs": self.chains,
+                "conv_weights_with_source_scale": weights_kept_in(details, self.weight_scales),
                 "int8_conv_weights": self.weights,
                 "how": "each QuantizeLinear/DequantizeLinear pair and int8 convolution weight written as a TensorFlow "
                        "fake-quant op over the source's range, so TFLite quantizes that tensor with the source's scale "
@@ -56,22 +59,18 @@ def int8_params(low: float, high: float) -> tuple[float, int]:
     return scale, int(round(-128 - low / scale))
 
 
-def kept_in(tflite: bytes, ranges) -> int:
-    """How many of ``ranges`` the int8 tensors of ``tflite`` carry as their (scale, zero point)."""
-    from .runner import interpreter
-
+def kept_in(details: list[dict], ranges) -> int:
+    """How many of ``ranges`` the int8 tensors (LiteRT's tensor ``details``) carry as their (scale, zero point)."""
     found = {(float(d["quantization_parameters"]["scales"][0]), int(d["quantization_parameters"]["zero_points"][0]))
-             for d in interpreter(tflite).get_tensor_details()
+             for d in details
              if d["dtype"] == np.int8 and len(d["quantization_parameters"]["scales"]) == 1}
     return sum(1 for low, high in ranges if any(zero == z and np.isclose(scale, s, rtol=1e-6, atol=0)
                                                 for s, z in found for scale, zero in [int8_params(low, high)]))
 
 
-def weights_kept_in(tflite: bytes, weight_scales) -> int:
-    """How many of ``weight_scales`` (per output channel) the per-channel int8 tensors of ``tflite`` carry."""
-    from .runner import interpreter
-
-    found = [d["quantization_parameters"]["scales"] for d in interpreter(tflite).get_tensor_details()
+def weights_kept_in(details: list[dict], weight_scales) -> int:
+    """How many of ``weight_scales`` (per output channel) the per-channel int8 tensors (``details``) carry."""
+    found = [d["quantization_parameters"]["scales"] for d in details
              if d["dtype"] == np.int8 and len(d["quantization_parameters"]["scales"]) > 1]
     return sum(1 for scales in weight_scales
                if any(f.shape == scales.shape and np.allclose(f, scales, rtol=1e-6, atol=0) for f in found))
