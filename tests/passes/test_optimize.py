@@ -159,3 +159,63 @@ def test_an_unshared_matmul_weight_still_fuses_into_gemm(tmp_path):
     assert "shared_weights_kept" not in result.facts["optimize"]
     assert [n.op_type for n in onnx.load(str(result.path)).graph.node] == ["Gemm"]
 
+
+
+def test_preparation_never_imports_sympy_and_records_its_shape_inference(tmp_path):
+    """onnxslim's symbolic shape inference imports sympy (0.5 s, every build); stackc uses onnx's."""
+    import subprocess
+    import sys
+
+    script = ("import sys, onnx\n"
+              "from toolchain.passes.optimize import slim_to_fixed_point\n"
+              f"model, settled = slim_to_fixed_point(onnx.load({str(fixture_model('transformer_tiny'))!r}))\n"
+              "assert settled and len(model.graph.node) < 95\n"
+              "print('sympy' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stderr
+    assert optimize(fixture_model("resnet_tiny"), tmp_path).facts["optimize"]["shape_inference"] == "onnx (data propagation)"
+
+
+@pytest.mark.parametrize("name", ["transformer_tiny", "mobilenet_tiny", "lstm_tagger"])
+def test_rounds_give_the_nodes_and_weights_onnxslim_gives_with_symbolic_shapes(name):
+    """What changing the shape inference engine may change: only value_info, where onnxslim's symbolic
+    inference also lists the graph outputs, and each engine names or knows some dynamic dims differently.
+    Run against plain ``onnxslim.slim`` (with sympy) in a process of its own."""
+    import subprocess
+    import sys
+
+    import onnx
+
+    from toolchain.passes.optimize import slim_to_fixed_point
+
+    path = fixture_model(name)
+    script = ("import sys, onnx, onnxslim\n"
+              f"sys.stdout.buffer.write(onnxslim.slim(onnx.load({str(path)!r})).SerializeToString())\n")
+    theirs = onnx.ModelProto.FromString(subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                                       check=True).stdout)
+    ours, _ = slim_to_fixed_point(onnx.load(str(path)))
+    assert [n.SerializeToString() for n in ours.graph.node] == [n.SerializeToString() for n in theirs.graph.node]
+    assert ([t.SerializeToString() for t in ours.graph.initializer]
+            == [t.SerializeToString() for t in theirs.graph.initializer])
+    outputs = {o.name for o in theirs.graph.output}
+    assert _types_and_ranks(ours.graph.value_info) == _types_and_ranks(v for v in theirs.graph.value_info
+                                                                        if v.name not in outputs)
+
+
+def _types_and_ranks(value_infos) -> dict:
+    """{name: (element type, rank)}: the dims themselves may be named or known differently by each inference."""
+    return {v.name: (v.type.tensor_type.elem_type, len(v.type.tensor_type.shape.dim)) for v in value_infos}
+
+
+def test_shape_inference_from_disk_matches_in_memory():
+    """The path a model past protobuf's 2 GB takes (weights beside a temporary file) infers the same shapes."""
+    import onnx
+
+    from toolchain.passes.optimize import _shape_infer, _shape_infer_on_disk
+
+    model = onnx.load(str(fixture_model("transformer_tiny")))
+    in_memory = _shape_infer(onnx.ModelProto.FromString(model.SerializeToString()))
+    on_disk = _shape_infer_on_disk(model)
+    assert ([v.SerializeToString() for v in on_disk.graph.value_info]
+            == [v.SerializeToString() for v in in_memory.graph.value_info])
+    assert len(on_disk.graph.value_info) > 0

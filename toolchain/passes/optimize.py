@@ -11,9 +11,16 @@ transposed copy of the weight per MatMul, is skipped for that model (both record
 Constant folding is this pass's job (there is no separate fold.constants pass: onnxslim already folds
 ``Constant``/``ConstantOfShape``/shape arithmetic into initializers). Whatever ``Constant`` node it
 leaves in the main graph is moved to an initializer here, and the count left is a recorded fact.
+
+Shapes between rounds come from onnx's own inference (C++, linear in the graph), not from onnxslim's
+symbolic inference: that one imports sympy (0.53 s of onnxslim's 0.62 s import, paid by every build)
+and solves dims symbolically (it failed on every transformer of the corpus after seconds per round).
+On every fixture and corpus model the two gave the same nodes and initializers; see ``onnxslim_core``.
 """
 from __future__ import annotations
 
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +78,7 @@ class Optimize(Pass):
         left = constant_nodes(slimmed.graph)
         ctx.log.info("[optimize] nodes %d -> %d; constant nodes left: %d", before, after, left)
         notes = {"nodes_before": before, "nodes_after": after, "constants_to_initializers": moved,
-                 "constant_nodes_left": left}
+                 "constant_nodes_left": left, "shape_inference": SHAPE_INFERENCE}
         if not settled:
             notes["unsettled_after_rounds"] = MAX_ROUNDS
         if restored:
@@ -96,29 +103,54 @@ class Optimize(Pass):
 
 
 MAX_ROUNDS = 10  # onnxslim's own limit (ONNXSLIM_MAX_ITER)
+SHAPE_INFERENCE = "onnx (data propagation)"  # recorded in the optimize notes: the engine that infers shapes between rounds
+SYMBOLIC_MODULE = "onnxslim.third_party.symbolic_shape_infer"
+
+
+def onnxslim_core():
+    """``onnxslim.core`` (0.1.98, pinned), imported without its symbolic shape inference and so without sympy.
+
+    ``onnxslim.core`` imports ``SymbolicShapeInference`` at module level, whose package imports sympy.
+    Unless onnxslim is already loaded, a stand-in module takes that name first; its inference always
+    fails, so a direct ``onnxslim.slim`` in this process falls back to onnx's inference, as stackc's
+    rounds use. Preparation and the TFLite shape folding both call ``slim_to_fixed_point`` below, so
+    their result does not depend on which was imported first.
+    """
+    if "onnxslim.core" not in sys.modules and SYMBOLIC_MODULE not in sys.modules:
+        stand_in = types.ModuleType(SYMBOLIC_MODULE, "stackc: symbolic shape inference is not loaded (see optimize.py)")
+        stand_in.SymbolicShapeInference = _NoSymbolicInference
+        sys.modules[SYMBOLIC_MODULE] = stand_in
+    from onnxslim import core
+
+    return core
+
+
+class _NoSymbolicInference:
+    @staticmethod
+    def infer_shapes(*args, **kwargs):
+        raise RuntimeError("stackc infers shapes with onnx, not onnxslim's symbolic inference")
 
 
 def slim_to_fixed_point(proto, skip_fusion_patterns=None, skip_optimizations=None):
     """``onnxslim.slim``'s rounds (fold, fuse, infer shapes), stopped once a round changes nothing;
     returns the model and whether it settled within MAX_ROUNDS.
 
-    Only the stopping test differs from onnxslim's: "nothing changed" means the same nodes, shapes
-    and initializers. onnxslim compares whole graphs and on some transformers never sees two rounds
-    alike, so it ran all ten (seconds each at 85 MB). Every fixture and corpus model comes out
-    byte-identical to ``onnxslim.slim``. Shapes are inferred by ``_shape_infer``.
+    Two things differ from onnxslim's: shapes come from ``_shape_infer`` (onnx's inference), and
+    "nothing changed" means the same nodes, shapes and initializers. onnxslim compares whole graphs
+    and on some transformers never sees two rounds alike, so it ran all ten (seconds each at 85 MB).
     """
-    from onnxslim.core import OptimizationSettings, freeze, optimize
+    core = onnxslim_core()
     from onnxslim.utils import TensorInfo, init_logging, update_outputs_dims
 
     init_logging(False)
-    freeze(proto)
+    core.freeze(proto)
     output_dims = {TensorInfo(o).name: TensorInfo(o).shape for o in proto.graph.output}
-    OptimizationSettings.reset(skip_optimizations)
-    if not OptimizationSettings.enabled():
+    core.OptimizationSettings.reset(skip_optimizations)
+    if not core.OptimizationSettings.enabled():
         return update_outputs_dims(_shape_infer(proto), output_dims=output_dims), True
     model, seen = proto, _structure(proto.graph)
     for _ in range(MAX_ROUNDS):
-        model = _shape_infer(optimize(model, skip_fusion_patterns, None))
+        model = _shape_infer(core.optimize(model, skip_fusion_patterns, None))
         now = _structure(model.graph)
         if now == seen:
             return update_outputs_dims(model, output_dims=output_dims), True
@@ -127,26 +159,27 @@ def slim_to_fixed_point(proto, skip_fusion_patterns=None, skip_optimizations=Non
 
 
 def _shape_infer(model):
-    """``onnxslim.core.shape_infer`` (0.1.98, pinned) without its ``model.ByteSize()`` test, which
-    picks in-memory or file-based onnx inference when onnxruntime's symbolic inference fails (it
-    fails on every transformer of the corpus). upb computes ByteSize by encoding the whole model:
-    0.5 s per round at 85 MB. onnx's in-memory inference is tried first instead; a model it cannot
-    serialize (past 2 GB, where ByteSize itself raises) goes to onnxslim's own function.
-    """
+    """onnx's shape inference of ``model``, with data propagation (``Shape -> Gather -> Concat`` feeding a
+    Reshape gives known dims, as symbolic inference did): in memory, or from a file past protobuf's 2 GB."""
     import onnx
-    from onnxslim import core
 
-    if core.FORCE_ONNXRUNTIME_SHAPE_INFERENCE or core.DEBUG:
-        return core.shape_infer(model)
-    try:
-        return core.SymbolicShapeInference.infer_shapes(model, auto_merge=core.AUTO_MERGE)
-    except Exception:  # as onnxslim: fall back to onnx's inference
-        pass
     try:
         serialized = model.SerializeToString()
-    except Exception:  # past 2 GB
-        return core.shape_infer(model)
-    return onnx.shape_inference.infer_shapes(serialized)
+    except ValueError:  # past 2 GB: onnx infers from a file whose weights sit beside it
+        return _shape_infer_on_disk(model)
+    return onnx.shape_inference.infer_shapes(serialized, data_prop=True)
+
+
+def _shape_infer_on_disk(model):
+    import tempfile
+
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="stackc-shapes-") as folder:
+        source, inferred = Path(folder) / "model.onnx", Path(folder) / "inferred.onnx"
+        onnx.save_model(model, source, save_as_external_data=True, location="weights.bin")
+        onnx.shape_inference.infer_shapes_path(str(source), str(inferred), data_prop=True)
+        return onnx.load(inferred)
 
 
 def _structure(graph) -> tuple:

@@ -232,7 +232,7 @@ _FOLDED: dict[str, bytes | None] = {}  # the last model folded (sha256 -> onnxsl
 
 
 def fold_static_shapes(model) -> int:
-    """Fold Shape/Range/... chains that became constant once dims were fixed (onnxslim, in-process).
+    """Fold Shape/Range/... chains that became constant once dims were fixed (preparation's onnxslim rounds).
 
     Preparation may simplify before it fixes shapes; onnx2tf then sees ``Shape -> Range -> Gather``
     position ids and broadcasts a whole embedding table (seen on the BERT-like fixture). Every route
@@ -242,15 +242,16 @@ def fold_static_shapes(model) -> int:
     import hashlib
 
     import onnx
-    import onnxslim
+
+    from ...passes.optimize import slim_to_fixed_point
 
     before = len(model.graph.node)
-    key = hashlib.sha256(model.SerializeToString(deterministic=True)).hexdigest()
+    serialized = model.SerializeToString(deterministic=True)
+    key = hashlib.sha256(serialized).hexdigest()
     if key not in _FOLDED:
-        slimmed = onnxslim.slim(model)
+        slimmed, _ = slim_to_fixed_point(onnx.ModelProto.FromString(serialized))  # folds a copy: model stays as given
         _FOLDED.clear()
-        _FOLDED[key] = (slimmed.SerializeToString() if slimmed is not None and len(slimmed.graph.node) < before
-                        else None)
+        _FOLDED[key] = slimmed.SerializeToString() if len(slimmed.graph.node) < before else None
     if _FOLDED[key] is None:
         return 0
     model.CopyFrom(onnx.ModelProto.FromString(_FOLDED[key]))
