@@ -5,10 +5,15 @@ the parity samples (its runtime already loaded here), and writes the outcome as 
 on stdin for the request's path (warm_workers.py)."""
 from __future__ import annotations
 
+import sys
+
+if __name__ == "__main__":  # first of all: the re-exec would otherwise pay for the imports below twice
+    from .fixed_addresses import reexec_without_address_randomization
+
+    reexec_without_address_randomization(__spec__.name)
+
 import importlib
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,29 +23,7 @@ from ..artifact import ModelArtifact
 from .backend import BACKENDS
 from .context import PassContext
 from .execution import load_rows, save_rows
-from .runner import WARM_FLAG, WORKER_MODULE, artifact_from_json, artifact_to_json
-
-ADDR_NO_RANDOMIZE = 0x0040000
-
-
-def _without_address_randomization() -> None:
-    """Re-exec this worker with address-space randomisation off (Linux), so converters whose output
-    order follows hash tables seeded by addresses (ONNX Runtime's ORT-format writer) write the same
-    bytes every run. Elsewhere, or if the kernel refuses, carry on as is."""
-    if not sys.platform.startswith("linux") or os.environ.get("STACKC_NO_ASLR_DONE"):
-        return
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        current = libc.personality(0xFFFFFFFF)
-        if current == -1 or libc.personality(current | ADDR_NO_RANDOMIZE) == -1:
-            return
-    except (OSError, AttributeError):
-        return
-    os.environ["STACKC_NO_ASLR_DONE"] = "1"
-    os.execv(sys.executable, [sys.executable, "-m", WORKER_MODULE, *sys.argv[1:]])
-
+from .runner import WARM_FLAG, artifact_from_json, artifact_to_json
 
 def _child(request_path: str) -> int:
     """The worker side: rebuild the pass and its context, run ``_run``, write the outcome as JSON."""
@@ -118,6 +101,5 @@ def _serve_warm(module: str, qualname: str) -> int:
 
 
 if __name__ == "__main__":
-    _without_address_randomization()
     process_tree.guard_child()
     sys.exit(_serve_warm(sys.argv[2], sys.argv[3]) if sys.argv[1] == WARM_FLAG else _child(sys.argv[1]))
