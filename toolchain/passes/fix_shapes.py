@@ -11,6 +11,7 @@ from pathlib import Path
 from ..artifact import ModelArtifact
 from ..onnxlib.handover import hand_on, take_graph
 from ..onnxlib.model import graph_inputs
+from ..onnxlib.shape_inference import infer_shapes
 from ..engine.context import PassContext
 from ..onnxlib.shapes import concrete_shapes
 from ..engine.contract import Pass, register_pass
@@ -42,8 +43,6 @@ class FixShapes(Pass):
     hands_on_in_memory = True  # reads and hands on its model through onnxlib/handover.py
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
-        import onnx
-
         proto = take_graph(model, self.id)
         negative = clear_negative_dims(proto)
         fix_all = self.options.all_dims
@@ -70,7 +69,7 @@ class FixShapes(Pass):
                     value = dim_values[dim.dim_param]
                     dim.Clear()
                     dim.dim_value = value
-        proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+        proto = infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
         still_dynamic = [s.name for s in graph_inputs(proto) if not s.is_static]
         ctx.log.info("[fix.shapes] fixed %s; dynamic inputs left: %s", changed or "nothing", still_dynamic or "none")
         notes = {"fixed": changed, "dim_values": dim_values, "still_dynamic": still_dynamic}

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..artifact import ModelArtifact
 from ..onnxlib.handover import file_is_current, hand_on, read_graph, write_held
 from ..onnxlib.model import check_model, external_locations, opsets
+from ..onnxlib.shape_inference import infer_shapes
 from ..precision import int8_portability
 from ..precision.quantization import count_quantized
 from ..engine.context import PassContext
@@ -33,15 +34,13 @@ class LoadCheck(Pass):
     hands_on_in_memory = True  # reads and hands on its model through onnxlib/handover.py
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
-        import onnx
-
         proto = read_graph(model)
         if not file_is_current(model) and external_locations(proto):  # the checker reads external weights
             model = write_held(model, out_dir / "checked" / "model.onnx")  # beside a file
             proto = read_graph(model)
         check_model(proto, model.path if file_is_current(model) else None)
         if self.options.infer_shapes:  # a new proto: the input's stays as it was
-            proto = onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+            proto = infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
         ops = Counter(f"{n.domain + '::' if n.domain else ''}{n.op_type}" for n in proto.graph.node)
         report = {
             "ir_version": int(proto.ir_version),

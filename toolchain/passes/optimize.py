@@ -160,14 +160,14 @@ def slim_to_fixed_point(proto, skip_fusion_patterns=None, skip_optimizations=Non
 
 def _shape_infer(model):
     """onnx's shape inference of ``model``, with data propagation (``Shape -> Gather -> Concat`` feeding a
-    Reshape gives known dims, as symbolic inference did): in memory, or from a file past protobuf's 2 GB."""
-    import onnx
+    Reshape gives known dims, as symbolic inference did): in memory without its large weights
+    (onnxlib/shape_inference.py), or from a file past protobuf's 2 GB."""
+    from ..onnxlib.shape_inference import infer_shapes
 
     try:
-        serialized = model.SerializeToString()
-    except ValueError:  # past 2 GB: onnx infers from a file whose weights sit beside it
+        return infer_shapes(model, data_prop=True)
+    except ValueError:  # past 2 GB even without its large weights: onnx infers from a file, weights beside it
         return _shape_infer_on_disk(model)
-    return onnx.shape_inference.infer_shapes(serialized, data_prop=True)
 
 
 def _shape_infer_on_disk(model):
