@@ -171,6 +171,8 @@ def _shape_infer(model):
 
 
 def _shape_infer_on_disk(model):
+    """Past 2 GB: infer from a temporary file, the weights beside it. Saving moves ``model``'s weights
+    into that file, so ``model`` is spent: the callers pass a model they replace by the result."""
     import tempfile
 
     import onnx
