@@ -63,16 +63,18 @@ def test_a_package_hidden_for_a_moment_by_another_thread_still_counts_as_install
         get_pass("convert.tflite")({})._check_requirements()
 
 
-def test_converter_children_leave_nothing_in_the_temp_folder(tmp_path):
-    """A child leaves without interpreter teardown (TensorFlow's took 2 s) but still runs its exit
-    handlers: TensorFlow's autograph files and coremltools' temporary packages are removed by them."""
+@pytest.mark.parametrize("world, variants", [("edge-mobile", "tflite-fp32,coreml-fp16"), ("edge-iot", "tflite-int8")])
+def test_converter_children_leave_nothing_in_the_temp_folder(tmp_path, world, variants):
+    """A child (a converter, an int8 mode's worker) leaves without interpreter teardown (TensorFlow's took
+    2 s) but still runs its exit handlers: TensorFlow's autograph files and coremltools' temporary
+    packages are removed by them."""
     import os
     import subprocess
 
     temp = tmp_path / "tmp"
     temp.mkdir()
     done = subprocess.run([sys.executable, "-m", "toolchain.cli", "build", fixture_model("resnet_tiny"), "--target",
-                           "edge-mobile", "--variants", "tflite-fp32,coreml-fp16", "--out", tmp_path / "out", "-q"],
+                           world, "--variants", variants, "--out", tmp_path / "out", "-q"],
                           capture_output=True, text=True, env={**os.environ, "TMPDIR": str(temp)})
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in temp.iterdir() if not p.name.startswith(".")) == []

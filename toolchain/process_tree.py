@@ -205,6 +205,19 @@ def _die() -> None:
     os._exit(1)
 
 
+def exit_now(code: int) -> None:
+    """How a child leaves once its result is written: exit handlers run (3 ms; they remove TensorFlow's
+    autograph files and coremltools' temporary packages), then ``os._exit`` skips the interpreter's
+    teardown, which its parent waits for: freeing TensorFlow's modules takes 2 s (measured), even in a
+    process that only imported it."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def tree_rss(proc) -> int:
     """Resident memory of a process and all its descendants, in bytes (what limits and benchmarks watch)."""
     import psutil

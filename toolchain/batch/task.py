@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import process_tree
 from ..engine.runner import worker_label
 
 SAMPLE_SECONDS = 0.1
@@ -123,8 +124,6 @@ def run(args: list[str]) -> dict[str, Any]:
 
 
 def _main(request_path: str) -> int:
-    from .. import process_tree
-
     process_tree.guard_child()  # dies with the batch, however the batch dies
     request = json.loads(Path(request_path).read_text())
     result = run(request["args"])
@@ -135,4 +134,4 @@ def _main(request_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1]))
+    process_tree.exit_now(_main(sys.argv[1]))

@@ -14,7 +14,6 @@ if __name__ == "__main__":  # first of all: the re-exec would otherwise pay for 
 
 import importlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from .backend import BACKENDS
 from .context import PassContext
 from .execution import load_rows, save_rows
 from .runner import WARM_FLAG, artifact_from_json, artifact_to_json
+
 
 def _child(request_path: str) -> int:
     """The worker side: rebuild the pass and its context, run ``_run``, write the outcome as JSON."""
@@ -101,19 +101,6 @@ def _serve_warm(module: str, qualname: str) -> int:
     return _child(line) if line else 0
 
 
-def _exit_now(code: int) -> None:
-    """Leave without tearing the interpreter down once the result is written: the parent waits for
-    this process to end, and freeing TensorFlow's modules took 2 s after a 4 s conversion (measured).
-    The exit handlers still run (3 ms): they remove TensorFlow's autograph files and coremltools'
-    temporary packages, which ``os._exit`` alone left in the temp folder."""
-    import atexit
-
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
 if __name__ == "__main__":
     process_tree.guard_child()
-    _exit_now(_serve_warm(sys.argv[2], sys.argv[3]) if sys.argv[1] == WARM_FLAG else _child(sys.argv[1]))
+    process_tree.exit_now(_serve_warm(sys.argv[2], sys.argv[3]) if sys.argv[1] == WARM_FLAG else _child(sys.argv[1]))

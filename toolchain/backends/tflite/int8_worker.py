@@ -58,4 +58,4 @@ def _main(request_path: str) -> int:
 
 if __name__ == "__main__":
     process_tree.guard_child()
-    sys.exit(_main(sys.argv[1]))
+    process_tree.exit_now(_main(sys.argv[1]))
