@@ -180,8 +180,10 @@ HANDED_ON = {
 }
 
 
+@pytest.mark.parametrize("world", ["edge-iot", "cloud"])  # optimize by onnxslim, by ONNX Runtime
 @pytest.mark.parametrize("name", list(HANDED_ON))
-def test_model_handed_on_in_memory_is_byte_identical_to_one_saved_and_loaded_after_every_step(sources, tmp_path, name):
+def test_model_handed_on_in_memory_is_byte_identical_to_one_saved_and_loaded_after_every_step(sources, tmp_path, name,
+                                                                                              world):
     """Preparation hands the model from step to step in memory and writes it once; each step run on
     its own writes its result to a file that the next loads. The canonical files must be the same."""
     import logging
@@ -194,15 +196,15 @@ def test_model_handed_on_in_memory_is_byte_identical_to_one_saved_and_loaded_aft
 
     path = sources[name] if name in sources else fixture_model(name)
     shapes, binds = HANDED_ON[name]
-    in_memory = prepare(PrepareRequest(path, tmp_path / "canonical.onnx", target="edge-iot", shapes=shapes,
+    in_memory = prepare(PrepareRequest(path, tmp_path / "canonical.onnx", target=world, shapes=shapes,
                                        bindings=binds))
 
     log = logging.getLogger("test")
-    target = load_target("edge-iot")
+    target = load_target(world)
     source = load_source(path, tmp_path / "export", target=target, shapes=shapes, inputs_path=None, seed=0,
                          raw_bindings=binds, log=log)
     ctx = PassContext(work_dir=tmp_path / "on-disk", shapes=source.shapes, bindings=source.bindings,
-                      shape_rule=target.shapes, log=log)
+                      shape_rule=target.shapes, formats=tuple(dict.fromkeys(v.format for v in target.variants)), log=log)
     model = ModelArtifact(source.path, "onnx")
     for step in load_recipe("default").steps:
         model = step.make_pass(step.id).run(model, ctx)

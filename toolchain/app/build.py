@@ -15,6 +15,7 @@ from .host_measure import measure_outcomes, write_sidecar
 from .manifest import write_contents
 from ..bundle.merge_log import partial_record
 from ..onnxlib.model import opsets
+from ..engine.backend import all_fuse_at_load
 from ..engine.context import BuildSettings, PassContext
 from ..engine.limits import Limits
 from ..engine.warm_workers import warm_workers
@@ -272,10 +273,12 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
             shared.references[key] = reference
     settings = BuildSettings(seed=request.seed, calibration=str(request.calibration) if request.calibration else None,
                              inputs_from="file" if request.inputs else "random")
+    formats = tuple(dict.fromkeys(v.format for v in plan.variants))
     ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=source.bindings, shape_rule=target.shapes,
-                      settings=settings, log=log, limits=request.limits, workers=workers)
+                      formats=formats, settings=settings, log=log, limits=request.limits, workers=workers)
     model, prepared = _canonical(recipe, request, source_onnx, ctx, inputs, reference, collector, shared,
-                                 (_recipe_reference(request, target), key, borrowed is not None))
+                                 (_recipe_reference(request, target), key, borrowed is not None,
+                                  all_fuse_at_load(formats)))  # optimize's engine (passes/optimize.py)
     outcomes = convert_all(plan.variants, plan.convert_passes, model, ctx, inputs, reference,
                            keep_going=request.keep_going, allow_parity_failure=request.allow_parity_failure)
     started = time.perf_counter()

@@ -134,6 +134,7 @@ def layer_taps(work: dict, samples):
 
 BACKEND = register_backend(Backend(
     format="onnx", convert=ConvertOnnx, make_runner=make_runner, runtime_available=runtime_available,
+    fuses_at_load=True,
     make_reference_runner=make_reference_runner,
     versions=versions, measured_with=MEASURED_WITH,
     layer_taps=layer_taps,

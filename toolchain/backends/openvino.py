@@ -220,6 +220,7 @@ def layer_taps(work: dict, samples):
 
 BACKEND = register_backend(Backend(
     format="openvino", convert=ConvertOpenVINO, make_runner=make_runner, runtime_available=runtime_available,
+    fuses_at_load=True,
     versions=versions, measured_with=MEASURED_WITH,
     layer_taps=layer_taps,
     describe_io=io_readers.openvino,

@@ -116,6 +116,7 @@ def versions() -> dict[str, str]:
 
 BACKEND = register_backend(Backend(
     format="ort", convert=ConvertOrt, make_runner=make_runner, runtime_available=runtime_available,
+    fuses_at_load=True,
     versions=versions, measured_with=MEASURED_WITH,
     layer_taps=onnx_runtime.layer_taps,
     describe_io=io_readers.ort,

@@ -30,6 +30,7 @@ class Backend:
     versions: Callable[[], dict[str, str]]                       # converter and runtime packages
     measured_with: str                                           # what parity and latency ran in
     real_runtime: bool = True           # False: a reference interpreter stands in (no latency worth reporting)
+    fuses_at_load: bool = False         # its runtime fuses the graph's patterns itself when it loads it (passes/optimize.py)
     supported_ops: Callable[[], dict[str, list[str]]] | None = None   # ONNX op -> notes (``stackc ops``)
     retry_after_parity_failure: Callable[..., Any] | None = None      # a rebuilt artifact to judge instead
     layer_taps: Callable[..., Any] | None = None   # (precision_work facts, samples) -> fp32 and int8 tensors (damage report)
@@ -88,3 +89,8 @@ BACKENDS: Registry[Backend] = Registry("format")
 def register_backend(backend: Backend) -> Backend:
     PASSES.add(backend.convert.id, backend.convert)
     return BACKENDS.add(backend.format, backend)
+
+
+def all_fuse_at_load(formats) -> bool:
+    """Every one of ``formats`` (at least one) has a runtime that fuses the graph's patterns when it loads it."""
+    return bool(formats) and all(BACKENDS.get(fmt).fuses_at_load for fmt in formats)

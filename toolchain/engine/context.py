@@ -40,6 +40,7 @@ class PassContext:
     bindings: dict[str, Any] = field(default_factory=dict)   # input name -> numpy value frozen by --bind
     shape_rule: ShapeDefaults | None = None   # how the world fills dynamic dims
     variant: VariantSpec | None = None        # for conversion passes
+    formats: tuple[str, ...] = ()             # the formats the canonical model feeds (empty: not known)
     settings: BuildSettings = field(default_factory=BuildSettings)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("stackc"))
     history: list[str] = field(default_factory=list)
@@ -61,6 +62,7 @@ class PassContext:
             "shapes": {k: list(v) for k, v in self.shapes.items()},
             "shape_rule": dataclasses.asdict(self.shape_rule) if self.shape_rule else None,
             "variant": dataclasses.asdict(self.variant) if self.variant else None,
+            "formats": list(self.formats),
             "settings": dataclasses.asdict(self.settings),
             "history": list(self.history),
         }
@@ -73,6 +75,7 @@ class PassContext:
             shapes={k: tuple(v) for k, v in data["shapes"].items()},
             shape_rule=ShapeDefaults(**data["shape_rule"]) if data["shape_rule"] else None,
             variant=VariantSpec(**{**variant, "parity": ParityPolicy(**variant["parity"])}) if variant else None,
+            formats=tuple(data["formats"]),
             settings=BuildSettings(**data["settings"]),
             log=log, history=list(data["history"]), isolate=False,
         )

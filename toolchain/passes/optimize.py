@@ -1,21 +1,30 @@
-"""optimize: portable graph-level simplification with onnxslim, run in-process.
+"""optimize: portable graph-level simplification, run in-process, by one of two engines.
 
-onnxslim is chosen over onnxsim on evidence (shared notes: onnxsim crashed on ``If`` branches,
-left ``Constant`` weights in place and failed on a YOLOv8 head; onnxslim handled all three). The
-result stays plain ONNX that every runtime and converter accepts: no runtime-specific fusions.
+- **onnxslim** (shared notes: onnxsim crashed on ``If`` branches, left ``Constant`` weights in place
+  and failed on a YOLOv8 head; onnxslim handled all three). Besides folding it fuses patterns into
+  single ONNX operators (HardSigmoid*x -> HardSwish, MatMul+Add -> Gemm) that the converters which
+  translate node by node (onnx2tf, coremltools) turn into single TFLite / Core ML operations.
+- **onnxruntime**: ONNX Runtime's offline basic level (``onnxlib/ort_basic.py``), in C++: 0.03-0.17 s
+  where onnxslim took 1.2-1.5 s on the corpus detectors. ONNX Runtime and OpenVINO fuse those patterns
+  themselves when they load a model, so where every format the model feeds is theirs
+  (``Backend.fuses_at_load``) option ``engine = "auto"`` picks it. A quantized (QDQ) graph, or one ONNX
+  Runtime cannot load, goes to onnxslim; the manifest records the engine and why.
+
+Both leave plain ONNX that every runtime and converter accepts: no runtime-specific fusions.
 
 A weight shared by several MatMuls (ALBERT-style reuse, often through one ``Identity`` per use)
 is kept shared: the Identity nodes are bypassed first and onnxslim's FusionGemm, which writes a
 transposed copy of the weight per MatMul, is skipped for that model (both recorded in the facts).
 
-Constant folding is this pass's job (there is no separate fold.constants pass: onnxslim already folds
-``Constant``/``ConstantOfShape``/shape arithmetic into initializers). Whatever ``Constant`` node it
-leaves in the main graph is moved to an initializer here, and the count left is a recorded fact.
+Constant folding is this pass's job (there is no separate fold.constants pass: both engines fold
+``Constant``/``ConstantOfShape``/shape arithmetic into initializers). Whatever ``Constant`` node is
+left in the main graph is moved to an initializer here, and the count left is a recorded fact.
 
-Shapes between rounds come from onnx's own inference (C++, linear in the graph), not from onnxslim's
-symbolic inference: that one imports sympy (0.53 s of onnxslim's 0.62 s import, paid by every build)
-and solves dims symbolically (it failed on every transformer of the corpus after seconds per round).
-On every fixture and corpus model the two gave the same nodes and initializers; see ``onnxslim_core``.
+Shapes between onnxslim's rounds, and after ONNX Runtime's, come from onnx's own inference (C++,
+linear in the graph), not from onnxslim's symbolic inference: that one imports sympy (0.53 s of
+onnxslim's 0.62 s import, paid by every build) and solves dims symbolically (it failed on every
+transformer of the corpus after seconds per round). On every fixture and corpus model the two gave
+the same nodes and initializers; see ``onnxslim_core``.
 """
 from __future__ import annotations
 
@@ -31,18 +40,26 @@ from ..engine.context import PassContext
 from ..engine.contract import Pass, register_pass
 
 
+ENGINES = ("auto", "onnxslim", "onnxruntime")
+
+
 @dataclass(frozen=True)
 class Options:
-    skip_fusion_patterns: tuple[str, ...] = ()
-    skip_optimizations: tuple[str, ...] = ()
-    max_external_bytes: int = 2**30  # onnxslim holds every weight in memory: past this, only the graph is tidied
+    engine: str = "auto"  # "auto": onnxruntime where every format fed fuses patterns at load, else onnxslim
+    skip_fusion_patterns: tuple[str, ...] = ()  # onnxslim's
+    skip_optimizations: tuple[str, ...] = ()    # onnxslim's
+    max_external_bytes: int = 2**30  # both engines hold every weight in memory: past this, only the graph is tidied
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f"option 'engine' is '{self.engine}'; known values: {', '.join(ENGINES)}")
 
 
 @register_pass
 class Optimize(Pass):
     id = "optimize"
-    summary = "Fold constants, remove dead and redundant nodes with onnxslim (portable ONNX only)."
-    requires = ("onnx", "onnxslim")
+    summary = "Fold constants, remove dead and redundant nodes with onnxslim or ONNX Runtime (portable ONNX only)."
+    requires = ("onnx", "onnxslim", "onnxruntime")
     Options = Options
     hands_on_in_memory = True  # reads and hands on its model through onnxlib/handover.py
 
@@ -50,11 +67,45 @@ class Optimize(Pass):
         weights_on_disk = external_bytes(model.path, read_graph(model))
         if weights_on_disk > self.options.max_external_bytes:
             return self._graph_only(model, ctx, out_dir, weights_on_disk)
+        proto = take_graph(model, self.id)
+        read_external_data(proto, model.path.parent)  # both engines fold with every weight in memory
+        before = len(proto.graph.node)
+        engine, why = choose_engine(self.options.engine, ctx.formats)
+        slimmed = None
+        if engine == "onnxruntime":
+            from ..onnxlib.ort_basic import NotOptimized
+
+            try:
+                slimmed, settled, kept_shared = basic_level(proto), True, {}
+            except NotOptimized as e:
+                engine, why = "onnxslim", f"ONNX Runtime's basic level was chosen, but {e}"
+        if slimmed is None:
+            slimmed, settled, kept_shared = self._onnxslim(proto)
+        restored = restore_unused_inputs(proto, slimmed)
+        _keep_signature(proto, slimmed)
+        moved = constants_to_initializers(slimmed.graph)
+        deduplicated = share_identical_initializers(slimmed.graph)
+        after = len(slimmed.graph.node)
+        left = constant_nodes(slimmed.graph)
+        ctx.log.info("[optimize] %s: nodes %d -> %d; constant nodes left: %d", engine, before, after, left)
+        notes = {"engine": ENGINE_NAMES[engine], "engine_chosen_because": why, "nodes_before": before,
+                 "nodes_after": after, "constants_to_initializers": moved, "constant_nodes_left": left,
+                 "shape_inference": SHAPE_INFERENCE}
+        if not settled:
+            notes["unsettled_after_rounds"] = MAX_ROUNDS
+        if restored:
+            notes["unused_inputs_kept"] = restored
+        if deduplicated:
+            notes["duplicate_weights_shared"] = deduplicated
+        if kept_shared:
+            notes["shared_weights_kept"] = kept_shared
+        return hand_on(model, slimmed, out_dir, {self.id: notes})  # every weight inside: none left beside model.path
+
+    def _onnxslim(self, proto):
+        """onnxslim's rounds to a fixed point, keeping weights shared by several MatMuls shared;
+        returns (model, settled, what was done to keep them shared)."""
         from ..onnxlib.edit import bypass_shared_identities, shared_matmul_weights
 
-        proto = take_graph(model, self.id)
-        read_external_data(proto, model.path.parent)  # onnxslim folds with every weight in memory
-        before = len(proto.graph.node)
         kept_shared = {}
         bypassed = bypass_shared_identities(proto.graph)
         if bypassed:
@@ -70,25 +121,7 @@ class Optimize(Pass):
         if self.options.skip_optimizations:
             kwargs["skip_optimizations"] = list(self.options.skip_optimizations)
         slimmed, settled = slim_to_fixed_point(proto, **kwargs)
-        restored = restore_unused_inputs(proto, slimmed)
-        _keep_signature(proto, slimmed)
-        moved = constants_to_initializers(slimmed.graph)
-        deduplicated = share_identical_initializers(slimmed.graph)
-        after = len(slimmed.graph.node)
-        left = constant_nodes(slimmed.graph)
-        ctx.log.info("[optimize] nodes %d -> %d; constant nodes left: %d", before, after, left)
-        notes = {"nodes_before": before, "nodes_after": after, "constants_to_initializers": moved,
-                 "constant_nodes_left": left, "shape_inference": SHAPE_INFERENCE}
-        if not settled:
-            notes["unsettled_after_rounds"] = MAX_ROUNDS
-        if restored:
-            notes["unused_inputs_kept"] = restored
-        if deduplicated:
-            notes["duplicate_weights_shared"] = deduplicated
-        if kept_shared:
-            notes["shared_weights_kept"] = kept_shared
-        return hand_on(model, slimmed, out_dir, {self.id: notes})  # every weight inside: none left beside model.path
-
+        return slimmed, settled, kept_shared
 
     def _graph_only(self, model: ModelArtifact, ctx: PassContext, out_dir: Path, weights: int) -> ModelArtifact:
         """A model whose weights stay on disk: move Constant nodes to initializers, skip onnxslim."""
@@ -103,6 +136,42 @@ class Optimize(Pass):
 
 
 MAX_ROUNDS = 10  # onnxslim's own limit (ONNXSLIM_MAX_ITER)
+ENGINE_NAMES = {"onnxslim": "onnxslim", "onnxruntime": "onnxruntime basic level"}  # as the manifest names them
+
+
+def choose_engine(option: str, formats: tuple[str, ...]) -> tuple[str, str]:
+    """(engine, why) for option ``engine`` and the formats the model feeds (``PassContext.formats``).
+    The reason depends on ``all_fuse_at_load`` alone: worlds that share one preparation record the same."""
+    if option != "auto":
+        return option, f"the recipe sets engine = \"{option}\""
+    from ..engine.backend import all_fuse_at_load
+
+    if all_fuse_at_load(formats):
+        return "onnxruntime", "every format it feeds is loaded by a runtime that fuses patterns itself"
+    return "onnxslim", "a format it feeds, or one not known, is converted node by node: onnxslim's fused operators help"
+
+
+def basic_level(proto):
+    """ONNX Runtime's basic level, then onnx's shape inference as after onnxslim's rounds; the graph
+    outputs keep the dim names the source gave them."""
+    from ..onnxlib.ort_basic import optimize_basic
+
+    optimized = optimize_basic(proto)
+    del optimized.graph.value_info[:]  # the shapes come from onnx's inference alone, as after onnxslim
+    optimized = _shape_infer(optimized)
+    _keep_output_dim_names(proto, optimized)
+    return optimized
+
+
+def _keep_output_dim_names(before, after) -> None:
+    named = {o.name: o.type.tensor_type.shape.dim for o in before.graph.output}
+    for output in after.graph.output:
+        dims = named.get(output.name)
+        if dims is None or len(dims) != len(output.type.tensor_type.shape.dim):
+            continue
+        for dim, source in zip(output.type.tensor_type.shape.dim, dims):
+            if not dim.HasField("dim_value") and source.HasField("dim_param"):
+                dim.dim_param = source.dim_param
 SHAPE_INFERENCE = "onnx (data propagation)"  # recorded in the optimize notes: the engine that infers shapes between rounds
 SYMBOLIC_MODULE = "onnxslim.third_party.symbolic_shape_infer"
 

@@ -1,0 +1,125 @@
+"""optimize's two engines (passes/optimize.py): ONNX Runtime's basic level where every format the
+model feeds fuses patterns at load (cloud), onnxslim elsewhere, and onnxslim for what ONNX Runtime
+would reshape or cannot load. Each engine's canonical model must compute what the source computes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.conftest import fixture_model, run_in_onnxruntime, run_stackc, shipped_target_data, write_toml
+from toolchain.app.prepare import PrepareRequest, prepare
+from toolchain.passes.optimize import Options, choose_engine
+from toolchain.plugins import load
+
+
+def _optimize_notes(result) -> dict:
+    return next(s for s in result.steps if s["id"] == "optimize")["notes"]
+
+
+def test_auto_picks_onnxruntime_only_where_every_format_fuses_at_load():
+    load()
+    assert choose_engine("auto", ("onnx", "openvino"))[0] == "onnxruntime"
+    assert choose_engine("auto", ("ort",))[0] == "onnxruntime"
+    assert choose_engine("auto", ("onnx", "openvino", "coreml"))[0] == "onnxslim"
+    assert choose_engine("auto", ("tflite",))[0] == "onnxslim"
+    assert choose_engine("auto", ())[0] == "onnxslim"  # stackc prepare without --target: consumers unknown
+    assert choose_engine("onnxslim", ("onnx",)) == ("onnxslim", 'the recipe sets engine = "onnxslim"')
+
+
+def test_an_unknown_engine_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="known values: auto, onnxslim, onnxruntime"):
+        Options(engine="onnxsim")
+
+
+@pytest.mark.parametrize("name", ["resnet_tiny", "mobilenet_tiny", "transformer_tiny", "lstm_tagger", "gru_audio",
+                                  "detector_tiny"])
+def test_cloud_prepares_with_onnxruntime_keeping_the_sources_opsets_and_outputs(tmp_path, name):
+    source = fixture_model(name)
+    result = prepare(PrepareRequest(source, tmp_path / "canonical.onnx", target="cloud"))
+    notes = _optimize_notes(result)
+    assert notes["engine"] == "onnxruntime basic level", notes
+    assert result.parity.passed
+    before, after = onnx.load(source), onnx.load(result.path)
+    assert sorted((o.domain, o.version) for o in after.opset_import) == \
+        sorted((o.domain, o.version) for o in before.opset_import)  # not ONNX Runtime's nine extra domains
+    assert [o.name for o in after.graph.output] == [o.name for o in before.graph.output]
+
+
+def test_a_dynamic_transformer_prepared_by_onnxruntime_holds_at_other_batch_and_sequence_sizes(tmp_path):
+    """Cloud keeps dims dynamic: a shape folded for the parity samples' sizes alone would show at others."""
+    source = fixture_model("transformer_tiny")
+    result = prepare(PrepareRequest(source, tmp_path / "canonical.onnx", target="cloud"))
+    assert _optimize_notes(result)["engine"] == "onnxruntime basic level"
+    assert len(onnx.load(result.path).graph.node) < len(onnx.load(source).graph.node)
+    rng = np.random.default_rng(3)
+    for batch, seq in ((1, 16), (3, 7), (2, 33)):
+        feeds = {"input_ids": rng.integers(0, 50, (batch, seq)).astype(np.int64),
+                 "attention_mask": np.ones((batch, seq), np.int64)}
+        expected, got = run_in_onnxruntime(source, feeds), run_in_onnxruntime(result.path, feeds)
+        for key in expected:
+            np.testing.assert_allclose(got[key], expected[key], rtol=1e-5, atol=1e-5)
+
+
+def test_edge_worlds_keep_onnxslim_and_its_fused_operators(tmp_path):
+    result = prepare(PrepareRequest(fixture_model("resnet_tiny"), tmp_path / "canonical.onnx", target="edge-mobile"))
+    assert _optimize_notes(result)["engine"] == "onnxslim"
+
+
+def _qdq_model(path):
+    scale, zero = numpy_helper.from_array(np.float32(0.05), "scale"), numpy_helper.from_array(np.int8(0), "zero")
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["q"]),
+         helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["dq"]),
+         helper.make_node("Relu", ["dq"], ["y"])],
+        "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [scale, zero])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_a_quantized_source_goes_to_onnxslim_and_the_manifest_says_why(tmp_path):
+    result = prepare(PrepareRequest(_qdq_model(tmp_path / "qdq.onnx"), tmp_path / "canonical.onnx", target="cloud"))
+    notes = _optimize_notes(result)
+    assert notes["engine"] == "onnxslim"
+    assert "quantized (QDQ)" in notes["engine_chosen_because"]
+    ops = [n.op_type for n in onnx.load(result.path).graph.node]
+    assert "DequantizeLinear" in ops and "QuantizeLinear" in ops
+
+
+def test_a_model_onnxruntime_cannot_load_is_refused_with_its_reason():
+    from toolchain.onnxlib.ort_basic import NotOptimized, optimize_basic
+
+    graph = helper.make_graph([helper.make_node("Frobnicate", ["x"], ["y"], domain="org.example")], "custom",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("org.example", 1)])
+    with pytest.raises(NotOptimized, match="ONNX Runtime cannot load it"):
+        optimize_basic(model)
+
+
+def test_worlds_whose_engines_differ_do_not_share_one_preparation(tmp_path):
+    """A static model built for cloud (ONNX Runtime's engine) and for a world with Core ML (onnxslim's):
+    each world's manifest records the engine its own formats call for."""
+    folder = tmp_path / "w"
+    folder.mkdir()
+    worlds = {}
+    for name, formats in (("cloud", ("onnx",)), ("edge-desktop", ("onnx", "coreml"))):
+        data = shipped_target_data(name)
+        data["variants"] = [v for v in data["variants"] if v["format"] in formats]
+        worlds[name] = write_toml(folder / f"{name}.toml", data)
+    done = run_stackc("build", fixture_model("resnet_tiny"), "-t", worlds["cloud"], "-t", worlds["edge-desktop"],
+                      "-o", tmp_path / "out", "--json")
+    assert done.exit_code == 0, done.stderr
+    assert "[shared] canonical model" not in done.stderr
+    engines = {}
+    for name in worlds:
+        manifest = (tmp_path / "out" / f"resnet_tiny-0.1.0-{name}" / "manifest.json").read_text()
+        steps = json.loads(manifest)["preparation"]["steps"]
+        engines[name] = next(s for s in steps if s["id"] == "optimize")["notes"]["engine"]
+    assert engines == {"cloud": "onnxruntime basic level", "edge-desktop": "onnxslim"}
