@@ -51,7 +51,7 @@ def test_result_stays_plain_onnx_without_runtime_specific_ops(tmp_path):
 
 
 def test_unknown_option_names_the_known_ones():
-    with pytest.raises(InputError, match="known options: max_external_bytes, skip_fusion_patterns, skip_optimizations"):
+    with pytest.raises(InputError, match="known options: engine, max_external_bytes, skip_fusion_patterns, skip_optimizations"):
         get_pass("optimize")({"skip_fusion": ["x"]})
 
 

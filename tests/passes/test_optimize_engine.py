@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.conftest import fixture_model, run_in_onnxruntime, run_stackc, shipped_target_data, write_toml
+from conftest import fixture_model, run_in_onnxruntime, run_stackc, shipped_target_data, write_toml
 from toolchain.app.prepare import PrepareRequest, prepare
 from toolchain.passes.optimize import Options, choose_engine
 from toolchain.plugins import load
