@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from . import compute, mil_op
+from .elementwise import erf_exact
 
 
 def _sigmoid(a):
@@ -82,7 +83,7 @@ def softsign(x):
 def gelu(x, mode="EXACT"):
     (a,) = compute(x)
     if mode == "EXACT":
-        return 0.5 * a * (1 + np.vectorize(math.erf, otypes=[np.float64])(a / math.sqrt(2)))
+        return 0.5 * a * (1 + erf_exact(a / math.sqrt(2)))
     if mode == "TANH_APPROXIMATION":
         return 0.5 * a * (1 + np.tanh(math.sqrt(2 / math.pi) * (a + 0.044715 * a**3)))
     if mode == "SIGMOID_APPROXIMATION":
