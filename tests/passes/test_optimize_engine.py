@@ -10,7 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import fixture_model, run_in_onnxruntime, run_stackc, shipped_target_data, write_toml
+from conftest import build_bundle, fixture_model, run_in_onnxruntime, run_stackc, shipped_target_data, write_toml
 from toolchain.app.prepare import PrepareRequest, prepare
 from toolchain.passes.optimize import Options, choose_engine
 from toolchain.plugins import load
@@ -123,3 +123,13 @@ def test_worlds_whose_engines_differ_do_not_share_one_preparation(tmp_path):
         steps = json.loads(manifest)["preparation"]["steps"]
         engines[name] = next(s for s in steps if s["id"] == "optimize")["notes"]["engine"]
     assert engines == {"cloud": "onnxruntime basic level", "edge-desktop": "onnxslim"}
+
+
+def test_a_partial_build_prepares_with_its_whole_worlds_engine(tmp_path):
+    """CI runners that each build some variants merge their parts into one bundle: every part must
+    prepare the canonical model the full build prepares, so the engine follows the world's formats."""
+    manifest = build_bundle(fixture_model("resnet_tiny"), "edge-desktop", tmp_path / "out",
+                            "--variants", "onnx-fp32")["manifest"]
+    notes = next(s for s in manifest["preparation"]["steps"] if s["id"] == "optimize")["notes"]
+    assert [a["variant"] for a in manifest["artifacts"]] == ["onnx-fp32"]
+    assert notes["engine"] == "onnxslim"  # the world's Core ML variant asks for it, built here or not

@@ -40,7 +40,7 @@ class PassContext:
     bindings: dict[str, Any] = field(default_factory=dict)   # input name -> numpy value frozen by --bind
     shape_rule: ShapeDefaults | None = None   # how the world fills dynamic dims
     variant: VariantSpec | None = None        # for conversion passes
-    formats: tuple[str, ...] = ()             # the formats the canonical model feeds (empty: not known)
+    formats: tuple[str, ...] = ()             # the formats of the world's variants, built or not (empty: not known)
     settings: BuildSettings = field(default_factory=BuildSettings)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("stackc"))
     history: list[str] = field(default_factory=list)

@@ -6,8 +6,9 @@
   translate node by node (onnx2tf, coremltools) turn into single TFLite / Core ML operations.
 - **onnxruntime**: ONNX Runtime's offline basic level (``onnxlib/ort_basic.py``), in C++: 0.03-0.17 s
   where onnxslim took 1.2-1.5 s on the corpus detectors. ONNX Runtime and OpenVINO fuse those patterns
-  themselves when they load a model, so where every format the model feeds is theirs
-  (``Backend.fuses_at_load``) option ``engine = "auto"`` picks it. A quantized (QDQ) graph, or one ONNX
+  themselves when they load a model, so where every format of the world's variants is theirs
+  (``Backend.fuses_at_load``) option ``engine = "auto"`` picks it. A build of some of the variants
+  prepares as the whole world's, so parts built on several CI runners merge. A quantized (QDQ) graph, or one ONNX
   Runtime cannot load, goes to onnxslim; the manifest records the engine and why.
 
 Both leave plain ONNX that every runtime and converter accepts: no runtime-specific fusions.
@@ -45,7 +46,7 @@ ENGINES = ("auto", "onnxslim", "onnxruntime")
 
 @dataclass(frozen=True)
 class Options:
-    engine: str = "auto"  # "auto": onnxruntime where every format fed fuses patterns at load, else onnxslim
+    engine: str = "auto"  # "auto": onnxruntime where every format of the world fuses patterns at load, else onnxslim
     skip_fusion_patterns: tuple[str, ...] = ()  # onnxslim's
     skip_optimizations: tuple[str, ...] = ()    # onnxslim's
     max_external_bytes: int = 2**30  # both engines hold every weight in memory: past this, only the graph is tidied
@@ -147,8 +148,8 @@ def choose_engine(option: str, formats: tuple[str, ...]) -> tuple[str, str]:
     from ..engine.backend import all_fuse_at_load
 
     if all_fuse_at_load(formats):
-        return "onnxruntime", "every format it feeds is loaded by a runtime that fuses patterns itself"
-    return "onnxslim", "a format it feeds, or one not known, is converted node by node: onnxslim's fused operators help"
+        return "onnxruntime", "every format of the world is loaded by a runtime that fuses patterns itself"
+    return "onnxslim", "a format of the world, or one not known, is converted node by node: onnxslim's fused operators help"
 
 
 def basic_level(proto):
