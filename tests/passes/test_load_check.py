@@ -63,6 +63,29 @@ def test_build_of_a_model_the_checker_rejects_exits_3_in_one_line(tmp_path):
     assert_user_error(run_stackc("build", model, "-t", "edge-desktop", "--out", tmp_path / "out"), 3, "checker")
 
 
+def test_a_file_already_checked_is_not_checked_again_until_it_changes(tmp_path, monkeypatch):
+    """A build checks its source when it loads it and again in load.check: the second time is skipped,
+    but a rewritten file is checked anew, and a bad one is still refused."""
+    import shutil
+
+    import onnx
+
+    from toolchain.onnxlib.model import check_model, load_graph
+
+    calls = []
+    real = onnx.checker.check_model
+    monkeypatch.setattr(onnx.checker, "check_model", lambda m, *a, **k: (calls.append(m), real(m, *a, **k))[1])
+    path = tmp_path / "model.onnx"
+    shutil.copy(fixture_model("resnet_tiny"), path)
+    check_model(load_graph(path), path)
+    check_model(load_graph(path), path)
+    assert len(calls) == 1
+    _invalid_model(path)  # rewritten in place: another size and modification time
+    with pytest.raises(InputError, match="ONNX checker rejects"):
+        check_model(load_graph(path), path)
+    assert len(calls) == 2
+
+
 @pytest.mark.parametrize("reduce_range, portable", [(False, False), (True, True)])
 def test_an_already_int8_source_is_described_for_the_cpus_its_kernels_depend_on(tmp_path, reduce_range, portable):
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -129,10 +129,18 @@ def _all_initializers(model):
     yield from model.graph.initializer
 
 
+_CHECKED_FILES: set[tuple] = set()  # files that passed check_model in this process, as _file_identity gives them
+
+
 def check_model(model, path: Path | None = None) -> None:
     """The ONNX checker. Given ``path``, the file ``model`` was loaded from and still matches, the
     checker reads that file itself: cheaper than serializing the proto for it (0.3 s against 0.7 s
-    on an 85 MB model), and a model whose weights live in external files is checked with them."""
+    on an 85 MB model), and a model whose weights live in external files is checked with them.
+    A file this process already checked, unchanged since, is not checked again: a build checks its
+    source when it loads it, then in ``load.check`` (0.26 s each for an 88 MB ResNet-50)."""
+    identity = _file_identity(path) if path is not None else None
+    if identity is not None and identity in _CHECKED_FILES:
+        return
     onnx = _onnx()
     try:
         if path is not None:
@@ -143,6 +151,17 @@ def check_model(model, path: Path | None = None) -> None:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"the ONNX checker rejects the model: {first}") from None
     check_no_nan_weights(model)
+    if identity is not None:
+        _CHECKED_FILES.add(identity)
+
+
+def _file_identity(path: Path) -> tuple | None:
+    """The file's path, inode, size and modification time: any rewrite of it gives another identity."""
+    try:
+        stat = Path(path).stat()
+    except OSError:
+        return None
+    return (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def check_no_nan_weights(model) -> None:
