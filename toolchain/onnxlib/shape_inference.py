@@ -30,8 +30,11 @@ def infer_shapes(model, lifted_at_bytes: int = LIFTED_AT_BYTES, **options):
 def _lift(model, at_bytes: int) -> dict[str, bytes]:
     lifted = {}
     for tensor in model.graph.initializer:
-        if tensor.data_type in _LIFTED_TYPES and len(tensor.raw_data) >= at_bytes and tensor.name not in lifted:
-            lifted[tensor.name] = tensor.raw_data
+        if tensor.data_type not in _LIFTED_TYPES or tensor.name in lifted:
+            continue
+        data = tensor.raw_data  # a copy of the bytes: read once
+        if len(data) >= at_bytes:
+            lifted[tensor.name] = data
             tensor.ClearField("raw_data")
     return lifted
 
