@@ -42,6 +42,7 @@ def test_cloud_prepares_with_onnxruntime_keeping_the_sources_opsets_and_outputs(
     result = prepare(PrepareRequest(source, tmp_path / "canonical.onnx", target="cloud"))
     notes = _optimize_notes(result)
     assert notes["engine"] == "onnxruntime basic level", notes
+    assert sorted(notes["rewrites_left_off"]) == ["ConstantSharing", "MatMulAddFusion"]
     assert result.parity.passed
     before, after = onnx.load(source), onnx.load(result.path)
     assert sorted((o.domain, o.version) for o in after.opset_import) == \

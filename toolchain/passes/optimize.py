@@ -92,6 +92,10 @@ class Optimize(Pass):
         notes = {"engine": ENGINE_NAMES[engine], "engine_chosen_because": why, "nodes_before": before,
                  "nodes_after": after, "constants_to_initializers": moved, "constant_nodes_left": left,
                  "shape_inference": SHAPE_INFERENCE}
+        if engine == "onnxruntime":
+            from ..onnxlib.ort_basic import DISABLED
+
+            notes["rewrites_left_off"] = dict(DISABLED)
         if not settled:
             notes["unsettled_after_rounds"] = MAX_ROUNDS
         if restored:
