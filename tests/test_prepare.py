@@ -204,7 +204,7 @@ def test_model_handed_on_in_memory_is_byte_identical_to_one_saved_and_loaded_aft
     source = load_source(path, tmp_path / "export", target=target, shapes=shapes, inputs_path=None, seed=0,
                          raw_bindings=binds, log=log)
     ctx = PassContext(work_dir=tmp_path / "on-disk", shapes=source.shapes, bindings=source.bindings,
-                      shape_rule=target.shapes, formats=tuple(dict.fromkeys(v.format for v in target.variants)), log=log)
+                      shape_rule=target.shapes, formats=load_recipe("default").formats_for(target), log=log)
     model = ModelArtifact(source.path, "onnx")
     for step in load_recipe("default").steps:
         model = step.make_pass(step.id).run(model, ctx)

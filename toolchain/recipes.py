@@ -76,6 +76,11 @@ class Recipe:
             raise InputError(f"recipe {self.name}: variant names collide in target {target.name}: {names}")
         return tuple(result)
 
+    def formats_for(self, target: Target) -> tuple[str, ...]:
+        """The formats of the world's variants, in order: what the canonical model feeds in a full build
+        (a ``--variants`` build prepares as the full one, so CI parts merge; passes/optimize.py)."""
+        return tuple(dict.fromkeys(v.format for v in self.variants_for(target)))
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -273,7 +273,7 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
             shared.references[key] = reference
     settings = BuildSettings(seed=request.seed, calibration=str(request.calibration) if request.calibration else None,
                              inputs_from="file" if request.inputs else "random")
-    formats = tuple(dict.fromkeys(v.format for v in plan.world))  # the world's: a partial build prepares as the full one
+    formats = plan.recipe.formats_for(target)
     ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=source.bindings, shape_rule=target.shapes,
                       formats=formats, settings=settings, log=log, limits=request.limits, workers=workers)
     model, prepared = _canonical(recipe, request, source_onnx, ctx, inputs, reference, collector, shared,

@@ -193,7 +193,7 @@ def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> Prepa
         source = load_source(request.model, Path(work) / "export", target=target, shapes=request.shapes,
                              inputs_path=request.inputs, seed=request.seed, raw_bindings=request.bindings, log=log)
         reference = reference_outputs(source.path, source.inputs)
-        formats = tuple(dict.fromkeys(v.format for v in recipe.variants_for(target))) if target else ()
+        formats = recipe.formats_for(target) if target else ()
         ctx = PassContext(work_dir=Path(work), shapes=source.shapes, bindings=source.bindings,
                           shape_rule=target.shapes if target else None, formats=formats, log=log)
         model, parity = prepare_canonical(recipe, source.path, ctx, source.inputs, reference)

@@ -72,12 +72,12 @@ class Optimize(Pass):
         read_external_data(proto, model.path.parent)  # both engines fold with every weight in memory
         before = len(proto.graph.node)
         engine, why = choose_engine(self.options.engine, ctx.formats)
-        slimmed = None
+        slimmed, left_off = None, None
         if engine == "onnxruntime":
-            from ..onnxlib.ort_basic import NotOptimized
+            from ..onnxlib.ort_basic import DISABLED, NotOptimized
 
             try:
-                slimmed, settled, kept_shared = basic_level(proto), True, {}
+                slimmed, settled, kept_shared, left_off = basic_level(proto), True, {}, dict(DISABLED)
             except NotOptimized as e:
                 engine, why = "onnxslim", f"ONNX Runtime's basic level was chosen, but {e}"
         if slimmed is None:
@@ -92,10 +92,8 @@ class Optimize(Pass):
         notes = {"engine": ENGINE_NAMES[engine], "engine_chosen_because": why, "nodes_before": before,
                  "nodes_after": after, "constants_to_initializers": moved, "constant_nodes_left": left,
                  "shape_inference": SHAPE_INFERENCE}
-        if engine == "onnxruntime":
-            from ..onnxlib.ort_basic import DISABLED
-
-            notes["rewrites_left_off"] = dict(DISABLED)
+        if left_off:
+            notes["rewrites_left_off"] = left_off
         if not settled:
             notes["unsettled_after_rounds"] = MAX_ROUNDS
         if restored:
