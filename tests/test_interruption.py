@@ -92,3 +92,59 @@ def test_builds_killed_at_random_moments_never_leave_a_partial_bundle_at_the_fin
     subprocess.run(_build_cmd(model, out, 0), check=True, capture_output=True)
     assert [p.name for p in out.iterdir() if ".partial-" in p.name] == [], "a later build removes stale partials"
     print(f"\nkills survived: {KILLS} {dict(sorted(outcomes.items()))} (one build: {duration:.1f}s)")
+
+
+SWALLOWED_AT_FORK = """
+import os, signal, sys
+from toolchain.cli import main
+fired = []
+
+def interrupt_while_forking():  # Ctrl-C arriving as a converter child is forked
+    if not fired:
+        fired.append(True)
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(1000))  # bytecode: the handler runs here, inside the at-fork hook, and Python drops its exception
+
+os.register_at_fork(after_in_parent=interrupt_while_forking)
+main(sys.argv[1:])
+"""
+
+
+def test_an_interrupt_python_swallows_while_forking_a_child_still_stops_the_build(generations, tmp_path):
+    """Python drops an exception raised in an at-fork hook: the build must still stop as interrupted
+    (130, one line, no traceback) and publish nothing, not fail later with a converter's error."""
+    model, *_ = generations
+    out = tmp_path / "out"
+    cmd = _build_cmd(model, out, 0)
+    done = subprocess.run([sys.executable, "-c", SWALLOWED_AT_FORK, *cmd[3:]], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip() == "stackc: interrupted"
+    assert not (out / NAME).exists() and [p.name for p in out.iterdir()] == []
+
+
+def test_a_failure_after_an_interrupt_is_reported_as_the_interrupt():
+    """A C extension imported while Ctrl-C arrives raises ImportError, not KeyboardInterrupt: once the
+    build is stopping, an error is the interrupt's doing, and exits 130 / 143, not 'not installed'."""
+    import click
+    from click.testing import CliRunner
+
+    from toolchain import process_tree
+    from toolchain.cli_boundary import StackcGroup
+    from toolchain.errors import MissingDependencyError, Terminated
+
+    @click.group(cls=StackcGroup)
+    def cli():
+        pass
+
+    @cli.command()
+    @click.argument("interrupt")
+    def run(interrupt):
+        process_tree.stop_all(Terminated if interrupt == "term" else KeyboardInterrupt)
+        raise MissingDependencyError("onnxruntime is not installed")
+
+    assert CliRunner().invoke(cli, ["run", "int"]).exit_code == 130
+    terminated = CliRunner().invoke(cli, ["run", "term"])
+    assert terminated.exit_code == 143 and "terminated" in terminated.output
+    assert process_tree.interrupted() is None  # reset: later commands in this process may start children
+    assert CliRunner().invoke(cli, ["run-missing"]).exit_code == 2

@@ -6,11 +6,8 @@ import sys
 
 import click
 
-from .errors import ExitCode, StackcError
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so every ``finally`` cleans up; exits 143 instead of 130."""
+from . import process_tree
+from .errors import ExitCode, StackcError, Terminated
 
 
 def _on_signal(signum, frame):
@@ -19,32 +16,58 @@ def _on_signal(signum, frame):
     # A second signal must not cut the cleanup short: ignore both until the command returns.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from . import process_tree
-
-    process_tree.stop_all()  # every converter's process group at once: nothing left to wait for
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    interrupt = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+    process_tree.stop_all(interrupt)  # every converter's process group at once: nothing left to wait for
+    raise interrupt()
 
 
 def _install_signal_handlers() -> dict:
+    """SIGINT and SIGTERM stop the command (``_on_signal``); returns what to restore, with the key
+    ``"unraisable"`` for ``sys.unraisablehook``."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return {}
-    return {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous_hook = sys.unraisablehook
+
+    def quiet_swallowed_interrupt(unraisable):
+        # The handler's exception, dropped by Python in an at-fork hook: no traceback for it, since
+        # process_tree.refuse_if_stopping raises it again before the next piece of work.
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and process_tree.interrupted():
+            return
+        previous_hook(unraisable)
+
+    sys.unraisablehook = quiet_swallowed_interrupt
+    return {"unraisable": previous_hook,
+            **{sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}}
+
+
+def _restore(previous: dict) -> None:
+    import signal
+
+    for key, handler in previous.items():
+        if key == "unraisable":
+            sys.unraisablehook = handler
+        else:
+            signal.signal(key, handler)
 
 
 class StackcGroup(click.Group):
     """Turns every stackc error into one line on stderr and its documented exit code."""
 
     def invoke(self, ctx: click.Context):
-        import signal
-
         debug = bool(ctx.params.get("debug")) or "--debug" in sys.argv[1:]  # params: main(args) callers too
         as_json = "--json" in [*getattr(ctx, "_protected_args", []), *ctx.args]
         previous = _install_signal_handlers()
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except Exception as e:  # a failure caused by a swallowed interrupt is the interrupt
+                interrupt = process_tree.interrupted()
+                if interrupt is not None and not isinstance(e, (click.exceptions.Exit, click.Abort)):
+                    raise interrupt() from e
+                raise
         except StackcError as e:
             if debug:
                 raise
@@ -57,8 +80,6 @@ class StackcGroup(click.Group):
             sys.stderr.close()
             ctx.exit(0)
         except KeyboardInterrupt as e:
-            from . import process_tree
-
             process_tree.reset()  # unwound: a later command in this process may start children again
             terminated = isinstance(e, Terminated)
             click.echo("stackc: terminated" if terminated else "stackc: interrupted", err=True)
@@ -81,8 +102,7 @@ class StackcGroup(click.Group):
                 _json_failure(f"internal error: {type(e).__name__}: {detail}", 1, "InternalError")
             ctx.exit(1)
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            _restore(previous)
 
 
 def _json_failure(message: str, exit_code: int, error_type: str, details: dict | None = None) -> None:

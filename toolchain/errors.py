@@ -21,6 +21,10 @@ class ExitCode(enum.IntEnum):
     TERMINATED = 143
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so every ``finally`` cleans up; exits 143 instead of 130."""
+
+
 class StackcError(Exception):
     """Base of every error stackc reports to a user: a message and an optional hint."""
 

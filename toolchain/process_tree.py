@@ -27,7 +27,6 @@ import time
 from contextlib import contextmanager
 from typing import Iterator
 
-from .errors import PassError
 
 PARENT_ENV = "STACKC_PARENT_PID"
 POLL_SECONDS = 0.2  # the portable fallback's reaction time
@@ -36,12 +35,23 @@ PR_SET_PDEATHSIG = 1
 _lock = threading.RLock()  # re-entrant: the signal handler may run while the main thread holds it
 _groups: set[subprocess.Popen] = set()
 _stopping = threading.Event()
+_interrupt: type[KeyboardInterrupt] = KeyboardInterrupt  # what ``stop_all`` was called for
 
 
 def refuse_if_stopping() -> None:
-    """Raise before starting more work once ``stop_all`` ran (a queued variant, a new converter)."""
+    """Once ``stop_all`` ran, raise its interrupt again instead of starting more work (a queued variant,
+    a new converter, publishing a bundle).
+
+    The signal handler raises it first, but Python drops an exception raised in an at-fork hook (the
+    handler ran while a child was being forked) and a C extension's import turns it into ImportError:
+    this is where such a swallowed interrupt is honoured."""
     if _stopping.is_set():
-        raise PassError("stackc is stopping (interrupted): no new work is started")
+        raise _interrupt()
+
+
+def interrupted() -> type[KeyboardInterrupt] | None:
+    """The interrupt ``stop_all`` was called for, or None."""
+    return _interrupt if _stopping.is_set() else None
 
 
 def spawn(args: list[str], *, own_group: bool = True, **popen_kwargs) -> subprocess.Popen:
@@ -82,11 +92,14 @@ def kill(child: subprocess.Popen) -> None:
         _groups.discard(child)
 
 
-def stop_all() -> None:
-    """SIGKILL every child group at once and start no new child: the build is being cancelled.
+def stop_all(interrupt: type[KeyboardInterrupt] = KeyboardInterrupt) -> None:
+    """SIGKILL every child group at once and start no new child: the build is being cancelled by
+    ``interrupt`` (KeyboardInterrupt for SIGINT, ``Terminated`` for SIGTERM).
 
     Safe in a signal handler: it only sends signals, never waits; each child's own thread reaps it.
     """
+    global _interrupt
+    _interrupt = interrupt
     _stopping.set()
     with _lock:
         for child in list(_groups):

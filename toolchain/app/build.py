@@ -20,6 +20,7 @@ from ..engine.context import BuildSettings, PassContext
 from ..engine.limits import Limits
 from ..engine.warm_workers import warm_workers
 from ..plugins import backend
+from ..process_tree import refuse_if_stopping
 from .prepare import Source, check_recipe_binds, load_source, prepare_canonical, reference_outputs
 from ..recipes import Recipe, load_recipe
 from ..targets import Target, load_target
@@ -213,6 +214,7 @@ def _prepare_and_convert(request, plan, log, collector, export_dir, shared, work
             from ..bundle.signature import write_signature
 
             write_signature(staging, signing_key, name)
+        refuse_if_stopping()  # an interrupt Python swallowed while this build ran: nothing is published
         try:
             publish(staging, final, archive)
         except OSError as e:
