@@ -26,7 +26,7 @@ from ...engine.context import PassContext
 from ...engine.contract import Pass
 from ...package_versions import package_versions
 from ._ct import coremltools as _coremltools
-from ._ct import hide_progress_bars
+from ._ct import hide_progress_bars, validated_once
 from .. import io_readers
 
 ON_MACOS = sys.platform == "darwin"
@@ -106,11 +106,12 @@ class ConvertCoreML(Pass):
         images = self._image_inputs(ct, program, names)
         kept_fp32: list[str] = []
         try:
-            mlmodel = ct.convert(
-                program, convert_to="mlprogram", minimum_deployment_target=target, skip_model_load=True,
-                compute_precision=_compute_precision(ct, precision, set(o.fp32_values), kept_fp32),
-                inputs=[spec for spec, _ in images.values()] or None,
-            )
+            with validated_once():
+                mlmodel = ct.convert(
+                    program, convert_to="mlprogram", minimum_deployment_target=target, skip_model_load=True,
+                    compute_precision=_compute_precision(ct, precision, set(o.fp32_values), kept_fp32),
+                    inputs=[spec for spec, _ in images.values()] or None,
+                )
         except ValueError as e:  # what the MIL program cannot be in Core ML (e.g. a rank-6 tensor), by layer
             raise PassError(f"pass '{self.id}': Core ML rejects the program: {' '.join(str(e).split())[:300]}") from None
         try:

@@ -15,6 +15,8 @@ import logging
 import os
 import sys
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 from ...errors import MissingDependencyError
 
@@ -53,3 +55,52 @@ def _import():
             if sys.modules.get(name, 0) is None:
                 del sys.modules[name]
     return ct
+
+
+_VALIDATION = threading.local()  # .once: this thread's conversion validates each pipeline's program once
+
+
+@contextmanager
+def validated_once() -> Iterator[None]:
+    """Inside the block, this thread's ``ct.convert`` validates the MIL program before and after each
+    pass pipeline instead of after each of its ~107 passes as well.
+
+    Validation only reads the program; it took about 40 % of ``ct.convert`` (PP-OCRv6 tiny det: 1.6-2.0 s
+    with it, 1.0 s without, the same package bytes). A pass that breaks the program is still caught,
+    at the end of its pipeline rather than at the pass. Other threads and code outside the block see
+    coremltools unchanged."""
+    _install_validation_switch()
+    _VALIDATION.once = True
+    try:
+        yield
+    finally:
+        _VALIDATION.once = False
+
+
+def _install_validation_switch() -> None:
+    from coremltools.converters.mil.mil.passes.pass_pipeline import PassPipelineManager
+    from coremltools.converters.mil.mil.program import Program
+
+    if getattr(Program.validate, "_stackc_switch", False):
+        return
+    stock_validate, stock_apply = Program.validate, PassPipelineManager.apply_pipeline
+
+    def validate(self, *args, **kwargs):
+        if getattr(_VALIDATION, "in_pipeline", False):
+            return None
+        return stock_validate(self, *args, **kwargs)
+
+    def apply_pipeline(prog, pass_pipeline):
+        if not getattr(_VALIDATION, "once", False) or getattr(_VALIDATION, "in_pipeline", False):
+            return stock_apply(prog, pass_pipeline)
+        stock_validate(prog)
+        _VALIDATION.in_pipeline = True
+        try:
+            stock_apply(prog, pass_pipeline)
+        finally:
+            _VALIDATION.in_pipeline = False
+        stock_validate(prog, check_essential_scope="common::dead_code_elimination" in pass_pipeline.passes)
+
+    validate._stackc_switch = True  # type: ignore[attr-defined]
+    Program.validate = validate
+    PassPipelineManager.apply_pipeline = staticmethod(apply_pipeline)
