@@ -83,3 +83,31 @@ def test_external_data_model_builds_with_its_weights_in_the_bundle_and_verifies(
     assert all(a["parity"]["passed"] for a in result["manifest"]["artifacts"])
     assert run_stackc("verify", result["bundle"]).exit_code == 0
     assert run_stackc("check", result["archive"]).exit_code == 0
+
+
+def test_a_file_stackc_wrote_or_read_is_not_parsed_again_for_its_weight_files_and_interface(tmp_path, monkeypatch):
+    """onnx_files, external_bytes and the ONNX I/O reader learn a file stackc saved or loaded without
+    parsing it again (88 MB each time for a ResNet-50); a file rewritten since is parsed anew."""
+    from tests.conftest import fixture_model
+    from toolchain.backends.io_readers import onnx as onnx_io
+    from toolchain.onnxlib.model import external_bytes, file_interface
+
+    parses = []
+    real_load = onnx.load_model
+    monkeypatch.setattr(onnx, "load", lambda *a, **k: (parses.append(a[0]), real_load(*a, **k))[1])
+    saved = save_onnx(onnx.load_model(str(fixture_model("resnet_tiny"))), tmp_path / "saved" / "model.onnx")
+    assert onnx_files(saved) == (saved,) and external_bytes(saved) == 0
+    inputs, outputs = onnx_io(saved, {})
+    assert [i["name"] for i in inputs] == ["input"] and parses == []
+
+    split = tmp_path / "split" / "model.onnx"
+    split.parent.mkdir()
+    onnx.save_model(real_load(str(fixture_model("resnet_tiny"))), str(split), save_as_external_data=True,
+                    location="weights.bin", size_threshold=0)
+    assert onnx_files(split) == (split, split.parent / "weights.bin")  # parsed once here
+    assert external_bytes(split) == (split.parent / "weights.bin").stat().st_size
+    assert len(parses) == 1
+
+    onnx.save_model(real_load(str(fixture_model("transformer_tiny"))), str(saved))  # rewritten in place
+    assert [s.name for s in file_interface(saved)[0]] == ["input_ids", "attention_mask"]
+    assert len(parses) == 2

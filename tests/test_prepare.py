@@ -239,3 +239,27 @@ def test_a_step_changes_the_model_it_was_handed_only_after_taking_it(sources, tm
             assert after == before, f"{step.id} changed the model it was handed without taking it"
         model = result
     assert took == ["bind.inputs", "fix.shapes", "optimize", "names.sanitize"]
+
+
+def test_the_source_lent_to_preparation_is_read_but_never_changed(sources, tmp_path):
+    """load_source's parse of the source is lent to the steps (no second parse): a step that takes it
+    gets its own copy, and the build still reads the source's IR version and opsets from it after."""
+    import logging
+
+    from toolchain.app.prepare import load_source, prepare_canonical, reference_outputs
+    from toolchain.artifact import Held
+    from toolchain.engine.context import PassContext
+    from toolchain.recipes import load_recipe
+
+    source = load_source(sources["ir3_initializer_inputs"], tmp_path / "export", target=None, shapes={},
+                         inputs_path=None, seed=0, raw_bindings={}, log=logging.getLogger("test"))
+    before = source.proto.SerializeToString()
+    ctx = PassContext(work_dir=tmp_path / "work", shapes=source.shapes, bindings=source.bindings)
+    reference = reference_outputs(source.path, source.inputs)
+    model, prepared = prepare_canonical(load_recipe("default"), source.path, ctx, source.inputs, reference, source.proto)
+    assert prepared.passed and source.proto.SerializeToString() == before
+    assert "upgrade.ir" in ctx.history and source.proto.ir_version == 3
+
+    lent = Held(source.proto, of_file=True)
+    taken = lent.take("a step")
+    assert taken is not source.proto and taken.SerializeToString() == before and lent.peek() is source.proto

@@ -16,18 +16,27 @@ class Held:
 
     One owner at a time: a pass that changes the proto ``take``s it, after which the artifact it
     came from can no longer be read, so no pass ever changes a model another still uses.
+
+    ``Held(proto, of_file=True)`` lends the parse of the file at ``path`` that its caller already
+    made (the build's source): the file stays current, readers read the proto instead of parsing
+    the file again, and a pass that takes it gets its own copy, so the lender's proto never changes.
     """
 
-    __slots__ = ("proto", "taken_by")
+    __slots__ = ("proto", "taken_by", "of_file")
 
-    def __init__(self, proto: Any = None):
+    def __init__(self, proto: Any = None, of_file: bool = False):
         self.proto = proto
         self.taken_by: str | None = None
+        self.of_file = of_file and proto is not None
 
     def take(self, by: str) -> Any:
         """The proto, now the caller's; None when the file at ``path`` is current (the caller loads
         its own copy, and an empty ``Held`` may be shared by any number of artifacts)."""
         proto = self.peek()
+        if proto is not None and self.of_file:
+            copy = type(proto)()
+            copy.CopyFrom(proto)
+            return copy
         if proto is not None:
             self.proto, self.taken_by = None, by
         return proto

@@ -15,7 +15,20 @@ def test_every_weight_lifted_gives_the_same_model_as_onnx_with_them(name):
     theirs = onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
     ours = infer_shapes(model, lifted_at_bytes=0, check_type=False, strict_mode=False, data_prop=True)
     assert ours.SerializeToString() == theirs.SerializeToString()
-    assert model.SerializeToString() == before  # the caller's model has its weights back
+    assert model.SerializeToString() == before  # the caller's model is left as it was
+    owned = infer_shapes(model, lifted_at_bytes=0, in_place=True, check_type=False, strict_mode=False, data_prop=True)
+    assert owned is model and owned.SerializeToString() == theirs.SerializeToString()
+
+
+@pytest.mark.parametrize("name", ["resnet_tiny", "lstm_tagger", "transformer_tiny"])
+def test_the_prepared_models_infer_as_onnx_infers_them_in_place_or_not(name, tmp_path):
+    """After optimize (value_info cleared, as the ONNX Runtime engine leaves it) and with the default
+    threshold, a fresh result and an in-place one are the bytes onnx itself gives."""
+    model = onnx.load(str(fixture_model(name)))
+    del model.graph.value_info[:]
+    theirs = onnx.shape_inference.infer_shapes(model, data_prop=True).SerializeToString()
+    assert infer_shapes(model, data_prop=True).SerializeToString() == theirs
+    assert infer_shapes(model, data_prop=True, in_place=True).SerializeToString() == theirs
 
 
 def test_a_weight_that_feeds_a_shape_is_never_lifted():

@@ -278,7 +278,7 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
     formats = plan.recipe.formats_for(target)
     ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=source.bindings, shape_rule=target.shapes,
                       formats=formats, settings=settings, log=log, limits=request.limits, workers=workers)
-    model, prepared = _canonical(recipe, request, source_onnx, ctx, inputs, reference, collector, shared,
+    model, prepared = _canonical(recipe, request, source_onnx, source.proto, ctx, inputs, reference, collector, shared,
                                  (_recipe_reference(request, target), key, borrowed is not None,
                                   all_fuse_at_load(formats)))  # optimize's engine (passes/optimize.py)
     outcomes = convert_all(plan.variants, plan.convert_passes, model, ctx, inputs, reference,
@@ -318,7 +318,7 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
 
 
 
-def _canonical(recipe, request, source_onnx, ctx, inputs, reference, collector, shared, cache_key):
+def _canonical(recipe, request, source_onnx, source_proto, ctx, inputs, reference, collector, shared, cache_key):
     """The recipe's canonical model; with ``shared``, made once per recipe and shape rules, its steps'
     records and log lines replayed into each world's manifest and build.log."""
     if shared is not None and cache_key in shared.canonical:
@@ -331,7 +331,7 @@ def _canonical(recipe, request, source_onnx, ctx, inputs, reference, collector, 
                      extra={"console_only": True})
         return model, prepared
     first, first_record, first_history = len(collector.lines), len(ctx.records), len(ctx.history)
-    model, prepared = prepare_canonical(recipe, source_onnx, ctx, inputs, reference)
+    model, prepared = prepare_canonical(recipe, source_onnx, ctx, inputs, reference, source_proto)
     if shared is not None:
         shared.canonical[cache_key] = (model, prepared, [dict(r) for r in ctx.records[first_record:]],
                                        list(ctx.history[first_history:]), collector.lines[first:])

@@ -131,14 +131,16 @@ def check_recipe_binds(recipe, bindings: dict[str, Any]) -> None:
 
 
 def prepare_canonical(recipe, source_path: Path, ctx, inputs: dict[str, np.ndarray],
-                      reference: dict[str, np.ndarray]) -> tuple[ModelArtifact, ParityResult]:
+                      reference: dict[str, np.ndarray], source_proto=None) -> tuple[ModelArtifact, ParityResult]:
     """Run the recipe's steps on the source, then prove the canonical model against the reference.
 
     The steps hand the model on in memory (``onnxlib/handover.py``); it is written here, once, as
-    the canonical file converters read, and before any step that reads only files.
+    the canonical file converters read, and before any step that reads only files. ``source_proto``:
+    the source file as ``load_source`` parsed it, lent to the steps (never changed) so they need not
+    parse it again.
     """
     check_recipe_binds(recipe, ctx.bindings)
-    model = ModelArtifact(Path(source_path), "onnx", held=Held())
+    model = ModelArtifact(Path(source_path), "onnx", held=Held(source_proto, of_file=True))
     with memory_bound("preparing the canonical model", ctx.limits):  # constant folding, the If evaluator, its run
         for i, step in enumerate(recipe.steps):
             step_pass = step.make_pass(f"recipe {recipe.name}: steps[{i}] '{step.id}'")
@@ -196,7 +198,7 @@ def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> Prepa
         formats = recipe.formats_for(target) if target else ()
         ctx = PassContext(work_dir=Path(work), shapes=source.shapes, bindings=source.bindings,
                           shape_rule=target.shapes if target else None, formats=formats, log=log)
-        model, parity = prepare_canonical(recipe, source.path, ctx, source.inputs, reference)
+        model, parity = prepare_canonical(recipe, source.path, ctx, source.inputs, reference, source.proto)
         out = Path(request.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_onnx(load_graph(model.path), out, weights_from=model.path.parent)

@@ -25,11 +25,10 @@ def _tensor(name: str, dtype: str, shape, **extra) -> dict[str, Any]:
 
 
 def onnx(path: Path, facts) -> tuple[list, list]:
-    from ..onnxlib.model import graph_inputs, graph_outputs, load_onnx
+    from ..onnxlib.model import file_interface
 
-    proto = load_onnx(path, load_external_data=False)
-    return ([_tensor(s.name, s.dtype, s.shape) for s in graph_inputs(proto)],
-            [_tensor(s.name, s.dtype, s.shape) for s in graph_outputs(proto)])
+    inputs, outputs = file_interface(path)
+    return [_tensor(s.name, s.dtype, s.shape) for s in inputs], [_tensor(s.name, s.dtype, s.shape) for s in outputs]
 
 
 def ort(path: Path, facts) -> tuple[list, list]:

@@ -31,7 +31,7 @@ def take_graph(model: ModelArtifact, by: str):
 
 def file_is_current(model: ModelArtifact) -> bool:
     """Whether the file at ``model.path`` holds the model (nothing newer is held in memory)."""
-    return model.held is None or model.held.peek() is None
+    return model.held is None or model.held.of_file or model.held.peek() is None
 
 
 def hand_on(model: ModelArtifact, proto: Any, out_dir: Path, facts: dict[str, Any]) -> ModelArtifact:

@@ -50,6 +50,7 @@ def load_onnx(path: Path, load_external_data: bool = True):
     if not model.graph.node and not model.graph.output:
         raise InputError(f"{path}: not an ONNX model (no graph found); the file may be of another format")
     _check_external_locations(model, path.parent)
+    _remember_locations(path, model)
     if load_external_data:
         read_external_data(model, path.parent)
     return model
@@ -74,11 +75,42 @@ def external_locations(model) -> list[str]:
     return list(seen)
 
 
+# What this process saw of each ONNX file it read or wrote, by _file_identity: a file unchanged since
+# is not parsed again to learn it (a canonical ResNet-50: 88 MB, 0.06 s each time).
+_FILE_FACTS: dict[tuple, tuple[tuple[str, ...], list, list]] = {}  # (external-data files, inputs, outputs)
+
+
+def _remember_locations(path: Path, model) -> None:
+    """Note the external-data files and the interface of the ONNX file at ``path`` (just read or written)."""
+    identity = _file_identity(path)
+    if identity is not None:
+        _FILE_FACTS[identity] = (tuple(external_locations(model)), graph_inputs(model), graph_outputs(model))
+
+
+def _file_facts(path: Path) -> tuple[tuple[str, ...], list, list]:
+    facts = _FILE_FACTS.get(_file_identity(path))
+    if facts is None:
+        model = load_graph(path)  # remembers them for the next call
+        facts = (tuple(external_locations(model)), graph_inputs(model), graph_outputs(model))
+    return facts
+
+
+def file_external_locations(path: Path) -> list[str]:
+    """The external-data files the ONNX file at ``path`` points to."""
+    return list(_file_facts(path)[0])
+
+
+def file_interface(path: Path) -> tuple[list, list]:
+    """The inputs a user feeds and the outputs of the ONNX file at ``path`` (``graph_inputs``, ``graph_outputs``)."""
+    _, inputs, outputs = _file_facts(path)
+    return list(inputs), list(outputs)
+
+
 def external_bytes(path: Path, model=None) -> int:
     """How many bytes of weights a model file keeps in external-data files beside it (``model``: its
     graph, if already parsed)."""
-    model = load_graph(path) if model is None else model
-    return sum((Path(path).parent / loc).stat().st_size for loc in external_locations(model))
+    locations = file_external_locations(path) if model is None else external_locations(model)
+    return sum((Path(path).parent / loc).stat().st_size for loc in locations)
 
 
 def _check_external_locations(model, base_dir: Path) -> None:
@@ -283,15 +315,35 @@ def save_onnx(model, path: Path, weights_from: Path | None = None) -> Path:
         for location in locations:
             link_or_copy(Path(weights_from) / location, path.parent / location)
         onnx.save_model(model, str(path))
+        _remember_locations(path, model)
         return path
     try:  # serialized once: upb's ByteSize costs as much as serializing (0.5 s for 85 MB)
         data = model.SerializeToString()
     except Exception:  # past 2 GB upb's SerializeToString and ByteSize both raise EncodeError
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=path.name + ".data", size_threshold=1024)
+        _remember_locations(path, model)  # onnx pointed the tensors at the file it wrote
         return path
     path.write_bytes(data)  # what onnx.save_model writes for a model without external data
+    _remember_locations(path, model)
     return path
+
+
+def copy_onnx(source: Path, dest: Path) -> Path:
+    """The ONNX file at ``source`` at ``dest`` too, the same bytes: copied when its weights are inside it
+    (an 88 MB ResNet-50: 0.03 s, against 0.3 s to parse and serialize it again), else saved with its
+    weight files linked or copied beside it (``save_onnx``)."""
+    import shutil
+
+    source, dest = Path(source), Path(dest)
+    if file_external_locations(source):
+        return save_onnx(load_graph(source), dest, weights_from=source.parent)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, dest)
+    identity, copied = _file_identity(source), _file_identity(dest)
+    if identity in _FILE_FACTS and copied is not None:
+        _FILE_FACTS[copied] = _FILE_FACTS[identity]
+    return dest
 
 
 LINK_AT_BYTES = 2**30
@@ -318,4 +370,4 @@ def link_or_copy(source: Path, target: Path) -> None:
 def onnx_files(path: Path) -> tuple[Path, ...]:
     """An ONNX model file and the external-data files it points to: everything an artifact ships."""
     path = Path(path)
-    return (path, *(path.parent / loc for loc in external_locations(load_graph(path))))
+    return (path, *(path.parent / loc for loc in file_external_locations(path)))

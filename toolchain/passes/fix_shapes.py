@@ -69,7 +69,7 @@ class FixShapes(Pass):
                     value = dim_values[dim.dim_param]
                     dim.Clear()
                     dim.dim_value = value
-        proto = infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
+        proto = infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True, in_place=True)
         still_dynamic = [s.name for s in graph_inputs(proto) if not s.is_static]
         ctx.log.info("[fix.shapes] fixed %s; dynamic inputs left: %s", changed or "nothing", still_dynamic or "none")
         notes = {"fixed": changed, "dim_values": dim_values, "still_dynamic": still_dynamic}

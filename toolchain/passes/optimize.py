@@ -233,11 +233,12 @@ def slim_to_fixed_point(proto, skip_fusion_patterns=None, skip_optimizations=Non
 def _shape_infer(model):
     """onnx's shape inference of ``model``, with data propagation (``Shape -> Gather -> Concat`` feeding a
     Reshape gives known dims, as symbolic inference did): in memory without its large weights
-    (onnxlib/shape_inference.py), or from a file past protobuf's 2 GB."""
+    (onnxlib/shape_inference.py), or from a file past protobuf's 2 GB. ``model`` is spent: the callers
+    replace it by the result (in memory, the result is ``model`` itself)."""
     from ..onnxlib.shape_inference import infer_shapes
 
     try:
-        return infer_shapes(model, data_prop=True)
+        return infer_shapes(model, data_prop=True, in_place=True)
     except ValueError:  # past 2 GB even without its large weights: onnx infers from a file, weights beside it
         return _shape_infer_on_disk(model)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import MissingDependencyError
-from ..onnxlib.model import load_graph, save_onnx
+from ..onnxlib.model import copy_onnx
 from . import onnx_fp16, onnx_int8_dynamic, onnx_int8_static
 from .calibration import CALIBRATION_SAMPLES
 from .quantization import calibration_samples
@@ -61,7 +61,7 @@ def apply_precision(model, precision: str, options: PrecisionOptions, ctx, out_d
     work = out_dir / "precision-work"
     work.mkdir(parents=True, exist_ok=True)
     if precision == "fp32":
-        save_onnx(load_graph(model.path), path, weights_from=model.path.parent)  # weights linked, not read
+        copy_onnx(model.path, path)
         return path, {}, {}
     if precision == "fp16":
         import importlib.util
