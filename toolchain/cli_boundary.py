@@ -80,7 +80,6 @@ class StackcGroup(click.Group):
             sys.stderr.close()
             ctx.exit(0)
         except KeyboardInterrupt as e:
-            process_tree.reset()  # unwound: a later command in this process may start children again
             terminated = isinstance(e, Terminated)
             click.echo("stackc: terminated" if terminated else "stackc: interrupted", err=True)
             code = ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
@@ -103,6 +102,7 @@ class StackcGroup(click.Group):
             ctx.exit(1)
         finally:
             _restore(previous)
+            process_tree.reset()  # a later command in this process (tests, the API) may start children again
 
 
 def _json_failure(message: str, exit_code: int, error_type: str, details: dict | None = None) -> None:
