@@ -21,14 +21,13 @@ def _on_signal(signum, frame):
     raise interrupt()
 
 
-def _install_signal_handlers() -> dict:
-    """SIGINT and SIGTERM stop the command (``_on_signal``); returns what to restore, with the key
-    ``"unraisable"`` for ``sys.unraisablehook``."""
+def _install_signal_handlers():
+    """SIGINT and SIGTERM stop the command (``_on_signal``); returns what ``_restore`` puts back."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
-        return {}
+        return None
     previous_hook = sys.unraisablehook
 
     def quiet_swallowed_interrupt(unraisable):
@@ -39,18 +38,17 @@ def _install_signal_handlers() -> dict:
         previous_hook(unraisable)
 
     sys.unraisablehook = quiet_swallowed_interrupt
-    return {"unraisable": previous_hook,
-            **{sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}}
+    return previous_hook, {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
-def _restore(previous: dict) -> None:
+def _restore(previous) -> None:
     import signal
 
-    for key, handler in previous.items():
-        if key == "unraisable":
-            sys.unraisablehook = handler
-        else:
-            signal.signal(key, handler)
+    if previous is None:
+        return
+    sys.unraisablehook, handlers = previous
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
 
 
 class StackcGroup(click.Group):

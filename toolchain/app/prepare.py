@@ -19,7 +19,7 @@ from ..onnxlib.bind_values import parse_bind_value
 from ..onnxlib.handover import write_held
 from ..errors import InputError, ParityError, UsageError
 from .memory_bound import memory_bound
-from ..onnxlib.model import TensorSpec, check_model, graph_inputs, graph_outputs, index_bounds, load_graph, save_onnx
+from ..onnxlib.model import TensorSpec, check_model, copy_onnx, graph_inputs, graph_outputs, index_bounds, load_graph
 from ..parity.compare import ParityResult, compare, failure_table
 from ..parity.samples import load_inputs, make_inputs
 from ..parity.policy import ParityPolicy
@@ -201,7 +201,7 @@ def prepare(request: PrepareRequest, log: logging.Logger | None = None) -> Prepa
         model, parity = prepare_canonical(recipe, source.path, ctx, source.inputs, reference, source.proto)
         out = Path(request.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        save_onnx(load_graph(model.path), out, weights_from=model.path.parent)
+        copy_onnx(model.path, out)
     steps = [{"id": r["id"], "options": r["options"], "notes": r.get("notes", {})} for r in ctx.records]
     interface = describe(model.facts, [s.name for s in source.input_specs], [s.name for s in source.output_specs])
     return PrepareResult(out, steps, parity, interface)

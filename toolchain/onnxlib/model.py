@@ -50,7 +50,7 @@ def load_onnx(path: Path, load_external_data: bool = True):
     if not model.graph.node and not model.graph.output:
         raise InputError(f"{path}: not an ONNX model (no graph found); the file may be of another format")
     _check_external_locations(model, path.parent)
-    _remember_locations(path, model)
+    _remember_file(path, model)
     if load_external_data:
         read_external_data(model, path.parent)
     return model
@@ -80,19 +80,20 @@ def external_locations(model) -> list[str]:
 _FILE_FACTS: dict[tuple, tuple[tuple[str, ...], list, list]] = {}  # (external-data files, inputs, outputs)
 
 
-def _remember_locations(path: Path, model) -> None:
+def _facts_of(model) -> tuple[tuple[str, ...], list, list]:
+    return tuple(external_locations(model)), graph_inputs(model), graph_outputs(model)
+
+
+def _remember_file(path: Path, model) -> None:
     """Note the external-data files and the interface of the ONNX file at ``path`` (just read or written)."""
     identity = _file_identity(path)
     if identity is not None:
-        _FILE_FACTS[identity] = (tuple(external_locations(model)), graph_inputs(model), graph_outputs(model))
+        _FILE_FACTS[identity] = _facts_of(model)
 
 
 def _file_facts(path: Path) -> tuple[tuple[str, ...], list, list]:
     facts = _FILE_FACTS.get(_file_identity(path))
-    if facts is None:
-        model = load_graph(path)  # remembers them for the next call
-        facts = (tuple(external_locations(model)), graph_inputs(model), graph_outputs(model))
-    return facts
+    return facts if facts is not None else _facts_of(load_graph(path))  # the load remembers them
 
 
 def file_external_locations(path: Path) -> list[str]:
@@ -315,17 +316,17 @@ def save_onnx(model, path: Path, weights_from: Path | None = None) -> Path:
         for location in locations:
             link_or_copy(Path(weights_from) / location, path.parent / location)
         onnx.save_model(model, str(path))
-        _remember_locations(path, model)
+        _remember_file(path, model)
         return path
     try:  # serialized once: upb's ByteSize costs as much as serializing (0.5 s for 85 MB)
         data = model.SerializeToString()
     except Exception:  # past 2 GB upb's SerializeToString and ByteSize both raise EncodeError
         onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=path.name + ".data", size_threshold=1024)
-        _remember_locations(path, model)  # onnx pointed the tensors at the file it wrote
+        _remember_file(path, model)  # onnx pointed the tensors at the file it wrote
         return path
     path.write_bytes(data)  # what onnx.save_model writes for a model without external data
-    _remember_locations(path, model)
+    _remember_file(path, model)
     return path
 
 
