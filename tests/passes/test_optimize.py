@@ -219,3 +219,22 @@ def test_shape_inference_from_disk_matches_in_memory():
     assert ([v.SerializeToString() for v in on_disk.graph.value_info]
             == [v.SerializeToString() for v in in_memory.graph.value_info])
     assert len(on_disk.graph.value_info) > 0
+
+
+def test_identical_weights_are_shared_and_weights_differing_only_past_their_first_bytes_are_not():
+    from onnx import TensorProto, helper, numpy_helper
+
+    from toolchain.passes.optimize import share_identical_initializers
+
+    base = np.arange(1024, dtype=np.float32)
+    late_change = base.copy()
+    late_change[-1] = -1.0  # the same first 256 bytes, another weight
+    weights = [numpy_helper.from_array(base, "a"), numpy_helper.from_array(late_change, "b"),
+               numpy_helper.from_array(base.copy(), "c")]
+    nodes = [helper.make_node("Add", ["x", name], [f"y_{name}"]) for name in "abc"]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1024])],
+                              [helper.make_tensor_value_info(f"y_{n}", TensorProto.FLOAT, [1024]) for n in "abc"],
+                              weights)
+    assert share_identical_initializers(graph) == {"count": 1, "bytes": 4096}
+    assert [t.name for t in graph.initializer] == ["a", "b"]
+    assert [list(n.input) for n in graph.node] == [["x", "a"], ["x", "b"], ["x", "a"]]

@@ -134,3 +134,52 @@ def test_a_partial_build_prepares_with_its_whole_worlds_engine(tmp_path):
     notes = next(s for s in manifest["preparation"]["steps"] if s["id"] == "optimize")["notes"]
     assert [a["variant"] for a in manifest["artifacts"]] == ["onnx-fp32"]
     assert notes["engine"] == "onnxslim"  # the world's Core ML variant asks for it, built here or not
+
+
+def _conv_bn_with_large_weights() -> onnx.ModelProto:
+    """Conv (a 64x64x3x3 weight, 144 KiB) + BatchNormalization, which the basic level fuses, then a
+    Resize whose scales ONNX Runtime's shape inference must read as bytes."""
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal((64, 64, 3, 3)).astype(np.float32), "w")]
+    for name, value in (("scale", 1.0 + rng.random(64)), ("bias", rng.random(64)), ("mean", rng.random(64)),
+                        ("var", 1.0 + rng.random(64))):
+        weights.append(numpy_helper.from_array(value.astype(np.float32), name))
+    weights.append(numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"))
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["b"]),
+             helper.make_node("Resize", ["b", "", "scales"], ["y"], mode="nearest")]
+    graph = helper.make_graph(nodes, "conv_bn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 16, 16])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _basic_level_whole(model: onnx.ModelProto, tmp_path) -> onnx.ModelProto:
+    """The basic level given the whole serialized model, as before weights were lent."""
+    from toolchain.onnxlib import ort_basic
+
+    written = tmp_path / "whole.onnx"
+    ort_basic._optimize(model, written, lend_weights=False)
+    result = onnx.load(written)
+    ort_basic._keep_opsets(model, result)
+    return result
+
+
+def test_weights_lent_to_onnxruntime_give_the_bytes_the_whole_model_gives(tmp_path):
+    from toolchain.onnxlib.ort_basic import optimize_basic
+
+    model = _conv_bn_with_large_weights()
+    lent = optimize_basic(model)
+    assert [n.op_type for n in lent.graph.node] == ["Conv", "Resize"]  # BatchNormalization fused into the lent weight
+    assert lent.SerializeToString() == _basic_level_whole(model, tmp_path).SerializeToString()
+    assert all(t.data_location == TensorProto.DEFAULT for t in lent.graph.initializer)
+
+
+def test_a_lent_weight_onnxruntime_must_read_as_bytes_falls_back_to_the_whole_model(tmp_path, monkeypatch):
+    from toolchain.onnxlib import ort_basic, shape_inference
+
+    lend_all = shape_inference.weightless
+    monkeypatch.setattr(shape_inference, "weightless", lambda model: lend_all(model, at_bytes=1))  # the Resize scales too
+    model = _conv_bn_with_large_weights()
+    with pytest.raises(Exception, match="external"):
+        ort_basic._optimize(model, tmp_path / "lent.onnx", lend_weights=True)
+    assert ort_basic.optimize_basic(model).SerializeToString() == _basic_level_whole(model, tmp_path).SerializeToString()

@@ -22,7 +22,7 @@ def infer_shapes(model, lifted_at_bytes: int = LIFTED_AT_BYTES, *, in_place: boo
     ``in_place``: ``model`` itself, its graph (all but the initializers) replaced by the inferred one."""
     import onnx
 
-    skeleton, lifted = _skeleton(model, lifted_at_bytes)
+    skeleton, lifted = weightless(model, lifted_at_bytes)
     inferred = onnx.shape_inference.infer_shapes(skeleton, **options)
     if in_place:
         _copy_fields(inferred, model, skip="graph")
@@ -33,8 +33,9 @@ def infer_shapes(model, lifted_at_bytes: int = LIFTED_AT_BYTES, *, in_place: boo
     return inferred
 
 
-def _skeleton(model, at_bytes: int):
-    """A copy of ``model`` whose large weights have no bytes, and the indexes of those weights."""
+def weightless(model, at_bytes: int = LIFTED_AT_BYTES):
+    """A copy of ``model`` whose large weights (``at_bytes`` or more, floating-point or 8-bit, in
+    ``raw_data``) have no bytes, and the indexes of those weights."""
     import onnx
 
     skeleton = onnx.ModelProto()
