@@ -278,11 +278,14 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
     formats = plan.recipe.formats_for(target)
     ctx = PassContext(work_dir=work, shapes=dict(request.shapes), bindings=source.bindings, shape_rule=target.shapes,
                       formats=formats, settings=settings, log=log, limits=request.limits, workers=workers)
-    model, prepared = _canonical(recipe, request, source_onnx, source.proto, ctx, inputs, reference, collector, shared,
-                                 (_recipe_reference(request, target), key, borrowed is not None,
-                                  all_fuse_at_load(formats)))  # optimize's engine (passes/optimize.py)
-    outcomes = convert_all(plan.variants, plan.convert_passes, model, ctx, inputs, reference,
-                           keep_going=request.keep_going, allow_parity_failure=request.allow_parity_failure)
+    from ..backends.onnx_runtime import sessions_kept
+
+    with sessions_kept(wanted="onnx" in {v.format for v in plan.variants}):  # its fp32 variant is the canonical model
+        model, prepared = _canonical(recipe, request, source_onnx, source.proto, ctx, inputs, reference, collector,
+                                     shared, (_recipe_reference(request, target), key, borrowed is not None,
+                                              all_fuse_at_load(formats)))  # optimize's engine (passes/optimize.py)
+        outcomes = convert_all(plan.variants, plan.convert_passes, model, ctx, inputs, reference,
+                               keep_going=request.keep_going, allow_parity_failure=request.allow_parity_failure)
     started = time.perf_counter()
     model_path = Path(request.model)
     source_entry = {

@@ -342,9 +342,21 @@ def copy_onnx(source: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, dest)
     identity, copied = _file_identity(source), _file_identity(dest)
-    if identity in _FILE_FACTS and copied is not None:
-        _FILE_FACTS[copied] = _FILE_FACTS[identity]
+    if identity is not None and copied is not None:
+        _COPIED_FROM[copied] = _COPIED_FROM.get(identity, identity)
+        if identity in _FILE_FACTS:
+            _FILE_FACTS[copied] = _FILE_FACTS[identity]
     return dest
+
+
+_COPIED_FROM: dict[tuple, tuple] = {}  # a copy_onnx copy's _file_identity -> the first original's
+
+
+def same_bytes_key(path: Path) -> tuple | None:
+    """A key the ONNX file at ``path`` shares with every ``copy_onnx`` copy of it, or original of
+    it, this process made while both are unchanged; None for a file that is not there."""
+    identity = _file_identity(path)
+    return _COPIED_FROM.get(identity, identity)
 
 
 LINK_AT_BYTES = 2**30
