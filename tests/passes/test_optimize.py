@@ -167,7 +167,7 @@ def test_preparation_never_imports_sympy_and_records_its_shape_inference(tmp_pat
     import sys
 
     script = ("import sys, onnx\n"
-              "from toolchain.passes.optimize import slim_to_fixed_point\n"
+              "from toolchain.onnxlib.onnxslim_rounds import slim_to_fixed_point\n"
               f"model, settled = slim_to_fixed_point(onnx.load({str(fixture_model('transformer_tiny'))!r}))\n"
               "assert settled and len(model.graph.node) < 95\n"
               "print('sympy' in sys.modules)\n")
@@ -186,7 +186,7 @@ def test_rounds_give_the_nodes_and_weights_onnxslim_gives_with_symbolic_shapes(n
 
     import onnx
 
-    from toolchain.passes.optimize import slim_to_fixed_point
+    from toolchain.onnxlib.onnxslim_rounds import slim_to_fixed_point
 
     path = fixture_model(name)
     script = ("import sys, onnx, onnxslim\n"
@@ -211,11 +211,11 @@ def test_shape_inference_from_disk_matches_in_memory():
     """The path a model past protobuf's 2 GB takes (weights beside a temporary file) infers the same shapes."""
     import onnx
 
-    from toolchain.passes.optimize import _shape_infer, _shape_infer_on_disk
+    from toolchain.onnxlib.onnxslim_rounds import _infer_on_disk, infer_shapes_of
 
     model = onnx.load(str(fixture_model("transformer_tiny")))
-    in_memory = _shape_infer(onnx.ModelProto.FromString(model.SerializeToString()))
-    on_disk = _shape_infer_on_disk(model)
+    in_memory = infer_shapes_of(onnx.ModelProto.FromString(model.SerializeToString()))
+    on_disk = _infer_on_disk(model)
     assert ([v.SerializeToString() for v in on_disk.graph.value_info]
             == [v.SerializeToString() for v in in_memory.graph.value_info])
     assert len(on_disk.graph.value_info) > 0
@@ -238,3 +238,61 @@ def test_identical_weights_are_shared_and_weights_differing_only_past_their_firs
     assert share_identical_initializers(graph) == {"count": 1, "bytes": 4096}
     assert [t.name for t in graph.initializer] == ["a", "b"]
     assert [list(n.input) for n in graph.node] == [["x", "a"], ["x", "b"], ["x", "a"]]
+
+
+def _many_small_constants():
+    """Max of 300 small constants: repeated values, 0.0 and -0.0 (equal to numpy), NaN, int8 zero points."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    choices = [np.float32(v) for v in (0.0, -0.0, 1.5, np.nan, 2.25)] + [np.float32(v) for v in rng.random(5)]
+    nodes, weights, last = [], [], "x"
+    for i in range(300):
+        value = np.array(choices[rng.integers(len(choices))] if i % 3 else rng.integers(0, 3), np.float32)
+        if i % 7 == 0:
+            value = np.array([value, -0.0, 1.0], np.float32)[:1].reshape(1)  # another shape, same values
+        weights.append(numpy_helper.from_array(value, f"c{i}"))
+        nodes.append(helper.make_node("Max", [last, f"c{i}"], [f"a{i}"]))
+        last = f"a{i}"
+    for i in range(40):  # int8 zero points of DequantizeLinear, many alike
+        weights += [numpy_helper.from_array(np.array(rng.integers(0, 3), np.int8), f"z{i}"),
+                    numpy_helper.from_array(np.array(0.5, np.float32), f"s{i}"),
+                    numpy_helper.from_array(rng.integers(-5, 5, (2,)).astype(np.int8), f"q{i}")]
+        nodes += [helper.make_node("DequantizeLinear", [f"q{i}", f"s{i}", f"z{i}"], [f"d{i}"]),
+                  helper.make_node("Mul", [last, f"d{i}"], [f"m{i}"])]
+        last = f"m{i}"
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info(last, TensorProto.FLOAT, [2])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("loaded", ["none", "all", "every other"])
+def test_weight_tying_in_buckets_ties_exactly_what_onnxslims_pairwise_tying_ties(loaded):
+    """onnxslim compares every pair of same-shaped small constants (quadratic: 0.1 s a round on the int8
+    ResNet-50); stackc compares within buckets of constants that could be equal, for the same result,
+    whether onnxslim has loaded the constants' values or not (its comparison differs: NaN)."""
+    import onnx
+    import onnxslim.third_party.onnx_graphsurgeon as gs
+    from onnxslim.core.optimization import weight_tying
+
+    from toolchain.onnxlib.onnxslim_rounds import onnxslim_core
+
+    onnxslim_core()
+    bucketed = weight_tying.find_and_remove_replaceable_constants
+    model = _many_small_constants()
+    results = []
+    for tie in (bucketed.onnxslims_own, bucketed):
+        graph = gs.import_onnx(onnx.ModelProto.FromString(model.SerializeToString()))
+        constants = [t for t in graph.tensors().values() if isinstance(t, gs.Constant)]
+        for i, constant in enumerate(constants):
+            if loaded == "all" or (loaded == "every other" and i % 2):
+                constant.values  # noqa: B018  (loads them, as onnxslim's folding and fusions do)
+        weight_tying.find_and_remove_replaceable_constants = tie
+        try:
+            weight_tying.tie_weights(graph)
+        finally:
+            weight_tying.find_and_remove_replaceable_constants = bucketed
+        results.append(gs.export_onnx(graph.cleanup()))
+    theirs, ours = results
+    assert len(ours.graph.initializer) < len(model.graph.initializer) - 100  # many were tied
+    assert ours.SerializeToString() == theirs.SerializeToString()

@@ -31,7 +31,6 @@ def optimize_basic(proto):
     whatever rewrites are disabled, so the graph would be reshaped for its kernels.
     """
     import onnx
-    import onnxruntime as ort
 
     if any(node.op_type in QDQ_OPS for node in proto.graph.node):
         raise NotOptimized("the graph is quantized (QDQ), and ONNX Runtime would give each consumer its own "

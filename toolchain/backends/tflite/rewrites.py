@@ -243,7 +243,7 @@ def fold_static_shapes(model) -> int:
 
     import onnx
 
-    from ...passes.optimize import slim_to_fixed_point
+    from ...onnxlib.onnxslim_rounds import slim_to_fixed_point
 
     before = len(model.graph.node)
     serialized = model.SerializeToString(deterministic=True)
