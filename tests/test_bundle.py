@@ -237,3 +237,17 @@ def test_open_bundle_refuses_a_file_that_is_neither_folder_nor_archive(tmp_path)
     (tmp_path / "x.zip").write_bytes(b"PK")
     with pytest.raises(BundleError, match="not a bundle"):
         open_bundle(tmp_path / "x.zip")
+
+
+def test_a_digest_begun_ahead_is_the_files_and_a_file_rewritten_since_is_hashed_again(tmp_path):
+    import os
+
+    from toolchain.bundle.store import digest_ahead, sha256_file
+
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 3_000_000)
+    digest_ahead([path, tmp_path / "missing.bin", tmp_path])  # a missing file and a folder are passed over
+    assert sha256_file(path) == hashlib.sha256(b"a" * 3_000_000).hexdigest()
+    path.write_bytes(b"b" * 3_000_000)
+    os.utime(path, ns=(1, 1))  # another version, even were the clock too coarse to tell
+    assert sha256_file(path) == hashlib.sha256(b"b" * 3_000_000).hexdigest()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bundle.store import ARCHIVE_SUFFIX, make_staging, publish, read_npz, refuse_foreign, sha256_file
+from ..bundle.store import ARCHIVE_SUFFIX, digest_ahead, make_staging, publish, read_npz, refuse_foreign, sha256_file
 from ..errors import BundleError, InputError, UsageError
 from .host_measure import measure_outcomes, write_sidecar
 from .manifest import write_contents
@@ -280,6 +280,8 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
                       formats=formats, settings=settings, log=log, limits=request.limits, workers=workers)
     from ..backends.onnx_runtime import sessions_kept
 
+    if not exported:
+        digest_ahead([Path(request.model)])  # the manifest's source entry, while the converters work
     with sessions_kept(wanted="onnx" in {v.format for v in plan.variants}):  # its fp32 variant is the canonical model
         model, prepared = _canonical(recipe, request, source_onnx, source.proto, ctx, inputs, reference, collector,
                                      shared, (_recipe_reference(request, target), key, borrowed is not None,

@@ -24,12 +24,14 @@ def copy_artifact(artifact: ModelArtifact, dest: Path, root: Path) -> list[dict[
         if file.is_dir():
             shutil.copytree(file, target)
             members = sorted(p for p in target.rglob("*") if p.is_file())
+            for member in members:
+                entries.append({"path": member.relative_to(root).as_posix(), "sha256": sha256_file(member),
+                                "size": member.stat().st_size})
         else:
+            digest = sha256_file(file)  # the copy's bytes; often hashed already (digest_ahead)
             shutil.copyfile(file, target)
-            members = [target]
-        for member in members:
-            entries.append({"path": member.relative_to(root).as_posix(), "sha256": sha256_file(member),
-                            "size": member.stat().st_size})
+            entries.append({"path": target.relative_to(root).as_posix(), "sha256": digest,
+                            "size": target.stat().st_size})
     return entries
 
 

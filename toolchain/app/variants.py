@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..artifact import ModelArtifact
+from ..bundle.store import digest_ahead
 from ..plugins import backend, execute
 from ..errors import MissingDependencyError, ParityError, PassError, StackcError
 from ..parity.compare import ParityResult, compare, failure_summary, failure_table
@@ -141,7 +142,9 @@ def convert_all(variants, convert_passes, model, ctx, inputs, reference, *, keep
         with gate:
             try:
                 refuse_if_stopping()  # a variant still queued when the build is cancelled
-                return convert_variant(variant, convert_passes[variant.name], model, ctx, inputs, reference)
+                outcome = convert_variant(variant, convert_passes[variant.name], model, ctx, inputs, reference)
+                digest_ahead(outcome.artifact.all_files())  # for the manifest, while other variants convert
+                return outcome
             except (PassError, MissingDependencyError) as e:
                 return VariantOutcome(variant, error=e)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, MissingDependencyError
+from ..file_identity import file_identity
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ def external_locations(model) -> list[str]:
     return list(seen)
 
 
-# What this process saw of each ONNX file it read or wrote, by _file_identity: a file unchanged since
+# What this process saw of each ONNX file it read or wrote, by file_identity: a file unchanged since
 # is not parsed again to learn it (a canonical ResNet-50: 88 MB, 0.06 s each time).
 _FILE_FACTS: dict[tuple, tuple[tuple[str, ...], list, list]] = {}  # (external-data files, inputs, outputs)
 
@@ -86,13 +87,13 @@ def _facts_of(model) -> tuple[tuple[str, ...], list, list]:
 
 def _remember_file(path: Path, model) -> None:
     """Note the external-data files and the interface of the ONNX file at ``path`` (just read or written)."""
-    identity = _file_identity(path)
+    identity = file_identity(path)
     if identity is not None:
         _FILE_FACTS[identity] = _facts_of(model)
 
 
 def _file_facts(path: Path) -> tuple[tuple[str, ...], list, list]:
-    facts = _FILE_FACTS.get(_file_identity(path))
+    facts = _FILE_FACTS.get(file_identity(path))
     return facts if facts is not None else _facts_of(load_graph(path))  # the load remembers them
 
 
@@ -162,7 +163,7 @@ def _all_initializers(model):
     yield from model.graph.initializer
 
 
-_CHECKED_FILES: set[tuple] = set()  # files that passed check_model in this process, as _file_identity gives them
+_CHECKED_FILES: set[tuple] = set()  # files that passed check_model in this process, as file_identity gives them
 
 
 def check_model(model, path: Path | None = None) -> None:
@@ -171,7 +172,7 @@ def check_model(model, path: Path | None = None) -> None:
     on an 85 MB model), and a model whose weights live in external files is checked with them.
     A file this process already checked, unchanged since, is not checked again: a build checks its
     source when it loads it, then in ``load.check`` (0.26 s each for an 88 MB ResNet-50)."""
-    identity = _file_identity(path) if path is not None else None
+    identity = file_identity(path) if path is not None else None
     if identity is not None and identity in _CHECKED_FILES:
         return
     onnx = _onnx()
@@ -186,15 +187,6 @@ def check_model(model, path: Path | None = None) -> None:
     check_no_nan_weights(model)
     if identity is not None:
         _CHECKED_FILES.add(identity)
-
-
-def _file_identity(path: Path) -> tuple | None:
-    """The file's path, inode, size and modification time: any rewrite of it gives another identity."""
-    try:
-        stat = Path(path).stat()
-    except OSError:
-        return None
-    return (str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def check_no_nan_weights(model) -> None:
@@ -341,7 +333,7 @@ def copy_onnx(source: Path, dest: Path) -> Path:
         return save_onnx(load_graph(source), dest, weights_from=source.parent)
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, dest)
-    identity, copied = _file_identity(source), _file_identity(dest)
+    identity, copied = file_identity(source), file_identity(dest)
     if identity is not None and copied is not None:
         _COPIED_FROM[copied] = _COPIED_FROM.get(identity, identity)
         if identity in _FILE_FACTS:
@@ -349,13 +341,13 @@ def copy_onnx(source: Path, dest: Path) -> Path:
     return dest
 
 
-_COPIED_FROM: dict[tuple, tuple] = {}  # a copy_onnx copy's _file_identity -> the first original's
+_COPIED_FROM: dict[tuple, tuple] = {}  # a copy_onnx copy's file_identity -> the first original's
 
 
 def same_bytes_key(path: Path) -> tuple | None:
     """A key the ONNX file at ``path`` shares with every ``copy_onnx`` copy of it, or original of
     it, this process made while both are unchanged; None for a file that is not there."""
-    identity = _file_identity(path)
+    identity = file_identity(path)
     return _COPIED_FROM.get(identity, identity)
 
 
