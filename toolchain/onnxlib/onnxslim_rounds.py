@@ -20,73 +20,15 @@ def onnxslim_core():
     Unless onnxslim is already loaded, a stand-in module takes that name first; its inference always
     fails, so a direct ``onnxslim.slim`` in this process falls back to onnx's inference, as stackc's
     rounds use. Preparation and the TFLite shape folding both call ``slim_to_fixed_point`` below, so
-    their result does not depend on which was imported first. Its weight tying compares fewer pairs
-    (``_tie_within_buckets``), with the same result.
+    their result does not depend on which was imported first.
     """
     if "onnxslim.core" not in sys.modules and SYMBOLIC_MODULE not in sys.modules:
         stand_in = types.ModuleType(SYMBOLIC_MODULE, "stackc: symbolic shape inference is not loaded (see onnxlib/onnxslim_rounds.py)")
         stand_in.SymbolicShapeInference = _NoSymbolicInference
         sys.modules[SYMBOLIC_MODULE] = stand_in
     from onnxslim import core
-    from onnxslim.core.optimization import weight_tying
 
-    if not hasattr(weight_tying.find_and_remove_replaceable_constants, "onnxslims_own"):
-        weight_tying.find_and_remove_replaceable_constants = _tie_within_buckets(
-            weight_tying.find_and_remove_replaceable_constants)
     return core
-
-
-def _tie_within_buckets(tie_same_shaped):
-    """onnxslim's weight tying, ``tie_same_shaped(constants)``, run on buckets of constants that
-    could be equal instead of on all constants of one shape.
-
-    onnxslim compares every pair of same-shaped small constants: quadratic, 0.1 s a round on the 181
-    scalar scales of the int8 ResNet-50, where 74,000 comparisons found the zero points to share.
-    Constants it finds equal always share a bucket (``_bucket_key``) and a bucket keeps their order,
-    so the same constants are tied to the same first one.
-
-    Its comparison differs with the constants' state: two unloaded tensors are equal when their
-    fields are, anything else when ``np.array_equal`` says so, and comparing loads both, so in a
-    group that mixes states the order of comparisons matters (a NaN, a -0.0, values kept in other
-    fields). Such a group is left to onnxslim's own loop, as is one holding sparse, string or complex
-    values. On the corpus this took onnxslim's rounds on PP-OCRv5 cls from 0.21 to 0.14 s and on
-    PP-OCRv6 tiny det from 0.18 to 0.14 s; the int8 ResNet-50's scales mix states.
-    """
-    import numpy as np
-    from onnxslim.third_party.onnx_graphsurgeon.ir.tensor import LazyValues
-
-    def tie_in_buckets(constants):
-        unloaded = [type(c._values) is LazyValues for c in constants]
-        loaded = [isinstance(c._values, np.ndarray) and c._values.dtype.kind in "fbiu" for c in constants]
-        if not (all(unloaded) or all(loaded)):
-            tie_same_shaped(constants)
-            return
-        buckets: dict = {}
-        for constant in constants:
-            buckets.setdefault(_bucket_key(constant), []).append(constant)
-        for bucket in buckets.values():
-            tie_same_shaped(bucket)
-
-    tie_in_buckets.onnxslims_own = tie_same_shaped
-    return tie_in_buckets
-
-
-def _bucket_key(constant) -> tuple:
-    """Equal for any two constants in one state that onnxslim's ``Constant.__eq__`` finds equal,
-    read without loading anything. Two unloaded tensors: equal when every field but the name is, so
-    their bytes without the name. Two loaded ones: ``np.array_equal``, so the dtype and the values'
-    bytes with -0.0 read as 0.0."""
-    import numpy as np
-
-    values = constant._values
-    if isinstance(values, np.ndarray):
-        if values.dtype.kind == "f":
-            values = np.where(values == 0, np.zeros((), values.dtype), values)
-        return values.dtype.str, values.shape, values.tobytes()
-    unnamed = type(values.tensor)()
-    unnamed.CopyFrom(values.tensor)
-    unnamed.ClearField("name")
-    return str(values.dtype), tuple(values.shape), unnamed.SerializeToString()
 
 
 class _NoSymbolicInference:
