@@ -11,12 +11,13 @@ import hashlib
 import io
 import json
 import os
+import queue
 import shutil
 import stat
 import tarfile
 import threading
 import zipfile
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -46,21 +47,36 @@ def digest_ahead(paths) -> None:
     """Start hashing ``paths`` on a background thread, for the ``sha256_file`` calls that will come.
     A build hashes its source and each finished artifact while it waits for slower converters: the
     ResNet-50's source and ONNX artifact took 0.18 s of its packaging. A file changed since is hashed
-    again when asked (its identity differs)."""
+    again when asked (its identity differs). The thread is a daemon: an interrupted build does not
+    wait for it to finish hashing a large model."""
     global _hasher
     for path in paths:
         identity = file_identity(path)
-        if identity is None or identity in _AHEAD or not Path(path).is_file():
+        if identity is None or not Path(path).is_file():
             continue
         with _AHEAD_LOCK:
+            if identity in _AHEAD:
+                continue
+            _AHEAD[identity] = digest = Future()
             if _hasher is None:
-                _hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stackc-digest")
-            _AHEAD[identity] = _hasher.submit(_sha256, Path(path))
+                _hasher = threading.Thread(target=_hash_queued, name="stackc-digest", daemon=True)
+                _hasher.start()
+        _QUEUED.put((Path(path), digest))
 
 
 _AHEAD: dict[tuple, Future] = {}  # file_identity -> its digest, being computed or done
 _AHEAD_LOCK = threading.Lock()
-_hasher: ThreadPoolExecutor | None = None
+_QUEUED: queue.SimpleQueue = queue.SimpleQueue()
+_hasher: threading.Thread | None = None
+
+
+def _hash_queued() -> None:
+    while True:
+        path, digest = _QUEUED.get()
+        try:
+            digest.set_result(_sha256(path))
+        except BaseException as e:  # sha256_file raises it where the digest is wanted
+            digest.set_exception(e)
 
 
 def _sha256(path: Path) -> str:
