@@ -4,6 +4,9 @@ The basic level folds constants, drops redundant nodes (Identity, Dropout, no-op
 Unsqueeze) and fuses Conv with a following Add, Mul or BatchNormalization. It does this in C++
 and writes only ONNX's own operators. On the corpus detectors it took 0.03-0.17 s where
 onnxslim's Python passes took 1.2-1.5 s. ``passes/optimize.py`` says when it is chosen.
+
+The large weights do not travel as protobuf: ONNX Runtime borrows them from the model in memory
+and writes them raw beside the model it saves, which ``_load_written`` reads back inline.
 """
 from __future__ import annotations
 
