@@ -43,17 +43,18 @@ def session(path: Path, options=None):
         import onnxruntime as ort
     except ImportError:
         raise MissingDependencyError("onnxruntime is not installed", "pip install onnxruntime") from None
-    key = same_bytes_key(path) if options is None and _kept is not None else None
-    with _kept_lock:
-        kept = _kept.get(key) if key is not None else None
-    if kept is not None:
-        return kept
+    kept = _kept if options is None else None  # read once: the block may end while this runs
+    key = same_bytes_key(path) if kept is not None else None
+    if key is not None:
+        with _kept_lock:
+            if key in kept:
+                return kept[key]
     so = options or ort.SessionOptions()
     so.log_severity_level = 3
     made = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
     if key is not None:
         with _kept_lock:
-            made = _kept.setdefault(key, made)
+            made = kept.setdefault(key, made)
     return made
 
 
