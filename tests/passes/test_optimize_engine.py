@@ -1,6 +1,6 @@
 """optimize's two engines (passes/optimize.py): ONNX Runtime's basic level where every format the
 model feeds fuses patterns at load (cloud), onnxslim elsewhere, and onnxslim for what ONNX Runtime
-would reshape or cannot load. Each engine's canonical model must compute what the source computes."""
+cannot load. Each engine's canonical model must compute what the source computes."""
 from __future__ import annotations
 
 import json
@@ -70,27 +70,75 @@ def test_edge_worlds_keep_onnxslim_and_its_fused_operators(tmp_path):
     assert _optimize_notes(result)["engine"] == "onnxslim"
 
 
-def _qdq_model(path):
+def _qdq_model(path=None):
+    """Q/DQ as a quantizer writes them, with the three shapes ONNX Runtime's basic level would
+    rewrite: a DequantizeLinear read by two nodes, a Transpose between Q/DQ pairs, and two
+    back-to-back pairs."""
     scale, zero = numpy_helper.from_array(np.float32(0.05), "scale"), numpy_helper.from_array(np.int8(0), "zero")
     graph = helper.make_graph(
         [helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["q"]),
          helper.make_node("DequantizeLinear", ["q", "scale", "zero"], ["dq"]),
-         helper.make_node("Relu", ["dq"], ["y"])],
-        "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [scale, zero])
+         helper.make_node("Transpose", ["dq"], ["t"], perm=[1, 0]),
+         helper.make_node("Relu", ["t"], ["r"]),
+         helper.make_node("Sigmoid", ["dq"], ["z"]),
+         helper.make_node("QuantizeLinear", ["r", "scale", "zero"], ["q2"]),
+         helper.make_node("DequantizeLinear", ["q2", "scale", "zero"], ["dq2"]),
+         helper.make_node("QuantizeLinear", ["dq2", "scale", "zero"], ["q3"]),
+         helper.make_node("DequantizeLinear", ["q3", "scale", "zero"], ["y"])],
+        "qdq", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [8, 4])], [scale, zero])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    if path is not None:
+        onnx.save(model, path)
+    return model
 
 
-def test_a_quantized_source_goes_to_onnxslim_and_the_manifest_says_why(tmp_path):
-    result = prepare(PrepareRequest(_qdq_model(tmp_path / "qdq.onnx"), tmp_path / "canonical.onnx", target="cloud"))
+def _wiring(model) -> list:
+    return sorted((n.op_type, tuple(n.input), tuple(n.output)) for n in model.graph.node)
+
+
+def test_a_quantized_source_keeps_its_quantization_as_written_and_the_manifest_says_which_rewrites_are_off(tmp_path):
+    source = tmp_path / "qdq.onnx"
+    _qdq_model(source)
+    result = prepare(PrepareRequest(source, tmp_path / "canonical.onnx", target="cloud"))
     notes = _optimize_notes(result)
-    assert notes["engine"] == "onnxslim"
-    assert "quantized (QDQ)" in notes["engine_chosen_because"]
-    ops = [n.op_type for n in onnx.load(result.path).graph.node]
-    assert "DequantizeLinear" in ops and "QuantizeLinear" in ops
+    assert notes["engine"] == "onnxruntime basic level"
+    assert {"QDQPropagationTransformer", "TransposeOptimizer", "DoubleQDQPairsRemover"} <= set(notes["rewrites_left_off"])
+    assert _wiring(onnx.load(result.path)) == _wiring(onnx.load(source))
+    feeds = {"x": np.random.default_rng(0).standard_normal((8, 4)).astype(np.float32)}
+    expected, got = run_in_onnxruntime(source, feeds), run_in_onnxruntime(result.path, feeds)
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+
+
+def test_the_dequantize_copies_onnxruntime_makes_are_merged_back_where_the_first_one_stood():
+    from toolchain.onnxlib.ort_basic import optimize_basic
+
+    optimized = optimize_basic(_qdq_model())
+    dequantize = [n for n in optimized.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(dequantize) == 3 and [n.input[0] for n in dequantize].count("q") == 1
+    seen = {"x", "scale", "zero"}
+    for node in optimized.graph.node:  # still in topological order
+        assert set(node.input) <= seen
+        seen.update(node.output)
+
+
+@pytest.mark.parametrize("rewrite", ["QDQPropagationTransformer", "TransposeOptimizer", "DoubleQDQPairsRemover"])
+def test_each_rewrite_left_off_in_a_quantized_graph_would_move_its_quantization(monkeypatch, rewrite):
+    """Switched back on one at a time, each changes the source's Q/DQ nodes, or leaves copies the
+    merge refuses: none of the three is left off for nothing."""
+    from toolchain.onnxlib import ort_basic
+
+    monkeypatch.setattr(ort_basic, "DISABLED_IN_QDQ", {k: v for k, v in ort_basic.DISABLED_IN_QDQ.items() if k != rewrite})
+    source = _qdq_model()
+    try:
+        optimized = ort_basic.optimize_basic(source)
+    except ort_basic.NotOptimized as e:
+        assert "DequantizeLinear" in str(e)
+    else:
+        assert _wiring(optimized) != _wiring(source)
 
 
 def test_a_model_onnxruntime_cannot_load_is_refused_with_its_reason():
@@ -159,7 +207,7 @@ def _basic_level_whole(model: onnx.ModelProto, tmp_path) -> onnx.ModelProto:
 
     written = tmp_path / "whole" / "optimized.onnx"
     written.parent.mkdir()
-    ort_basic._optimize(model, written, lend_weights=False)
+    ort_basic._optimize(model, written, list(ort_basic.DISABLED), lend_weights=False)
     result = ort_basic._load_written(written)
     ort_basic._keep_opsets(model, result)
     return result
@@ -184,5 +232,5 @@ def test_a_lent_weight_onnxruntime_must_read_as_bytes_falls_back_to_the_whole_mo
     monkeypatch.setattr(shape_inference, "weightless", lambda model: lend_all(model, at_bytes=1))  # the Resize scales too
     model = _conv_bn_with_large_weights()
     with pytest.raises(Exception, match="external"):
-        ort_basic._optimize(model, tmp_path / "lent.onnx", lend_weights=True)
+        ort_basic._optimize(model, tmp_path / "lent.onnx", list(ort_basic.DISABLED), lend_weights=True)
     assert ort_basic.optimize_basic(model).SerializeToString() == _basic_level_whole(model, tmp_path).SerializeToString()

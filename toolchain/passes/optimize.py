@@ -8,8 +8,9 @@
   where onnxslim took 1.2-1.5 s on the corpus detectors. ONNX Runtime and OpenVINO fuse those patterns
   themselves when they load a model, so where every format of the world's variants is theirs
   (``Backend.fuses_at_load``) option ``engine = "auto"`` picks it. A build of some of the variants
-  prepares as the whole world's, so parts built on several CI runners merge. A quantized (QDQ) graph, or one ONNX
-  Runtime cannot load, goes to onnxslim; the manifest records the engine and why.
+  prepares as the whole world's, so parts built on several CI runners merge. A quantized (QDQ) graph
+  keeps its Q/DQ nodes as written (``ort_basic.DISABLED_IN_QDQ``). A model ONNX Runtime cannot load
+  goes to onnxslim; the manifest records the engine and why.
 
 Both leave plain ONNX that every runtime and converter accepts: no runtime-specific fusions.
 
@@ -73,10 +74,10 @@ class Optimize(Pass):
         engine, why = choose_engine(self.options.engine, ctx.formats)
         slimmed, left_off = None, None
         if engine == "onnxruntime":
-            from ..onnxlib.ort_basic import DISABLED, NotOptimized
+            from ..onnxlib.ort_basic import NotOptimized, rewrites_left_off
 
             try:
-                slimmed, settled, kept_shared, left_off = basic_level(proto), True, {}, dict(DISABLED)
+                slimmed, settled, kept_shared, left_off = basic_level(proto), True, {}, rewrites_left_off(proto)
             except NotOptimized as e:
                 engine, why = "onnxslim", f"ONNX Runtime's basic level was chosen, but {e}"
         if slimmed is None:
