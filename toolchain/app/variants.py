@@ -155,13 +155,22 @@ def convert_all(variants, convert_passes, model, ctx, inputs, reference, *, keep
     if workers == 1:
         outcomes = [one(v) for v in variants]
     else:
+        order = slowest_first(variants, convert_passes)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stackc-variant") as pool:
-            outcomes = list(pool.map(one, variants))
+            started = {index: pool.submit(one, variants[index]) for index in order}
+            outcomes = [started[index].result() for index in range(len(variants))]
     for outcome in outcomes:
         for line in outcome.log_lines:
             ctx.log.info("%s", line, extra={LOG_SECTION: ("variant", outcome.variant.name)})
     _drop_or_raise(outcomes, ctx.log, keep_going=keep_going, allow_parity_failure=allow_parity_failure)
     return outcomes
+
+
+def slowest_first(variants, convert_passes) -> list[int]:
+    """Indexes of ``variants`` in the order they start: those converted in a child process (an import
+    and a conversion of seconds) before those made in this process (a copy, an in-process runtime),
+    so a short one never holds a worker while a long one waits. Outcomes keep the world's order."""
+    return sorted(range(len(variants)), key=lambda i: not convert_passes[variants[i].name].isolate)
 
 
 def _drop_or_raise(outcomes: list[VariantOutcome], log, *, keep_going: bool, allow_parity_failure: bool) -> None:

@@ -241,3 +241,24 @@ def test_interpreter_op_matches_independent_computation(op):
         np.testing.assert_array_equal(np.asarray(actual), expected.astype(np.asarray(actual).dtype), err_msg=op)
     else:
         np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=1e-5, atol=1e-5, err_msg=op)
+
+
+# conv's three paths (conv_pool.conv): pointwise as one matrix product, depthwise tap by tap, the rest
+# by the grouped einsum; each against ONNX Runtime's Conv, with strides, dilations and padding
+# (MIL pad [top, bottom, left, right] == ONNX pads [top, left, bottom, right])
+@pytest.mark.parametrize("case", [
+    dict(weight=(6, 4, 1, 1), groups=1, strides=[2, 1], dilations=[1, 1], pad=[1, 0, 0, 1]),  # pointwise
+    dict(weight=(4, 1, 5, 5), groups=4, strides=[1, 1], dilations=[1, 1], pad=[2, 2, 2, 2]),  # depthwise 5x5
+    dict(weight=(4, 1, 3, 3), groups=4, strides=[2, 2], dilations=[2, 1], pad=[1, 0, 2, 1]),  # depthwise, strided
+    dict(weight=(8, 1, 3, 3), groups=4, strides=[1, 1], dilations=[1, 1], pad=[1, 1, 1, 1]),  # channel multiplier
+    dict(weight=(6, 2, 3, 3), groups=2, strides=[1, 2], dilations=[1, 1], pad=[0, 0, 0, 0]),  # grouped
+], ids=["pointwise", "depthwise", "depthwise-strided-dilated", "depthwise-multiplier", "grouped"])
+def test_each_conv_path_matches_onnxruntime(case):
+    supported_mil_ops()  # loads the op families
+    x, weight, bias = rand(2, 4, 11, 9), rand(*case["weight"]), rand(case["weight"][0])
+    top, bottom, left, right = case["pad"]
+    expected = ort("Conv", [x, weight, bias], strides=case["strides"], dilations=case["dilations"],
+                   pads=[top, left, bottom, right], group=case["groups"])
+    actual = MIL_OPS.get("conv")(x=x, weight=weight, bias=bias, strides=case["strides"], pad_type="custom",
+                                 pad=case["pad"], dilations=case["dilations"], groups=case["groups"])
+    np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)

@@ -178,7 +178,7 @@ def _as_declared(value: Any, value_type) -> Any:
     if isinstance(value, str) or not value_type.HasField("tensorType"):
         return value
     dtype = _NUMPY_DTYPES.get(MIL_pb2.DataType.Name(value_type.tensorType.dataType))
-    return np.asarray(value).astype(dtype) if dtype is not None else value
+    return np.asarray(value).astype(dtype, copy=False) if dtype is not None else value
 
 
 def compute(*arrays: Any) -> list:
