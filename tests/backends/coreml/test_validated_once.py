@@ -90,3 +90,47 @@ def test_a_pass_that_breaks_the_program_is_still_refused_and_validation_counts_d
             PassPipelineManager.apply_pipeline(prog, PassPipeline(passes, "stackc-test"))
         counts.append(len(calls))
     assert counts == [2, len(passes) + 1]  # before and after the pipeline; at the start and after each pass
+
+
+def _program_with_compressed_weight():
+    ct = coremltools()
+    from coremltools.converters.mil import Builder as mb
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4))], opset_version=ct.target.iOS16)
+    def prog(x):
+        weight = mb.constexpr_affine_dequantize(quantized_data=np.arange(16, dtype=np.int8).reshape(4, 4),
+                                                zero_point=np.int8(0), scale=np.float32(0.5), axis=0, name="weight")
+        return mb.relu(x=mb.matmul(x=x, y=weight, name="product"), name="relu")
+
+    return prog
+
+
+@pytest.mark.parametrize("make", [lambda: _program()[1], _program_with_compressed_weight],
+                         ids=["plain", "compressed-weight"])
+def test_the_vars_that_must_not_be_replaced_are_what_coremltools_finds(make):
+    def upstream(prog):  # per op, in order: the ops (by index) whose outputs its outputs must keep
+        block = prog.functions["main"]
+        block._propagate_nonreplaceable_vars()
+        index = {id(op): i for i, op in enumerate(block.operations)}  # const names count up from program to program
+        return [(op.op_type, sorted(index[id(u.op)] for v in op.outputs for u in v.nonreplaceable_vars_upstream))
+                for op in block.operations]
+
+    stock = upstream(make())
+    with validated_once():
+        shortcut = upstream(make())
+    assert shortcut == stock
+    if stock[-1][0] == "relu" and any(kind.startswith("constexpr_") for kind, _ in stock):
+        assert stock[-1][1] != []  # the compressed program really has such vars
+
+
+def test_a_program_is_formatted_only_where_coremltools_debug_logging_is_on():
+    prog = _program()[1]
+    whole = str(prog)
+    assert "plus_one" in whole
+    with validated_once():
+        assert "plus_one" not in str(prog)
+        logging.getLogger("coremltools").setLevel(logging.DEBUG)
+        try:
+            assert str(prog) == whole
+        finally:
+            logging.getLogger("coremltools").setLevel(logging.ERROR)
