@@ -84,3 +84,21 @@ def test_what_onnxruntime_cannot_run_is_refused_before_it_is_asked(tmp_path, ref
         get_pass("convert.ort")().run(refused(tmp_path), ctx)
     artifact = get_pass("convert.ort")().run(runs(tmp_path), PassContext(work_dir=tmp_path / "work2", isolate=False))
     assert artifact.path.suffix == ".ort" and artifact.path.stat().st_size > 0
+
+
+def test_the_checks_see_the_shapes_whole_model_inference_gives_without_carrying_the_weights():
+    """``inferred`` infers with the large weights lifted out (onnxlib/shape_inference.py): the value infos
+    the checks read, and the weights, are those of onnx's inference of the whole model."""
+    import onnx
+
+    from toolchain.backends.ort_known_wrong import inferred
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((64, 32, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("ReduceMax", ["c"], ["m"], keepdims=0),  # a CANNOT_RUN op: inferred runs
+             helper.make_node("Relu", ["m"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    whole, lifted = onnx.shape_inference.infer_shapes(model), inferred(model)
+    assert lifted.graph.value_info and lifted.SerializeToString() == whole.SerializeToString()

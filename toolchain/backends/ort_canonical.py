@@ -24,22 +24,28 @@ _LARGEST_ALIGNMENT = 64
 
 
 def canonicalize(path: Path) -> bool:
-    """Rewrite ``path`` with its resolver table sorted; False (file untouched) if its layout is not the known one."""
+    """Rewrite ``path`` with its resolver table sorted; False (file untouched) if its layout is not the known one.
+
+    Only the front changes: the new front is built against a stand-in of the tail's length, then
+    written before the bytes read, so the model behind it is never copied (an 88 MB file took 0.45 s
+    when it was copied whole at every step)."""
     data = Path(path).read_bytes()
     parsed = _parse(data)
     if parsed is None:
         return False
     version, model, tail_start, resolver = parsed
-    canonical = _rebuild(data, version, model, tail_start, resolver)
-    if canonical != data:
-        Path(path).write_bytes(canonical)
+    front = _rebuild_front(data, version, model, tail_start, resolver)
+    if front != data[:tail_start]:
+        with open(path, "wb") as handle:
+            handle.write(front)
+            handle.write(memoryview(data)[tail_start:])
     return True
 
 
 def _table(data: bytes, pos: int):
     from flatbuffers.table import Table
 
-    return Table(bytearray(data) if not isinstance(data, bytearray) else data, pos)
+    return Table(data, pos)  # any buffer: flatbuffers reads it with struct.unpack_from
 
 
 def _field(tab, slot: int) -> int | None:
@@ -59,7 +65,7 @@ def _vector(tab, slot: int) -> list[int]:
 def _parse(data: bytes):
     from flatbuffers import encode, number_types as N
 
-    buf = bytearray(data)
+    buf = memoryview(data)
     if len(data) < 8 or data[4:8] != IDENTIFIER:
         return None
     session = _table(buf, encode.Get(N.UOffsetTFlags.packer_type, buf, 0))
@@ -73,7 +79,7 @@ def _parse(data: bytes):
     return version, model, tail_start, _resolver_entries(buf, resolver_pos, tail_start)
 
 
-def _resolver_entries(buf: bytearray, pos: int, tail_start: int) -> dict | None:
+def _resolver_entries(buf, pos: int, tail_start: int) -> dict | None:
     """{op id: {type string: [(arg type, index), ...]}} read from the resolver table."""
     entries = {}
     for entry_pos in _vector(_table(buf, pos), 4):
@@ -88,19 +94,22 @@ def _resolver_entries(buf: bytearray, pos: int, tail_start: int) -> dict | None:
     return entries
 
 
-def _arg(buf: bytearray, pos: int) -> tuple[int, int]:
+def _arg(buf, pos: int) -> tuple[int, int]:
     from flatbuffers import number_types as N
 
     tab = _table(buf, pos)
     return (tab.GetSlot(4, 0, N.Uint8Flags), tab.GetSlot(6, 0, N.Uint32Flags))
 
 
-def _rebuild(data: bytes, version: int, model: int, tail_start: int, entries: dict) -> bytes:
-    """The untouched tail (model, version string) behind a new front: the sorted resolver and the session table."""
+def _rebuild_front(data: bytes, version: int, model: int, tail_start: int, entries: dict) -> bytes:
+    """The new front for the untouched tail (model, version string): the sorted resolver and the session table."""
     import flatbuffers
 
     builder = flatbuffers.Builder(0)
-    builder.Bytes, builder.head = bytearray(data[tail_start:]), 0
+    # the builder counts offsets from the buffer's end and never reads the tail: zeros of its length stand
+    # in for it; the new front is the old one reordered, so the room in front never has to grow
+    room = 2 * tail_start + 1024
+    builder.Bytes, builder.head = bytearray(room + len(data) - tail_start), room
     # the tail's alignment is counted from the buffer's end: a length that is a multiple of the largest
     # alignment keeps every tail object aligned, whatever the length ORT wrote (it moves with the resolver's order)
     builder.minalign = _LARGEST_ALIGNMENT
@@ -111,7 +120,7 @@ def _rebuild(data: bytes, version: int, model: int, tail_start: int, entries: di
     builder.PrependUOffsetTRelativeSlot(1, at(model), 0)
     builder.PrependUOffsetTRelativeSlot(0, at(version), 0)
     builder.Finish(builder.EndObject(), file_identifier=IDENTIFIER)
-    return bytes(builder.Output())
+    return bytes(builder.Bytes[builder.Head():len(builder.Bytes) - (len(data) - tail_start)])
 
 
 def _offsets(builder, items: list[int]) -> int:

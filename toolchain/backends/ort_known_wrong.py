@@ -161,11 +161,16 @@ def cannot_run(model) -> list[str]:
 
 
 def inferred(model):
-    """``model`` with shape inference's value infos (checks that read element types and input shapes)."""
-    import onnx
+    """``model`` with shape inference's value infos (checks that read element types and input shapes).
+
+    Inferred without carrying the large weights through onnx's C++ side (``onnxlib/shape_inference.py``):
+    the checks read only constants of up to SMALL_CONSTANT elements, far below the lifted size. On the
+    88 MB ResNet-50 the whole model's round trip took 0.3 s of each ORT-format and OpenVINO conversion.
+    """
+    from ..onnxlib.shape_inference import infer_shapes
 
     try:
-        return onnx.shape_inference.infer_shapes(model)
+        return infer_shapes(model)
     except Exception:  # noqa: BLE001 - the types and shapes the model declares are still known
         return model
 
