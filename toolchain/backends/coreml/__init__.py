@@ -67,9 +67,11 @@ class ConvertCoreML(Pass):
     @classmethod
     def warm_up(cls) -> None:
         from .frontend import program  # noqa: F401
+        from .interpreter.half import ready
 
         hide_progress_bars()
         _coremltools()
+        ready()  # the parity run's fp16 casts
 
     def __init__(self, options=None, where=None):
         super().__init__(options, where)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ....engine.registry import Registry
+from .half import converted
 
 MIL_OPS: Registry[Callable[..., Any]] = Registry("MIL op")
 FAMILIES = ("activation", "constexpr", "conv_pool", "elementwise", "indexing", "linear_norm", "resize", "tensor")
@@ -149,7 +150,7 @@ class Program:
         env: dict[str, Any] = {}
         for name, value_type in self.inputs:
             dtype = _NUMPY_DTYPES[MIL_pb2.DataType.Name(value_type.tensorType.dataType)]
-            env[name] = np.asarray(feeds[name]).astype(dtype)
+            env[name] = converted(np.asarray(feeds[name]), dtype)
         for op in self.block.operations:
             try:
                 result = MIL_OPS.get(op.type)(**self._arguments(op, env))
@@ -178,9 +179,9 @@ def _as_declared(value: Any, value_type) -> Any:
     if isinstance(value, str) or not value_type.HasField("tensorType"):
         return value
     dtype = _NUMPY_DTYPES.get(MIL_pb2.DataType.Name(value_type.tensorType.dataType))
-    return np.asarray(value).astype(dtype, copy=False) if dtype is not None else value
+    return converted(np.asarray(value), dtype) if dtype is not None else value
 
 
 def compute(*arrays: Any) -> list:
     """Operands upcast to fp32 for the arithmetic (results are rounded back by the executor)."""
-    return [a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float16 else a for a in arrays]
+    return [converted(a, np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float16 else a for a in arrays]

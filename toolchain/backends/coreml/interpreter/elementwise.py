@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import compute, mil_op
+from .half import converted
 
 _BINARY = {
     "add": np.add, "sub": np.subtract, "mul": np.multiply, "real_div": np.true_divide, "pow": np.power,
@@ -97,4 +98,4 @@ _CAST_TYPES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int16
 def cast(x, dtype):
     if dtype not in _CAST_TYPES:
         raise ValueError(f"cast to {dtype}")
-    return np.asarray(x).astype(_CAST_TYPES[dtype])
+    return converted(np.asarray(x), _CAST_TYPES[dtype])
