@@ -226,3 +226,33 @@ def test_the_host_sidecar_is_never_written_through_a_symlink(model, tmp_path):
     result = run_stackc("build", model, "--target", model.parent / "edge-desktop.toml", "--out", out, "--quiet")
     assert result.exit_code == 0, result.stderr
     assert precious.read_text() == "precious" and sidecar.is_symlink()
+
+
+def test_a_bundles_files_share_no_inode_with_anything_once_it_is_published(model, tmp_path):
+    """Artifacts are hard-linked from the build's own work folder, which is gone once the bundle is
+    published: no bundle file is then linked to any other name (the source model above all)."""
+    bundle = _build(model, tmp_path / "out")
+    files = [p for p in bundle.rglob("*") if p.is_file()]
+    assert any("artifacts" in p.parts for p in files)
+    assert all(p.stat().st_nlink == 1 for p in files), [p for p in files if p.stat().st_nlink != 1]
+    assert model.stat().st_nlink == 1
+
+
+def test_only_files_of_the_build_work_folder_with_a_copys_mode_are_linked(tmp_path):
+    from toolchain.app.manifest import copy_artifact
+    from toolchain.artifact import ModelArtifact
+
+    work, elsewhere, root = tmp_path / "work", tmp_path / "user", tmp_path / "staging"
+    for folder in (work, elsewhere, root / "parity"):
+        folder.mkdir(parents=True)
+    (root / "parity" / "samples.npz").write_bytes(b"")  # the mode a copy gets
+    ours, users, private = work / "model.onnx", elsewhere / "model.onnx", work / "private.bin"
+    for path in (ours, users, private):
+        path.write_bytes(path.name.encode())
+    private.chmod(0o600)
+    for name, path in (("ours", ours), ("users", users), ("private", private)):
+        copy_artifact(ModelArtifact(path=path, format="onnx"), root / name, root, linkable=work)
+    assert os.path.samefile(ours, root / "ours" / "model.onnx")
+    assert not os.path.samefile(users, root / "users" / "model.onnx")
+    assert not os.path.samefile(private, root / "private" / "private.bin")
+    assert (root / "users" / "model.onnx").read_bytes() == b"model.onnx"

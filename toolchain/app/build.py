@@ -313,7 +313,7 @@ def _convert_and_package(request: BuildRequest, plan: _Plan, source: Source, sta
         recipe=recipe, records=ctx.records, source=source_entry, inputs=inputs, reference=reference,
         prepared=prepared, outcomes=outcomes, log_lines=collector.lines,
         partial=partial_record(plan.world, plan.variants, collector.lines, collector.sections) if plan.partial else None,
-        world=plan.world,
+        world=plan.world, work=work,
     )
     ctx.records.append({"id": "package", "options": {}, "seconds": round(time.perf_counter() - started, 3)})
     measure_outcomes(outcomes, inputs, ctx.records, log)  # after packaging: latency never enters the bundle

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -15,29 +16,54 @@ from ..bundle.store import SCHEMA_VERSION, sha256_file, write_checksums, write_j
 from ..onnxlib.interface import interface_of
 
 
-def copy_artifact(artifact: ModelArtifact, dest: Path, root: Path) -> list[dict[str, Any]]:
-    """Copy an artifact's files (or folders, such as .mlpackage) and list each file with its digest."""
+def copy_artifact(artifact: ModelArtifact, dest: Path, root: Path, linkable: Path | None = None) -> list[dict[str, Any]]:
+    """Copy an artifact's files (or folders, such as .mlpackage) and list each file with its digest.
+
+    A file inside ``linkable`` (the build's own work folder: deleted once the bundle is published, and
+    never written again before) is hard-linked instead when it can be: the same bytes without copying
+    them (the fp32 ResNet-50's three artifacts: 0.55 s of copying at the end of an edge-desktop build)."""
     dest.mkdir(parents=True, exist_ok=True)
     entries = []
     for file in artifact.all_files():
         target = dest / file.name
         if file.is_dir():
-            shutil.copytree(file, target)
+            shutil.copytree(file, target, copy_function=_linker(linkable, root, shutil.copy2))
             members = sorted(p for p in target.rglob("*") if p.is_file())
             for member in members:
                 entries.append({"path": member.relative_to(root).as_posix(), "sha256": sha256_file(member),
                                 "size": member.stat().st_size})
         else:
             digest = sha256_file(file)  # the copy's bytes; often hashed already (digest_ahead)
-            shutil.copyfile(file, target)
+            _linker(linkable, root, shutil.copyfile)(file, target)
             entries.append({"path": target.relative_to(root).as_posix(), "sha256": digest,
                             "size": target.stat().st_size})
     return entries
 
 
-def artifact_entry(outcome, staging: Path) -> dict[str, Any]:
+def _linker(linkable: Path | None, root: Path, copy):
+    """``place(source, target)``: a hard link for a regular file of ``linkable`` on the bundle's file
+    system whose mode is what a copy would get, else ``copy`` (another file system, another mode)."""
+    if linkable is None:
+        return copy
+    folder = os.path.realpath(linkable)
+    copy_mode = (root / "parity" / "samples.npz").stat().st_mode & 0o777  # written by this build, as a copy is
+
+    def place(source, target):
+        inside = os.path.commonpath([os.path.realpath(source), folder]) == folder
+        status = os.lstat(source)
+        if inside and stat.S_ISREG(status.st_mode) and status.st_mode & 0o777 == copy_mode:
+            try:
+                os.link(source, target)
+                return target
+            except OSError:  # another file system, or one without hard links
+                pass
+        return copy(source, target)
+    return place
+
+
+def artifact_entry(outcome, staging: Path, linkable: Path | None = None) -> dict[str, Any]:
     variant, artifact = outcome.variant, outcome.artifact
-    files = copy_artifact(artifact, staging / "artifacts" / variant.name, staging)
+    files = copy_artifact(artifact, staging / "artifacts" / variant.name, staging, linkable)
     main = (staging / "artifacts" / variant.name / artifact.path.name).relative_to(staging).as_posix()
     main_digest = next((f["sha256"] for f in files if f["path"] == main), None)
     if main_digest is None:  # a folder artifact: its digest is the digest of its file list
@@ -130,11 +156,12 @@ def created_time() -> str | None:
 
 def write_contents(staging: Path, *, name: str, request, target, recipe, records, source: dict[str, Any],
                    inputs, reference, prepared, outcomes, log_lines: list[str], world=(),
-                   partial: dict[str, Any] | None = None) -> dict[str, Any]:
+                   partial: dict[str, Any] | None = None, work: Path | None = None) -> dict[str, Any]:
     """Write everything but the archive into ``staging`` and return the manifest.
 
     ``world``: every variant of the world (a partial build converts fewer); ``partial``: what a
-    ``--variants`` build holds (``merge_log.partial_record``), absent from a full build's manifest."""
+    ``--variants`` build holds (``merge_log.partial_record``), absent from a full build's manifest;
+    ``work``: the build's own work folder, whose artifact files may be linked (``copy_artifact``)."""
     (staging / "parity").mkdir()
     write_npz(staging / "parity" / "samples.npz", inputs)
     write_npz(staging / "parity" / "reference.npz", reference)
@@ -152,7 +179,7 @@ def write_contents(staging: Path, *, name: str, request, target, recipe, records
                       for r in records if not r["id"].startswith(("convert.", "parity.", "package"))],
             "parity": prepared.as_dict(),
         },
-        "artifacts": [artifact_entry(o, staging) for o in shipped],
+        "artifacts": [artifact_entry(o, staging, work) for o in shipped],
         "missing": [missing_entry(o) for o in outcomes if not o.shipped],
         "parity": {
             "samples": "parity/samples.npz",
