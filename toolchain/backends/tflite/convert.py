@@ -128,8 +128,8 @@ def _trial(model, proto, out_dir: Path, seed: int, policy) -> Trial:
     probe = make_inputs(in_specs, shapes, seed + 1, bounds)
     prepared = ModelArtifact(model.path, "onnx")
     try:
-        reference = onnx_runtime.run(prepared, samples)
-        probe_reference = onnx_runtime.run(prepared, probe)
+        run = onnx_runtime.make_runner(prepared)  # one session for both
+        reference, probe_reference = run(samples), run(probe)
     except Exception as e:  # as the build's own reference run: no reference, no route can be judged
         detail = " ".join(str(e).split())[:300]
         raise PassError(f"convert.tflite: the model does not run in onnxruntime on the route's samples: {detail}",
@@ -318,7 +318,7 @@ def _attempt(route: Route, trial: Trial, flex_lost: dict[str, str]) -> Attempt:
         attempt.run = run
         work.mkdir(parents=True, exist_ok=True)
         renamed = work / "model.onnx"
-        onnx2tf_route.safe_copy(copy, renamed)
+        onnx2tf_route.safe_copy(copy, renamed, in_place=not route.direct)  # direct_tf reads the copy's own names
         keras = direct_tf.convert(copy) if route.direct else onnx2tf_route.convert(renamed, work, run, trial.seed)
         io = _interface(keras, run, trial.in_specs, trial.out_specs)
         tflite = export.to_tflite(keras, _tensor_keys(io), [o["key"] for o in io["outputs"]], "fp32")

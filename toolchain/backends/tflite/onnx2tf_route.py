@@ -47,14 +47,16 @@ class Onnx2tfRun:
         return layout.channel_last(rank)
 
 
-def safe_copy(proto, dest: Path) -> tuple[list[str], list[str]]:
-    """Write a copy whose graph inputs/outputs are ``input_N``/``output_N`` and other names are scope-safe.
+def safe_copy(proto, dest: Path, in_place: bool = False) -> tuple[list[str], list[str]]:
+    """Write a copy whose graph inputs/outputs are ``input_N``/``output_N`` and other names are scope-safe;
+    ``in_place``: rename ``proto`` itself, for a caller whose private copy it is (no second copy of the weights).
 
     Returns the positional names (inputs, outputs) that the copy uses.
     """
     import onnx
 
-    proto = onnx.ModelProto.FromString(proto.SerializeToString())
+    if not in_place:
+        proto = onnx.ModelProto.FromString(proto.SerializeToString())
     graph = proto.graph
     initializers = {t.name for t in graph.initializer}
     renames: dict[str, str] = {}
