@@ -134,3 +134,27 @@ def test_a_program_is_formatted_only_where_coremltools_debug_logging_is_on():
             assert str(prog) == whole
         finally:
             logging.getLogger("coremltools").setLevel(logging.ERROR)
+
+
+@pytest.mark.parametrize("value", [
+    np.float32(1.5), np.float32(70000.0), np.array([], np.float32),
+    np.array([[1.0, -65504.0], [3.0, 4.0]], np.float32), np.array([1.0, -65520.0, 2.0], np.float32),
+    np.array([1.0, -np.inf, np.inf, 1e38, -3e38], np.float32), np.array([np.nan, 1.0], np.float32),
+    np.array([np.nan, 1e5], np.float32), np.full((8, 4, 3, 3), 2.0e4, np.float32),
+], ids=["scalar", "scalar-over", "empty", "fp16-max", "past-fp16", "infinite", "nan", "nan-and-over", "4-d"])
+def test_the_fp16_overflow_test_answers_as_coremltools_does(value):
+    ct = coremltools()
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil.passes.defs.quantization import FP16ComputePrecision
+
+    shape = np.shape(value) or (1,)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=shape)], opset_version=ct.target.iOS16)
+    def prog(x):
+        return mb.add(x=x, y=value, name="sum")
+
+    add = next(op for op in prog.functions["main"].operations if op.op_type == "add")
+    stock = FP16ComputePrecision.fp16_overflow(add)
+    with validated_once():
+        assert FP16ComputePrecision.fp16_overflow(add) == stock
+    assert FP16ComputePrecision.fp16_overflow(add) == stock
