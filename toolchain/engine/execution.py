@@ -43,14 +43,13 @@ def time_runs(run, warmup: int = WARMUP_RUNS, runs: int = TIMED_RUNS,
     Up to ``warmup`` warm-up calls and ``runs`` timed ones; a slow artifact gets one warm-up call when
     that call alone takes a tenth of ``budget_s``, and its timed runs stop once they have taken
     ``budget_s`` and number MIN_TIMED_RUNS. The counts made are returned with the median."""
-    began, times = time.time(), []
-    started = time.perf_counter()
-    run()
-    warmed = 1
-    if time.perf_counter() - started < budget_s / 10:
-        for _ in range(warmup - 1):
-            run()
-            warmed += 1
+    began, times, warmed = time.time(), [], 0
+    while warmed < warmup:
+        started = time.perf_counter()
+        run()
+        warmed += 1
+        if time.perf_counter() - started >= budget_s / 10:  # slow: one warm-up call is enough
+            break
     while len(times) < runs and (len(times) < MIN_TIMED_RUNS or sum(times) < budget_s * 1000.0):
         started = time.perf_counter()
         run()
