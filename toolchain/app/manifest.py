@@ -23,18 +23,19 @@ def copy_artifact(artifact: ModelArtifact, dest: Path, root: Path, linkable: Pat
     never written again before) is hard-linked instead when it can be: the same bytes without copying
     them (the fp32 ResNet-50's three artifacts: 0.55 s of copying at the end of an edge-desktop build)."""
     dest.mkdir(parents=True, exist_ok=True)
+    place_file, place_member = _linker(linkable, root, shutil.copyfile), _linker(linkable, root, shutil.copy2)
     entries = []
     for file in artifact.all_files():
         target = dest / file.name
         if file.is_dir():
-            shutil.copytree(file, target, copy_function=_linker(linkable, root, shutil.copy2))
+            shutil.copytree(file, target, copy_function=place_member)
             members = sorted(p for p in target.rglob("*") if p.is_file())
             for member in members:
                 entries.append({"path": member.relative_to(root).as_posix(), "sha256": sha256_file(member),
                                 "size": member.stat().st_size})
         else:
             digest = sha256_file(file)  # the copy's bytes; often hashed already (digest_ahead)
-            _linker(linkable, root, shutil.copyfile)(file, target)
+            place_file(file, target)
             entries.append({"path": target.relative_to(root).as_posix(), "sha256": digest,
                             "size": target.stat().st_size})
     return entries
