@@ -103,3 +103,37 @@ def test_a_warm_worker_imports_its_converter_without_the_cyclic_collector_then_f
                             "_imported(); print(gc.isenabled(), gc.get_freeze_count() > 0)"],
                            capture_output=True, text=True, timeout=120, check=True)
     assert after.stdout.split() == ["True", "True"]
+
+
+def _second_allocation_faults(env) -> int:
+    """Minor page faults of a 64 MB block allocated, written, freed, then allocated and written again."""
+    import subprocess
+
+    code = ("import resource\n"
+            "block = b'x' * (64 << 20); del block\n"
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+            "block = b'y' * (64 << 20)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60, check=True)
+    return int(done.stdout)
+
+
+def test_a_converter_child_reuses_freed_memory_instead_of_faulting_it_in_again(monkeypatch):
+    """glibc gives each big block its own mmap, zeroed page by page on first touch and unmapped when
+    freed: a converter copying the weights dozens of times paid seconds of system time for it. A child's
+    environment keeps every block on the heap and never trims it; a GLIBC_TUNABLES of the user's wins."""
+    import os
+    import platform
+
+    from toolchain.engine.runner import CHILD_MALLOC_TUNABLES, worker_env
+
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    assert worker_env()["GLIBC_TUNABLES"] == CHILD_MALLOC_TUNABLES
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0")
+    assert worker_env()["GLIBC_TUNABLES"] == CHILD_MALLOC_TUNABLES + ":glibc.malloc.trim_threshold=0"
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("GLIBC_TUNABLES is read by glibc's malloc only; this C library ignores it")
+    pages = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
+    assert _second_allocation_faults(dict(os.environ)) > pages // 2  # the default: a fresh mmap, every page again
+    assert _second_allocation_faults(worker_env()) < pages // 20

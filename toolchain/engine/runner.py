@@ -32,8 +32,20 @@ LOG_TAIL_LINES = 20
 POLL_SECONDS = 0.1
 
 
+# glibc's malloc in a converter child: every block from the heap, none given back until the child exits.
+# By default each block past a (moving) threshold of at most 32 MB is its own mmap, zeroed page by page when
+# first touched and unmapped when freed; a converter copies the weights dozens of times (onnx2tf and the
+# TFLite converter on an 88 MB ResNet-50: 1.8 M page faults, 6 s of system time in a 13 s conversion).
+# Reusing freed heap instead: 0.8 M faults, 3.5 s. The child is gone when its one pass ends, so memory kept
+# is kept only until then. Entries the user sets in GLIBC_TUNABLES come after these and win.
+CHILD_MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
+
+
 def worker_env() -> dict[str, str]:
-    return {**os.environ, "PYTHONSAFEPATH": "1"}  # never a 'toolchain' folder of the working directory
+    """A converter child's environment: this one's, never a 'toolchain' folder of the working directory on
+    its import path, and glibc's malloc tuned for one short-lived conversion (CHILD_MALLOC_TUNABLES)."""
+    tunables = ":".join(filter(None, [CHILD_MALLOC_TUNABLES, os.environ.get("GLIBC_TUNABLES")]))
+    return {**os.environ, "PYTHONSAFEPATH": "1", "GLIBC_TUNABLES": tunables}
 
 
 def worker_label(cmdline: list[str]) -> tuple[str, str] | None:
