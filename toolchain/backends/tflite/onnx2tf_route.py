@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import layout
+from .activation_reuse import reused_activations
 
 # onnx2tf.utils.common_functions.download_test_image_data looks for exactly this file in the cwd.
 CALIBRATION_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
@@ -112,7 +113,8 @@ def convert(onnx_path: Path, work: Path, run: Onnx2tfRun, seed: int):
     np.random.seed(seed)
     work.mkdir(parents=True, exist_ok=True)
     _write_calibration_sample(work, seed)
-    inputs = onnx.load(str(onnx_path), load_external_data=False).graph.input
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    inputs = graph.input
     names = [v.name for v in inputs]
     keep: dict[str, Any] = {}
     if run.keep_inputs == "onnx":  # onnx2tf asserts on any other rank; it never transposes those anyway
@@ -126,7 +128,8 @@ def convert(onnx_path: Path, work: Path, run: Onnx2tfRun, seed: int):
     previous = os.getcwd()
     os.chdir(work)
     try:
-        with contextlib.redirect_stdout(captured), (contextlib.nullcontext() if run.validate_ops else without_op_validation()):
+        with contextlib.redirect_stdout(captured), reused_activations({n.op_type for n in graph.node}), \
+                (contextlib.nullcontext() if run.validate_ops else without_op_validation()):
             model = onnx2tf.convert(
                 input_onnx_file_path=str(onnx_path),
                 output_folder_path=str(work / "saved_model"),
