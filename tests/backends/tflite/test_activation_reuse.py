@@ -91,3 +91,18 @@ def test_tracing_is_left_to_keras():
         traced = tf.function(model).get_concrete_function(tf.TensorSpec((1, 3, 4), tf.float32))
         traced(tf.ones((1, 3, 4))), traced(tf.ones((1, 3, 4)))
     assert calls == ["a", "b"]  # once while tracing; the graph runs without Python
+
+
+def test_past_the_bound_the_oldest_outputs_go_and_a_run_computes_only_what_its_outputs_need():
+    import tf_keras as keras
+
+    calls: list[str] = []
+    x, a, b, c, d = _chain(calls)
+    data = np.ones((1, 3, 4), np.float32)
+    with reused_activations(keep_bytes=data.nbytes):  # room for one layer output
+        keras.Model(x, a)(data)       # runs a, keeps a
+        keras.Model(x, b)(data)       # a is kept: runs b only, which takes a's room
+        got = keras.Model(x, c)(data).numpy()  # b is kept: c only, though a is gone
+        keras.Model(x, a)(data)       # a was dropped: computed again
+    assert calls == ["a", "b", "c", "a"]
+    assert np.array_equal(got, ((data * 2 + 1)[:, ::-1] - 0.5) ** 2)

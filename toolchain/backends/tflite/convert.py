@@ -318,8 +318,12 @@ def _attempt(route: Route, trial: Trial, flex_lost: dict[str, str]) -> Attempt:
         attempt.run = run
         work.mkdir(parents=True, exist_ok=True)
         renamed = work / "model.onnx"
-        onnx2tf_route.safe_copy(copy, renamed, in_place=not route.direct)  # direct_tf reads the copy's own names
-        keras = direct_tf.convert(copy) if route.direct else onnx2tf_route.convert(renamed, work, run, trial.seed)
+        if route.direct:  # direct_tf reads the copy's own names
+            onnx2tf_route.safe_copy(copy, renamed)
+            keras = direct_tf.convert(copy)
+        else:
+            onnx2tf_route.safe_copy(copy, renamed, in_place=True, write=False)
+            keras = onnx2tf_route.convert(renamed, work, run, trial.seed, proto=copy)
         io = _interface(keras, run, trial.in_specs, trial.out_specs)
         tflite = export.to_tflite(keras, _tensor_keys(io), [o["key"] for o in io["outputs"]], "fp32")
         raw = interpreter(tflite).get_signature_runner(SIGNATURE_KEY)(
