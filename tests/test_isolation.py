@@ -118,22 +118,29 @@ def _second_allocation_faults(env) -> int:
     return int(done.stdout)
 
 
-def test_a_converter_child_reuses_freed_memory_instead_of_faulting_it_in_again(monkeypatch):
+def test_a_large_models_converter_child_reuses_freed_memory_instead_of_faulting_it_in_again(monkeypatch, tmp_path):
     """glibc gives each big block its own mmap, zeroed page by page on first touch and unmapped when
-    freed: a converter copying the weights dozens of times paid seconds of system time for it. A child's
-    environment keeps every block on the heap and never trims it; a GLIBC_TUNABLES of the user's wins."""
+    freed: a converter copying a large model's weights dozens of times paid seconds of system time for
+    it. The child of a model file past 32 MB keeps every block on the heap and never trims it (a small
+    model's keeps glibc's defaults: the heap's holes cost peak memory); a GLIBC_TUNABLES of the user's wins."""
     import os
     import platform
 
-    from toolchain.engine.runner import CHILD_MALLOC_TUNABLES, worker_env
+    from toolchain.engine.runner import CHILD_MALLOC_TUNABLES, LARGE_MODEL_BYTES, worker_env
 
+    large, small = tmp_path / "large.onnx", tmp_path / "small.onnx"
+    with open(large, "wb") as f:
+        f.truncate(LARGE_MODEL_BYTES)
+    small.write_bytes(b"x" * 1024)
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    assert worker_env()["GLIBC_TUNABLES"] == CHILD_MALLOC_TUNABLES
+    assert worker_env(large)["GLIBC_TUNABLES"] == CHILD_MALLOC_TUNABLES
+    assert "GLIBC_TUNABLES" not in worker_env(small) and "GLIBC_TUNABLES" not in worker_env(None)
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0")
-    assert worker_env()["GLIBC_TUNABLES"] == CHILD_MALLOC_TUNABLES + ":glibc.malloc.trim_threshold=0"
+    assert worker_env(large)["GLIBC_TUNABLES"] == CHILD_MALLOC_TUNABLES + ":glibc.malloc.trim_threshold=0"
+    assert worker_env(small)["GLIBC_TUNABLES"] == "glibc.malloc.trim_threshold=0"
     monkeypatch.delenv("GLIBC_TUNABLES")
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("GLIBC_TUNABLES is read by glibc's malloc only; this C library ignores it")
     pages = (64 << 20) // os.sysconf("SC_PAGE_SIZE")
-    assert _second_allocation_faults(dict(os.environ)) > pages // 2  # the default: a fresh mmap, every page again
-    assert _second_allocation_faults(worker_env()) < pages // 20
+    assert _second_allocation_faults(worker_env(small)) > pages // 2  # the default: a fresh mmap, every page again
+    assert _second_allocation_faults(worker_env(large)) < pages // 20

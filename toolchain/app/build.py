@@ -177,7 +177,7 @@ def _build(request: BuildRequest, log: logging.Logger, collector: _LogCollector,
     name = bundle_name(request.model, request.version, target.name)
     final, archive = Path(request.out) / name, Path(request.out) / f"{name}{ARCHIVE_SUFFIX}"
     refuse_foreign(final, archive)  # before any work: a user's folder of that name is never replaced
-    with warm_workers({v.name: plan.convert_passes[v.name] for v in plan.variants}) as workers:
+    with warm_workers({v.name: plan.convert_passes[v.name] for v in plan.variants}, Path(request.model)) as workers:
         return _prepare_and_convert(request, plan, log, collector, export_dir, shared, workers, signing_key,
                                     name, final, archive)
 

@@ -32,20 +32,33 @@ LOG_TAIL_LINES = 20
 POLL_SECONDS = 0.1
 
 
-# glibc's malloc in a converter child: every block from the heap, none given back until the child exits.
-# By default each block past a (moving) threshold of at most 32 MB is its own mmap, zeroed page by page when
-# first touched and unmapped when freed; a converter copies the weights dozens of times (onnx2tf and the
-# TFLite converter on an 88 MB ResNet-50: 1.8 M page faults, 6 s of system time in a 13 s conversion).
-# Reusing freed heap instead: 0.8 M faults, 3.5 s. The child is gone when its one pass ends, so memory kept
-# is kept only until then. Entries the user sets in GLIBC_TUNABLES come after these and win.
+# glibc's malloc in a converter child of a large model: every block from the heap, none given back until
+# the child exits. By default each block past a (moving) threshold of at most 32 MB is its own mmap, zeroed
+# page by page when first touched and unmapped when freed, and a converter copies the weights dozens of
+# times (onnx2tf and the TFLite converter on an 88 MB ResNet-50: 1.8 M page faults, 6 s of system time in a
+# 13 s conversion). Reusing freed heap instead: 0.8 M faults, 3.5 s. It costs peak memory (the heap keeps
+# its holes: +80 MB on the build of a 9 MB detector, no faster), so only a model file past the 32 MB
+# ceiling, where every copy of the weights is such an mmap, gets it. The child is gone when its one pass
+# ends. Entries the user sets in GLIBC_TUNABLES come after these and win.
 CHILD_MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=4294967295:glibc.malloc.trim_threshold=4294967295"
+LARGE_MODEL_BYTES = 32 << 20
 
 
-def worker_env() -> dict[str, str]:
+def worker_env(model: Path | None = None) -> dict[str, str]:
     """A converter child's environment: this one's, never a 'toolchain' folder of the working directory on
-    its import path, and glibc's malloc tuned for one short-lived conversion (CHILD_MALLOC_TUNABLES)."""
-    tunables = ":".join(filter(None, [CHILD_MALLOC_TUNABLES, os.environ.get("GLIBC_TUNABLES")]))
-    return {**os.environ, "PYTHONSAFEPATH": "1", "GLIBC_TUNABLES": tunables}
+    its import path, and for a ``model`` file of LARGE_MODEL_BYTES or more glibc's malloc tuned for one
+    short-lived conversion (CHILD_MALLOC_TUNABLES)."""
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    if model is not None and _file_bytes(model) >= LARGE_MODEL_BYTES:
+        env["GLIBC_TUNABLES"] = ":".join(filter(None, [CHILD_MALLOC_TUNABLES, os.environ.get("GLIBC_TUNABLES")]))
+    return env
+
+
+def _file_bytes(path: Path) -> int:
+    try:
+        return Path(path).stat().st_size if Path(path).is_file() else 0
+    except OSError:
+        return 0
 
 
 def worker_label(cmdline: list[str]) -> tuple[str, str] | None:
@@ -110,7 +123,7 @@ def run_isolated(pass_obj, model: ModelArtifact, ctx: PassContext, out_dir: Path
     else:
         with open(log_path, "wb") as log, process_tree.running(
             [sys.executable, "-m", WORKER_MODULE, str(request)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=worker_env(),
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=worker_env(model.path),
         ) as child:  # its own process group, dying with stackc (process_tree)
             _watch(child, pass_obj.id, limits, log_path)
     if not result.exists():

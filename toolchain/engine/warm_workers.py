@@ -23,8 +23,9 @@ from .runner import WARM_FLAG, WORKER_MODULE, worker_env
 
 
 class WarmWorkers:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, model: Path | None = None):
         self.folder = folder
+        self.model = model  # the source model file: its size decides the children's malloc (runner.worker_env)
         self._ready: dict[str, tuple[subprocess.Popen, Path]] = {}
 
     def start(self, variant: str, pass_class: type) -> None:
@@ -34,7 +35,7 @@ class WarmWorkers:
         with open(log_path, "wb") as log:
             child = process_tree.spawn(
                 [sys.executable, "-m", WORKER_MODULE, WARM_FLAG, pass_class.__module__, pass_class.__qualname__, label],
-                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=worker_env())
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, env=worker_env(self.model))
         self._ready[variant] = (child, log_path)
 
     def take(self, variant: str | None) -> tuple[subprocess.Popen, Path] | None:
@@ -58,15 +59,15 @@ def enabled() -> bool:
 
 
 @contextmanager
-def warm_workers(passes: dict[str, Any]) -> Iterator[WarmWorkers | None]:
-    """Warm workers for the isolated passes among ``passes`` ({variant name: configured conversion pass}),
-    for a ``with`` block."""
+def warm_workers(passes: dict[str, Any], model: Path | None = None) -> Iterator[WarmWorkers | None]:
+    """Warm workers for the isolated passes among ``passes`` ({variant name: configured conversion pass})
+    of a build of ``model``, for a ``with`` block."""
     isolated = {variant: type(p) for variant, p in passes.items() if p.isolate}
     if not isolated or not enabled():
         yield None
         return
     with owned_tempdir("stackc-warm-") as folder:
-        workers = WarmWorkers(Path(folder))
+        workers = WarmWorkers(Path(folder), model)
         try:
             for variant, pass_class in isolated.items():
                 workers.start(variant, pass_class)
