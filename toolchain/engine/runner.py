@@ -56,7 +56,7 @@ def worker_env(model: Path | None = None) -> dict[str, str]:
 
 def _file_bytes(path: Path) -> int:
     try:
-        return Path(path).stat().st_size if Path(path).is_file() else 0
+        return os.stat(path).st_size  # a folder (a SavedModel) counts as small: its size is its listing's
     except OSError:
         return 0
 
