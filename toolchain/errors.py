@@ -67,6 +67,10 @@ class PassError(StackcError):
     exit_code = ExitCode.PASS_FAILED
 
 
+class PassCrashed(PassError):
+    """An isolated pass's child process died without a result (a signal, an abort)."""
+
+
 class ParityError(StackcError):
     """An artifact's outputs disagree with the reference beyond its policy."""
 

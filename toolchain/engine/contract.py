@@ -104,8 +104,7 @@ class Pass:
         self._check_requirements()
         if model.format not in self.accepts:
             raise PassError(f"pass '{self.id}' accepts {sorted(self.accepts)} models, got '{model.format}'")
-        suffix = f"-{ctx.variant.name}" if ctx.variant is not None else ""
-        out_dir = ctx.work_dir / f"{len(ctx.history):02d}-{self.id}{suffix}"
+        out_dir = self.out_dir(ctx)
         out_dir.mkdir(parents=True, exist_ok=True)
         ctx.log.info("[%s] start", self.id)
         variant_name = ctx.variant.name if ctx.variant is not None else None
@@ -140,6 +139,11 @@ class Pass:
         )
         ctx.log.info("[%s] done", self.id)
         return result, execution
+
+    def out_dir(self, ctx: PassContext) -> Path:
+        """The folder this pass writes in for ``ctx``'s next step (and variant)."""
+        suffix = f"-{ctx.variant.name}" if ctx.variant is not None else ""
+        return ctx.work_dir / f"{len(ctx.history):02d}-{self.id}{suffix}"
 
     def _check_requirements(self) -> None:
         """Each required package is installed: looked up on ``sys.path`` itself, not in ``sys.modules``, where

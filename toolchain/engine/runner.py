@@ -127,7 +127,7 @@ def run_isolated(pass_obj, model: ModelArtifact, ctx: PassContext, out_dir: Path
         ) as child:  # its own process group, dying with stackc (process_tree)
             _watch(child, pass_obj.id, limits, log_path)
     if not result.exists():
-        raise errors.PassError(f"pass '{pass_obj.id}' crashed (exit code {child.returncode}){_tail(log_path)}")
+        raise errors.PassCrashed(f"pass '{pass_obj.id}' crashed (exit code {child.returncode}){_tail(log_path)}")
     outcome = json.loads(result.read_text())
     if "error" in outcome:
         raise _error(outcome["error"], log_path)

@@ -8,12 +8,13 @@ signature key and axis order, so ``run`` (and any app) feeds and reads it in ONN
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ...artifact import ModelArtifact
-from ...errors import InputError, PassError
+from ...errors import InputError, PassCrashed, PassError
 from ...engine.backend import Backend, register_backend
 from ...engine.context import PassContext
 from ...engine.contract import Pass
@@ -34,6 +35,8 @@ class Options:
     routes: tuple[str, ...] = ()   # routes to try, in order; empty: every route (see routes.ROUTE_NAMES)
     int8_io: bool = True           # int8 variants: int8 inputs and outputs; false: float I/O around int8 compute
     calibration_samples: int = CALIBRATION_SAMPLES  # as many as int8 is judged on
+    int8_in_own_process: bool = False  # each calibrated int8 mode in a fresh process (int8_worker); else in the
+    #                                    converter's, converting again this way if TensorFlow's calibrator kills it
 
 
 class ConvertTflite(Pass):
@@ -54,6 +57,24 @@ class ConvertTflite(Pass):
             routes_module.selected(self.options.routes)
         except ValueError as e:
             raise InputError(f"{where or 'convert.tflite'}: {e}") from None
+
+    def run_and_execute(self, model: ModelArtifact, ctx: PassContext, samples: dict | None,
+                        raw_samples: list[dict] | None = None):
+        """``Pass.run_and_execute``; converted again with every calibrated int8 mode in its own process
+        when the converter's process died in TensorFlow's calibrator (``int8_worker``)."""
+        from .int8_worker import died_calibrating
+
+        try:
+            return super().run_and_execute(model, ctx, samples, raw_samples)
+        except PassCrashed:
+            out_dir = self.out_dir(ctx)
+            if self.options.int8_in_own_process or not died_calibrating(out_dir):
+                raise
+        ctx.log.info("[convert.tflite] the converter died in TensorFlow's int8 calibrator; converting again with "
+                     "each calibrated int8 mode in its own process")
+        shutil.rmtree(out_dir, ignore_errors=True)
+        again = type(self)({**self.raw_options, "int8_in_own_process": True})
+        return again.run_and_execute(model, ctx, samples, raw_samples)
 
     def _run(self, model: ModelArtifact, ctx: PassContext, out_dir: Path) -> ModelArtifact:
         from .convert import FP32_TWIN, convert_with_routes

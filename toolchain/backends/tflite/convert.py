@@ -221,7 +221,7 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
     int8 with float fallback, then int8 weights only; every mode's outcome is recorded (and logged). A
     mode that quantized no weight is refused, as the ONNX int8 path refuses it: dynamic-range leaves
     weights under 1024 values in float, so on a small model it would ship fp32 labelled int8. The winning
-    route's graph is saved once; each calibrated mode's worker quantizes that SavedModel.
+    route's graph is saved once; each calibrated mode quantizes that SavedModel (``int8_worker``).
     """
     batches = _calibration_batches(calibration, winner.io)
     keys, outputs = _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]]
@@ -237,7 +237,8 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
             if mode == "dynamic-range":  # no calibrator: safe in this process
                 tflite = export.to_tflite(winner.keras, keys, outputs, "int8", int8_mode=mode)
             else:
-                tflite = int8_worker.run_mode(saved, winner.io, batches, mode, options.int8_io)
+                tflite = int8_worker.quantize(saved, winner.io, batches, mode, options.int8_io,
+                                              options.int8_in_own_process)
             unquantized = anatomy.int8_weights(tflite) == 0
             result = None if unquantized else _judge(tflite, winner.io, judged_on, references, policy, mode)
         except Exception as e:
@@ -261,7 +262,8 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
         raise PassError("no int8 mode converted the model: " + "; ".join(f"{t['mode']}: {t['reason']}" for t in tried))
     mode, tflite = last
     ctx.log.info("[convert.tflite] int8 mode: %s", mode)
-    facts = {"int8_mode": mode, "int8_modes": tried, "int8_io": options.int8_io and mode == "full-integer"}
+    facts = {"int8_mode": mode, "int8_modes": tried, "int8_io": options.int8_io and mode == "full-integer",
+             "int8_calibrated_in": "a process per mode" if options.int8_in_own_process else "the converter's process"}
     if scales is not None:
         facts["source_scales"] = scales.describe(tflite)
         kept = facts["source_scales"]

@@ -1,12 +1,16 @@
-"""A calibrated int8 conversion in its own process: TensorFlow's calibrator can segfault.
+"""Where a calibrated int8 conversion runs: in the converter's own process, or a fresh one per mode.
 
-Measured here: ``TFLiteConverter``'s calibrator crashed (SIGSEGV in ``_feed_tensors``) on the
-bidirectional-LSTM fixture; forking the converter instead deadlocks. So each calibrated int8 mode
-quantizes in a fresh ``python -m`` process; a crash only loses that mode. The child starts from the
-winning route's SavedModel (``export.save_serving``), written once by the pass: onnx2tf runs once
-per route, never again per int8 mode (it used to reconvert the ONNX copy in every child, the bulk
-of the int8 route's time on unrolled recurrent graphs). The process is a child of the isolated pass,
-so the pass's time and memory limits cover it, and it dies with that pass (``process_tree``).
+TensorFlow's calibrator has crashed (SIGSEGV in ``_feed_tensors``) on the graphs onnx2tf made of ONNX
+LSTM/GRU, before the int8 route unrolled them (``int8_rewrites``); forking the converter instead
+deadlocks. Each calibrated mode used to quantize in a fresh ``python -m`` process, a crash losing only
+that mode, at the cost of a TensorFlow import (3-4 s) per mode and a second TensorFlow process beside
+the converter's (PP-OCRv5 cls, edge-iot: 633 MB next to the converter's 744 MB). Now the converter
+quantizes in its own process and marks the mode's folder while it does (``IN_PROCESS_MARKER``). If the
+process dies there, the pass converts again with ``int8_in_own_process`` (``ConvertTflite``), every
+mode in its own process as before; a recipe can ask for that from the start. Either way the modes start
+from the winning route's SavedModel (``export.save_serving``), written once: onnx2tf runs once per
+route, never again per int8 mode. The child is a child of the isolated pass, so the pass's time and
+memory limits cover it, and it dies with that pass (``process_tree``).
 """
 from __future__ import annotations
 
@@ -19,6 +23,36 @@ from typing import Any
 import numpy as np
 
 from ... import process_tree
+
+IN_PROCESS_MARKER = "calibrating-in-process"  # in a mode's folder while this process calibrates it
+
+
+def quantize(saved_model: Path, io: dict[str, Any], batches: list[list[np.ndarray]], mode: str, int8_io: bool,
+             own_process: bool) -> bytes:
+    """``mode``'s int8 flatbuffer from the SavedModel: in this process, or (``own_process``) in a fresh one."""
+    if own_process:
+        return run_mode(saved_model, io, batches, mode, int8_io)
+    from .export import saved_to_tflite
+
+    work = saved_model.parent / f"int8-{mode}"
+    work.mkdir(parents=True, exist_ok=True)
+    marker = work / IN_PROCESS_MARKER
+    marker.write_text("if this process dies now, the pass converts again with every mode in its own process\n")
+    try:
+        return saved_to_tflite(saved_model, _keys(io), "int8", calibration=batches, int8_io=int8_io, int8_mode=mode)
+    finally:
+        marker.unlink()
+
+
+def died_calibrating(out_dir: Path) -> bool:
+    """A converter that wrote ``out_dir`` died while calibrating in its own process."""
+    return any(Path(out_dir).rglob(IN_PROCESS_MARKER))
+
+
+def _keys(io: dict[str, Any]):
+    from .export import TensorKey
+
+    return [TensorKey(e["key"], tuple(e["shape"]), e["dtype"]) for e in io["inputs"]]
 
 
 def run_mode(saved_model: Path, io: dict[str, Any], batches: list[list[np.ndarray]], mode: str, int8_io: bool) -> bytes:
