@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ...artifact import ModelArtifact
+from ...process_tree import refuse_if_stopping
 from ...errors import InputError, PassCrashed, PassError
 from ...engine.backend import Backend, register_backend
 from ...engine.context import PassContext
@@ -70,6 +71,7 @@ class ConvertTflite(Pass):
             out_dir = self.out_dir(ctx)
             if self.options.int8_in_own_process or not died_calibrating(out_dir):
                 raise
+        refuse_if_stopping()  # killed with the build (SIGTERM, Ctrl-C): no second conversion
         ctx.log.info("[convert.tflite] the converter died in TensorFlow's int8 calibrator; converting again with "
                      "each calibrated int8 mode in its own process")
         shutil.rmtree(out_dir, ignore_errors=True)
