@@ -237,7 +237,7 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
             if mode == "dynamic-range":  # no calibrator: safe in this process
                 tflite = export.to_tflite(winner.keras, keys, outputs, "int8", int8_mode=mode)
             else:
-                tflite = int8_worker.quantize(saved, winner.io, batches, mode, options.int8_io,
+                tflite = int8_worker.quantize(saved, keys, batches, mode, options.int8_io,
                                               options.int8_in_own_process)
             unquantized = anatomy.int8_weights(tflite) == 0
             result = None if unquantized else _judge(tflite, winner.io, judged_on, references, policy, mode)

@@ -18,7 +18,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -27,11 +26,12 @@ from ... import process_tree
 IN_PROCESS_MARKER = "calibrating-in-process"  # in a mode's folder while this process calibrates it
 
 
-def quantize(saved_model: Path, io: dict[str, Any], batches: list[list[np.ndarray]], mode: str, int8_io: bool,
+def quantize(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mode: str, int8_io: bool,
              own_process: bool) -> bytes:
-    """``mode``'s int8 flatbuffer from the SavedModel: in this process, or (``own_process``) in a fresh one."""
+    """``mode``'s int8 flatbuffer from the SavedModel (inputs ``keys``, ``export.TensorKey``): in this
+    process, or (``own_process``) in a fresh one."""
     if own_process:
-        return run_mode(saved_model, io, batches, mode, int8_io)
+        return run_mode(saved_model, keys, batches, mode, int8_io)
     from .export import saved_to_tflite
 
     work = saved_model.parent / f"int8-{mode}"
@@ -39,7 +39,7 @@ def quantize(saved_model: Path, io: dict[str, Any], batches: list[list[np.ndarra
     marker = work / IN_PROCESS_MARKER
     marker.write_text("if this process dies now, the pass converts again with every mode in its own process\n")
     try:
-        return saved_to_tflite(saved_model, _keys(io), "int8", calibration=batches, int8_io=int8_io, int8_mode=mode)
+        return saved_to_tflite(saved_model, keys, "int8", calibration=batches, int8_io=int8_io, int8_mode=mode)
     finally:
         marker.unlink()
 
@@ -49,18 +49,12 @@ def died_calibrating(out_dir: Path) -> bool:
     return any(Path(out_dir).rglob(IN_PROCESS_MARKER))
 
 
-def _keys(io: dict[str, Any]):
-    from .export import TensorKey
-
-    return [TensorKey(e["key"], tuple(e["shape"]), e["dtype"]) for e in io["inputs"]]
-
-
-def run_mode(saved_model: Path, io: dict[str, Any], batches: list[list[np.ndarray]], mode: str, int8_io: bool) -> bytes:
+def run_mode(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mode: str, int8_io: bool) -> bytes:
     """Quantize in a child process; raises RuntimeError with the child's last words if it fails or crashes."""
     work = saved_model.parent / f"int8-{mode}"
     work.mkdir(parents=True, exist_ok=True)
     np.savez(work / "calibration.npz", **{f"{i}_{j}": a for i, batch in enumerate(batches) for j, a in enumerate(batch)})
-    request = {"saved_model": str(saved_model), "inputs": [[e["key"], e["shape"], e["dtype"]] for e in io["inputs"]],
+    request = {"saved_model": str(saved_model), "inputs": [[k.key, list(k.shape), k.dtype] for k in keys],
                "samples": len(batches), "mode": mode, "int8_io": int8_io, "work": str(work)}
     (work / "request.json").write_text(json.dumps(request))
     with open(work / "worker.log", "wb") as log:
