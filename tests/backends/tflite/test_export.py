@@ -49,3 +49,29 @@ def test_a_model_using_variables_keras_does_not_track_still_gets_its_signature()
     run = Interpreter(model_content=tflite).get_signature_runner("serving_default")
     value = np.arange(4, dtype=np.float32)[None]
     np.testing.assert_allclose(run(x=value)["y"], value * 2.0)
+
+
+def test_int8_modes_of_one_saved_model_calibrate_once_and_keep_the_bytes_each_mode_had_alone(tmp_path):
+    """calibrating_once: full-integer and float fallback calibrate the same float model on the same samples,
+    so the second mode reuses the first's calibration; each artifact is the bytes it is when calibrated alone."""
+    from tensorflow.lite.python import lite
+
+    from toolchain.backends.tflite.export import INT8_MODES, save_serving, saved_to_tflite
+
+    rng = np.random.default_rng(1)
+    keys = [TensorKey("input_ids", (1, 4), "float32"), TensorKey("attention_mask", (1, 4), "float32")]
+    calibration = [[rng.normal(0, 100, (1, 4)).astype(np.float32), rng.normal(0, 0.01, (1, 4)).astype(np.float32)]
+                   for _ in range(16)]
+    saved = save_serving(_two_input_model(), keys, ["y"], tmp_path / "serving")
+    calibrating = INT8_MODES[:2]  # full-integer, integer-with-float-fallback: the modes with a calibrator
+    original = lite._calibrator.Calibrator
+
+    calibrated: dict[str, bytes] = {}
+    shared = [saved_to_tflite(saved, keys, "int8", calibration=calibration, int8_mode=mode, calibrated=calibrated)
+              for mode in calibrating]
+    assert len(calibrated) == 1, "each mode calibrated the float model again"
+    assert lite._calibrator.Calibrator is original, "TensorFlow's calibrator was not put back"
+
+    alone = [saved_to_tflite(saved, keys, "int8", calibration=calibration, int8_mode=mode) for mode in calibrating]
+    assert shared == alone
+    assert shared[0] != shared[1]  # int8 inputs and outputs against float ones: two artifacts, one calibration

@@ -232,13 +232,14 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
     saved = saved or export.save_serving(winner.keras, keys, outputs, winner.work / "serving")
     tried: list[dict[str, Any]] = []
     last: tuple[str, bytes] | None = None  # the latest mode that converted and ran
+    calibrated: dict[str, bytes] = {}  # the calibrated modes share one calibration of the SavedModel on batches
     for mode in export.INT8_MODES:
         try:
             if mode == "dynamic-range":  # no calibrator: safe in this process
                 tflite = export.to_tflite(winner.keras, keys, outputs, "int8", int8_mode=mode)
             else:
                 tflite = int8_worker.quantize(saved, keys, batches, mode, options.int8_io,
-                                              options.int8_in_own_process)
+                                              options.int8_in_own_process, calibrated)
             unquantized = anatomy.int8_weights(tflite) == 0
             result = None if unquantized else _judge(tflite, winner.io, judged_on, references, policy, mode)
         except Exception as e:

@@ -27,9 +27,10 @@ IN_PROCESS_MARKER = "calibrating-in-process"  # in a mode's folder while this pr
 
 
 def quantize(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mode: str, int8_io: bool,
-             own_process: bool) -> bytes:
+             own_process: bool, calibrated: dict[str, bytes]) -> bytes:
     """``mode``'s int8 flatbuffer from the SavedModel (inputs ``keys``, ``export.TensorKey``): in this
-    process, or (``own_process``) in a fresh one."""
+    process, or (``own_process``) in a fresh one. In this process the modes calibrate once: ``calibrated``,
+    one per SavedModel and ``batches``, keeps TensorFlow's calibration (``export.calibrating_once``)."""
     if own_process:
         return run_mode(saved_model, keys, batches, mode, int8_io)
     from .export import saved_to_tflite
@@ -39,7 +40,8 @@ def quantize(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mod
     marker = work / IN_PROCESS_MARKER
     marker.write_text("if this process dies now, the pass converts again with every mode in its own process\n")
     try:
-        return saved_to_tflite(saved_model, keys, "int8", calibration=batches, int8_io=int8_io, int8_mode=mode)
+        return saved_to_tflite(saved_model, keys, "int8", calibration=batches, int8_io=int8_io, int8_mode=mode,
+                               calibrated=calibrated)
     finally:
         marker.unlink()
 
