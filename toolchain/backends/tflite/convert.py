@@ -73,6 +73,7 @@ class Trial:
     probe_reference: dict[str, np.ndarray]
     policy: Any                             # the route policy
     measured_on: list | None = None         # int8: the calibration samples rewrites may measure
+    saves_graph: bool = False               # int8: each route converts through a SavedModel its int8 modes reuse
 
 
 def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, policy,
@@ -85,6 +86,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
     calibration = calibration_samples(model.path, model.facts, ctx, options.calibration_samples) \
         if precision == "int8" else None
     trial.measured_on = calibration.samples if calibration else None
+    trial.saves_graph = precision == "int8"
     attempts, winner = _race(selected(options.routes, precision), trial, ctx.log)
     tflite, int8_facts = winner.tflite, {}
     if precision == "fp16":
@@ -221,7 +223,7 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
     int8 with float fallback, then int8 weights only; every mode's outcome is recorded (and logged). A
     mode that quantized no weight is refused, as the ONNX int8 path refuses it: dynamic-range leaves
     weights under 1024 values in float, so on a small model it would ship fp32 labelled int8. The winning
-    route's graph is saved once; each calibrated mode quantizes that SavedModel (``int8_worker``).
+    route's graph is saved once; each mode quantizes that SavedModel (the calibrated ones in ``int8_worker``).
     """
     batches = _calibration_batches(calibration, winner.io)
     keys, outputs = _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]]
@@ -229,14 +231,17 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
     if winner.rewrites.get("qdq-to-float"):  # an already-int8 source: its calibrated modes keep its own scales
         saved, scales = source_scales.with_source_scales(winner.keras, keys, outputs, winner.work / "serving-source-scales",
                                                          qdq.conv_weights(proto))
-    saved = saved or export.save_serving(winner.keras, keys, outputs, winner.work / "serving")
+    serving = lambda: winner.saved or export.save_serving(winner.keras, keys, outputs, winner.work / "serving")  # noqa: E731
+    plain = None if saved else serving()
+    saved = saved or plain
     tried: list[dict[str, Any]] = []
     last: tuple[str, bytes] | None = None  # the latest mode that converted and ran
     calibrated: dict[str, bytes] = {}  # the calibrated modes share one calibration of the SavedModel on batches
     for mode in export.INT8_MODES:
         try:
-            if mode == "dynamic-range":  # no calibrator: safe in this process
-                tflite = export.to_tflite(winner.keras, keys, outputs, "int8", int8_mode=mode)
+            if mode == "dynamic-range":  # no calibrator: safe in this process; the graph without fake-quant ops
+                plain = plain or serving()
+                tflite = export.saved_to_tflite(plain, keys, "int8", int8_mode=mode)
             else:
                 tflite = int8_worker.quantize(saved, keys, batches, mode, options.int8_io,
                                               options.int8_in_own_process, calibrated)
@@ -328,7 +333,12 @@ def _attempt(route: Route, trial: Trial, flex_lost: dict[str, str]) -> Attempt:
             onnx2tf_route.safe_copy(copy, renamed, in_place=True, write=False)
             keras = onnx2tf_route.convert(renamed, work, run, trial.seed, proto=copy)
         io = _interface(keras, run, trial.in_specs, trial.out_specs)
-        tflite = export.to_tflite(keras, _tensor_keys(io), [o["key"] for o in io["outputs"]], "fp32")
+        keys, outputs = _tensor_keys(io), [o["key"] for o in io["outputs"]]
+        if trial.saves_graph:  # the SavedModel to_tflite would write anyway, kept for the int8 modes (_int8)
+            attempt.saved = export.save_serving(keras, keys, outputs, work / "serving")
+            tflite = export.saved_to_tflite(attempt.saved, keys, "fp32")
+        else:
+            tflite = export.to_tflite(keras, keys, outputs, "fp32")
         raw = interpreter(tflite).get_signature_runner(SIGNATURE_KEY)(
             **{e["key"]: np.ascontiguousarray(probe[e["name"]].transpose(e["perm"])) for e in io["inputs"]})
         resolve_outputs({k: np.asarray(v) for k, v in raw.items()}, io["outputs"], trial.probe_reference)

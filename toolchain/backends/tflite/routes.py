@@ -154,6 +154,7 @@ class Attempt:
     worst_cosine: float | None = None
     rewrites: dict[str, int] = field(default_factory=dict)
     work: Path | None = None          # the route's folder (its renamed ONNX copy), for int8 workers
+    saved: Path | None = None         # int8: its graph as a serving SavedModel, which every int8 mode quantizes
     run: Onnx2tfRun | None = None     # the onnx2tf settings it used
     flex_ops: tuple[str, ...] = ()    # the Flex ops it lost on
 
