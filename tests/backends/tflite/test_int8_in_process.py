@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.test_cancellation import WAIT_FOR_CHILD_SECONDS, Build, _cmdline
-from toolchain.backends.tflite.int8_worker import IN_PROCESS_MARKER
+from toolchain.backends.tflite.int8_worker import calibration_markers
 
 pytest.importorskip("onnx2tf")
 
@@ -23,7 +23,8 @@ def _wait_for_marker(build: Build):
     deadline = time.monotonic() + WAIT_FOR_CHILD_SECONDS
     while time.monotonic() < deadline:
         assert build.process.poll() is None, f"the build ended first: {build._stderr()}"
-        found = list(build.temp.glob(f"stackc-work-*/*-convert.tflite-tflite-int8/**/{IN_PROCESS_MARKER}"))
+        found = [m for pass_dir in build.temp.glob("stackc-work-*/*-convert.tflite-tflite-int8")
+                 for m in calibration_markers(pass_dir)]
         if found:
             return found[0]
         time.sleep(0.01)

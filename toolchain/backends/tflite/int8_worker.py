@@ -15,6 +15,7 @@ memory limits cover it, and it dies with that pass (``process_tree``).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,9 +47,16 @@ def quantize(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mod
         marker.unlink()
 
 
+def calibration_markers(root: Path) -> list[Path]:
+    """``IN_PROCESS_MARKER`` files under ``root``. Safe while a converter writes there: TensorFlow renames
+    folders as it saves (``variables_temp``), and ``os.walk`` passes over one that vanishes where
+    ``Path.rglob`` raises."""
+    return [Path(folder) / IN_PROCESS_MARKER for folder, _, files in os.walk(root) if IN_PROCESS_MARKER in files]
+
+
 def died_calibrating(out_dir: Path) -> bool:
     """A converter that wrote ``out_dir`` died while calibrating in its own process."""
-    return any(Path(out_dir).rglob(IN_PROCESS_MARKER))
+    return bool(calibration_markers(out_dir))
 
 
 def run_mode(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mode: str, int8_io: bool) -> bytes:
