@@ -138,7 +138,8 @@ def versions() -> dict[str, str]:
 
 
 def layer_taps(work: dict, samples):
-    """Every float tensor computed by the fp32 model (``work["fp32"]``), exposed as an output of both models."""
+    """Every float tensor computed by the fp32 model (``work["fp32"]``), exposed as an output of both models:
+    ``(layers, per sample (fp32 tensors, int8 tensors))``, one sample at a time (``int8_parity.TensorAgreement``)."""
     fp32, int8 = Path(work["fp32"]), Path(work["int8"])
     import onnx
     import onnxruntime as ort
@@ -150,7 +151,7 @@ def layer_taps(work: dict, samples):
     produced_in_int8 = {o for n in quantized.graph.node for o in n.output}
     taps = sorted(t for n in reference.graph.node for t in n.output if t in float_types and t in produced_in_int8)
     layers = [(n.name or n.output[0], n.op_type, list(n.input), list(n.output)) for n in reference.graph.node]
-    values = []
+    sessions = []
     for proto in (reference, quantized):
         existing = {o.name for o in proto.graph.output}
         proto.graph.output.extend(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None)
@@ -158,14 +159,13 @@ def layer_taps(work: dict, samples):
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        feed_names = [i.name for i in session.get_inputs()]
-        collected = {t: [] for t in taps}
-        for sample in samples:
-            for name, value in zip(taps, session.run(taps, {n: sample[n] for n in feed_names})):
-                collected[name].append(value)
-        values.append(collected)
-    return layers, values[0], values[1]
+        sessions.append(ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"]))
+
+    def tapped(session, sample):
+        feed = {i.name: sample[i.name] for i in session.get_inputs()}
+        return dict(zip(taps, session.run(taps, feed)))
+
+    return layers, ((tapped(sessions[0], s), tapped(sessions[1], s)) for s in samples)
 
 
 BACKEND = register_backend(Backend(

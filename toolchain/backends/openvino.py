@@ -179,7 +179,8 @@ def versions() -> dict[str, str]:
 
 
 def layer_taps(work: dict, samples):
-    """Every named f32 output of the fp32 IR's operations (``work["fp32"]``), added as outputs of both IRs."""
+    """Every named f32 output of the fp32 IR's operations (``work["fp32"]``), added as outputs of both IRs:
+    ``(layers, per sample (fp32 tensors, int8 tensors))``, one sample at a time (``int8_parity.TensorAgreement``)."""
     fp32, int8 = Path(work["fp32"]), Path(work["int8"])
     import openvino as ov
 
@@ -198,24 +199,19 @@ def layer_taps(work: dict, samples):
         layers.append((op.get_friendly_name(), op.get_type_name(), [i for i in ins if i], outs))
     int8_names = {n for op in models[1].get_ordered_ops() for o in op.outputs() for n in o.get_names()}
     taps = sorted(n for n in named if n in int8_names)
-    values = []
+    requests = []
     for model in models:
         model.add_outputs(taps)
         compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-        request = compiled.create_infer_request()
-        port_of = {}
-        for port in compiled.outputs:
-            for name in port.get_names():
-                if name in taps:
-                    port_of[name] = port
-        collected = {t: [] for t in port_of}
-        for sample in samples:
-            feed = {p: sample[next(iter(p.get_names() & sample.keys()), p.get_any_name())] for p in compiled.inputs}
-            result = request.infer(feed)
-            for name, port in port_of.items():
-                collected[name].append(np.array(result[port]))
-        values.append(collected)
-    return layers, values[0], values[1]
+        port_of = {name: port for port in compiled.outputs for name in port.get_names() if name in taps}
+        requests.append((compiled, compiled.create_infer_request(), port_of))
+
+    def tapped(compiled, request, port_of, sample):
+        feed = {p: sample[next(iter(p.get_names() & sample.keys()), p.get_any_name())] for p in compiled.inputs}
+        result = request.infer(feed)
+        return {name: np.array(result[port]) for name, port in port_of.items()}
+
+    return layers, ((tapped(*requests[0], s), tapped(*requests[1], s)) for s in samples)
 
 
 BACKEND = register_backend(Backend(

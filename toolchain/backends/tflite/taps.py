@@ -9,28 +9,30 @@ report names the first depthwise convolution whose input channels span 100x diff
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-TAP_SAMPLES = 4  # every tensor of a 320x320 detector is ~50 MB a sample in float32
+TAP_SAMPLES = 4  # every tensor of PP-OCRv5's 320x320 detector is ~200 MB a sample in float32
 
 
 def tflite_taps(fp32: Path, int8: Path, io: dict[str, list[dict[str, Any]]], samples: list[dict]):
-    """``(layers, fp32 values, int8 values)`` in ``int8_parity.damaged_layers``'s terms, keyed by tensor name."""
+    """``(layers, per sample (fp32 tensors, int8 tensors))`` in ``int8_parity.damaged_layers``'s terms, keyed by
+    tensor name, one sample at a time (``int8_parity.TensorAgreement``)."""
     samples = samples[:TAP_SAMPLES]
-    layers, values = [], []
-    for path in (fp32, int8):
-        interpreter, names = _run_all(path, io, samples, values)
-        if path == int8:
-            for op in interpreter._get_ops_details():  # noqa: SLF001  (the only op listing LiteRT offers)
-                outputs = [names[i] for i in op["outputs"] if i >= 0]
-                layers.append((_short(outputs[0]) if outputs else op["op_name"], op["op_name"],
-                               [names[i] for i in op["inputs"] if i >= 0], outputs))
-    return layers, values[0], values[1]
+    fp32_run, _ = _tapping(fp32, io)
+    int8_run, interpreter = _tapping(int8, io)
+    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
+    layers = []
+    for op in interpreter._get_ops_details():  # noqa: SLF001  (the only op listing LiteRT offers)
+        outputs = [names[i] for i in op["outputs"] if i >= 0]
+        layers.append((_short(outputs[0]) if outputs else op["op_name"], op["op_name"],
+                       [names[i] for i in op["inputs"] if i >= 0], outputs))
+    return layers, ((fp32_run(s), int8_run(s)) for s in samples)
 
 
-def _run_all(path: Path, io, samples, values: list) -> tuple[Any, dict[int, str]]:
+def _tapping(path: Path, io) -> tuple[Callable[[dict], dict[str, np.ndarray]], Any]:
+    """A runner giving every float-readable tensor of one sample by name, and its interpreter."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     from .runner import SIGNATURE_KEY
@@ -40,18 +42,19 @@ def _run_all(path: Path, io, samples, values: list) -> tuple[Any, dict[int, str]
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     runner = interpreter.get_signature_runner(SIGNATURE_KEY)
     details = runner.get_input_details()
-    names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
-    collected: dict[str, list[np.ndarray]] = {}
-    for sample in samples:
+
+    def run(sample: dict) -> dict[str, np.ndarray]:
         feed = {e["key"]: _quantize(np.asarray(sample[e["name"]]).transpose(e["perm"]), details[e["key"]])
                 for e in io["inputs"]}
         runner(**feed)
+        tensors = {}
         for detail in interpreter.get_tensor_details():
             value = _float_value(interpreter, detail)
             if value is not None:
-                collected.setdefault(detail["name"], []).append(value)
-    values.append(collected)
-    return interpreter, names
+                tensors[detail["name"]] = value
+        return tensors
+
+    return run, interpreter
 
 
 def _quantize(value: np.ndarray, detail: dict) -> np.ndarray:
