@@ -170,3 +170,38 @@ def test_top5_agreement_counts_rows_whose_reference_class_stays_among_the_artifa
     assert row.top1 == 0.5
     assert row.top5 == 0.75
     assert not row.passed and "top-5 agreement 0.750 < 0.9" in row.reason
+
+
+def test_the_metrics_are_the_plain_float64_expressions_bit_for_bit():
+    rng = np.random.default_rng(3)
+    ref = rng.normal(0, 5, (8, 40, 300)).astype(np.float32)
+    got = (ref + rng.normal(0, 0.05, ref.shape)).astype(np.float32)
+    policy = ParityPolicy(max_abs=1e-3, max_rel=1e-2, min_cosine=0.99, min_snr_db=20)
+    row = compare_output("scores", ref, got, policy)
+    r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
+    diff = np.abs(r - g)
+    assert row.max_abs == float(diff.max()) and row.mean_abs == float(diff.mean())
+    assert row.max_rel == float((diff / np.maximum(np.abs(r), 1e-12)).max())
+    assert row.cosine == float(np.dot(r, g) / (np.linalg.norm(r) * np.linalg.norm(g)))
+    assert row.snr_db == float(10 * np.log10(np.sum(r**2) / np.sum((r - g) ** 2)))
+    bound = 1e-3 + 1e-2 * np.abs(r)
+    worst = int(np.argmax(diff - 1e-2 * np.abs(r)))
+    assert row.reason.startswith(f"{int((diff > bound).sum())} of {r.size} values outside")
+    assert f"(worst: {g[worst]:.6g} for {r[worst]:.6g})" in row.reason
+
+
+def test_judging_a_big_output_holds_about_three_float64_copies_of_it():
+    """47 M scores (a recognizer's 40 x 18385 on 64 samples) made the comparison the build's peak: it held
+    over 5 float64 copies (42 bytes a value); now 3 and a bool mask (25)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0, 1, (16, 40, 1000)).astype(np.float32)
+    got = (ref + rng.normal(0, 0.01, ref.shape)).astype(np.float32)
+    tracemalloc.start()
+    try:
+        compare_output("scores", ref, got, ParityPolicy(max_abs=1e-3, max_rel=1e-2, min_cosine=0.99))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak / ref.size < 26, f"{peak / ref.size:.1f} bytes a value"

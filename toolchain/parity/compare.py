@@ -145,13 +145,11 @@ def _weak_reason(r: np.ndarray, floor: float, scale: float, rms: float) -> str:
     return ""
 
 
-def _judge_whole(result: OutputResult, r: np.ndarray, g: np.ndarray, floor: float, rms: float) -> bool:
+def _judge_whole(result: OutputResult, size: int, sums: "_Sums", floor: float, rms: float) -> bool:
     """Record cosine and SNR; say whether they can judge (a signal above the floor, more than one value)."""
-    norms = np.linalg.norm(r) * np.linalg.norm(g)
-    result.cosine = float(np.dot(r, g) / norms) if norms > 0 else (1.0 if np.array_equal(r, g) else 0.0)
-    noise = float(np.sum((r - g) ** 2))
-    result.snr_db = float(10 * np.log10(np.sum(r**2) / noise)) if noise > 0 and np.sum(r**2) > 0 else None
-    if r.size < 2:
+    result.cosine = sums.cosine
+    result.snr_db = float(10 * np.log10(sums.signal / sums.noise)) if sums.noise > 0 and sums.signal > 0 else None
+    if size < 2:
         result.judged = "element-wise only (one value: cosine and SNR mean nothing)"
         return False
     if floor > 0 and rms < SIGNAL_OVER_FLOOR * floor:
@@ -161,19 +159,33 @@ def _judge_whole(result: OutputResult, r: np.ndarray, g: np.ndarray, floor: floa
     return True
 
 
-def _elementwise_problems(result: OutputResult, r: np.ndarray, g: np.ndarray, diff: np.ndarray, floor: float,
-                          policy: ParityPolicy) -> list[str]:
-    """Values outside ``floor + max_rel x |r|``: none, a counted share of outliers the policy allows, or a problem."""
-    bad = diff > floor + policy.max_rel * np.abs(r)
+@dataclass
+class _Sums:
+    cosine: float
+    noise: float   # sum of (r - g)^2
+    signal: float  # sum of r^2
+
+
+def _elementwise_problems(result: OutputResult, abs_r: np.ndarray, diff: np.ndarray, floor: float,
+                          policy: ParityPolicy, r_at, g_at) -> list[str]:
+    """Values outside ``floor + max_rel x |r|``: none, a counted share of outliers the policy allows, or a problem.
+    ``r_at(i)``, ``g_at(i)``: the reference's and the artifact's i-th value, counting finite values only (as ``diff``)."""
+    bound = policy.max_rel * abs_r
+    bound += floor
+    bad = diff > bound
+    del bound
     allowed = int(policy.max_outliers * diff.size) if diff.size >= MIN_VALUES_FOR_OUTLIERS else 0
-    if 0 < bad.sum() <= allowed:
-        result.outliers = int(bad.sum())
-    if bad.sum() <= allowed:
+    count = int(bad.sum())
+    del bad
+    if 0 < count <= allowed:
+        result.outliers = count
+    if count <= allowed:
         return []
-    worst = int(np.argmax(diff - policy.max_rel * np.abs(r)))
-    return [f"{int(bad.sum())} of {diff.size} values outside max_abs {policy.max_abs:g} + max_rel "
+    excess = policy.max_rel * abs_r
+    worst = int(np.argmax(np.subtract(diff, excess, out=excess)))
+    return [f"{count} of {diff.size} values outside max_abs {policy.max_abs:g} + max_rel "
             f"{policy.max_rel:g} + scale_rel {policy.scale_rel:g} x scale {result.scale:.3g} (worst: "
-            f"{g[worst]:.6g} for {r[worst]:.6g})"]
+            f"{g_at(worst):.6g} for {r_at(worst):.6g})"]
 
 
 def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPolicy) -> OutputResult:
@@ -191,20 +203,41 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
         return result
     r = ref.astype(np.float64).ravel()
     g = got.astype(np.float64).ravel()
-    if not np.all(np.isfinite(g) == np.isfinite(r)) or not np.array_equal(r[~np.isfinite(r)], g[~np.isfinite(r)], equal_nan=True):
-        return OutputResult(name, False, "non-finite values differ from the reference", list(ref.shape))
     finite = np.isfinite(r)
-    r, g = r[finite], g[finite]
-    diff = np.abs(r - g)
+    kept = None  # the flat indices of the finite values, when some are not
+    if not (finite.all() and np.isfinite(g).all()):
+        if not np.all(np.isfinite(g) == finite) or not np.array_equal(r[~finite], g[~finite], equal_nan=True):
+            return OutputResult(name, False, "non-finite values differ from the reference", list(ref.shape))
+        r, g, kept = r[finite], g[finite], np.flatnonzero(finite)
+    del finite
+    # Big outputs (a recognizer's 40 x 18385 scores on 64 samples: 47 M values) make float64 temporaries
+    # the build's peak, so each full-size buffer is made once and reused; every value and sum is the one
+    # the plain expressions (|r - g|, (r - g) ** 2, r ** 2, |r|) give, in the same order.
+    norms = np.linalg.norm(r) * np.linalg.norm(g)
+    cosine = float(np.dot(r, g) / norms) if norms > 0 else (1.0 if np.array_equal(r, g) else 0.0)
+    diff = np.subtract(r, g)
+    del g
+    scratch = np.square(diff)
+    noise = float(np.sum(scratch))
+    np.abs(diff, out=diff)
     result.max_abs = float(diff.max()) if diff.size else 0.0
     result.mean_abs = float(diff.mean()) if diff.size else 0.0
-    result.max_rel = float((diff / np.maximum(np.abs(r), 1e-12)).max()) if diff.size else 0.0
-    scale = float(np.abs(r).max()) if r.size else 0.0
+    np.square(r, out=scratch)
+    signal = float(np.sum(scratch))
+    rms = float(np.sqrt(np.mean(scratch))) if r.size else 0.0
+    abs_r = np.abs(r, out=scratch)
+    scale = float(abs_r.max()) if r.size else 0.0
     result.scale = scale
     floor = 0.0 if policy.max_abs is None else policy.max_abs + policy.scale_rel * scale
-    rms = float(np.sqrt(np.mean(r**2))) if r.size else 0.0
-    whole = _judge_whole(result, r, g, floor, rms)
+    whole = _judge_whole(result, r.size, _Sums(cosine, noise, signal), floor, rms)
     result.weak = _weak_reason(r, floor, scale, rms)
+    del r
+    if diff.size:
+        relative = np.maximum(abs_r, 1e-12)
+        result.max_rel = float(np.divide(diff, relative, out=relative).max())
+        del relative
+    else:
+        result.max_rel = 0.0
     kind = output_kind(ref)
     if kind == "scores":
         result.top1 = top_k_agreement(ref, got, 1)
@@ -216,7 +249,9 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
         result.row_agreement = float(np.mean(cosines >= policy.min_cosine))
         how = "an embedding (every reference row has L2 norm 1): each row's cosine, not top-1/top-5"
         result.judged = "; ".join(filter(None, [result.judged, how]))
-    problems = _elementwise_problems(result, r, g, diff, floor, policy) if policy.max_abs is not None else []
+    value_at = lambda array, i: float(array.ravel()[i if kept is None else kept[i]])  # noqa: E731
+    problems = (_elementwise_problems(result, abs_r, diff, floor, policy, lambda i: value_at(ref, i),
+                                      lambda i: value_at(got, i)) if policy.max_abs is not None else [])
     if whole and result.cosine < policy.min_cosine:
         problems.append(f"cosine {result.cosine:.6f} < {policy.min_cosine}")
     if whole and policy.min_snr_db is not None and result.snr_db is not None and result.snr_db < policy.min_snr_db:
