@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from toolchain.precision.calibration import CALIBRATION_SAMPLES  # by hand calibrates on as many samples as stackc
+
 REPO = Path(__file__).resolve().parent.parent
-CALIBRATION_SAMPLES = 16  # toolchain/backends/tflite Options.calibration_samples
 ONNX2TF_SAMPLE = "calibration_image_sample_data_20x128x128x3_float32.npy"  # onnx2tf downloads it when missing
 
 
