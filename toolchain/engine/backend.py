@@ -33,7 +33,7 @@ class Backend:
     fuses_at_load: bool = False         # its runtime fuses the graph's patterns itself when it loads it (passes/optimize.py)
     supported_ops: Callable[[], dict[str, list[str]]] | None = None   # ONNX op -> notes (``stackc ops``)
     retry_after_parity_failure: Callable[..., Any] | None = None      # a rebuilt artifact to judge instead
-    layer_taps: Callable[..., Any] | None = None   # (precision_work facts, samples) -> fp32 and int8 tensors (damage report)
+    layer_taps: Callable[..., Any] | None = None   # (precision_work facts, samples) -> (layers, each sample's fp32 and int8 tensors)
     measured_floors: Callable[[dict], dict[str, int]] | None = None   # device floors its conversion measured
     describe_io: Callable[[Any, dict], tuple[list, list]] | None = None  # (path, conversion facts) -> its I/O tensors
     make_reference_runner: Callable[[ModelArtifact], Callable[[Feed], Feed]] | None = None  # as int8 verdicts' reference
