@@ -18,6 +18,11 @@ def _on_signal(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     interrupt = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
     process_tree.stop_all(interrupt)  # every converter's process group at once: nothing left to wait for
+    if frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+        # Raised inside the import system's own lock handling, the interrupt came out as a traceback (CI, a SIGINT
+        # 0.15 s into a build) and can leave a module lock behind; the build honours it at its next step instead
+        # (process_tree.refuse_if_stopping, and StackcGroup.invoke turns the failure it causes into the interrupt).
+        return
     raise interrupt()
 
 
@@ -60,12 +65,16 @@ class StackcGroup(click.Group):
         previous = _install_signal_handlers()
         try:
             try:
-                return super().invoke(ctx)
+                result = super().invoke(ctx)
             except Exception as e:  # a failure caused by a swallowed interrupt is the interrupt
                 interrupt = process_tree.interrupted()
                 if interrupt is not None and not isinstance(e, (click.exceptions.Exit, click.Abort)):
                     raise interrupt() from e
                 raise
+            interrupt = process_tree.interrupted()
+            if interrupt is not None:  # a signal the handler left to the next step, and no step came
+                raise interrupt()
+            return result
         except StackcError as e:
             if debug:
                 raise
