@@ -7,6 +7,7 @@ import pytest
 from toolchain.errors import InputError, UsageError
 from toolchain.onnxlib.model import TensorSpec
 from toolchain.parity.samples import INT_SAMPLE_HIGH, load_inputs, make_inputs
+from toolchain.parity import compare as compare_module
 from toolchain.parity.compare import compare, compare_output, failure_table
 from toolchain.parity.policy import ParityPolicy
 
@@ -172,31 +173,52 @@ def test_top5_agreement_counts_rows_whose_reference_class_stays_among_the_artifa
     assert not row.passed and "top-5 agreement 0.750 < 0.9" in row.reason
 
 
-def test_the_metrics_are_the_plain_float64_expressions_bit_for_bit():
+def _plain_metrics(ref: np.ndarray, got: np.ndarray, max_abs: float, max_rel: float) -> dict:
+    """The metrics as the plain whole-array float64 expressions give them, and the element-wise verdict."""
+    r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
+    diff = np.abs(r - g)
+    worst = int(np.argmax(diff - max_rel * np.abs(r)))
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
+            "max_rel": float((diff / np.maximum(np.abs(r), 1e-12)).max()),
+            "cosine": float(np.dot(r, g) / (np.linalg.norm(r) * np.linalg.norm(g))),
+            "snr_db": float(10 * np.log10(np.sum(r**2) / np.sum((r - g) ** 2))),
+            "outside": int((diff > max_abs + max_rel * np.abs(r)).sum()), "worst": f"(worst: {g[worst]:.6g} for {r[worst]:.6g})"}
+
+
+def test_the_metrics_of_an_output_of_one_chunk_are_the_plain_float64_expressions_bit_for_bit():
     rng = np.random.default_rng(3)
     ref = rng.normal(0, 5, (8, 40, 300)).astype(np.float32)
     got = (ref + rng.normal(0, 0.05, ref.shape)).astype(np.float32)
-    policy = ParityPolicy(max_abs=1e-3, max_rel=1e-2, min_cosine=0.99, min_snr_db=20)
-    row = compare_output("scores", ref, got, policy)
-    r, g = ref.astype(np.float64).ravel(), got.astype(np.float64).ravel()
-    diff = np.abs(r - g)
-    assert row.max_abs == float(diff.max()) and row.mean_abs == float(diff.mean())
-    assert row.max_rel == float((diff / np.maximum(np.abs(r), 1e-12)).max())
-    assert row.cosine == float(np.dot(r, g) / (np.linalg.norm(r) * np.linalg.norm(g)))
-    assert row.snr_db == float(10 * np.log10(np.sum(r**2) / np.sum((r - g) ** 2)))
-    bound = 1e-3 + 1e-2 * np.abs(r)
-    worst = int(np.argmax(diff - 1e-2 * np.abs(r)))
-    assert row.reason.startswith(f"{int((diff > bound).sum())} of {r.size} values outside")
-    assert f"(worst: {g[worst]:.6g} for {r[worst]:.6g})" in row.reason
+    row = compare_output("scores", ref, got, ParityPolicy(max_abs=1e-3, max_rel=1e-2, min_cosine=0.99, min_snr_db=20))
+    plain = _plain_metrics(ref, got, 1e-3, 1e-2)
+    assert ref.size <= compare_module.COMPARE_CHUNK
+    assert {k: getattr(row, k) for k in ("max_abs", "mean_abs", "max_rel", "cosine", "snr_db")} == \
+        {k: plain[k] for k in ("max_abs", "mean_abs", "max_rel", "cosine", "snr_db")}
+    assert row.reason.startswith(f"{plain['outside']} of {ref.size} values outside") and plain["worst"] in row.reason
 
 
-def test_judging_a_big_output_holds_about_three_float64_copies_of_it():
+def test_a_bigger_output_is_compared_chunk_by_chunk_to_the_same_verdict(monkeypatch):
+    """Past COMPARE_CHUNK values the sums add chunk by chunk: the largest values, counts and the worst value are
+    exact, the sums agree to rounding."""
+    monkeypatch.setattr(compare_module, "COMPARE_CHUNK", 1000)
+    rng = np.random.default_rng(4)
+    ref = rng.normal(0, 5, (8, 40, 301)).astype(np.float32)
+    got = (ref + rng.normal(0, 0.05, ref.shape)).astype(np.float32)
+    row = compare_output("scores", ref, got, ParityPolicy(max_abs=1e-3, max_rel=1e-2, min_cosine=0.99, min_snr_db=20))
+    plain = _plain_metrics(ref, got, 1e-3, 1e-2)
+    assert (row.max_abs, row.max_rel) == (plain["max_abs"], plain["max_rel"])
+    for key in ("mean_abs", "cosine", "snr_db"):
+        assert getattr(row, key) == pytest.approx(plain[key], rel=1e-12)
+    assert row.reason.startswith(f"{plain['outside']} of {ref.size} values outside") and plain["worst"] in row.reason
+
+
+def test_judging_a_big_output_holds_a_few_chunks_not_copies_of_it():
     """47 M scores (a recognizer's 40 x 18385 on 64 samples) made the comparison the build's peak: it held
-    over 5 float64 copies (42 bytes a value); now 3 and a bool mask (25)."""
+    five float64 copies (42 bytes a value), then three and a mask (25); now a few chunks, whatever the size."""
     import tracemalloc
 
     rng = np.random.default_rng(0)
-    ref = rng.normal(0, 1, (16, 40, 1000)).astype(np.float32)
+    ref = rng.normal(0, 1, (4, 40, 20000)).astype(np.float32)  # 3.2 M values: four chunks
     got = (ref + rng.normal(0, 0.01, ref.shape)).astype(np.float32)
     tracemalloc.start()
     try:
@@ -204,4 +226,5 @@ def test_judging_a_big_output_holds_about_three_float64_copies_of_it():
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak / ref.size < 26, f"{peak / ref.size:.1f} bytes a value"
+    chunk_bytes = compare_module.COMPARE_CHUNK * 8
+    assert peak < 5 * chunk_bytes, f"{peak / chunk_bytes:.1f} chunks of float64"

@@ -120,7 +120,7 @@ def top_k_agreement(ref: np.ndarray, got: np.ndarray, k: int) -> float:
     """
     got = got.astype(np.float64)
     chosen = np.take_along_axis(got, np.argmax(ref, axis=-1)[..., None], axis=-1)[..., 0]
-    kth = np.sort(got, axis=-1)[..., -k]
+    kth = got.max(axis=-1) if k == 1 else np.partition(got, -k, axis=-1)[..., -k]  # the k-th highest, unsorted
     return float(np.mean(chosen >= kth))
 
 
@@ -131,25 +131,25 @@ WEAK_EVIDENCE_HINT = ("the reference output barely varies on these samples, so a
                       "give real inputs with --inputs (an .npz, or a folder of images or .npy files)")
 
 
-def _weak_reason(r: np.ndarray, floor: float, scale: float, rms: float) -> str:
-    """Why agreement on this reference proves little, or ''."""
-    if r.size == 0:
+def _weak_reason(size: int, spread: float, floor: float, scale: float, rms: float) -> str:
+    """Why agreement on this reference proves little, or ''. ``spread``: its largest value less its smallest."""
+    if size == 0:
         return "empty output"
-    spread = float(r.max() - r.min())
     if scale <= floor:
         return f"every reference value is within the tolerance floor ({scale:.3g} <= {floor:.3g})"
     if rms < SIGNAL_OVER_FLOOR * floor:
         return f"the reference signal (RMS {rms:.3g}) is below the tolerance floor {floor:.3g}"
-    if r.size > 1 and spread <= BARELY_VARIES * max(scale, floor):
+    if size > 1 and spread <= BARELY_VARIES * max(scale, floor):
         return f"the reference is nearly constant (spread {spread:.3g} of scale {scale:.3g})"
     return ""
 
 
-def _judge_whole(result: OutputResult, size: int, sums: "_Sums", floor: float, rms: float) -> bool:
+def _judge_whole(result: OutputResult, scan: "_Scan", floor: float) -> bool:
     """Record cosine and SNR; say whether they can judge (a signal above the floor, more than one value)."""
-    result.cosine = sums.cosine
-    result.snr_db = float(10 * np.log10(sums.signal / sums.noise)) if sums.noise > 0 and sums.signal > 0 else None
-    if size < 2:
+    result.cosine = scan.cosine
+    result.snr_db = float(10 * np.log10(scan.signal / scan.noise)) if scan.noise > 0 and scan.signal > 0 else None
+    rms = scan.rms
+    if scan.size < 2:
         result.judged = "element-wise only (one value: cosine and SNR mean nothing)"
         return False
     if floor > 0 and rms < SIGNAL_OVER_FLOOR * floor:
@@ -159,31 +159,101 @@ def _judge_whole(result: OutputResult, size: int, sums: "_Sums", floor: float, r
     return True
 
 
-@dataclass
-class _Sums:
-    cosine: float
-    noise: float   # sum of (r - g)^2
-    signal: float  # sum of r^2
+# Values compared at a time, in float64 (8 MB a buffer). A recognizer's 40 x 18385 scores on 64 judging samples
+# are 47 M values: held whole in float64, four buffers of them were 1.5 GB, the build's peak, and the passes
+# over them ran from memory, not cache. An output of up to this many values is one chunk, its sums the ones
+# numpy gives for the whole array; a larger one sums chunk by chunk, in order (the last digits of its cosine,
+# SNR and mean_abs differ from one whole-array sum's, the same on every host and run).
+COMPARE_CHUNK = 1 << 20
 
 
-def _elementwise_problems(result: OutputResult, abs_r: np.ndarray, diff: np.ndarray, floor: float,
+class _Scan:
+    """One pass over the finite values of the reference ``r`` and the artifact ``g``, a chunk at a time."""
+
+    def __init__(self, r: np.ndarray, g: np.ndarray):
+        self.size = r.size
+        xy, xx, yy, noise, abs_sum, signal = [], [], [], [], [], []  # each chunk's x.y, x.x, y.y, (x-y)^2, |x-y|, x^2
+        self.max_abs = self.max_rel = self.scale = 0.0
+        self.low, self.high = np.inf, -np.inf
+        scratch = np.empty(min(self.size, COMPARE_CHUNK))
+        for rc, gc in _chunks(r, g):
+            s = scratch[:rc.size]
+            xy.append(np.dot(rc, gc))
+            xx.append(np.dot(rc, rc))  # np.linalg.norm's own sum (sqrt of x.x)
+            yy.append(np.dot(gc, gc))
+            diff = np.subtract(rc, gc, out=gc)
+            noise.append(np.sum(np.square(diff, out=s)))
+            np.abs(diff, out=diff)
+            self.max_abs = max(self.max_abs, float(diff.max()))
+            abs_sum.append(np.sum(diff))
+            signal.append(np.sum(np.square(rc, out=s)))
+            self.low, self.high = min(self.low, float(rc.min())), max(self.high, float(rc.max()))
+            abs_r = np.abs(rc, out=rc)
+            self.scale = max(self.scale, float(abs_r.max()))
+            relative = np.maximum(abs_r, 1e-12, out=s)
+            self.max_rel = max(self.max_rel, float(np.divide(diff, relative, out=relative).max()))
+        self.xy, self.xx, self.yy = _total(xy), _total(xx), _total(yy)
+        self.noise, self.abs_sum, self.signal = _total(noise), _total(abs_sum), _total(signal)
+
+    @property
+    def cosine(self) -> float:
+        norms = np.sqrt(self.xx) * np.sqrt(self.yy)
+        return float(self.xy / norms) if norms > 0 else (1.0 if self.max_abs == 0 else 0.0)  # |r - g| = 0: r == g
+
+    @property
+    def mean_abs(self) -> float:
+        return float(self.abs_sum / self.size) if self.size else 0.0
+
+    @property
+    def rms(self) -> float:
+        return float(np.sqrt(self.signal / self.size)) if self.size else 0.0
+
+
+def _chunks(r: np.ndarray, g: np.ndarray):
+    """(reference, artifact) chunks of ``COMPARE_CHUNK`` values each in float64: two buffers, refilled for each
+    chunk, that the caller may overwrite."""
+    whole = min(r.size, COMPARE_CHUNK)
+    r_buffer, g_buffer = np.empty(whole), np.empty(whole)
+    for start in range(0, r.size, COMPARE_CHUNK):
+        stop = min(start + COMPARE_CHUNK, r.size)
+        rc, gc = r_buffer[:stop - start], g_buffer[:stop - start]
+        np.copyto(rc, r[start:stop], casting="unsafe")
+        np.copyto(gc, g[start:stop], casting="unsafe")
+        yield rc, gc
+
+
+def _all_finite(values: np.ndarray) -> bool:
+    return all(np.isfinite(values[i:i + COMPARE_CHUNK]).all() for i in range(0, values.size, COMPARE_CHUNK))
+
+
+def _total(parts: list) -> float:
+    """The chunks' sums added in order; one chunk's sum as it is (0.0 for none)."""
+    total = parts[0] if parts else np.float64(0.0)
+    for part in parts[1:]:
+        total = total + part
+    return float(total)
+
+
+def _elementwise_problems(result: OutputResult, r: np.ndarray, g: np.ndarray, floor: float,
                           policy: ParityPolicy, r_at, g_at) -> list[str]:
     """Values outside ``floor + max_rel x |r|``: none, a counted share of outliers the policy allows, or a problem.
-    ``r_at(i)``, ``g_at(i)``: the reference's and the artifact's i-th value, counting finite values only (as ``diff``)."""
-    bound = policy.max_rel * abs_r
-    bound += floor
-    bad = diff > bound
-    del bound
-    allowed = int(policy.max_outliers * diff.size) if diff.size >= MIN_VALUES_FOR_OUTLIERS else 0
-    count = int(bad.sum())
-    del bad
+    ``r_at(i)``, ``g_at(i)``: the reference's and the artifact's i-th value, counting finite values only (as ``r``, ``g``)."""
+    count, worst, worst_excess = 0, 0, -np.inf
+    scratch = np.empty(min(r.size, COMPARE_CHUNK))
+    for start, (rc, gc) in zip(range(0, r.size, COMPARE_CHUNK), _chunks(r, g)):
+        diff = np.abs(np.subtract(rc, gc, out=gc), out=gc)
+        scaled = np.multiply(policy.max_rel, np.abs(rc, out=rc), out=rc)  # max_rel x |r|
+        count += int(np.count_nonzero(diff > np.add(scaled, floor, out=scratch[:rc.size])))
+        excess = np.subtract(diff, scaled, out=scaled)
+        at = int(np.argmax(excess))
+        if excess[at] > worst_excess:  # the first of equal maxima, as one argmax over every value
+            worst, worst_excess = start + at, float(excess[at])
+    allowed = int(policy.max_outliers * r.size) if r.size >= MIN_VALUES_FOR_OUTLIERS else 0
     if 0 < count <= allowed:
         result.outliers = count
     if count <= allowed:
         return []
-    excess = policy.max_rel * abs_r
-    worst = int(np.argmax(np.subtract(diff, excess, out=excess)))
-    return [f"{count} of {diff.size} values outside max_abs {policy.max_abs:g} + max_rel "
+    return [f"{count} of {r.size} values outside max_abs {policy.max_abs:g} + max_rel "
             f"{policy.max_rel:g} + scale_rel {policy.scale_rel:g} x scale {result.scale:.3g} (worst: "
             f"{g_at(worst):.6g} for {r_at(worst):.6g})"]
 
@@ -201,43 +271,20 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
         if mismatches:
             result.passed, result.reason = False, f"{mismatches} of {ref.size} values differ"
         return result
-    r = ref.astype(np.float64).ravel()
-    g = got.astype(np.float64).ravel()
-    finite = np.isfinite(r)
+    r, g = ref.ravel(), got.ravel()
     kept = None  # the flat indices of the finite values, when some are not
-    if not (finite.all() and np.isfinite(g).all()):
-        if not np.all(np.isfinite(g) == finite) or not np.array_equal(r[~finite], g[~finite], equal_nan=True):
+    if not (_all_finite(r) and _all_finite(g)):
+        finite = np.isfinite(r)
+        if not np.array_equal(np.isfinite(g), finite) or not np.array_equal(
+                r[~finite].astype(np.float64), g[~finite].astype(np.float64), equal_nan=True):
             return OutputResult(name, False, "non-finite values differ from the reference", list(ref.shape))
         r, g, kept = r[finite], g[finite], np.flatnonzero(finite)
-    del finite
-    # Big outputs (a recognizer's 40 x 18385 scores on 64 samples: 47 M values) make float64 temporaries
-    # the build's peak, so each full-size buffer is made once and reused; every value and sum is the one
-    # the plain expressions (|r - g|, (r - g) ** 2, r ** 2, |r|) give, in the same order.
-    norms = np.linalg.norm(r) * np.linalg.norm(g)
-    cosine = float(np.dot(r, g) / norms) if norms > 0 else (1.0 if np.array_equal(r, g) else 0.0)
-    diff = np.subtract(r, g)
-    del g
-    scratch = np.square(diff)
-    noise = float(np.sum(scratch))
-    np.abs(diff, out=diff)
-    result.max_abs = float(diff.max()) if diff.size else 0.0
-    result.mean_abs = float(diff.mean()) if diff.size else 0.0
-    np.square(r, out=scratch)
-    signal = float(np.sum(scratch))
-    rms = float(np.sqrt(np.mean(scratch))) if r.size else 0.0
-    abs_r = np.abs(r, out=scratch)
-    scale = float(abs_r.max()) if r.size else 0.0
-    result.scale = scale
-    floor = 0.0 if policy.max_abs is None else policy.max_abs + policy.scale_rel * scale
-    whole = _judge_whole(result, r.size, _Sums(cosine, noise, signal), floor, rms)
-    result.weak = _weak_reason(r, floor, scale, rms)
-    del r
-    if diff.size:
-        relative = np.maximum(abs_r, 1e-12)
-        result.max_rel = float(np.divide(diff, relative, out=relative).max())
-        del relative
-    else:
-        result.max_rel = 0.0
+    scan = _Scan(r, g)
+    result.max_abs, result.mean_abs, result.max_rel = scan.max_abs, scan.mean_abs, scan.max_rel
+    result.scale = scan.scale
+    floor = 0.0 if policy.max_abs is None else policy.max_abs + policy.scale_rel * scan.scale
+    whole = _judge_whole(result, scan, floor)
+    result.weak = _weak_reason(scan.size, scan.high - scan.low, floor, scan.scale, scan.rms)
     kind = output_kind(ref)
     if kind == "scores":
         result.top1 = top_k_agreement(ref, got, 1)
@@ -250,7 +297,7 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
         how = "an embedding (every reference row has L2 norm 1): each row's cosine, not top-1/top-5"
         result.judged = "; ".join(filter(None, [result.judged, how]))
     value_at = lambda array, i: float(array.ravel()[i if kept is None else kept[i]])  # noqa: E731
-    problems = (_elementwise_problems(result, abs_r, diff, floor, policy, lambda i: value_at(ref, i),
+    problems = (_elementwise_problems(result, r, g, floor, policy, lambda i: value_at(ref, i),
                                       lambda i: value_at(got, i)) if policy.max_abs is not None else [])
     if whole and result.cosine < policy.min_cosine:
         problems.append(f"cosine {result.cosine:.6f} < {policy.min_cosine}")
