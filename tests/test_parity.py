@@ -8,7 +8,7 @@ from toolchain.errors import InputError, UsageError
 from toolchain.onnxlib.model import TensorSpec
 from toolchain.parity.samples import INT_SAMPLE_HIGH, load_inputs, make_inputs
 from toolchain.parity import compare as compare_module
-from toolchain.parity.compare import compare, compare_output, failure_table
+from toolchain.parity.compare import compare, compare_output, failure_table, stack_outputs
 from toolchain.parity.policy import ParityPolicy
 
 POLICY = ParityPolicy(max_abs=1e-4, max_rel=1e-3, min_cosine=0.9999)
@@ -228,3 +228,27 @@ def test_judging_a_big_output_holds_a_few_chunks_not_copies_of_it():
         tracemalloc.stop()
     chunk_bytes = compare_module.COMPARE_CHUNK * 8
     assert peak < 5 * chunk_bytes, f"{peak / chunk_bytes:.1f} chunks of float64"
+
+
+def test_stacking_joins_each_samples_outputs_along_the_first_axis_as_they_come():
+    import tracemalloc
+
+    rows = [{"scores": np.full((1, 40, 500), i, np.float32), "count": np.int64(i)} for i in range(16)]
+    stacked = stack_outputs(rows)
+    assert stacked["scores"].shape == (16, 40, 500) and list(stacked["count"]) == list(range(16))
+    assert np.array_equal(stacked["scores"], np.concatenate([r["scores"] for r in rows]))
+    tracemalloc.start()
+    try:  # a generator's samples are copied into place one at a time: the joined array and one sample are held
+        joined = stack_outputs(({"scores": np.full((1, 40, 500), i, np.float32)} for i in range(16)), 16)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(joined["scores"], stacked["scores"]) and peak < 1.5 * joined["scores"].nbytes
+
+
+def test_stacking_refuses_samples_of_another_shape_or_another_count():
+    first = {"y": np.zeros((1, 3), np.float32)}
+    with pytest.raises(ValueError, match="sample 1 is float32\\[1, 1\\], the first's float32\\[1, 3\\]"):
+        stack_outputs([first, {"y": np.zeros((1, 1), np.float32)}])
+    with pytest.raises(ValueError, match="2 samples given, 3 expected"):
+        stack_outputs(iter([first, first]), 3)

@@ -6,7 +6,7 @@ anything is raised (optimum's ``_run_validation`` order, but a failure here fail
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -315,11 +315,38 @@ def compare_output(name: str, ref: np.ndarray, got: np.ndarray, policy: ParityPo
     return result
 
 
-def stack_outputs(per_sample: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Per-sample outputs joined along the first axis (a 0-d output becomes one value per sample)."""
-    return {name: np.concatenate([np.asarray(s[name]).reshape((-1,) + np.asarray(s[name]).shape[1:])
-                                  if np.asarray(s[name]).ndim else np.asarray(s[name]).reshape(1) for s in per_sample])
-            for name in per_sample[0]}
+def stack_outputs(per_sample: Iterable[dict[str, np.ndarray]], count: int | None = None) -> dict[str, np.ndarray]:
+    """Per-sample outputs joined along the first axis (a 0-d output becomes one value per sample).
+
+    Each sample's outputs are copied into place as they come, so a generator's are never all held at once
+    (64 judging samples of a recognizer's scores are 188 MB; a list of them and the joined copy were twice
+    that). Every sample must give each output in one shape and dtype; ``count``: how many a generator yields.
+    """
+    samples = iter(per_sample)
+    first = next(samples)
+    count = len(per_sample) if count is None else count  # type: ignore[arg-type]
+    stacked = {}
+    for name, value in first.items():
+        rows = _as_rows(value)
+        stacked[name] = np.empty((count * rows.shape[0],) + rows.shape[1:], rows.dtype)
+        stacked[name][:rows.shape[0]] = rows
+    given = 1
+    for i, sample in enumerate(samples, start=1):
+        given += 1
+        for name, joined in stacked.items():
+            rows = _as_rows(sample[name])
+            if rows.shape[1:] != joined.shape[1:] or rows.shape[0] * count != joined.shape[0] or rows.dtype != joined.dtype:
+                raise ValueError(f"output {name!r} of sample {i} is {rows.dtype}{list(rows.shape)}, the first's "
+                                 f"{joined.dtype}{[joined.shape[0] // count, *joined.shape[1:]]}")
+            joined[i * rows.shape[0]:(i + 1) * rows.shape[0]] = rows
+    if given != count:
+        raise ValueError(f"{given} samples given, {count} expected")
+    return stacked
+
+
+def _as_rows(value) -> np.ndarray:
+    value = np.asarray(value)
+    return value.reshape((-1,) + value.shape[1:]) if value.ndim else value.reshape(1)
 
 
 def compare(artifact: str, reference: dict[str, np.ndarray], actual: dict[str, np.ndarray],

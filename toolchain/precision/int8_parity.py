@@ -50,16 +50,15 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Bac
         if artifact_rows is None:
             artifact_run = backend.make_runner(artifact)
             artifact_rows = [artifact_run(s) for s in samples]
-        reference_rows = [to_original_outputs(model.facts, reference_run(s)) for s in samples]
-        reference = stack_outputs(reference_rows)
-        actual = stack_outputs([to_original_outputs(artifact.facts, row) for row in artifact_rows])
+        reference = stack_outputs((to_original_outputs(model.facts, reference_run(s)) for s in samples), len(samples))
+        actual = stack_outputs((to_original_outputs(artifact.facts, row) for row in artifact_rows), len(artifact_rows))
         result = compare(variant.name, reference, actual, variant.parity, parity.measured_with)
         which = ("held-out samples, none calibrated on" if calibration.held_out else
                  "calibration samples, the same it was calibrated on (too few to hold any out)")
         result.evaluated_on = f"{len(samples)} {which} ({calibration.origin}); reference: the prepared fp32 model in onnxruntime"
         kept = samples[:KEPT_EVIDENCE]
         result.evidence = {"samples": {n: np.stack([s[n] for s in kept]) for n in kept[0]},
-                           "reference": stack_outputs(reference_rows[:KEPT_EVIDENCE])}
+                           "reference": {n: v[:len(v) // len(samples) * len(kept)].copy() for n, v in reference.items()}}
     if not result.passed:
         try:
             result.damaged_layers = damaged_layers(artifact, samples or _fallback_samples(model, ctx), backend.layer_taps)

@@ -10,7 +10,7 @@ import numpy as np
 from ...artifact import ModelArtifact
 from ...errors import PassError
 from ...onnxlib.model import graph_inputs, graph_outputs, index_bounds, load_onnx
-from ...parity.compare import compare
+from ...parity.compare import compare, stack_outputs
 from ...parity.samples import make_inputs
 from ...precision.quantization import calibration_samples, nothing_quantized
 from .. import onnx_runtime
@@ -94,7 +94,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
     elif precision == "int8":
         judged_on = _int8_judging_samples(model.path, model.facts, ctx, trial.samples)
         reference_run = onnx_runtime.make_reference_runner(ModelArtifact(model.path, "onnx"))
-        references = [reference_run(sample) for sample in judged_on]
+        references = stack_outputs((reference_run(sample) for sample in judged_on), len(judged_on))
         tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx,
                                    proto)
         (out_dir / FP32_TWIN).write_bytes(winner.tflite)
@@ -207,12 +207,10 @@ def _int8_judging_samples(onnx_path: Path, facts, ctx, samples) -> list[dict[str
 
 
 def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
-    """One parity result over all judging samples, stacked along the batch axis as the build does."""
+    """One parity result over all judging samples, stacked along the batch axis as the build does
+    (``references``: the prepared model's outputs on them, stacked so)."""
     run = make_runner(tflite, io)
-    actual = [run(sample) for sample in judged_on]
-    stack = lambda runs: {k: np.concatenate([np.asarray(r[k]).reshape((-1,) + np.asarray(r[k]).shape[1:])  # noqa: E731
-                                             for r in runs]) for k in runs[0]}
-    return compare(name, stack(references), stack(actual), policy, "LiteRT")
+    return compare(name, references, stack_outputs((run(s) for s in judged_on), len(judged_on)), policy, "LiteRT")
 
 
 def _int8(winner: Attempt, calibration, options, judged_on, references, policy, ctx,
