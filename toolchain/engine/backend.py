@@ -37,6 +37,8 @@ class Backend:
     measured_floors: Callable[[dict], dict[str, int]] | None = None   # device floors its conversion measured
     describe_io: Callable[[Any, dict], tuple[list, list]] | None = None  # (path, conversion facts) -> its I/O tensors
     make_reference_runner: Callable[[ModelArtifact], Callable[[Feed], Feed]] | None = None  # as int8 verdicts' reference
+    judged_rows: Callable[[ModelArtifact, list[Feed]], list[Feed] | None] | None = None  # its outputs on these samples, if
+    #                                                         its conversion already ran them in this process (else None)
 
     def reference_runner(self, model: ModelArtifact) -> Callable[[Feed], Feed]:
         """A runner for ``model`` as the reference int8 verdicts hold artifacts to (``make_reference_runner``, else ``make_runner``)."""
@@ -64,7 +66,7 @@ class Backend:
         started = time.perf_counter()
         try:
             outputs, run, feed = self.load_and_run(artifact, samples)
-            raw_outputs = [run(s) for s in raw_samples]
+            raw_outputs = self._judged(artifact, raw_samples) or [run(s) for s in raw_samples]
         except Exception as e:
             error = e if isinstance(e, StackcError) else _not_running(artifact, e)
             return Execution(seconds=time.perf_counter() - started, error=error)
@@ -76,6 +78,9 @@ class Backend:
             except Exception as e:  # a measurement must never fail an artifact that ran for parity
                 latency = {"error": f"{type(e).__name__}: {e}"[:200]}
         return Execution(outputs, seconds, latency, raw_outputs=raw_outputs)
+
+    def _judged(self, artifact: ModelArtifact, samples: list[Feed]) -> list[Feed] | None:
+        return self.judged_rows(artifact, list(samples)) if self.judged_rows is not None and samples else None
 
 
 def _not_running(artifact: ModelArtifact, e: Exception) -> PassError:

@@ -115,6 +115,13 @@ def versions() -> dict[str, str]:
     return package_versions("onnx2tf", "tensorflow", "tf_keras", "ai-edge-litert")
 
 
+def judged_rows(artifact: ModelArtifact, samples: list[dict]) -> list[dict] | None:
+    """The artifact's outputs on ``samples`` if its int8 mode was judged on them in this process (``convert.judged_rows``)."""
+    from .convert import judged_rows as judged
+
+    return judged(artifact.path.read_bytes(), samples)
+
+
 def layer_taps(work: dict, samples):
     """Every tensor of the fp32 and int8 flatbuffers the int8 conversion kept, run in LiteRT."""
     from .taps import tflite_taps
@@ -124,6 +131,6 @@ def layer_taps(work: dict, samples):
 BACKEND = register_backend(Backend(
     format="tflite", convert=ConvertTflite, make_runner=make_runner, runtime_available=runtime_available,
     versions=versions, measured_with=MEASURED_WITH,
-    layer_taps=layer_taps,
+    layer_taps=layer_taps, judged_rows=judged_rows,
     describe_io=io_readers.tflite,
 ))
