@@ -59,6 +59,7 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Bac
         kept = samples[:KEPT_EVIDENCE]
         result.evidence = {"samples": {n: np.stack([s[n] for s in kept]) for n in kept[0]},
                            "reference": {n: v[:len(v) // len(samples) * len(kept)].copy() for n, v in reference.items()}}
+        del reference, actual  # not held through the damage report (PP-OCRv5 rec: 188 MB each)
     if not result.passed:
         try:
             result.damaged_layers = damaged_layers(artifact, samples or _fallback_samples(model, ctx), backend.layer_taps)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...artifact import ModelArtifact
+from ...engine.heap import give_back_free_memory
 from ...errors import PassError
 from ...onnxlib.model import graph_inputs, graph_outputs, index_bounds, load_onnx
 from ...parity.compare import compare, stack_outputs
@@ -280,6 +281,7 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
             else:
                 tflite = int8_worker.quantize(saved, keys, batches, mode, options.int8_io,
                                               options.int8_in_own_process, calibrated)
+            give_back_free_memory()  # the converter's freed pages, before this mode's judge adds its own
             unquantized = anatomy.int8_weights(tflite) == 0
             result = None if unquantized else _judge(tflite, winner.io, judged_on, references, policy, mode)
         except Exception as e:
