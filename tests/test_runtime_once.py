@@ -42,13 +42,35 @@ def test_an_edge_desktop_build_imports_neither_openvino_nor_coremltools_in_stack
     assert by_variant["openvino-fp32"]["io"]["ships_with"] == ["model.bin"]
 
 
+BUILD_COUNTING_RUNS = """
+import json, sys
+import onnxruntime
+runs = []
+plain_run = onnxruntime.InferenceSession.run
+def counted(self, *args, **kwargs):
+    runs.append(1)
+    return plain_run(self, *args, **kwargs)
+onnxruntime.InferenceSession.run = counted
+import stackc
+result = stackc.build(sys.argv[1], target=sys.argv[2], out=sys.argv[3])
+heavy = sorted(m for m in {heavy!r} if m in sys.modules)
+print(json.dumps({{"heavy": heavy, "onnxruntime_runs": len(runs), "artifacts": result.manifest["artifacts"]}}))
+""".format(heavy=HEAVY)
+
+
 @pytest.mark.slow
 def test_an_int8_tflite_build_judges_its_samples_without_litert_in_stackc_itself(tmp_path):
+    """Nor the prepared model on the 64 judging samples: the child judged the int8 modes against it there and hands
+    its outputs over with the artifact's (Backend.judged)."""
     data = shipped_target_data("edge-iot")
     data["variants"] = [v for v in data["variants"] if v["format"] == "tflite"]
     world = write_toml(tmp_path / "edge-iot.toml", data)
-    report = _build_in_fresh_process(FIXTURE_MODELS / "digits_cnn.onnx", world, tmp_path / "out")
+    done = subprocess.run([sys.executable, "-c", BUILD_COUNTING_RUNS, str(FIXTURE_MODELS / "digits_cnn.onnx"), str(world),
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=1500)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["heavy"] == []
+    assert report["onnxruntime_runs"] < 64, report["onnxruntime_runs"]  # the parity sample and host runs, not 64
     (artifact,) = report["artifacts"]
     assert artifact["parity"]["passed"], artifact["parity"]
     assert artifact["parity"]["evaluated_on"].startswith("64 held-out samples")  # the int8 verdict's samples

@@ -105,9 +105,10 @@ def convert_variant(variant, convert_pass, model: ModelArtifact, ctx: PassContex
     if policy is not variant.parity:
         outcome.parity.policy_basis = "the source is int8: tolerances of its own quantization steps"
     if variant.precision == "int8":  # judged on many samples; a failure names the damaged layers
-        rows = execution.raw_outputs if execution is not None and rebuilt is None and judging else None
+        ran = execution is not None and rebuilt is None and judging
         outcome.parity = judge_int8(variant, artifact, model, ctx, outcome.parity, format_backend, backend("onnx"),
-                                    judging, rows)
+                                    judging, execution.raw_outputs if ran else None,
+                                    execution.raw_reference if ran else None)
     outcome.artifact = artifact
     log.info("[parity] %s: %s", variant.name, "pass" if outcome.parity.passed else "FAIL")
     return outcome

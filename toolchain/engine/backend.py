@@ -15,7 +15,7 @@ from ..artifact import ModelArtifact
 from ..errors import PassError, StackcError
 from ..onnxlib.interface import to_artifact_inputs, to_original_outputs
 from .contract import PASSES, Pass
-from .execution import Execution, time_runs
+from .execution import Execution, Judged, time_runs
 from .registry import Registry
 
 Feed = dict[str, np.ndarray]
@@ -37,8 +37,8 @@ class Backend:
     measured_floors: Callable[[dict], dict[str, int]] | None = None   # device floors its conversion measured
     describe_io: Callable[[Any, dict], tuple[list, list]] | None = None  # (path, conversion facts) -> its I/O tensors
     make_reference_runner: Callable[[ModelArtifact], Callable[[Feed], Feed]] | None = None  # as int8 verdicts' reference
-    judged_rows: Callable[[ModelArtifact, list[Feed]], list[Feed] | None] | None = None  # its outputs on these samples, if
-    #                                                         its conversion already ran them in this process (else None)
+    judged: Callable[[ModelArtifact, list[Feed]], Judged | None] | None = None  # its (and the reference's) outputs on
+    #                                               these samples, if its conversion already ran them in this process
 
     def reference_runner(self, model: ModelArtifact) -> Callable[[Feed], Feed]:
         """A runner for ``model`` as the reference int8 verdicts hold artifacts to (``make_reference_runner``, else ``make_runner``)."""
@@ -66,7 +66,8 @@ class Backend:
         started = time.perf_counter()
         try:
             outputs, run, feed = self.load_and_run(artifact, samples)
-            raw_outputs = self._judged(artifact, raw_samples) or [run(s) for s in raw_samples]
+            kept = self.judged(artifact, list(raw_samples)) if self.judged is not None and raw_samples else None
+            raw_outputs = kept.rows if kept else [run(s) for s in raw_samples]
         except Exception as e:
             error = e if isinstance(e, StackcError) else _not_running(artifact, e)
             return Execution(seconds=time.perf_counter() - started, error=error)
@@ -77,10 +78,7 @@ class Backend:
                 latency = time_runs(lambda: run(feed))
             except Exception as e:  # a measurement must never fail an artifact that ran for parity
                 latency = {"error": f"{type(e).__name__}: {e}"[:200]}
-        return Execution(outputs, seconds, latency, raw_outputs=raw_outputs)
-
-    def _judged(self, artifact: ModelArtifact, samples: list[Feed]) -> list[Feed] | None:
-        return self.judged_rows(artifact, list(samples)) if self.judged_rows is not None and samples else None
+        return Execution(outputs, seconds, latency, raw_outputs=raw_outputs, raw_reference=kept.reference if kept else None)
 
 
 def _not_running(artifact: ModelArtifact, e: Exception) -> PassError:

@@ -33,6 +33,7 @@ class Execution:
     latency: dict[str, Any] | None = None   # time_runs(); None where the runtime is a reference interpreter
     error: StackcError | None = None         # the artifact did not run (raised where the parent would have run it)
     raw_outputs: list[dict[str, np.ndarray]] = field(default_factory=list)  # on the extra samples, as its runner answers
+    raw_reference: dict[str, np.ndarray] | None = None  # the prepared model's outputs on them (stacked), where computed
     io: dict[str, list] | None = None        # its I/O tensors (Backend.describe_io), read where its runtime is loaded
 
 
@@ -56,6 +57,15 @@ def time_runs(run, warmup: int = WARMUP_RUNS, runs: int = TIMED_RUNS,
         times.append((time.perf_counter() - started) * 1000.0)
     return {"median_latency_ms": round(statistics.median(times), 4), "runs": len(times), "warmup_runs": warmed,
             "timing": LOADED_ONCE, "span": [began, time.time()]}
+
+
+@dataclass
+class Judged:
+    """An artifact's outputs on its int8 judging samples, run where it was converted, and the prepared fp32
+    model's outputs on them there (stacked along the first axis, keyed by its output names)."""
+
+    rows: list[dict[str, np.ndarray]]
+    reference: dict[str, np.ndarray]
 
 
 def save_rows(path, rows: list[dict[str, np.ndarray]]) -> None:

@@ -97,7 +97,7 @@ def run_isolated(pass_obj, model: ModelArtifact, ctx: PassContext, out_dir: Path
     if samples is not None:
         execute = {"samples": str(out_dir / "parity-samples.npz"), "outputs": str(out_dir / "parity-outputs.npz"),
                    "raw_samples": str(out_dir / "judging-samples.npz"), "raw_outputs": str(out_dir / "judging-outputs.npz"),
-                   "raw_count": len(raw_samples or ())}
+                   "raw_reference": str(out_dir / "judging-reference.npz"), "raw_count": len(raw_samples or ())}
         np.savez(execute["samples"], **samples)
         save_rows(execute["raw_samples"], raw_samples or [])
     request.write_text(json.dumps({
@@ -148,8 +148,13 @@ def _execution(data: dict | None, execute: dict | None, log_path: Path) -> Execu
         return Execution(seconds=data["seconds"], error=_error(data["error"], log_path))
     with np.load(execute["outputs"], allow_pickle=False) as saved:
         outputs = {k: saved[k] for k in saved.files}
+    reference = None
+    if data.get("raw_reference"):
+        with np.load(execute["raw_reference"], allow_pickle=False) as saved:
+            reference = {k: saved[k] for k in saved.files}
     return Execution(outputs, data["seconds"], data.get("latency"),
-                     raw_outputs=load_rows(execute["raw_outputs"], execute["raw_count"]), io=data.get("io"))
+                     raw_outputs=load_rows(execute["raw_outputs"], execute["raw_count"]), io=data.get("io"),
+                     raw_reference=reference)
 
 
 def _watch(child: subprocess.Popen, pass_id: str, limits: Limits, log_path: Path) -> None:

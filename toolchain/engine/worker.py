@@ -80,7 +80,10 @@ def _execute_here(model: ModelArtifact, ctx: PassContext, paths: dict, pass_id: 
         return {"seconds": done.seconds, "error": _error_json(done.error)}
     np.savez(paths["outputs"], **done.outputs)
     save_rows(paths["raw_outputs"], done.raw_outputs)
-    return {"seconds": done.seconds, "latency": done.latency, "io": _io(artifact, pass_id)}
+    if done.raw_reference is not None:
+        np.savez(paths["raw_reference"], **done.raw_reference)
+    return {"seconds": done.seconds, "latency": done.latency, "io": _io(artifact, pass_id),
+            "raw_reference": done.raw_reference is not None}
 
 
 def _io(artifact: ModelArtifact, pass_id: str) -> dict | None:

@@ -35,10 +35,12 @@ def judging_samples(model, ctx):
 
 
 def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Backend,
-               reference_backend: Backend, calibration=None, artifact_rows: list | None = None) -> ParityResult:
+               reference_backend: Backend, calibration=None, artifact_rows: list | None = None,
+               reference_outputs: dict | None = None) -> ParityResult:
     """The int8 verdict: ``parity`` itself with user samples, else a verdict over the ``judging_samples``.
     ``backend`` runs the artifact, ``reference_backend`` the prepared fp32 ONNX model; ``artifact_rows``:
-    the artifact's raw outputs on those samples, already run where it was made (else run here)."""
+    the artifact's raw outputs on those samples, already run where it was made (else run here);
+    ``reference_outputs``: the prepared model's there, stacked in its own output names (else run here)."""
     if ctx.settings.inputs_from == "file":
         result = parity
         result.evaluated_on = "parity samples (--inputs)"
@@ -46,11 +48,14 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Bac
     else:
         calibration = calibration or judging_samples(model, ctx)
         samples = calibration.samples
-        reference_run = reference_backend.reference_runner(model)
         if artifact_rows is None:
             artifact_run = backend.make_runner(artifact)
             artifact_rows = [artifact_run(s) for s in samples]
-        reference = stack_outputs((to_original_outputs(model.facts, reference_run(s)) for s in samples), len(samples))
+        if reference_outputs is None:
+            reference_run = reference_backend.reference_runner(model)
+            reference_outputs = stack_outputs((reference_run(s) for s in samples), len(samples))
+        reference = to_original_outputs(model.facts, reference_outputs)
+        del reference_outputs
         actual = stack_outputs((to_original_outputs(artifact.facts, row) for row in artifact_rows), len(artifact_rows))
         result = compare(variant.name, reference, actual, variant.parity, parity.measured_with)
         which = ("held-out samples, none calibrated on" if calibration.held_out else

@@ -1,5 +1,6 @@
-"""An int8 mode's outputs on its judging samples are kept where it was judged, and the build's run of the shipped
-artifact on those samples (Backend.run_and_time's raw outputs) takes them instead of running LiteRT again."""
+"""An int8 mode's outputs on its judging samples, and the prepared model's, are kept where it was judged: the build's
+run of the shipped artifact on those samples (Backend.run_and_time's raw outputs) takes them instead of running
+LiteRT again, and the parent's verdict takes the reference instead of running the prepared model again."""
 from __future__ import annotations
 
 import numpy as np
@@ -37,14 +38,16 @@ def test_the_judged_outputs_are_what_a_fresh_run_gives_and_only_for_that_artifac
     result = convert._judge(tflite, IO, samples, references, ParityPolicy(max_abs=None, min_cosine=0.99), "full-integer")
     assert result.passed
 
-    kept = convert.judged_rows(tflite, samples)
+    judged = convert.judged(tflite, samples)
+    assert judged.reference is references  # what the modes were judged against, as the parent's verdict takes it
+    kept = judged.rows
     assert [sorted(r) for r in kept] == [sorted(r) for r in fresh]
     for got, want in zip(kept, fresh):
         for name in want:  # shapes as the runner gives them (a 0-d total stays 0-d), values bit for bit
             assert got[name].shape == want[name].shape and got[name].dtype == want[name].dtype
             assert np.array_equal(got[name], want[name])
-    assert convert.judged_rows(other, samples) is None            # another artifact's bytes
-    assert convert.judged_rows(tflite, samples[:4]) is None       # other samples
+    assert convert.judged(other, samples) is None            # another artifact's bytes
+    assert convert.judged(tflite, samples[:4]) is None       # other samples
     changed = [dict(s) for s in samples]
     changed[2] = {"x": samples[2]["x"] + 1e-6}
-    assert convert.judged_rows(tflite, changed) is None
+    assert convert.judged(tflite, changed) is None

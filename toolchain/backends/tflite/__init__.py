@@ -115,11 +115,12 @@ def versions() -> dict[str, str]:
     return package_versions("onnx2tf", "tensorflow", "tf_keras", "ai-edge-litert")
 
 
-def judged_rows(artifact: ModelArtifact, samples: list[dict]) -> list[dict] | None:
-    """The artifact's outputs on ``samples`` if its int8 mode was judged on them in this process (``convert.judged_rows``)."""
-    from .convert import judged_rows as judged
+def judged(artifact: ModelArtifact, samples: list[dict]):
+    """The artifact's and the prepared model's outputs on ``samples`` if its int8 mode was judged on them in this
+    process (``convert.judged``), else None."""
+    from .convert import judged as kept
 
-    return judged(artifact.path.read_bytes(), samples)
+    return kept(artifact.path.read_bytes(), samples)
 
 
 def layer_taps(work: dict, samples):
@@ -131,6 +132,6 @@ def layer_taps(work: dict, samples):
 BACKEND = register_backend(Backend(
     format="tflite", convert=ConvertTflite, make_runner=make_runner, runtime_available=runtime_available,
     versions=versions, measured_with=MEASURED_WITH,
-    layer_taps=layer_taps, judged_rows=judged_rows,
+    layer_taps=layer_taps, judged=judged,
     describe_io=io_readers.tflite,
 ))

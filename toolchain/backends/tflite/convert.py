@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from ...artifact import ModelArtifact
+from ...engine.execution import Judged
 from ...engine.heap import give_back_free_memory
 from ...errors import PassError
 from ...onnxlib.model import graph_inputs, graph_outputs, index_bounds, load_onnx
@@ -210,7 +211,7 @@ def _int8_judging_samples(onnx_path: Path, facts, ctx, samples) -> list[dict[str
 
 def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
     """One parity result over all judging samples, stacked along the batch axis as the build does
-    (``references``: the prepared model's outputs on them, stacked so). The outputs are kept for ``judged_rows``."""
+    (``references``: the prepared model's outputs on them, stacked so). Both are kept for ``judged``."""
     _JUDGED.clear()
     run, shapes = make_runner(tflite, io), {}
 
@@ -221,12 +222,13 @@ def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
             yield outputs
 
     actual = stack_outputs(rows(), len(judged_on))
-    _JUDGED.update(key=_judged_key(tflite, judged_on), outputs=actual, shapes=shapes)
+    _JUDGED.update(key=_judged_key(tflite, judged_on), outputs=actual, shapes=shapes, reference=references)
     return compare(name, references, actual, policy, "LiteRT")
 
 
-# The latest int8 mode's outputs on its judging samples. The build runs the shipped artifact on the same samples
-# where it was converted (Backend.judged_rows), right after its mode was judged: PP-OCRv5 rec's 64 took 2.4-3 s.
+# The latest int8 mode's outputs on its judging samples and the prepared model's there. The build runs the shipped
+# artifact on the same samples where it was converted (Backend.judged), right after its mode was judged (PP-OCRv5
+# rec's 64 took 2.4-3 s), and the parent ran the prepared model on them again for its verdict (1-2 s).
 _JUDGED: dict[str, Any] = {}
 
 
@@ -240,14 +242,15 @@ def _judged_key(tflite: bytes, samples: list[dict[str, np.ndarray]]) -> str:
     return digest.hexdigest()
 
 
-def judged_rows(tflite: bytes, samples: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]] | None:
-    """Each sample's outputs as ``make_runner`` gives them, when the latest judged mode was ``tflite`` on these very
-    ``samples`` in this process, else None."""
+def judged(tflite: bytes, samples: list[dict[str, np.ndarray]]) -> Judged | None:
+    """Each sample's outputs as ``make_runner`` gives them and the prepared model's outputs (stacked), when the
+    latest judged mode was ``tflite`` on these very ``samples`` in this process, else None."""
     if not samples or _JUDGED.get("key") != _judged_key(tflite, samples):
         return None
     outputs, shapes, count = _JUDGED["outputs"], _JUDGED["shapes"], len(samples)
-    return [{k: v[i * (len(v) // count):(i + 1) * (len(v) // count)].reshape(shapes[k]) for k, v in outputs.items()}
+    rows = [{k: v[i * (len(v) // count):(i + 1) * (len(v) // count)].reshape(shapes[k]) for k, v in outputs.items()}
             for i in range(count)]
+    return Judged(rows, _JUDGED["reference"])
 
 
 def _int8(winner: Attempt, calibration, options, judged_on, references, policy, ctx,
