@@ -332,7 +332,7 @@ def stack_outputs(per_sample: Iterable[dict[str, np.ndarray]], count: int | None
         stacked[name][:rows.shape[0]] = rows
     given = 1
     for i, sample in enumerate(samples, start=1):
-        given += 1
+        given = i + 1
         for name, joined in stacked.items():
             rows = _as_rows(sample[name])
             if rows.shape[1:] != joined.shape[1:] or rows.shape[0] * count != joined.shape[0] or rows.dtype != joined.dtype:

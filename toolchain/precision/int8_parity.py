@@ -55,7 +55,6 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Bac
             reference_run = reference_backend.reference_runner(model)
             reference_outputs = stack_outputs((reference_run(s) for s in samples), len(samples))
         reference = to_original_outputs(model.facts, reference_outputs)
-        del reference_outputs
         actual = stack_outputs((to_original_outputs(artifact.facts, row) for row in artifact_rows), len(artifact_rows))
         result = compare(variant.name, reference, actual, variant.parity, parity.measured_with)
         which = ("held-out samples, none calibrated on" if calibration.held_out else
@@ -64,7 +63,7 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Bac
         kept = samples[:KEPT_EVIDENCE]
         result.evidence = {"samples": {n: np.stack([s[n] for s in kept]) for n in kept[0]},
                            "reference": {n: v[:len(v) // len(samples) * len(kept)].copy() for n, v in reference.items()}}
-        del reference, actual  # not held through the damage report (PP-OCRv5 rec: 188 MB each)
+        del reference, actual  # not held here through the damage report (PP-OCRv5 rec: 188 MB each)
     if not result.passed:
         try:
             result.damaged_layers = damaged_layers(artifact, samples or _fallback_samples(model, ctx), backend.layer_taps)
