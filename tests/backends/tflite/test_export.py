@@ -52,11 +52,11 @@ def test_a_model_using_variables_keras_does_not_track_still_gets_its_signature()
 
 
 def test_int8_modes_of_one_saved_model_calibrate_once_and_keep_the_bytes_each_mode_had_alone(tmp_path):
-    """calibrating_once: full-integer and float fallback calibrate the same float model on the same samples,
+    """calibrating: full-integer and float fallback calibrate the same float model on the same samples,
     so the second mode reuses the first's calibration; each artifact is the bytes it is when calibrated alone."""
     from tensorflow.lite.python import lite
 
-    from toolchain.backends.tflite.export import INT8_MODES, save_serving, saved_to_tflite
+    from toolchain.backends.tflite.export import INT8_MODES, Calibrations, save_serving, saved_to_tflite
 
     rng = np.random.default_rng(1)
     keys = [TensorKey("input_ids", (1, 4), "float32"), TensorKey("attention_mask", (1, 4), "float32")]
@@ -66,10 +66,10 @@ def test_int8_modes_of_one_saved_model_calibrate_once_and_keep_the_bytes_each_mo
     calibrating = INT8_MODES[:2]  # full-integer, integer-with-float-fallback: the modes with a calibrator
     original = lite._calibrator.Calibrator
 
-    calibrated: dict[str, bytes] = {}
+    calibrated = Calibrations()
     shared = [saved_to_tflite(saved, keys, "int8", calibration=calibration, int8_mode=mode, calibrated=calibrated)
               for mode in calibrating]
-    assert len(calibrated) == 1, "each mode calibrated the float model again"
+    assert len(calibrated.models) == 1, "each mode calibrated the float model again"
     assert lite._calibrator.Calibrator is original, "TensorFlow's calibrator was not put back"
 
     alone = [saved_to_tflite(saved, keys, "int8", calibration=calibration, int8_mode=mode) for mode in calibrating]

@@ -269,7 +269,7 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
     saved = saved or plain
     tried: list[dict[str, Any]] = []
     last: tuple[str, bytes] | None = None  # the latest mode that converted and ran
-    calibrated: dict[str, bytes] = {}  # the calibrated modes share one calibration of the SavedModel on batches
+    calibrated = export.Calibrations()  # the calibrated modes share one calibration of the SavedModel on batches
     for mode in export.INT8_MODES:
         _JUDGED.clear()  # the previous mode's outputs: not held while this one converts
         try:
@@ -305,6 +305,8 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
     ctx.log.info("[convert.tflite] int8 mode: %s", mode)
     facts = {"int8_mode": mode, "int8_modes": tried, "int8_io": options.int8_io and mode == "full-integer",
              "int8_calibrated_in": "a process per mode" if options.int8_in_own_process else "the converter's process"}
+    if calibrated.statistics:
+        facts["int8_calibration_statistics"] = calibrated.statistics
     if scales is not None:
         facts["source_scales"] = scales.describe(tflite)
         kept = facts["source_scales"]

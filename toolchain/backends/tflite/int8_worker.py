@@ -25,15 +25,17 @@ import numpy as np
 from ... import process_tree
 
 IN_PROCESS_MARKER = "calibrating-in-process"  # in a mode's folder while this process calibrates it
+STATISTICS = "calibration-statistics.txt"  # a child's export.Calibrations.statistics
 
 
 def quantize(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mode: str, int8_io: bool,
-             own_process: bool, calibrated: dict[str, bytes]) -> bytes:
+             own_process: bool, calibrated) -> bytes:
     """``mode``'s int8 flatbuffer from the SavedModel (inputs ``keys``, ``export.TensorKey``): in this
-    process, or (``own_process``) in a fresh one. In this process the modes calibrate once: ``calibrated``,
-    one per SavedModel and ``batches``, keeps TensorFlow's calibration (``export.calibrating_once``)."""
+    process, or (``own_process``) in a fresh one. In this process the modes calibrate once: ``calibrated``
+    (``export.Calibrations``), one per SavedModel and ``batches``, keeps TensorFlow's calibration
+    (``export.calibrating``); either way it records how the statistics were gathered."""
     if own_process:
-        return run_mode(saved_model, keys, batches, mode, int8_io)
+        return run_mode(saved_model, keys, batches, mode, int8_io, calibrated)
     from .export import saved_to_tflite
 
     work = saved_model.parent / f"int8-{mode}"
@@ -59,8 +61,10 @@ def died_calibrating(out_dir: Path) -> bool:
     return bool(calibration_markers(out_dir))
 
 
-def run_mode(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mode: str, int8_io: bool) -> bytes:
-    """Quantize in a child process; raises RuntimeError with the child's last words if it fails or crashes."""
+def run_mode(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mode: str, int8_io: bool,
+             calibrated=None) -> bytes:
+    """Quantize in a child process; raises RuntimeError with the child's last words if it fails or crashes.
+    ``calibrated`` (``export.Calibrations``), if given, learns how the child gathered its statistics."""
     work = saved_model.parent / f"int8-{mode}"
     work.mkdir(parents=True, exist_ok=True)
     np.savez(work / "calibration.npz", **{f"{i}_{j}": a for i, batch in enumerate(batches) for j, a in enumerate(batch)})
@@ -77,19 +81,25 @@ def run_mode(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mod
                  if l.strip() and not l.startswith(noise)]
         cause = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
         raise RuntimeError(f"int8 converter {cause}" + (f": {' | '.join(lines[-2:])[:200]}" if lines else ""))
+    statistics = work / STATISTICS
+    if calibrated is not None and statistics.exists():
+        calibrated.statistics = statistics.read_text()
     return result.read_bytes()
 
 
 def _main(request_path: str) -> int:
-    from .export import TensorKey, saved_to_tflite
+    from .export import Calibrations, TensorKey, saved_to_tflite
 
     request = json.loads(Path(request_path).read_text())
     work = Path(request["work"])
     keys = [TensorKey(k, tuple(s), d) for k, s, d in request["inputs"]]
     with np.load(work / "calibration.npz") as data:
         batches = [[data[f"{i}_{j}"] for j in range(len(keys))] for i in range(request["samples"])]
+    calibrated = Calibrations()
     tflite = saved_to_tflite(Path(request["saved_model"]), keys, "int8", calibration=batches,
-                             int8_io=request["int8_io"], int8_mode=request["mode"])
+                             int8_io=request["int8_io"], int8_mode=request["mode"], calibrated=calibrated)
+    if calibrated.statistics:
+        (work / STATISTICS).write_text(calibrated.statistics)
     (work / "model.tflite").write_bytes(tflite)
     return 0
 
