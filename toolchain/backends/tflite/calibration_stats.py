@@ -31,6 +31,7 @@ from typing import Iterable
 
 import numpy as np
 
+from ...engine.heap import give_back_free_memory
 from .runner import SIGNATURE_KEY
 
 LSTM_INPUTS = 24  # an op with this many inputs gets the calibrator's LSTM logging kernel (intermediate tensors)
@@ -53,6 +54,7 @@ def calibrated_model(model: bytes, samples: Iterable[dict[str, np.ndarray]]) -> 
     """``model`` with each logged tensor's min and max over ``samples``, as TensorFlow's ``Calibrator.calibrate``
     returns it. Raises ``Unsupported`` (with the reason) where it cannot promise the same numbers."""
     schema, interpreter = _tensorflow()
+    give_back_free_memory()  # the float conversion's freed heap, before every tensor of a sample is kept
     ops = _with_overwrites(interpreter(model), _logged_ops(schema, model))
     lows, highs = _run(interpreter(model, experimental_preserve_all_tensors=True), ops, samples)
     return _written(schema, model, lows, highs)

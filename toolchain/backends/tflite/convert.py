@@ -94,16 +94,17 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
     if precision == "fp16":
         tflite = export.to_tflite(winner.keras, _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]], "fp16")
     elif precision == "int8":
+        described = calibration.describe()
+        batches = _calibration_batches(calibration, winner.io)
+        calibration = trial.measured_on = None  # the batches hold the samples now (a copy in the winner's layout)
         judged_on = _int8_judging_samples(model.path, model.facts, ctx, trial.samples)
         reference_run = onnx_runtime.make_reference_runner(ModelArtifact(model.path, "onnx"))
         references = stack_outputs((reference_run(sample) for sample in judged_on), len(judged_on))
-        tflite, int8_facts = _int8(winner, calibration, options, judged_on, references, final_policy or policy, ctx,
-                                   proto)
+        tflite, int8_facts = _int8(winner, batches, options, judged_on, references, final_policy or policy, ctx, proto)
+        int8_facts["calibration"] = described
         (out_dir / FP32_TWIN).write_bytes(winner.tflite)
     facts = _facts(winner, attempts, tflite, precision, policy, out_dir)
-    if precision == "int8":
-        facts.update(int8_facts)
-        facts["calibration"] = calibration.describe()
+    facts.update(int8_facts)
     if precision == "fp16":
         facts["weights"] = "fp16 (dequantized to fp32 at load; GPU delegate runs fp16)"
     return tflite, facts
@@ -248,7 +249,7 @@ def judged(tflite: bytes, samples: list[dict[str, np.ndarray]]) -> Judged | None
     return Judged(rows, _JUDGED["reference"])
 
 
-def _int8(winner: Attempt, calibration, options, judged_on, references, policy, ctx,
+def _int8(winner: Attempt, batches, options, judged_on, references, policy, ctx,
           proto) -> tuple[bytes, dict[str, Any]]:
     """The strongest int8 mode whose artifact runs in LiteRT and meets the variant's policy.
 
@@ -258,7 +259,6 @@ def _int8(winner: Attempt, calibration, options, judged_on, references, policy, 
     weights under 1024 values in float, so on a small model it would ship fp32 labelled int8. The winning
     route's graph is saved once; each mode quantizes that SavedModel (the calibrated ones in ``int8_worker``).
     """
-    batches = _calibration_batches(calibration, winner.io)
     keys, outputs = _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]]
     saved, scales = None, None
     if winner.rewrites.get("qdq-to-float"):  # an already-int8 source: its calibrated modes keep its own scales
