@@ -18,7 +18,7 @@ from ...precision.quantization import calibration_samples, nothing_quantized
 from .. import onnx_runtime
 from . import anatomy, direct_tf, export, int8_worker, onnx2tf_route, qdq, rewrites, source_scales
 from .routes import Attempt, Route, arguments_for, resolve_outputs, selected
-from .runner import SIGNATURE_KEY, interpreter, make_runner, quantization_of, run_model
+from .runner import SIGNATURE_KEY, interpreter, quantization_of, run_each, run_model
 
 FP32_TWIN = "fp32.tflite"  # an int8 build's fp32 flatbuffer of the same route: the damage report's reference
 
@@ -213,11 +213,10 @@ def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
     """One parity result over all judging samples, stacked along the batch axis as the build does
     (``references``: the prepared model's outputs on them, stacked so). Both are kept for ``judged``."""
     _JUDGED.clear()
-    run, shapes = make_runner(tflite, io), {}
+    shapes = {}
 
     def rows():
-        for sample in judged_on:
-            outputs = run(sample)
+        for outputs in run_each(tflite, io, judged_on):
             shapes.update((k, np.shape(v)) for k, v in outputs.items())
             yield outputs
 

@@ -6,8 +6,11 @@ here exactly as an application on the device would do it.
 """
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -15,6 +18,7 @@ from ...errors import MissingDependencyError
 from .layout import inverse
 
 SIGNATURE_KEY = "serving_default"
+SIDE_BY_SIDE = 2  # interpreters judging samples at once (run_each)
 
 
 def interpreter(model: Path | bytes):
@@ -79,3 +83,35 @@ def make_runner(model: Path | bytes, io: dict[str, list[dict[str, Any]]]):
         return outputs
 
     return run
+
+
+def run_each(model: Path | bytes, io: dict[str, list[dict[str, Any]]],
+             samples: list[dict[str, np.ndarray]]) -> Iterator[dict[str, np.ndarray]]:
+    """``make_runner``'s outputs for each sample, in order, from up to SIDE_BY_SIDE interpreters running side by side.
+
+    Each interpreter is ``interpreter``'s (one thread), one per Python thread, and LiteRT lets go of the GIL
+    while it runs, so each sample gets the numbers one interpreter gives it, on two cores where the host has
+    them: the 64 samples an int8 mode is judged on ran on one core while the other waited (PP-OCRv5 det edge-iot:
+    three judges, 7.5 s). No interpreter is shared between threads (LiteRT's are not thread-safe).
+    """
+    side_by_side = max(1, min(SIDE_BY_SIDE, _usable_cpus(), len(samples)))
+    if side_by_side == 1:
+        run = make_runner(model, io)
+        yield from map(run, samples)
+        return
+    local = threading.local()
+
+    def one(sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not hasattr(local, "run"):
+            local.run = make_runner(model, io)
+        return local.run(sample)
+
+    with ThreadPoolExecutor(side_by_side, thread_name_prefix="litert") as pool:
+        yield from pool.map(one, samples)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -29,7 +29,19 @@ def tflite_taps(fp32: Path, int8: Path, io: dict[str, list[dict[str, Any]]], sam
         outputs = [names[i] for i in op["outputs"] if i >= 0]
         layers.append((_short(outputs[0]) if outputs else op["op_name"], op["op_name"],
                        [names[i] for i in op["inputs"] if i >= 0], outputs))
-    return layers, ((fp32_run(s), int8_run(s)) for s in samples)
+    return layers, _side_by_side(fp32_run, int8_run, samples)
+
+
+def _side_by_side(fp32_run, int8_run, samples: list[dict]):
+    """Each sample run by both models at once (two interpreters, each on its own thread; LiteRT lets go of the
+    GIL while it runs), handed over when both are done and read before the next sample runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="litert-fp32") as pool:
+        for sample in samples:
+            fp32 = pool.submit(fp32_run, sample)
+            int8 = int8_run(sample)
+            yield fp32.result(), int8
 
 
 def _tapping(path: Path, io) -> tuple[Callable[[dict], Mapping[str, np.ndarray]], Any]:
