@@ -98,8 +98,7 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         batches = _calibration_batches(calibration, winner.io)
         calibration = trial.measured_on = None  # the batches hold the samples now (a copy in the winner's layout)
         judged_on = _int8_judging_samples(model.path, model.facts, ctx, trial.samples)
-        reference_run = onnx_runtime.make_reference_runner(ModelArtifact(model.path, "onnx"))
-        references = stack_outputs((reference_run(sample) for sample in judged_on), len(judged_on))
+        references = _references(model.path, judged_on)
         tflite, int8_facts = _int8(winner, batches, options, judged_on, references, final_policy or policy, ctx, proto)
         int8_facts["calibration"] = described
         (out_dir / FP32_TWIN).write_bytes(winner.tflite)
@@ -207,6 +206,13 @@ def _int8_judging_samples(onnx_path: Path, facts, ctx, samples) -> list[dict[str
     if ctx.settings.inputs_from == "file":
         return [samples]
     return calibration_samples(onnx_path, facts, ctx, EVALUATION_SAMPLES, judging=True).samples
+
+
+def _references(onnx_path: Path, judged_on: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The prepared model's outputs on the judging samples, stacked; its ONNX Runtime session (and arena) is let
+    go before the int8 modes convert and are judged."""
+    run = onnx_runtime.make_reference_runner(ModelArtifact(onnx_path, "onnx"))
+    return stack_outputs((run(sample) for sample in judged_on), len(judged_on))
 
 
 def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
