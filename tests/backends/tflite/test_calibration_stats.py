@@ -126,3 +126,17 @@ def test_what_it_cannot_promise_it_leaves_to_tensorflows_calibrator(float_model,
                                  calibrated=calibrations)
         assert tflite[4:8] == b"TFL3"
         assert calibrations.statistics.startswith("TensorFlow's calibrator (NaN")
+
+
+def test_a_tensorflow_whose_interpreter_refuses_leaves_it_to_tensorflows_calibrator(float_model, monkeypatch):
+    import tensorflow as tf
+
+    model, _ = float_model
+
+    class Refusing:
+        def __init__(self, *args, **kwargs):
+            raise ValueError("num_threads should >= 1")
+
+    monkeypatch.setattr(tf.lite, "Interpreter", Refusing)
+    with pytest.raises(calibration_stats.Unsupported, match="refused the float model"):
+        calibration_stats.calibrated_model(model, iter(_samples(2)))

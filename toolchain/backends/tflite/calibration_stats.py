@@ -74,11 +74,16 @@ def _tensorflow():
     without_delegates = resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
 
     def interpreter(model: bytes, **options):
-        with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": it holds the calibrator's own kernels
-            warnings.simplefilter("ignore")
-            made = interpreter_class(model_content=model, experimental_op_resolver_type=without_delegates, **options)
-        made._interpreter.SetNumThreads(DEFAULT_THREADS)  # noqa: SLF001  (Python refuses -1; the kernels read it)
-        made.allocate_tensors()
+        try:
+            with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": it holds the calibrator's own kernels
+                warnings.simplefilter("ignore")
+                made = interpreter_class(model_content=model, experimental_op_resolver_type=without_delegates,
+                                         **options)
+            made._interpreter.SetNumThreads(DEFAULT_THREADS)  # noqa: SLF001  (Python refuses -1; the kernels read it)
+            made.allocate_tensors()
+        except (AttributeError, TypeError, ValueError, RuntimeError) as e:  # another TensorFlow's interpreter
+            raise Unsupported(f"TensorFlow's interpreter refused the float model ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:120]})") from None
         return made
 
     return schema, interpreter
