@@ -26,7 +26,7 @@ TensorFlow's calibrator do the work as before.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Iterable
 
 import numpy as np
@@ -47,7 +47,7 @@ class Unsupported(Exception):
 class _Op:
     inputs: tuple[int, ...]    # logged inputs (float32, no constant data)
     outputs: tuple[int, ...]   # logged outputs
-    overwritten: dict[int, int]  # logged input -> the output written over its buffer by this op
+    overwritten: dict[int, int] = field(default_factory=dict)  # logged input -> the output written over its buffer
 
 
 def calibrated_model(model: bytes, samples: Iterable[dict[str, np.ndarray]]) -> bytes:
@@ -115,7 +115,7 @@ def _logged_ops(schema, model: bytes) -> list[_Op]:
             raise Unsupported("an LSTM op (the calibrator logs its intermediate tensors)")
         inputs = op.InputsAsNumpy() if op.InputsLength() else ()
         outputs = op.OutputsAsNumpy() if op.OutputsLength() else ()
-        ops.append(_Op(logged(inputs), logged(outputs), {}))
+        ops.append(_Op(logged(inputs), logged(outputs)))
     return ops
 
 
@@ -131,9 +131,8 @@ def _with_overwrites(planned, ops: list[_Op]) -> list[_Op]:
         start = array.__array_interface__["data"][0]
         return start, start + array.nbytes
 
-    result = []
-    for op in ops:
-        overwritten = {}
+    def overwritten(op: _Op) -> dict[int, int]:
+        found = {}
         for source in op.inputs:
             read = span(source)
             for output in op.outputs:
@@ -141,9 +140,10 @@ def _with_overwrites(planned, ops: list[_Op]) -> list[_Op]:
                 if read[0] < written[1] and written[0] < read[1]:
                     if read != written:
                         raise Unsupported("an op's output overlaps part of its input's buffer")
-                    overwritten[source] = output
-        result.append(_Op(op.inputs, op.outputs, overwritten))
-    return result
+                    found[source] = output
+        return found
+
+    return [replace(op, overwritten=overwritten(op)) for op in ops]
 
 
 def _run(interpreter, ops: list[_Op], samples) -> tuple[dict[int, np.float32], dict[int, np.float32]]:
