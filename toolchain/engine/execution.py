@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import statistics
 import time
+import zipfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -68,9 +69,15 @@ class Judged:
     reference: dict[str, np.ndarray]
 
 
-def save_rows(path, rows: list[dict[str, np.ndarray]]) -> None:
-    """Several feeds (or outputs) in one ``.npz``: row ``i``'s tensor ``name`` is stored as ``"i.name"``."""
-    np.savez(path, **{f"{i}.{name}": value for i, row in enumerate(rows) for name, value in row.items()})
+def save_rows(path, rows: Iterable[dict[str, np.ndarray]]) -> None:
+    """Several feeds (or outputs) in one ``.npz``: row ``i``'s tensor ``name`` is stored as ``"i.name"``.
+    Written a row at a time, as ``np.savez`` writes each array, so drawn rows (``DrawnSamples``) are never
+    all held at once."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for i, row in enumerate(rows):
+            for name, value in row.items():
+                with archive.open(f"{i}.{name}.npy", "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
 def load_rows(path, count: int) -> list[dict[str, np.ndarray]]:

