@@ -72,7 +72,10 @@ def _statistics(model: bytes) -> dict[int, tuple[bytes, bytes]]:
     return found
 
 
-def test_the_statistics_are_tensorflows_bit_for_bit_including_in_place_ops_and_a_never_positive_tensor(float_model):
+@pytest.mark.parametrize("cpus", [1, 2])  # a sample's tensors read on one thread, or on two side by side
+def test_the_statistics_are_tensorflows_bit_for_bit_including_in_place_ops_and_a_never_positive_tensor(
+        float_model, monkeypatch, cpus):
+    monkeypatch.setattr(calibration_stats, "usable_cpus", lambda: cpus)
     model, _ = float_model
     samples = _samples()
     ours = _statistics(calibration_stats.calibrated_model(model, iter(samples)))

@@ -40,7 +40,7 @@ def test_side_by_side_gives_each_sample_what_one_interpreter_gives_in_order(monk
         return make(*args)
 
     monkeypatch.setattr(runner, "make_runner", recording)
-    monkeypatch.setattr(runner, "_usable_cpus", lambda: 2)  # side by side even on a one-core host
+    monkeypatch.setattr(runner, "usable_cpus", lambda: 2)  # side by side even on a one-core host
     together = list(runner.run_each(model, IO, samples))
 
     assert len(threads) == runner.SIDE_BY_SIDE, threads

@@ -94,7 +94,7 @@ def run_each(model: Path | bytes, io: dict[str, list[dict[str, Any]]],
     them: the 64 samples an int8 mode is judged on ran on one core while the other waited (PP-OCRv5 det edge-iot:
     three judges, 7.5 s). No interpreter is shared between threads (LiteRT's are not thread-safe).
     """
-    side_by_side = max(1, min(SIDE_BY_SIDE, _usable_cpus(), len(samples)))
+    side_by_side = max(1, min(SIDE_BY_SIDE, usable_cpus(), len(samples)))
     if side_by_side == 1:
         run = make_runner(model, io)
         yield from map(run, samples)
@@ -110,7 +110,8 @@ def run_each(model: Path | bytes, io: dict[str, list[dict[str, Any]]],
         yield from pool.map(one, samples)
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: a pinned or containerised host has fewer than it has)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
