@@ -6,6 +6,7 @@ conversion pass nameable in recipes). The formats a target may name are this reg
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -37,7 +38,7 @@ class Backend:
     measured_floors: Callable[[dict], dict[str, int]] | None = None   # device floors its conversion measured
     describe_io: Callable[[Any, dict], tuple[list, list]] | None = None  # (path, conversion facts) -> its I/O tensors
     make_reference_runner: Callable[[ModelArtifact], Callable[[Feed], Feed]] | None = None  # as int8 verdicts' reference
-    judged: Callable[[ModelArtifact, list[Feed]], Judged | None] | None = None  # its (and the reference's) outputs on
+    judged: Callable[[ModelArtifact, Sequence[Feed]], Judged | None] | None = None  # its (and the reference's) outputs on
     #                                               these samples, if its conversion already ran them in this process
 
     def reference_runner(self, model: ModelArtifact) -> Callable[[Feed], Feed]:
@@ -60,13 +61,13 @@ class Backend:
         except Exception as e:
             raise _not_running(artifact, e) from e
 
-    def run_and_time(self, artifact: ModelArtifact, samples: Feed, raw_samples: list[Feed] = ()) -> Execution:
+    def run_and_time(self, artifact: ModelArtifact, samples: Feed, raw_samples: Sequence[Feed] = ()) -> Execution:
         """Load ``artifact`` once in this process: its outputs on ``samples`` (source names) and on each of
         ``raw_samples`` (in its own names, answered as its runner answers), then its latency."""
         started = time.perf_counter()
         try:
             outputs, run, feed = self.load_and_run(artifact, samples)
-            kept = self.judged(artifact, list(raw_samples)) if self.judged is not None and raw_samples else None
+            kept = self.judged(artifact, raw_samples) if self.judged is not None and raw_samples else None
             raw_outputs = kept.rows if kept else [run(s) for s in raw_samples]
         except Exception as e:
             error = e if isinstance(e, StackcError) else _not_running(artifact, e)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -78,6 +79,33 @@ def save_rows(path, rows: Iterable[dict[str, np.ndarray]]) -> None:
             for name, value in row.items():
                 with archive.open(f"{i}.{name}.npy", "w", force_zip64=True) as member:
                     np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
+class RowsOnDisk(Sequence):
+    """``save_rows``'s rows, each read from the file when it is read, never all held (a detector's 64 int8
+    judging samples are 373 MB); used as a context manager, it closes the file."""
+
+    def __init__(self, path, count: int):
+        self._saved = np.load(path, allow_pickle=False)
+        self._names: list[list[str]] = [[] for _ in range(count)]
+        for key in self._saved.files:
+            index, _, name = key.partition(".")
+            self._names[int(index)].append(name)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        row = range(len(self))[index]  # range checks bounds and takes negative indices
+        return {name: self._saved[f"{row}.{name}"] for name in self._names[row]}
+
+    def __enter__(self) -> RowsOnDisk:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._saved.close()
 
 
 def load_rows(path, count: int) -> list[dict[str, np.ndarray]]:

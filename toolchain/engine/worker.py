@@ -24,7 +24,8 @@ from .. import errors, process_tree
 from ..artifact import ModelArtifact
 from .backend import BACKENDS
 from .context import PassContext
-from .execution import load_rows, save_rows
+from .execution import RowsOnDisk, save_rows
+from .heap import give_back_free_memory
 from .runner import WARM_FLAG, artifact_from_json, artifact_to_json
 
 
@@ -72,10 +73,13 @@ def _error_json(e: errors.StackcError) -> dict:
 def _execute_here(model: ModelArtifact, ctx: PassContext, paths: dict, pass_id: str) -> dict:
     """The worker side of ``samples``: run the artifact just made in its runtime, loaded once, and time it."""
     artifact = model.derive(precision=ctx.variant.precision) if ctx.variant else model
+    # what the conversion left (converters' graphs hold reference cycles) goes back before the artifact loads
+    gc.collect()
+    give_back_free_memory()
     with np.load(paths["samples"], allow_pickle=False) as saved:
         samples = {k: saved[k] for k in saved.files}
-    raw_samples = load_rows(paths["raw_samples"], paths["raw_count"])
-    done = BACKENDS.get(artifact.format).run_and_time(artifact, samples, raw_samples)
+    with RowsOnDisk(paths["raw_samples"], paths["raw_count"]) as raw_samples:
+        done = BACKENDS.get(artifact.format).run_and_time(artifact, samples, raw_samples)
     if done.error is not None:
         return {"seconds": done.seconds, "error": _error_json(done.error)}
     np.savez(paths["outputs"], **done.outputs)

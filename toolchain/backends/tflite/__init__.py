@@ -9,6 +9,7 @@ signature key and axis order, so ``run`` (and any app) feeds and reads it in ONN
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ def versions() -> dict[str, str]:
     return package_versions("onnx2tf", "tensorflow", "tf_keras", "ai-edge-litert")
 
 
-def judged(artifact: ModelArtifact, samples: list[dict]):
+def judged(artifact: ModelArtifact, samples: Sequence[dict]):
     """The artifact's and the prepared model's outputs on ``samples`` if its int8 mode was judged on them in this
     process (``convert.judged``), else None."""
     from .convert import judged as kept

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -247,13 +248,13 @@ def _judge(tflite: bytes, io, judged_on, references, policy, name: str):
 _JUDGED: dict[str, Any] = {}
 
 
-def _same_samples(these: list[dict[str, np.ndarray]], those: list[dict[str, np.ndarray]]) -> bool:
+def _same_samples(these: Sequence[dict[str, np.ndarray]], those: Sequence[dict[str, np.ndarray]]) -> bool:
     return len(these) == len(those) and all(
         a.keys() == b.keys() and all(np.asarray(a[n]).dtype == np.asarray(b[n]).dtype and np.array_equal(a[n], b[n])
                                      for n in a) for a, b in zip(these, those))
 
 
-def judged(tflite: bytes, samples: list[dict[str, np.ndarray]]) -> Judged | None:
+def judged(tflite: bytes, samples: Sequence[dict[str, np.ndarray]]) -> Judged | None:
     """Each sample's outputs as ``make_runner`` gives them and the prepared model's outputs (stacked), when the
     latest judged mode was ``tflite`` on these very ``samples`` in this process, else None."""
     if not samples or _JUDGED.get("tflite") != tflite or not _same_samples(_JUDGED["samples"], samples):
