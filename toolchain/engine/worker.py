@@ -73,9 +73,7 @@ def _error_json(e: errors.StackcError) -> dict:
 def _execute_here(model: ModelArtifact, ctx: PassContext, paths: dict, pass_id: str) -> dict:
     """The worker side of ``samples``: run the artifact just made in its runtime, loaded once, and time it."""
     artifact = model.derive(precision=ctx.variant.precision) if ctx.variant else model
-    # what the conversion left (converters' graphs hold reference cycles) goes back before the artifact loads
-    gc.collect()
-    give_back_free_memory()
+    give_back_free_memory()  # what the conversion freed, before the artifact loads
     with np.load(paths["samples"], allow_pickle=False) as saved:
         samples = {k: saved[k] for k in saved.files}
     with RowsOnDisk(paths["raw_samples"], paths["raw_count"]) as raw_samples:

