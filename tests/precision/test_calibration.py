@@ -62,10 +62,10 @@ def test_samples_of_the_wrong_shape_are_refused_naming_the_input(tmp_path):
 def test_seeded_samples_are_drawn_when_read_the_same_each_time_and_slice_like_a_list(tmp_path):
     from toolchain.engine.execution import load_rows, save_rows
     from toolchain.parity.samples import make_inputs
-    from toolchain.precision.calibration import DrawnSamples, mapped
+    from toolchain.engine.execution import DrawnRows, mapped
 
     drawn = load_calibration(None, IMAGE, SHAPES, count=5, seed=3).samples
-    assert isinstance(drawn, DrawnSamples) and len(drawn) == 5
+    assert isinstance(drawn, DrawnRows) and len(drawn) == 5
     eager = [make_inputs(IMAGE, SHAPES, 3 + i) for i in range(5)]
     assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(drawn, eager))
     assert drawn[1]["image"] is not drawn[1]["image"]  # drawn again, not kept
@@ -75,7 +75,7 @@ def test_seeded_samples_are_drawn_when_read_the_same_each_time_and_slice_like_a_
     with pytest.raises(IndexError):
         drawn[5]
     doubled = mapped(drawn, lambda s: {"image": s["image"] * 2})
-    assert isinstance(doubled, DrawnSamples) and np.array_equal(doubled[0]["image"], eager[0]["image"] * 2)
+    assert isinstance(doubled, DrawnRows) and np.array_equal(doubled[0]["image"], eager[0]["image"] * 2)
     assert isinstance(mapped(eager, dict), list)
     save_rows(tmp_path / "rows.npz", drawn)  # written a row at a time, read back as np.savez's files are
     assert all(np.array_equal(a["image"], b["image"]) for a, b in zip(load_rows(tmp_path / "rows.npz", 5), eager))

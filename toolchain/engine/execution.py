@@ -10,8 +10,9 @@ import statistics
 import time
 import zipfile
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -72,8 +73,7 @@ class Judged:
 
 def save_rows(path, rows: Iterable[dict[str, np.ndarray]]) -> None:
     """Several feeds (or outputs) in one ``.npz``: row ``i``'s tensor ``name`` is stored as ``"i.name"``.
-    Written a row at a time, as ``np.savez`` writes each array, so drawn rows (``DrawnSamples``) are never
-    all held at once."""
+    Written a row at a time, as ``np.savez`` writes each array, so ``DrawnRows`` are never all held at once."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
         for i, row in enumerate(rows):
             for name, value in row.items():
@@ -81,37 +81,42 @@ def save_rows(path, rows: Iterable[dict[str, np.ndarray]]) -> None:
                     np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
 
 
-class RowsOnDisk(Sequence):
-    """``save_rows``'s rows, each read from the file when it is read, never all held (a detector's 64 int8
-    judging samples are 373 MB); used as a context manager, it closes the file."""
+class DrawnRows(Sequence):
+    """Rows made each time one is read (``make(i)``), never held: a reader that goes through them once holds
+    one at a time. Seeded calibration and judging samples are such rows (64 of an 800x608 image are 373 MB,
+    drawing one takes about 12 ms), and so is a ``save_rows`` file read back (``rows_on_disk``)."""
 
-    def __init__(self, path, count: int):
-        self._saved = np.load(path, allow_pickle=False)
-        self._names: list[list[str]] = [[] for _ in range(count)]
-        for key in self._saved.files:
-            index, _, name = key.partition(".")
-            self._names[int(index)].append(name)
+    def __init__(self, make: Callable[[int], Any], count: int):
+        self._make, self._count = make, count
 
     def __len__(self) -> int:
-        return len(self._names)
+        return self._count
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return [self[i] for i in range(len(self))[index]]
-        row = range(len(self))[index]  # range checks bounds and takes negative indices
-        return {name: self._saved[f"{row}.{name}"] for name in self._names[row]}
+            picked = range(self._count)[index]
+            return DrawnRows(lambda i: self._make(picked[i]), len(picked))
+        return self._make(range(self._count)[index])  # range checks bounds and takes negative indices
 
-    def __enter__(self) -> RowsOnDisk:
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self._saved.close()
+def mapped(rows: Sequence, change: Callable[[Any], Any]) -> Sequence:
+    """``rows``, each changed by ``change``: ``DrawnRows`` stay drawn when read, a list becomes a list."""
+    if isinstance(rows, DrawnRows):
+        return DrawnRows(lambda i: change(rows[i]), len(rows))
+    return [change(row) for row in rows]
+
+
+@contextmanager
+def rows_on_disk(path, count: int) -> Iterator[DrawnRows]:
+    """``save_rows``'s file as ``DrawnRows``, each row read from it when it is read, while the file is open."""
+    with np.load(path, allow_pickle=False) as saved:
+        names: list[list[str]] = [[] for _ in range(count)]
+        for key in saved.files:
+            index, _, name = key.partition(".")
+            names[int(index)].append(name)
+        yield DrawnRows(lambda i: {name: saved[f"{i}.{name}"] for name in names[i]}, count)
 
 
 def load_rows(path, count: int) -> list[dict[str, np.ndarray]]:
-    rows: list[dict[str, np.ndarray]] = [{} for _ in range(count)]
-    with np.load(path, allow_pickle=False) as saved:
-        for key in saved.files:
-            index, _, name = key.partition(".")
-            rows[int(index)][name] = saved[key]
-    return rows
+    with rows_on_disk(path, count) as rows:
+        return list(rows)

@@ -24,7 +24,7 @@ from .. import errors, process_tree
 from ..artifact import ModelArtifact
 from .backend import BACKENDS
 from .context import PassContext
-from .execution import RowsOnDisk, save_rows
+from .execution import rows_on_disk, save_rows
 from .heap import give_back_free_memory
 from .runner import WARM_FLAG, artifact_from_json, artifact_to_json
 
@@ -76,7 +76,7 @@ def _execute_here(model: ModelArtifact, ctx: PassContext, paths: dict, pass_id: 
     give_back_free_memory()  # what the conversion freed, before the artifact loads
     with np.load(paths["samples"], allow_pickle=False) as saved:
         samples = {k: saved[k] for k in saved.files}
-    with RowsOnDisk(paths["raw_samples"], paths["raw_count"]) as raw_samples:
+    with rows_on_disk(paths["raw_samples"], paths["raw_count"]) as raw_samples:
         done = BACKENDS.get(artifact.format).run_and_time(artifact, samples, raw_samples)
     if done.error is not None:
         return {"seconds": done.seconds, "error": _error_json(done.error)}

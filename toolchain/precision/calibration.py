@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from ..engine.execution import DrawnRows
 from ..errors import InputError, MissingDependencyError
 from ..onnxlib.model import TensorSpec
 from ..parity.samples import make_inputs
@@ -33,36 +34,9 @@ class Preprocessing:
     layout: str = "NCHW"                          # "NCHW" or "NHWC"
 
 
-class DrawnSamples(Sequence):
-    """Seeded samples drawn each time one is read, never held: sample ``i`` is always the same, so a reader
-    that goes through them once (a calibrator, the judging file a converter's child reads) holds one at a
-    time. 64 samples of an 800x608 image are 373 MB; drawing one takes about 12 ms."""
-
-    def __init__(self, draw: Callable[[int], dict[str, np.ndarray]], count: int):
-        self._draw, self._count = draw, count
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            picked = range(self._count)[index]
-            return DrawnSamples(lambda i: self._draw(picked[i]), len(picked))
-        return self._draw(range(self._count)[index])  # range checks bounds and takes negative indices
-
-    def mapped(self, change: Callable[[dict[str, np.ndarray]], Any]) -> DrawnSamples:
-        """These samples, each changed by ``change`` when it is drawn."""
-        return DrawnSamples(lambda i: change(self._draw(i)), self._count)
-
-
-def mapped(samples: Sequence, change: Callable[[dict[str, np.ndarray]], Any]) -> Sequence:
-    """``samples``, each changed by ``change``: drawn samples stay drawn when read, a list becomes a list."""
-    return samples.mapped(change) if isinstance(samples, DrawnSamples) else [change(s) for s in samples]
-
-
 @dataclass
 class CalibrationSet:
-    samples: Sequence[dict[str, np.ndarray]]  # a list, or DrawnSamples when they are seeded
+    samples: Sequence[dict[str, np.ndarray]]  # a list, or DrawnRows when they are seeded
     origin: str
     proven: bool  # the samples came from the user (--calibration), not from the seed
     notes: list[str] = field(default_factory=list)
@@ -80,7 +54,7 @@ def load_calibration(source: str | Path | None, specs: list[TensorSpec], shapes:
                      bounds: dict[str, int] | None = None) -> CalibrationSet:
     """Samples keyed by input name, each with the concrete shape the prepared model has."""
     if source is None:
-        samples = DrawnSamples(lambda i: make_inputs(specs, shapes, seed + i, bounds), count)
+        samples = DrawnRows(lambda i: make_inputs(specs, shapes, seed + i, bounds), count)
         return CalibrationSet(samples, f"random (seed {seed}, {count} samples)", proven=False)
     path = Path(source)
     if path.is_file() and path.suffix == ".npz":

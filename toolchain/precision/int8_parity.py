@@ -61,7 +61,7 @@ def judge_int8(variant, artifact, model, ctx, parity: ParityResult, backend: Bac
         which = ("held-out samples, none calibrated on" if calibration.held_out else
                  "calibration samples, the same it was calibrated on (too few to hold any out)")
         result.evaluated_on = f"{len(samples)} {which} ({calibration.origin}); reference: the prepared fp32 model in onnxruntime"
-        kept = list(samples[:KEPT_EVIDENCE])  # drawn once here when they are DrawnSamples
+        kept = list(samples[:KEPT_EVIDENCE])  # drawn once here when they are DrawnRows
         result.evidence = {"samples": {n: np.stack([s[n] for s in kept]) for n in kept[0]},
                            "reference": {n: v[:len(v) // len(samples) * len(kept)].copy() for n, v in reference.items()}}
         del reference, actual  # not held here through the damage report (PP-OCRv5 rec: 188 MB each)

@@ -145,7 +145,8 @@ def calibration_samples(model_path: Path, facts: dict[str, Any], ctx, count: int
     Calibration files use the source model's input names (what users know); the interface facts map
     them to the prepared model's names, as ``backends.execute`` does for parity samples.
     """
-    from .calibration import load_calibration, mapped
+    from ..engine.execution import mapped
+    from .calibration import load_calibration
     from ..onnxlib.interface import interface_of, to_artifact_inputs
     from ..onnxlib.model import TensorSpec, graph_inputs, index_bounds, load_onnx
     from ..onnxlib.shapes import concrete_shapes

@@ -117,11 +117,11 @@ def test_the_artifacts_are_the_bytes_tensorflows_calibrator_gives(float_model):
 
 
 def test_drawn_batches_calibrate_one_at_a_time_to_the_same_bytes(float_model):
-    """Batches drawn when read (``DrawnSamples``: the seeded calibration of a big detector is 373 MB) are
+    """Batches drawn when read (``DrawnRows``: the seeded calibration of a big detector is 373 MB) are
     never all alive at once while calibrating, and give the bytes a list gives."""
     import weakref
 
-    from toolchain.precision.calibration import DrawnSamples
+    from toolchain.engine.execution import DrawnRows
 
     _, saved = float_model
     listed = [[s["x"]] for s in _samples()]
@@ -134,7 +134,7 @@ def test_drawn_batches_calibrate_one_at_a_time_to_the_same_bytes(float_model):
         weakref.finalize(batch, lambda: alive.__setitem__(0, alive[0] - 1))
         return [batch]
 
-    drawn = saved_to_tflite(saved, KEYS, "int8", calibration=DrawnSamples(draw, len(listed)),
+    drawn = saved_to_tflite(saved, KEYS, "int8", calibration=DrawnRows(draw, len(listed)),
                             int8_mode="full-integer", calibrated=Calibrations())
     assert drawn == saved_to_tflite(saved, KEYS, "int8", calibration=listed, int8_mode="full-integer",
                                     calibrated=Calibrations())

@@ -54,9 +54,9 @@ def test_the_judged_outputs_are_what_a_fresh_run_gives_and_only_for_that_artifac
 
 
 def test_samples_read_from_the_judging_file_row_by_row_are_recognised(tmp_path):
-    """The converter's child reads the parent's judging samples from disk a row at a time (``RowsOnDisk``),
+    """The converter's child reads the parent's judging samples from disk a row at a time (``rows_on_disk``),
     never all at once; the judged outputs are still found for them, and for no other rows."""
-    from toolchain.engine.execution import RowsOnDisk, save_rows
+    from toolchain.engine.execution import rows_on_disk, save_rows
 
     tflite = _tflite(tmp_path, 2.0)
     rng = np.random.default_rng(1)
@@ -65,12 +65,12 @@ def test_samples_read_from_the_judging_file_row_by_row_are_recognised(tmp_path):
     convert._judge(tflite, IO, samples, stack_outputs([run(s) for s in samples]),
                    ParityPolicy(max_abs=None, min_cosine=0.99), "full-integer")
     save_rows(tmp_path / "judging.npz", samples)
-    with RowsOnDisk(tmp_path / "judging.npz", len(samples)) as rows:
+    with rows_on_disk(tmp_path / "judging.npz", len(samples)) as rows:
         assert len(rows) == 4 and np.array_equal(rows[-1]["x"], samples[3]["x"])
         assert [np.array_equal(r["x"], s["x"]) for r, s in zip(rows[1:3], samples[1:3])] == [True, True]
         with pytest.raises(IndexError):
             rows[4]
         assert convert.judged(tflite, rows) is not None
     save_rows(tmp_path / "other.npz", samples[:3] + [{"x": samples[3]["x"] + 1.0}])
-    with RowsOnDisk(tmp_path / "other.npz", len(samples)) as rows:
+    with rows_on_disk(tmp_path / "other.npz", len(samples)) as rows:
         assert convert.judged(tflite, rows) is None

@@ -10,13 +10,12 @@ from typing import Any
 import numpy as np
 
 from ...artifact import ModelArtifact
-from ...engine.execution import Judged
+from ...engine.execution import Judged, mapped
 from ...engine.heap import give_back_free_memory
 from ...errors import PassError
 from ...onnxlib.model import graph_inputs, graph_outputs, index_bounds, load_onnx
 from ...parity.compare import compare, stack_outputs
 from ...parity.samples import make_inputs
-from ...precision.calibration import mapped
 from ...precision.quantization import calibration_samples, nothing_quantized
 from .. import onnx_runtime
 from . import anatomy, direct_tf, export, int8_worker, onnx2tf_route, qdq, rewrites, source_scales
@@ -438,7 +437,7 @@ def _tensor_keys(io) -> list[export.TensorKey]:
 
 def _calibration_batches(calibration, io):
     """The calibration samples as the winner's inputs want them (layout, dtype), in its input order: drawn
-    when read when the samples are (``DrawnSamples``), so calibrating holds one at a time."""
+    when read when the samples are (``DrawnRows``), so calibrating holds one at a time."""
     if calibration is None:
         return None
     return mapped(calibration.samples, lambda sample: [

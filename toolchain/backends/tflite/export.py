@@ -194,7 +194,7 @@ def _convert(converter, inputs: list[TensorKey], precision: str, calibration, in
                 raise ValueError("int8 conversion needs calibration samples")
             # Keyed by signature name: a plain list is fed in the converted graph's own input order, which
             # is not always ours (measured: input_ids / attention_mask swapped, each calibrated on the other).
-            # A generator: drawn batches (``DrawnSamples``) are read one at a time, never all held.
+            # A generator: drawn batches (``DrawnRows``) are read one at a time, never all held.
             converter.representative_dataset = lambda: ({t.key: value for t, value in zip(inputs, batch)}
                                                          for batch in calibration)
         if int8_mode == "full-integer":
