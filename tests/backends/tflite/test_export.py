@@ -75,3 +75,36 @@ def test_int8_modes_of_one_saved_model_calibrate_once_and_keep_the_bytes_each_mo
     alone = [saved_to_tflite(saved, keys, "int8", calibration=calibration, int8_mode=mode) for mode in calibrating]
     assert shared == alone
     assert shared[0] != shared[1]  # int8 inputs and outputs against float ones: two artifacts, one calibration
+
+
+def test_conversions_of_one_saved_model_load_it_once_and_keep_their_bytes(tmp_path, monkeypatch):
+    """saved_models_loaded_once: the fp32 conversion and every int8 mode of one SavedModel import its graph
+    once in all and restore it once each (not twice), each artifact is the bytes it is converted alone,
+    TensorFlow's loaders are put back, and a folder saved anew is read anew (a stale load would convert the
+    old graph's signatures)."""
+    from tensorflow.lite.python import lite
+
+    from toolchain.backends.tflite.export import INT8_MODES, save_serving, saved_models_loaded_once, saved_to_tflite
+
+    rng = np.random.default_rng(2)
+    keys = [TensorKey("input_ids", (1, 4), "float32"), TensorKey("attention_mask", (1, 4), "float32")]
+    calibration = [[rng.normal(0, 100, (1, 4)).astype(np.float32), rng.normal(0, 0.01, (1, 4)).astype(np.float32)]
+                   for _ in range(8)]
+    saved = save_serving(_two_input_model(), keys, ["y"], tmp_path / "serving")
+    wanted = [("fp32", None), *(("int8", mode) for mode in INT8_MODES)]
+    convert = lambda: [saved_to_tflite(saved, keys, precision, calibration=calibration, int8_mode=mode or "full-integer")  # noqa: E731
+                       for precision, mode in wanted]
+    alone = convert()
+
+    loads, original_load, original_graph = [], lite._load, lite.TFLiteConverterBaseV2._load_saved_model
+    monkeypatch.setattr(lite, "_load", lambda *a, **k: loads.append("restore") or original_load(*a, **k))
+    monkeypatch.setattr(lite.TFLiteConverterBaseV2, "_load_saved_model",
+                        lambda self, *a: loads.append("graph") or original_graph(self, *a))
+    counting = lite._load, lite.TFLiteConverterBaseV2._load_saved_model
+    with saved_models_loaded_once():
+        assert convert() == alone
+        assert sorted(loads) == ["graph", *["restore"] * len(wanted)], loads
+        save_serving(_two_input_model(), keys, ["y"], saved)  # the same folder, written again
+        saved_to_tflite(saved, keys, "fp32")
+        assert loads.count("graph") == 2, "a folder saved anew was not read anew"
+    assert (lite._load, lite.TFLiteConverterBaseV2._load_saved_model) == counting, "TensorFlow's loaders were not put back"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+from contextlib import nullcontext
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,18 +92,21 @@ def convert_with_routes(model, out_dir: Path, ctx, options, precision: str, poli
         if precision == "int8" else None
     trial.measured_on = calibration.samples if calibration else None
     trial.saves_graph = precision == "int8"
-    attempts, winner = _race(selected(options.routes, precision), trial, ctx.log)
-    tflite, int8_facts = winner.tflite, {}
-    if precision == "fp16":
-        tflite = export.to_tflite(winner.keras, _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]], "fp16")
-    elif precision == "int8":
-        described = calibration.describe()
-        batches = _calibration_batches(calibration, winner.io)
-        calibration = trial.measured_on = None  # the batches hold the samples now (a copy in the winner's layout)
-        judging = _JudgingSet(model.path, model.facts, ctx, trial.samples)
-        tflite, int8_facts = _int8(winner, batches, options, judging, final_policy or policy, ctx, proto)
-        int8_facts["calibration"] = described
-        (out_dir / FP32_TWIN).write_bytes(winner.tflite)
+    # int8: a route's fp32 conversion and its int8 modes read one SavedModel; TensorFlow loads it once for them all
+    with export.saved_models_loaded_once() if trial.saves_graph else nullcontext():
+        attempts, winner = _race(selected(options.routes, precision), trial, ctx.log)
+        tflite, int8_facts = winner.tflite, {}
+        if precision == "fp16":
+            tflite = export.to_tflite(winner.keras, _tensor_keys(winner.io), [o["key"] for o in winner.io["outputs"]],
+                                      "fp16")
+        elif precision == "int8":
+            described = calibration.describe()
+            batches = _calibration_batches(calibration, winner.io)
+            calibration = trial.measured_on = None  # the batches hold the samples now (a copy in the winner's layout)
+            judging = _JudgingSet(model.path, model.facts, ctx, trial.samples)
+            tflite, int8_facts = _int8(winner, batches, options, judging, final_policy or policy, ctx, proto)
+            int8_facts["calibration"] = described
+            (out_dir / FP32_TWIN).write_bytes(winner.tflite)
     facts = _facts(winner, attempts, tflite, precision, policy, out_dir)
     facts.update(int8_facts)
     if precision == "fp16":
