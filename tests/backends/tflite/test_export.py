@@ -79,9 +79,10 @@ def test_int8_modes_of_one_saved_model_calibrate_once_and_keep_the_bytes_each_mo
 
 def test_conversions_of_one_saved_model_load_it_once_and_keep_their_bytes(tmp_path, monkeypatch):
     """saved_models_loaded_once: the fp32 conversion and every int8 mode of one SavedModel import its graph
-    once in all and restore it once each (not twice), each artifact is the bytes it is converted alone,
-    TensorFlow's loaders are put back, and a folder saved anew is read anew (a stale load would convert the
-    old graph's signatures)."""
+    once in all and restore it once each (not twice), full-integer and float fallback get one float model
+    from the converter, each artifact is the bytes it is converted alone, TensorFlow's functions are put
+    back, and a folder saved anew is read anew (a stale load would convert the old graph's signatures)."""
+    from tensorflow.lite.python import convert as converting
     from tensorflow.lite.python import lite
 
     from toolchain.backends.tflite.export import INT8_MODES, save_serving, saved_models_loaded_once, saved_to_tflite
@@ -100,11 +101,14 @@ def test_conversions_of_one_saved_model_load_it_once_and_keep_their_bytes(tmp_pa
     monkeypatch.setattr(lite, "_load", lambda *a, **k: loads.append("restore") or original_load(*a, **k))
     monkeypatch.setattr(lite.TFLiteConverterBaseV2, "_load_saved_model",
                         lambda self, *a: loads.append("graph") or original_graph(self, *a))
-    counting = lite._load, lite.TFLiteConverterBaseV2._load_saved_model
+    original_convert = converting.convert
+    monkeypatch.setattr(converting, "convert", lambda *a, **k: loads.append("convert") or original_convert(*a, **k))
+    counting = lite._load, lite.TFLiteConverterBaseV2._load_saved_model, converting.convert
     with saved_models_loaded_once():
         assert convert() == alone
-        assert sorted(loads) == ["graph", *["restore"] * len(wanted)], loads
+        assert sorted(loads) == ["convert"] * (len(wanted) - 1) + ["graph", *["restore"] * len(wanted)], loads
         save_serving(_two_input_model(), keys, ["y"], saved)  # the same folder, written again
         saved_to_tflite(saved, keys, "fp32")
         assert loads.count("graph") == 2, "a folder saved anew was not read anew"
-    assert (lite._load, lite.TFLiteConverterBaseV2._load_saved_model) == counting, "TensorFlow's loaders were not put back"
+    assert (lite._load, lite.TFLiteConverterBaseV2._load_saved_model, converting.convert) == counting, \
+        "TensorFlow's functions were not put back"

@@ -135,14 +135,21 @@ def saved_models_loaded_once() -> Iterator[None]:
     restored model is handed to the ``convert`` that follows its ``from_saved_model`` and then let go
     (keeping it across the int8 modes held its variables beside theirs: PP-OCRv5 rec's converter
     +30 MB). The converter still reads the folder itself, so the bytes are the ones it wrote before.
-    TensorFlow offers no hook for this: both loaders are looked up in ``tensorflow.lite.python.lite``
-    at each conversion and are swapped there for the time of the block (a TensorFlow without them
-    converts as before)."""
+
+    The full-integer and float-fallback modes also ask the converter for the same float model: their
+    requests (model and conversion flags, serialized) are equal, as the op sets they differ in reach no
+    flag. The second gets the first's bytes (PP-OCRv5 cls: 0.26 s); a different request converts.
+
+    TensorFlow offers no hook for this: the loaders are looked up in ``tensorflow.lite.python.lite`` and
+    the converter in ``tensorflow.lite.python.convert`` at each conversion, and are swapped there for
+    the time of the block (a TensorFlow without them converts as before)."""
+    from tensorflow.lite.python import convert as converting
     from tensorflow.lite.python import lite
 
     base = getattr(lite, "TFLiteConverterBaseV2", None)
     restore, import_graph = getattr(lite, "_load", None), getattr(base, "_load_saved_model", None)
-    if restore is None or import_graph is None or getattr(lite, "_stackc_loaded_once", False):
+    convert = getattr(converting, "convert", None)
+    if restore is None or import_graph is None or convert is None or getattr(lite, "_stackc_loaded_once", False):
         yield
         return
     graphs: dict[tuple, Any] = {}    # {folder's identity: its imported graph}, the latest folder's only
@@ -174,13 +181,30 @@ def saved_models_loaded_once() -> Iterator[None]:
             graphs[key] = import_graph(self, saved_model_dir, saved_model_tags)
         return graphs[key]
 
-    lite._load, base._load_saved_model, lite._stackc_loaded_once = restoring, importing_graph, True
+    def converting_once(model_flags, conversion_flags, input_data_str=None, debug_info_str=None):
+        folder = identity(model_flags.saved_model_dir, ()) if model_flags.saved_model_dir else None
+        if folder is None or input_data_str is not None or debug_info_str is not None:
+            return convert(model_flags, conversion_flags, input_data_str, debug_info_str)
+        key = (folder, model_flags.SerializeToString(deterministic=True),
+               conversion_flags.SerializeToString(deterministic=True))
+        if key in converted:
+            return converted.pop(key)
+        converted.clear()
+        converted[key] = convert(model_flags, conversion_flags)
+        return converted[key]
+
+    converted: dict[tuple, bytes] = {}  # {request: float model not yet handed out a second time}
+    swapped = lite._load, base._load_saved_model, converting.convert
+    lite._load, base._load_saved_model, converting.convert = restoring, importing_graph, converting_once
+    lite._stackc_loaded_once = True
     try:
         yield
     finally:
-        lite._load, base._load_saved_model, lite._stackc_loaded_once = restore, import_graph, False
+        lite._load, base._load_saved_model, converting.convert = swapped
+        lite._stackc_loaded_once = False
         graphs.clear()
         restored.clear()
+        converted.clear()
 
 
 @dataclass
