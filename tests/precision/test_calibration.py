@@ -60,9 +60,8 @@ def test_samples_of_the_wrong_shape_are_refused_naming_the_input(tmp_path):
 
 
 def test_seeded_samples_are_drawn_when_read_the_same_each_time_and_slice_like_a_list(tmp_path):
-    from toolchain.engine.execution import load_rows, save_rows
+    from toolchain.engine.execution import DrawnRows, load_rows, mapped, save_rows
     from toolchain.parity.samples import make_inputs
-    from toolchain.engine.execution import DrawnRows, mapped
 
     drawn = load_calibration(None, IMAGE, SHAPES, count=5, seed=3).samples
     assert isinstance(drawn, DrawnRows) and len(drawn) == 5

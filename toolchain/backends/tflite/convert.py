@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import functools
-from contextlib import nullcontext
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any

@@ -142,18 +142,28 @@ def saved_models_loaded_once() -> Iterator[None]:
 
     TensorFlow offers no hook for this: the loaders are looked up in ``tensorflow.lite.python.lite`` and
     the converter in ``tensorflow.lite.python.convert`` at each conversion, and are swapped there for
-    the time of the block (a TensorFlow without them converts as before)."""
+    the time of the block (a TensorFlow without them converts as before; a block inside another wraps the
+    outer one's and puts them back)."""
     from tensorflow.lite.python import convert as converting
     from tensorflow.lite.python import lite
 
     base = getattr(lite, "TFLiteConverterBaseV2", None)
     restore, import_graph = getattr(lite, "_load", None), getattr(base, "_load_saved_model", None)
     convert = getattr(converting, "convert", None)
-    if restore is None or import_graph is None or convert is None or getattr(lite, "_stackc_loaded_once", False):
+    if restore is None or import_graph is None or convert is None:
         yield
         return
-    graphs: dict[tuple, Any] = {}    # {folder's identity: its imported graph}, the latest folder's only
-    restored: dict[tuple, Any] = {}  # {folder's identity: a restored model not yet handed out a second time}
+    graphs: dict[tuple, Any] = {}     # {folder's identity: its imported graph}, the latest folder's only
+    restored: dict[tuple, Any] = {}   # {folder's identity: a restored model not yet handed out a second time}
+    converted: dict[tuple, Any] = {}  # {request: the float model it made, not yet handed out a second time}
+
+    def twice(held: dict[tuple, Any], key: tuple, make):
+        """``make()``'s result for ``key``, held until it is asked for once more (then let go), one key at a time."""
+        if key in held:
+            return held.pop(key)
+        held.clear()
+        held[key] = make()
+        return held[key]
 
     def identity(folder, tags) -> tuple | None:
         try:
@@ -166,11 +176,7 @@ def saved_models_loaded_once() -> Iterator[None]:
         key = identity(export_dir, tags) if options is None else None
         if key is None:
             return restore(export_dir, tags, options)
-        if key in restored:
-            return restored.pop(key)
-        restored.clear()
-        restored[key] = restore(export_dir, tags)
-        return restored[key]
+        return twice(restored, key, lambda: restore(export_dir, tags))
 
     def importing_graph(self, saved_model_dir, saved_model_tags):
         key = identity(saved_model_dir, saved_model_tags)
@@ -187,21 +193,13 @@ def saved_models_loaded_once() -> Iterator[None]:
             return convert(model_flags, conversion_flags, input_data_str, debug_info_str)
         key = (folder, model_flags.SerializeToString(deterministic=True),
                conversion_flags.SerializeToString(deterministic=True))
-        if key in converted:
-            return converted.pop(key)
-        converted.clear()
-        converted[key] = convert(model_flags, conversion_flags)
-        return converted[key]
+        return twice(converted, key, lambda: convert(model_flags, conversion_flags))
 
-    converted: dict[tuple, bytes] = {}  # {request: float model not yet handed out a second time}
-    swapped = lite._load, base._load_saved_model, converting.convert
     lite._load, base._load_saved_model, converting.convert = restoring, importing_graph, converting_once
-    lite._stackc_loaded_once = True
     try:
         yield
     finally:
-        lite._load, base._load_saved_model, converting.convert = swapped
-        lite._stackc_loaded_once = False
+        lite._load, base._load_saved_model, converting.convert = restore, import_graph, convert
         graphs.clear()
         restored.clear()
         converted.clear()
